@@ -1,0 +1,178 @@
+"""The public entry point: ``stylize(content, style, config) -> Result``."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import PIL.Image
+import torch
+
+from . import __version__
+from .config import INITS, Config
+from .errors import ConfigError
+from .imageio import read_image, resize, resize_to_long_edge, resize_to_pixels, save_image, to_pil
+from .objective import Objective
+from .optimize import Callback, LoopState, optimize
+from .vgg import VGGFeatures, load_weights
+
+ImageSource = Union[str, os.PathLike, PIL.Image.Image, np.ndarray, torch.Tensor]
+
+
+@dataclass
+class Result:
+    """A finished (or stopped) run: the painting, how the loss went, and how long it took."""
+
+    image: torch.Tensor  # (3, H, W) RGB in [0, 1], the best image seen
+    config: Config
+    history: list[dict[str, float]]  # one row per step: step, scale, loss and each weighted term
+    timings: dict[str, float]  # seconds: "setup" (weights, images, targets), "optimize", "total"
+    stop_reason: str  # "iterations", "tolerance", "cancelled" or "diverged"
+    inputs: dict[str, Any] = field(default_factory=dict)  # SHA-256 of each input, for reproduction
+
+    @property
+    def steps(self) -> int:
+        return len(self.history)
+
+    def to_pil(self) -> PIL.Image.Image:
+        return to_pil(self.image)
+
+    def metadata(self) -> dict[str, Any]:
+        """Everything needed to repeat the run: settings, version, inputs, outcome."""
+        final = self.history[-1] if self.history else {}
+        return {"impasto": __version__, "config": self.config.to_dict(), "inputs": self.inputs,
+                "steps": self.steps, "stop_reason": self.stop_reason, "final_losses": final,
+                "seconds": round(self.timings.get("total", 0.0), 3)}
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the image (format from the extension) atomically, with the run's metadata."""
+        return save_image(self.image, path, metadata=self.metadata())
+
+
+def stylize(
+    content: ImageSource,
+    style: ImageSource | Sequence[ImageSource],
+    config: Config | None = None,
+    *,
+    callback: Callback | None = None,
+) -> Result:
+    """Paint ``content`` in the style of ``style`` (one image, or several blended).
+
+    Images may be paths, PIL images, arrays (H, W[, C]) or tensors (3, H, W) in [0, 1]. ``callback``
+    receives a ``ProgressEvent`` after every step and may return True to stop early. Raises
+    ``ImpastoError`` subclasses for bad inputs or settings; never prints.
+    """
+    config = config or Config()
+    started = time.perf_counter()
+    styles = list(style) if isinstance(style, (list, tuple)) else [style]
+    if config.style_blend and len(config.style_blend) != len(styles):
+        raise ConfigError(f"style_blend has {len(config.style_blend)} weights for {len(styles)} style images")
+    device = resolve_device(config.device)
+    photo = read_image(content, what="content image")
+    paintings = [read_image(s, what="style image") for s in styles]
+    extractor = load_extractor(config.weights, config.pooling,
+                               (config.content_layer, *config.style_layers), str(device))
+    generator = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed)
+    sizes = config.sizes()
+    steps = [config.coarse_iterations] * (len(sizes) - 1) + [config.iterations]
+    state = LoopState(total=sum(steps), scales=len(sizes))
+    setup = time.perf_counter() - started
+    image = None
+    for scale, (size, iterations) in enumerate(zip(sizes, steps)):
+        content_image = resize_to_long_edge(photo, size)
+        if iterations == 0:
+            continue
+        style_images = _scaled_styles(paintings, content_image, config.style_scale)
+        if image is None:
+            start = initial_image(config.init, content_image, style_images[0], generator)
+        else:  # coarse-to-fine: continue from the last size's result, upsampled
+            start = resize(image, *content_image.shape[1:])
+        objective = _objective(extractor, content_image, style_images, config, device)
+        state.stop_reason = "iterations"
+        image = optimize(start[None].to(device), objective, optimizer=config.optimizer, lr=config.step_size,
+                         iterations=iterations, tolerance=config.tolerance, state=state, scale=scale,
+                         callback=callback)[0].cpu()
+        if state.stop_reason in ("cancelled", "diverged"):
+            break
+    final_size = resize_to_long_edge(photo, config.max_size).shape[1:]
+    total = time.perf_counter() - started
+    return Result(resize(image, *final_size), config, state.history,
+                  {"setup": setup, "optimize": total - setup, "total": total},
+                  state.stop_reason, {"content": fingerprint(content), "style": [fingerprint(s) for s in styles]})
+
+
+def _scaled_styles(paintings: list[torch.Tensor], content: torch.Tensor, style_scale: float) -> list[torch.Tensor]:
+    """Each painting scaled to the photo's pixel count times style_scale² (aspect kept)."""
+    pixels = round(content.shape[1] * content.shape[2] * style_scale**2)
+    return [resize_to_pixels(painting, pixels) for painting in paintings]
+
+
+def _objective(extractor: VGGFeatures, content: torch.Tensor, styles: list[torch.Tensor], config: Config,
+               device: torch.device) -> Objective:
+    return Objective(
+        extractor, content[None].to(device), [s[None].to(device) for s in styles],
+        content_layer=config.content_layer,
+        style_layer_weights=dict(zip(config.style_layers, config.style_layer_weights)),
+        content_weight=config.content_weight, style_weight=config.style_weight,
+        tv_weight=config.tv_weight, style_blend=config.style_blend)
+
+
+def initial_image(init: str, content: torch.Tensor, style: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """The starting pixels (3, H, W): the photo, noise, the painting or an image file, at the photo's size."""
+    size = content.shape[1:]
+    if init == "content":
+        return content.clone()
+    if init == "noise":
+        # Noise around mid-grey: uniform noise in [0, 1] is far from any natural image's statistics.
+        return (0.5 + 0.25 * torch.randn(content.shape, generator=generator)).clamp(0, 1)
+    if init == "style":
+        image = style
+    elif init in INITS:
+        raise AssertionError(init)
+    else:
+        image = read_image(init, what="init image")
+    return resize(image, *size)
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks CUDA, then MPS, then the CPU; anything else must be available."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for, but no CUDA GPU is available")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {name!r} asked for, but MPS is not available")
+    return device
+
+
+@functools.lru_cache(maxsize=4)
+def load_extractor(weights: str | None, pooling: str, layers: tuple[str, ...], device: str) -> VGGFeatures:
+    """The frozen VGG-19 for these settings, loaded once per process (batches reuse it)."""
+    return VGGFeatures(load_weights(weights), layers, pooling).to(device)
+
+
+def fingerprint(source: ImageSource) -> str:
+    """SHA-256 of an input file, or of the pixels of an in-memory image."""
+    if isinstance(source, (str, os.PathLike)):
+        digest = hashlib.sha256()
+        with open(source, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        return digest.hexdigest()
+    return hashlib.sha256(read_image(source).numpy().tobytes()).hexdigest()

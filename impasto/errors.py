@@ -1,0 +1,17 @@
+"""Exceptions the library raises; front ends turn them into one-line messages."""
+
+
+class ImpastoError(Exception):
+    """Base class of every error impasto reports to a user (bad input, bad setting)."""
+
+
+class ImageError(ImpastoError):
+    """An image file that is missing, unreadable, not an image, truncated, too large or unwritable."""
+
+
+class ConfigError(ImpastoError):
+    """A setting that is out of range, unknown or inconsistent with another."""
+
+
+class WeightsError(ImpastoError):
+    """A VGG-19 weights file that is missing or does not hold what was expected."""

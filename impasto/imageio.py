@@ -1,0 +1,310 @@
+"""All image input and output of impasto.
+
+Inside the library an image is a float32 tensor of shape (3, H, W), RGB (sRGB), values in [0, 1].
+Reading turns whatever a user hands us into that; saving turns it back into a file.
+
+Precision: 16-bit grayscale (I;16, I;16B, I) keeps all 16 bits. 16-bit RGB PNGs are opened by
+Pillow as 8-bit RGB (the high byte of each sample), so they arrive with 8-bit precision.
+Size: `max_pixels` is checked from the header before decoding; Pillow's own hard limit
+(2 x Image.MAX_IMAGE_PIXELS) still applies above it and is reported the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import json
+import os
+import struct
+import tempfile
+import warnings
+import zlib
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageCms, ImageOps, PngImagePlugin, UnidentifiedImageError
+
+from .errors import ConfigError, ImageError
+
+ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
+
+DEFAULT_MAX_PIXELS = 178_956_970  # twice Pillow's warning limit, which is also its hard limit
+SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP"}
+METADATA_KEY = "impasto"
+
+# What a damaged file raises while Pillow decodes it.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error)
+_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+_ALPHA = ("RGBA", "RGBa", "LA", "La", "PA")
+
+
+def read_image(source: ImageSource, *, what: str = "image", max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:
+    """Read a path, PIL image, numpy array or tensor as a (3, H, W) float32 RGB tensor in [0, 1].
+
+    EXIF orientation is applied, an embedded ICC profile converted to sRGB, and transparency
+    composited over white. The caller's object is never changed. Raises ImageError.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        return _read_file(Path(source), max_pixels)
+    if isinstance(source, Image.Image):
+        _check_size(source, what, max_pixels)
+        return _from_pil(source, what)
+    if isinstance(source, np.ndarray):
+        return _from_array(source, what)
+    if isinstance(source, torch.Tensor):
+        return _from_tensor(source, what)
+    raise ImageError(f"{what}: expected a path, PIL image, numpy array or tensor, got {type(source).__name__}")
+
+
+def _read_file(path: Path, max_pixels: int) -> torch.Tensor:
+    try:
+        with open(path, "rb") as file:
+            # Pillow's harmless complaints (odd EXIF, palette transparency) must not reach the
+            # caller; the size limit that its bomb warning stands for is enforced by _check_size.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with Image.open(file) as im:
+                    _check_size(im, str(path), max_pixels)
+                    try:
+                        im.load()  # decode everything now, so that a truncated file fails here
+                    except _DECODE_ERRORS as e:
+                        raise ImageError(f"{path}: truncated or corrupt image ({e})") from None
+                    return _from_pil(im, str(path))
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path}: is a folder, not an image file") from None
+    except PermissionError:
+        raise ImageError(f"{path}: permission denied") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image file Pillow can read") from None
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"{path}: too large to read safely ({e})") from None
+    except OSError as e:
+        raise ImageError(f"{path}: cannot read ({e.strerror or e})") from None
+
+
+def _check_size(im: Image.Image, name: str, max_pixels: int) -> None:
+    width, height = im.size  # known from the header, before any pixel is decoded
+    if width * height > max_pixels:
+        raise ImageError(f"{name}: {width}x{height} pixels is more than the limit of {max_pixels:,}")
+
+
+def _from_pil(im: Image.Image, name: str) -> torch.Tensor:
+    icc = im.info.get("icc_profile")
+    try:
+        im = ImageOps.exif_transpose(im)  # returns a new image, never the caller's
+    except _DECODE_ERRORS:
+        pass  # a damaged EXIF block should not stop the picture from being read
+    if icc:
+        im = _to_srgb(im, icc)
+    return _from_array(_pil_to_array(im), name)
+
+
+def _to_srgb(im: Image.Image, icc: bytes) -> Image.Image:
+    """Convert from the embedded profile to sRGB; a profile we cannot use is ignored (sRGB assumed)."""
+    out_mode = {"RGB": "RGB", "RGBA": "RGBA", "CMYK": "RGB", "L": "RGB"}.get(im.mode)
+    if out_mode is None:
+        return im
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if "sRGB" in ImageCms.getProfileDescription(profile) and im.mode != "CMYK":
+            return im  # already sRGB: skip a transform that could only add rounding
+        return ImageCms.profileToProfile(im, profile, ImageCms.createProfile("sRGB"), outputMode=out_mode)
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        return im
+
+
+def _pil_to_array(im: Image.Image) -> np.ndarray:
+    """Any Pillow mode -> an (H, W) or (H, W, 3|4) array that _from_array understands."""
+    if im.mode in _SIXTEEN_BIT:
+        # Keep all 16 bits: Pillow's own conversion to "L" would drop the low byte.
+        return np.clip(np.asarray(im, dtype=np.float32) / 65535.0, 0.0, 1.0)
+    if im.mode == "F":
+        a = np.nan_to_num(np.asarray(im, dtype=np.float32))
+        # Float images in [0, 1] are taken as they are; larger values as 0-255 like Pillow does.
+        return np.clip(a if a.max(initial=0.0) <= 1.0 else a / 255.0, 0.0, 1.0)
+    if im.mode in _ALPHA or (im.mode in ("P", "L", "RGB") and "transparency" in im.info):
+        return np.asarray(im.convert("RGBA"))
+    if im.mode == "L":
+        return np.asarray(im)
+    return np.asarray(im.convert("RGB"))  # RGB, 1, P, CMYK, YCbCr, LAB, HSV, ...
+
+
+def _from_array(a: np.ndarray, name: str) -> torch.Tensor:
+    """(H, W), (H, W, 1|3|4) uint8 / uint16 / bool / float in [0, 1] -> (3, H, W) float32."""
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[..., 0]
+    if not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (3, 4))) or 0 in a.shape:
+        raise ImageError(f"{name}: expected an array of shape HxW, HxWx3 or HxWx4, got {a.shape}")
+    if a.dtype == np.uint8:
+        x = a.astype(np.float32) / 255.0
+    elif a.dtype == np.uint16:
+        x = a.astype(np.float32) / 65535.0
+    elif a.dtype == np.bool_ or np.issubdtype(a.dtype, np.floating):
+        x = a.astype(np.float32)  # always a copy
+        _check_range(x, name)
+    else:
+        raise ImageError(f"{name}: pixel type {a.dtype} is not supported (use uint8, uint16 or float in [0, 1])")
+    if x.ndim == 2:
+        x = np.repeat(x[..., None], 3, axis=2)
+    elif x.shape[2] == 4:
+        alpha = x[..., 3:]
+        x = x[..., :3] * alpha + (1.0 - alpha)  # composite over a white canvas
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))  # (H, W, 3) -> (3, H, W)
+
+
+def _from_tensor(t: torch.Tensor, name: str) -> torch.Tensor:
+    if t.dim() == 4 and t.shape[0] == 1:
+        t = t[0]
+    if t.dim() != 3 or t.shape[0] != 3 or t.shape[1] == 0 or t.shape[2] == 0:
+        raise ImageError(f"{name}: expected a tensor of shape (3, H, W) or (1, 3, H, W), got {tuple(t.shape)}")
+    t = t.detach().to("cpu")
+    if t.dtype == torch.uint8:
+        return t.to(torch.float32) / 255.0
+    if not t.is_floating_point():
+        raise ImageError(f"{name}: tensor type {t.dtype} is not supported (use float in [0, 1] or uint8)")
+    x = t.to(torch.float32).clone().contiguous()
+    _check_range(x.numpy(), name)
+    return x
+
+
+def _check_range(x: np.ndarray, name: str) -> None:
+    if not np.isfinite(x).all():
+        raise ImageError(f"{name}: pixel values contain NaN or infinity")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < 0.0 or hi > 1.0:
+        raise ImageError(f"{name}: float pixel values must lie in [0, 1], found [{lo:.3g}, {hi:.3g}]")
+
+
+def resize_to_long_edge(image: torch.Tensor, long_edge: int) -> torch.Tensor:
+    """Scale a (3, H, W) image, aspect kept, so that max(H, W) == long_edge (up or down)."""
+    height, width = _image_size(image)
+    if long_edge < 1:
+        raise ConfigError(f"the long edge must be at least 1 pixel, got {long_edge}")
+    scale = long_edge / max(height, width)
+    return resize(image, max(1, round(height * scale)), max(1, round(width * scale)))
+
+
+def resize_to_pixels(image: torch.Tensor, pixels: int) -> torch.Tensor:
+    """Scale a (3, H, W) image, aspect kept, so that H * W is about `pixels`."""
+    height, width = _image_size(image)
+    if pixels < 1:
+        raise ConfigError(f"the pixel count must be at least 1, got {pixels}")
+    scale = (pixels / (height * width)) ** 0.5
+    return resize(image, max(1, round(height * scale)), max(1, round(width * scale)))
+
+
+def _image_size(image: torch.Tensor) -> tuple[int, int]:
+    if image.dim() != 3 or image.shape[0] != 3:
+        raise ImageError(f"expected an image tensor of shape (3, H, W), got {tuple(image.shape)}")
+    return image.shape[1], image.shape[2]
+
+
+def resize(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """A (3, H, W) image resampled to height × width: bilinear, antialiased when shrinking."""
+    if (height, width) == tuple(image.shape[1:]):
+        return image.clone()
+    shrinking = height < image.shape[1] or width < image.shape[2]  # antialias only where it filters
+    out = F.interpolate(image[None], size=(height, width), mode="bilinear", align_corners=False,
+                        antialias=shrinking)
+    return out[0].clamp(0.0, 1.0)
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    """A (3, H, W) tensor in [0, 1] as an 8-bit RGB PIL image (values rounded, not truncated)."""
+    _image_size(image)
+    x = torch.nan_to_num(image.detach().to("cpu", torch.float32)).clamp(0.0, 1.0)
+    a = (x * 255.0).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()  # (H, W, 3)
+    return Image.fromarray(a)
+
+
+def save_image(
+    image: torch.Tensor | Image.Image,
+    path: str | os.PathLike,
+    *,
+    metadata: dict[str, Any] | None = None,
+    quality: int = 95,
+) -> Path:
+    """Save atomically, format from the extension (.png .jpg .jpeg .tif .tiff .webp).
+
+    `metadata` (JSON-serialisable) goes into an "impasto" text chunk of a PNG, or into a sidecar
+    file `<path>.json` for the other formats. Missing folders are not created. Raises ImageError.
+    """
+    path = Path(path)
+    fmt = SAVE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ImageError(f"{path}: unsupported extension {path.suffix!r}; use one of {', '.join(SAVE_FORMATS)}")
+    text = None if metadata is None else json.dumps(metadata)  # fails before anything is written
+    im = image if isinstance(image, Image.Image) else to_pil(image)
+    options: dict[str, Any] = {}
+    if fmt == "PNG" and text is not None:
+        options["pnginfo"] = PngImagePlugin.PngInfo()
+        options["pnginfo"].add_text(METADATA_KEY, text)  # tEXt, or iTXt when not Latin-1
+    elif fmt == "JPEG":
+        im = im.convert("RGB") if im.mode not in ("RGB", "L") else im
+        options.update(quality=quality, subsampling=0)  # 4:4:4: no colour bleeding on fine strokes
+    elif fmt == "WEBP":
+        options["quality"] = quality
+    _write_atomic(path, lambda f: im.save(f, format=fmt, **options))
+    sidecar = path.with_name(path.name + ".json")
+    if fmt != "PNG" and text is not None:
+        _write_atomic(sidecar, lambda f: f.write(text.encode("utf-8")))
+    elif fmt != "PNG":
+        with contextlib.suppress(OSError):
+            sidecar.unlink(missing_ok=True)  # it described the image we just replaced
+    return path
+
+
+def _write_atomic(path: Path, write) -> None:
+    """Write through a hidden temporary file in the target folder, then rename over the target."""
+    if path.is_dir():
+        raise ImageError(f"{path}: is a folder, cannot write an image there")
+    if not path.parent.is_dir():
+        raise ImageError(f"{path}: folder {str(path.parent)!r} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise ImageError(f"{path}: cannot write ({e.strerror or e})") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+        os.replace(tmp, path)
+    except BaseException as e:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, (OSError, ValueError)):
+            raise ImageError(f"{path}: cannot write ({getattr(e, 'strerror', None) or e})") from None
+        raise
+
+
+@functools.cache
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it
+    os.umask(mask)
+    return mask
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The metadata `save_image` stored with an image (PNG chunk or JSON sidecar), or None."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"{path}: no such file")
+    try:
+        if path.suffix.lower() == ".png":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with Image.open(path) as im:
+                    text = im.info.get(METADATA_KEY)
+        else:
+            sidecar = path.with_name(path.name + ".json")
+            text = sidecar.read_text(encoding="utf-8") if sidecar.is_file() else None
+        return None if text is None else json.loads(text)
+    except (OSError, UnidentifiedImageError, ValueError) as e:
+        raise ImageError(f"{path}: cannot read its metadata ({e})") from None

@@ -1,0 +1,39 @@
+"""The loss terms of Gatys et al., as pure functions of tensors.
+
+Normalisations (chosen so that a weight means the same thing at every image size and layer width):
+
+* ``gram_matrix`` divides F·Fᵀ by C·H·W (as in seeds 000 and 004), so it is an average over positions
+  and channels, independent of the image size.
+* ``content_loss`` and ``style_loss`` are means of squared differences. The paper's content loss is
+  ½·Σ(F−P)², i.e. C·H·W/2 times ours; its per-layer style loss E_l = 1/(4N²M²)·Σ(G−A)² with raw
+  Grams is N²/4 times ours (N = channels, M = positions). The weights in ``Config`` absorb this.
+* ``tv_loss`` is the mean absolute difference of neighbouring pixels (seed 004's form).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def gram_matrix(features: torch.Tensor) -> torch.Tensor:
+    """Channel correlations of (B, C, H, W) features: (B, C, C) = F·Fᵀ / (C·H·W)."""
+    b, c, h, w = features.shape
+    flat = features.reshape(b, c, h * w)  # (B, C, M)
+    return torch.bmm(flat, flat.transpose(1, 2)) / (c * h * w)
+
+
+def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference between the image's features and the photo's."""
+    return torch.mean((features - target) ** 2)
+
+
+def style_loss(features: torch.Tensor, target_gram: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference between the Gram matrix of ``features`` and the painting's."""
+    return torch.mean((gram_matrix(features) - target_gram) ** 2)
+
+
+def tv_loss(image: torch.Tensor) -> torch.Tensor:
+    """Total variation of (B, C, H, W) pixels: mean |vertical| + mean |horizontal| differences."""
+    vertical = (image[..., 1:, :] - image[..., :-1, :]).abs().mean()
+    horizontal = (image[..., :, 1:] - image[..., :, :-1]).abs().mean()
+    return vertical + horizontal

@@ -1,0 +1,69 @@
+"""The objective of Gatys et al.: a weighted sum of content, style and total-variation terms.
+
+The targets (the photo's content features and the painting's Gram matrices) are computed once when
+the objective is built, never per step. Evaluating the objective returns the total loss and a named
+breakdown such as ``{"content/relu4_2": …, "style/relu1_1": …, "tv": …}`` for front ends to show.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from .losses import content_loss, gram_matrix, style_loss, tv_loss
+from .vgg import VGGFeatures
+
+
+def blend_grams(per_style: Sequence[dict[str, torch.Tensor]], blend: Sequence[float]) -> dict[str, torch.Tensor]:
+    """Mix the Gram targets of several paintings with weights (normalised to sum to 1).
+
+    Mixing Gram matrices, rather than summing one loss per painting, makes one target the image
+    can reach exactly, and costs one Gram comparison per layer whatever the number of paintings.
+    """
+    total = float(sum(blend))
+    return {
+        layer: sum(weight / total * grams[layer] for weight, grams in zip(blend, per_style))
+        for layer in per_style[0]
+    }
+
+
+class Objective:
+    """α·content + β·Σ_l w_l·style_l + γ·tv, evaluated on an image (1, 3, H, W) in [0, 1]."""
+
+    def __init__(
+        self,
+        extractor: VGGFeatures,
+        content: torch.Tensor,
+        styles: Sequence[torch.Tensor],
+        *,
+        content_layer: str,
+        style_layer_weights: dict[str, float],
+        content_weight: float,
+        style_weight: float,
+        tv_weight: float,
+        style_blend: Sequence[float] = (),
+    ) -> None:
+        self.extractor = extractor
+        self.content_layer = content_layer
+        total = sum(style_layer_weights.values())
+        self.style_layer_weights = {layer: w / total for layer, w in style_layer_weights.items()}
+        self.content_weight, self.style_weight, self.tv_weight = content_weight, style_weight, tv_weight
+        with torch.no_grad():
+            self.content_target = extractor(content)[content_layer]
+            per_style = [self._grams(extractor(style)) for style in styles]
+        self.style_grams = blend_grams(per_style, style_blend or [1.0] * len(styles))
+
+    def _grams(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {layer: gram_matrix(features[layer]) for layer in self.style_layer_weights}
+
+    def __call__(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The total loss and its weighted terms by name (tensors, still attached to the graph)."""
+        features = self.extractor(image)
+        terms = {f"content/{self.content_layer}":
+                 self.content_weight * content_loss(features[self.content_layer], self.content_target)}
+        for layer, weight in self.style_layer_weights.items():
+            terms[f"style/{layer}"] = self.style_weight * weight * style_loss(features[layer], self.style_grams[layer])
+        if self.tv_weight:
+            terms["tv"] = self.tv_weight * tv_loss(image)
+        return sum(terms.values()), terms

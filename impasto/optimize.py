@@ -1,0 +1,170 @@
+"""The optimisation loop: the image's pixels are the only parameter.
+
+One loop serves both optimizers: each step evaluates the objective once (forward + backward), reports
+a ``ProgressEvent``, and lets the optimizer move the pixels, which are then kept in [0, 1] so that the
+saved 8-bit file scores what the optimizer reached. The best image seen is what the loop returns.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from .objective import Objective
+
+# Steps over which the relative decrease of the loss is averaged for the stopping test.
+TOLERANCE_WINDOW = 10
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """What a callback receives after every step."""
+
+    step: int  # 1-based, counted over the whole run
+    total: int  # the most steps the run can take
+    scale: int  # index of the current size in a coarse-to-fine schedule (0 for one size)
+    scales: int  # number of sizes in the schedule
+    loss: float  # weighted total
+    losses: dict[str, float]  # weighted terms by name
+    elapsed: float  # seconds since the run started
+    image: torch.Tensor  # the current pixels (3, H, W) in [0, 1]; read-only, copy to keep
+
+
+# Return True to stop the run after this step (the best image so far is kept).
+Callback = Callable[[ProgressEvent], "bool | None"]
+
+
+class ProjectedLBFGS:
+    """L-BFGS (two-loop recursion, fixed step) whose iterates are clipped to the box [0, 1].
+
+    Pixels held at a bound by a gradient pointing outwards are left out of the step (their gradient
+    is zeroed), and the curvature pairs use the step actually taken after clipping: without both,
+    the clipped pixels corrupt the inverse-Hessian estimate and the run stalls short of the minimum
+    (torch.optim.LBFGS plus clamping does).
+    """
+
+    def __init__(self, lr: float = 1.0, history: int = 20) -> None:
+        self.lr, self.history = lr, history
+        self.pairs: list[tuple[torch.Tensor, torch.Tensor, float]] = []  # (s, y, 1/yᵀs)
+        self.last: tuple[torch.Tensor, torch.Tensor] | None = None  # (x, gradient) of the last step
+
+    def step(self, image: torch.Tensor, grad: torch.Tensor) -> None:
+        x = image.detach().reshape(-1)
+        held = ((x <= 0) & (grad.reshape(-1) > 0)) | ((x >= 1) & (grad.reshape(-1) < 0))
+        g = grad.reshape(-1).masked_fill(held, 0.0)
+        if self.last is not None:
+            s, y = x - self.last[0], g - self.last[1]
+            ys = float(y @ s)
+            if ys > 1e-10:  # skip pairs that would make the estimate indefinite
+                self.pairs = [*self.pairs[-(self.history - 1):], (s, y, 1.0 / ys)]
+        direction = self._direction(g).masked_fill_(held, 0.0)
+        # The first step has no curvature yet: take a short one, as torch's L-BFGS does.
+        step = self.lr if self.pairs else self.lr * min(1.0, 1.0 / float(g.abs().sum()))
+        self.last = (x.clone(), g)
+        with torch.no_grad():
+            image.sub_(step * direction.view_as(image)).clamp_(0, 1)
+
+    def _direction(self, g: torch.Tensor) -> torch.Tensor:
+        q, alphas = g.clone(), []
+        for s, y, rho in reversed(self.pairs):
+            alpha = rho * float(s @ q)
+            q.sub_(alpha * y)
+            alphas.append(alpha)
+        if self.pairs:
+            s, y, rho = self.pairs[-1]
+            q.mul_(1.0 / (rho * float(y @ y)))  # initial Hessian scaled by sᵀy / yᵀy
+        for (s, y, rho), alpha in zip(self.pairs, reversed(alphas)):
+            beta = rho * float(y @ q)
+            q.add_(s, alpha=alpha - beta)
+        return q
+
+
+class ProjectedAdam:
+    """Adam on the pixels, clipped to [0, 1] after each step."""
+
+    def __init__(self, image: torch.Tensor, lr: float) -> None:
+        self.adam = torch.optim.Adam([image], lr=lr)
+
+    def step(self, image: torch.Tensor, grad: torch.Tensor) -> None:
+        image.grad = grad
+        self.adam.step()
+        with torch.no_grad():
+            image.clamp_(0, 1)
+
+
+def make_optimizer(name: str, image: torch.Tensor, lr: float) -> ProjectedLBFGS | ProjectedAdam:
+    """The optimizer called ``name`` ('lbfgs' or 'adam') for this image."""
+    return ProjectedLBFGS(lr) if name == "lbfgs" else ProjectedAdam(image, lr)
+
+
+@dataclass
+class LoopState:
+    """What a run carries across sizes: steps taken, the clock, the history, a stop request."""
+
+    total: int
+    scales: int = 1
+    step: int = 0
+    started: float = 0.0
+    history: list[dict[str, float]] | None = None
+    stop_reason: str = "iterations"
+
+    def __post_init__(self) -> None:
+        self.started = self.started or time.perf_counter()
+        self.history = [] if self.history is None else self.history
+
+
+def optimize(
+    image: torch.Tensor,
+    objective: Objective,
+    *,
+    optimizer: str,
+    lr: float,
+    iterations: int,
+    tolerance: float,
+    state: LoopState,
+    scale: int = 0,
+    callback: Callback | None = None,
+) -> torch.Tensor:
+    """Minimise ``objective`` over the pixels of ``image`` (1, 3, H, W); return the best image seen.
+
+    Stops after ``iterations`` steps, when the loss stalls (``tolerance``), or when ``callback``
+    returns True; ``state.stop_reason`` says which.
+    """
+    image = image.detach().clone().clamp_(0, 1).requires_grad_(True)
+    opt = make_optimizer(optimizer, image, lr)
+    best, best_loss, losses = image.detach().clone(), math.inf, []
+    for _ in range(iterations):
+        loss, terms = objective(image)
+        (grad,) = torch.autograd.grad(loss, image)
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            state.stop_reason = "diverged"
+            break
+        if loss_value < best_loss:
+            best, best_loss = image.detach().clone(), loss_value
+        state.step += 1
+        term_values = {name: value.item() for name, value in terms.items()}
+        state.history.append({"step": state.step, "scale": scale, "loss": loss_value, **term_values})
+        losses.append(loss_value)
+        if callback is not None and callback(ProgressEvent(
+                state.step, state.total, scale, state.scales, loss_value, term_values,
+                time.perf_counter() - state.started, image.detach()[0])):
+            state.stop_reason = "cancelled"
+            break
+        if _stalled(losses, tolerance):
+            state.stop_reason = "tolerance"
+            break
+        opt.step(image, grad)
+    return best
+
+
+def _stalled(losses: list[float], tolerance: float) -> bool:
+    """Has the loss fallen by less than ``tolerance`` per step over the last window?"""
+    if tolerance <= 0 or len(losses) <= TOLERANCE_WINDOW:
+        return False
+    before, now = losses[-TOLERANCE_WINDOW - 1], losses[-1]
+    return (before - now) / (abs(before) * TOLERANCE_WINDOW) < tolerance

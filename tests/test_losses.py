@@ -1,0 +1,62 @@
+import torch
+
+from impasto.losses import content_loss, gram_matrix, style_loss, tv_loss
+
+F = torch.tensor([[[[1.0, 2.0]], [[3.0, 4.0]]]])  # (B=1, C=2, H=1, W=2)
+
+
+def test_gram_matrix_by_hand():
+    # F·Fᵀ = [[5, 11], [11, 25]], divided by C·H·W = 4.
+    assert torch.equal(gram_matrix(F), torch.tensor([[[1.25, 2.75], [2.75, 6.25]]]))
+
+
+def test_gram_matrix_is_independent_of_image_size():
+    tiled = F.repeat(1, 1, 3, 5)  # the same statistics over 15 times the positions
+    assert torch.allclose(gram_matrix(tiled), gram_matrix(F))
+
+
+def test_content_loss_by_hand():
+    assert content_loss(F, torch.zeros_like(F)).item() == 7.5  # (1 + 4 + 9 + 16) / 4
+    assert content_loss(F, F).item() == 0.0
+
+
+def test_style_loss_by_hand():
+    # Gram entries 1.25, 2.75, 2.75, 6.25 against zero: mean of squares.
+    assert style_loss(F, torch.zeros(1, 2, 2)).item() == (1.5625 + 2 * 7.5625 + 39.0625) / 4
+    assert style_loss(F, gram_matrix(F)).item() == 0.0
+
+
+def test_tv_loss_by_hand():
+    image = torch.tensor([[[[0.0, 1.0], [3.0, 5.0]]]])
+    # vertical |3-0|, |5-1| → mean 3.5; horizontal |1-0|, |5-3| → mean 1.5
+    assert tv_loss(image).item() == 5.0
+    assert tv_loss(torch.full((1, 3, 4, 4), 0.3)).item() == 0.0
+
+
+def _relu_features(seed: int, n: int = 4, m: int = 6):
+    """Pre-activations X (1, N, 1, M) and F = relu(X), as in seed 002's derivation."""
+    x = torch.randn(1, n, 1, m, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return x.requires_grad_(True), n, m
+
+
+def test_content_gradient_matches_closed_form():
+    # Seed 002: L = ½Σ(F−P)², ∂L/∂X = (F−P) where X > 0, else 0.  Ours is a mean: L = mean·N·M/2.
+    x, n, m = _relu_features(0)
+    target = torch.rand(1, n, 1, m, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    features = torch.relu(x)
+    (content_loss(features, target) * n * m / 2).backward()
+    expected = (features - target).detach() * (x > 0)
+    assert torch.allclose(x.grad, expected)
+
+
+def test_style_gradient_matches_closed_form():
+    # Seed 002: E = 1/(4N²M²)·Σ(G−A)² with raw Grams; ∂E/∂F = 1/(N²M²)·(Fᵀ(G−A))ᵀ where X > 0.
+    # Our Gram is G/(N·M) and our loss a mean over N² entries, so E = style_loss · N²/4.
+    x, n, m = _relu_features(2)
+    other = torch.relu(torch.randn(n, m, generator=torch.Generator().manual_seed(3), dtype=torch.float64))
+    raw_target = other @ other.T
+    features = torch.relu(x)
+    (style_loss(features, raw_target[None] / (n * m)) * n**2 / 4).backward()
+    f = features.detach().reshape(n, m)
+    expected = ((f.T @ (f @ f.T - raw_target)).T / (n**2 * m**2)).reshape(1, n, 1, m) * (x > 0)
+    assert torch.allclose(x.grad, expected)

@@ -1,0 +1,69 @@
+import pytest
+import torch
+
+from impasto.optimize import LoopState, ProjectedAdam, ProjectedLBFGS, _stalled, optimize
+
+TARGET = torch.tensor([-0.5, 0.2, 0.7, 1.8, 0.4, 3.0]).view(1, 1, 2, 3)  # some outside [0, 1]
+CURVATURE = torch.tensor([1.0, 10.0, 100.0, 3.0, 30.0, 0.3]).view(1, 1, 2, 3)  # ill-conditioned
+
+
+def quadratic(image):
+    """A box-constrained quadratic whose minimiser in [0, 1] is TARGET clipped."""
+    loss = (CURVATURE * (image - TARGET) ** 2).sum()
+    return loss, {"quadratic": loss}
+
+
+@pytest.mark.parametrize("optimizer, steps", [(ProjectedLBFGS(lr=1.0), 40), (None, 600)])
+def test_projected_optimizers_reach_the_clipped_minimum(optimizer, steps):
+    image = torch.full((1, 1, 2, 3), 0.5, requires_grad=True)
+    optimizer = optimizer or ProjectedAdam(image, lr=0.02)
+    for _ in range(steps):
+        loss, _ = quadratic(image)
+        (grad,) = torch.autograd.grad(loss, image)
+        optimizer.step(image, grad)
+        assert image.min() >= 0 and image.max() <= 1  # never leaves the valid range
+    assert torch.allclose(image.detach(), TARGET.clamp(0, 1), atol=1e-3)
+
+
+def test_lbfgs_converges_fast_with_pixels_held_at_the_bounds():
+    # Three of the six coordinates end on a bound; plain L-BFGS + clamping stalls well short here.
+    image = torch.full((1, 1, 2, 3), 0.5, requires_grad=True)
+    lbfgs = ProjectedLBFGS(lr=1.0)
+    for _ in range(12):
+        loss, _ = quadratic(image)
+        lbfgs.step(image, torch.autograd.grad(loss, image)[0])
+    clipped_minimum = quadratic(TARGET.clamp(0, 1))[0].item()
+    assert quadratic(image)[0].item() - clipped_minimum < 1e-3
+
+
+def test_loop_records_history_and_returns_best():
+    state = LoopState(total=30)
+    events = []
+    best = optimize(torch.full((1, 1, 2, 3), 0.5), quadratic, optimizer="lbfgs", lr=1.0, iterations=30,
+                    tolerance=0, state=state, callback=events.append)
+    assert state.stop_reason == "iterations" and state.step == 30 and len(state.history) == 30
+    assert [e.step for e in events] == list(range(1, 31)) and events[-1].total == 30
+    assert events[0].losses == {"quadratic": pytest.approx(events[0].loss)}
+    assert state.history[-1]["loss"] == pytest.approx(quadratic(TARGET.clamp(0, 1))[0].item(), abs=1e-4)
+    assert quadratic(best)[0].item() == pytest.approx(min(row["loss"] for row in state.history))
+
+
+def test_callback_can_stop_the_run():
+    state = LoopState(total=50)
+    optimize(torch.full((1, 1, 2, 3), 0.5), quadratic, optimizer="adam", lr=0.01, iterations=50,
+             tolerance=0, state=state, callback=lambda event: event.step == 7)
+    assert state.stop_reason == "cancelled" and state.step == 7
+
+
+def test_tolerance_stops_a_stalled_run():
+    state = LoopState(total=200)
+    optimize(torch.full((1, 1, 2, 3), 0.5), quadratic, optimizer="lbfgs", lr=1.0, iterations=200,
+             tolerance=1e-3, state=state)
+    assert state.stop_reason == "tolerance" and 10 < state.step < 200
+
+
+def test_stalled_averages_over_the_window():
+    falling = [100.0 * 0.99**k for k in range(12)]  # 1 % per step
+    assert not _stalled(falling, 5e-3) and _stalled(falling, 2e-2)
+    assert not _stalled(falling[:10], 1.0)  # too few steps to judge
+    assert not _stalled(falling, 0)  # 0 disables the test

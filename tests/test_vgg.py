@@ -1,0 +1,109 @@
+import pytest
+import torch
+
+from impasto.errors import ConfigError, WeightsError
+from impasto.vgg import CONV_NAMES, LAYER_NAMES, VGGFeatures, load_weights
+
+
+@pytest.fixture(scope="module")
+def weights():
+    return load_weights()
+
+
+def _test_image(size: int = 48) -> torch.Tensor:
+    y, x = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing="ij")
+    return torch.stack([x, y, (x * y * 7).sin() * 0.5 + 0.5])[None]  # (1, 3, H, W), distinct channels
+
+
+def test_layer_names_follow_the_paper():
+    assert len(CONV_NAMES) == 16
+    assert LAYER_NAMES[:5] == ("conv1_1", "relu1_1", "conv1_2", "relu1_2", "pool1")
+    assert LAYER_NAMES[-1] == "pool5" and "relu5_4" in LAYER_NAMES and "conv4_2" in LAYER_NAMES
+
+
+def test_builtin_weights_are_the_oxford_vgg19(weights):
+    shapes = [tuple(w.shape) for w, _ in weights.convs]
+    assert shapes[0] == (64, 3, 3, 3) and shapes[2] == (128, 64, 3, 3) and shapes[-1] == (512, 512, 3, 3)
+    assert weights.convs[0][1][0].item() == pytest.approx(0.7302, abs=1e-4)  # as in the Caffe model
+    assert weights.bgr and weights.scale == 255.0 and weights.mean == (103.939, 116.779, 123.68)
+
+
+def test_features_fingerprint(weights):
+    # Recorded from the built-in weights: a change to the loader or the network changes these.
+    features = VGGFeatures(weights, ["relu1_1", "relu2_1", "relu3_1", "relu4_2", "relu5_1"], "max")(_test_image())
+    expected = {"relu1_1": (64, 48, 40.8555, 70.8390), "relu2_1": (128, 24, 168.689, 244.346),
+                "relu3_1": (256, 12, 223.687, 368.864), "relu4_2": (512, 6, 585.721, 1174.94),
+                "relu5_1": (512, 3, 98.9151, 234.205)}
+    for name, (channels, size, mean, std) in expected.items():
+        assert features[name].shape == (1, channels, size, size)
+        assert features[name].mean().item() == pytest.approx(mean, rel=1e-4)
+        assert features[name].std().item() == pytest.approx(std, rel=1e-4)
+
+
+def test_network_stops_at_deepest_layer_and_is_frozen(weights):
+    model = VGGFeatures(weights, ["relu2_1", "conv1_2"], "avg")
+    assert list(dict(model.body.named_children()))[-1] == "relu2_1"
+    assert isinstance(model.body.pool1, torch.nn.AvgPool2d)
+    assert not any(p.requires_grad for p in model.parameters())
+    assert set(model(_test_image(16))) == {"relu2_1", "conv1_2"}
+    assert (model(_test_image(16))["conv1_2"] < 0).any()  # conv features are taken before their ReLU
+
+
+def test_unknown_layer_lists_the_valid_ones(weights):
+    with pytest.raises(ConfigError, match=r"unknown VGG-19 layer 'relu4_5'.*relu1_1, conv1_2"):
+        VGGFeatures(weights, ["relu4_5"])
+    with pytest.raises(ConfigError, match="pooling"):
+        VGGFeatures(weights, ["relu1_1"], "median")
+
+
+def _as_torchvision(weights) -> dict[str, torch.Tensor]:
+    """The built-in weights re-expressed for RGB input in 0–1 normalised by mean/std."""
+    mean, std = torch.tensor((0.485, 0.456, 0.406)), torch.tensor((0.229, 0.224, 0.225))
+    caffe_mean = torch.tensor(weights.mean)  # BGR, 0–255
+    state, layer = {}, 0
+    for i, (w, b) in enumerate(weights.convs):
+        if i == 0:
+            w_rgb = w.flip(1)  # the first convolution reads BGR: reorder its input channels
+            # Caffe input 255·rgb − caffe_mean = 255·std·z + (255·mean − caffe_mean) with z the normalised input
+            w = w_rgb * 255 * std.view(1, 3, 1, 1)
+            b = b + (w_rgb * (255 * mean - caffe_mean.flip(0)).view(1, 3, 1, 1)).sum(dim=(1, 2, 3))
+        while not LAYER_NAMES[layer].startswith("conv"):
+            layer += 1
+        state[f"features.{layer}.weight"], state[f"features.{layer}.bias"] = w, b
+        layer += 1
+    return state
+
+
+def test_torchvision_state_dict_gives_the_same_features(weights, tmp_path):
+    path = tmp_path / "vgg19_tv.pth"
+    torch.save(_as_torchvision(weights), path)
+    loaded = load_weights(path)
+    assert not loaded.bgr and loaded.scale == 1.0 and loaded.std == (0.229, 0.224, 0.225)
+    image = _test_image(32)
+    ours = VGGFeatures(weights, ["relu1_1", "relu2_1"])(image)
+    theirs = VGGFeatures(loaded, ["relu1_1", "relu2_1"])(image)
+    # Zero padding means a different colour in the two conventions, so compare away from the border.
+    assert torch.allclose(ours["relu1_1"][..., 1:-1, 1:-1], theirs["relu1_1"][..., 1:-1, 1:-1], rtol=1e-4, atol=1e-2)
+    assert torch.allclose(ours["relu2_1"][..., 3:-3, 3:-3], theirs["relu2_1"][..., 3:-3, 3:-3], rtol=1e-4, atol=1e-1)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "no such weights file"),
+        (b"not a checkpoint", "not a PyTorch weights file"),
+        ({"fc.weight": torch.zeros(2)}, "not VGG-19 weights: expected the keys"),
+        ({"features.0.weight": torch.zeros(64, 3, 5, 5), "features.0.bias": torch.zeros(64)}, r"features.0 has shape \(64, 3, 5, 5\)"),
+        ({"features.0.weight": torch.zeros(64, 3, 3, 3), "features.0.bias": torch.zeros(64)}, "missing features.2.weight for conv1_2"),
+        ([1, 2, 3], "expected a dict of tensors"),
+    ],
+)
+def test_bad_weights_files(tmp_path, content, message):
+    path = tmp_path / "weights.pth"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        torch.save(content, path)
+    with pytest.raises(WeightsError, match=message) as info:
+        load_weights(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
