@@ -21,6 +21,7 @@ from .errors import ConfigError
 from .imageio import read_image, resize, resize_to_long_edge, resize_to_pixels, save_image, to_pil
 from .objective import Objective
 from .optimize import Callback, LoopState, optimize
+from .postprocess import denoise
 from .vgg import VGGFeatures, load_weights
 
 ImageSource = Union[str, os.PathLike, PIL.Image.Image, np.ndarray, torch.Tensor]
@@ -103,10 +104,26 @@ def stylize(
         if state.stop_reason in ("cancelled", "diverged"):
             break
     final_size = resize_to_long_edge(photo, config.max_size).shape[1:]
+    image = resize(image, *final_size)
+    if config.denoise:
+        image = denoise(image, config.denoise)
     total = time.perf_counter() - started
-    return Result(resize(image, *final_size), config, state.history,
-                  {"setup": setup, "optimize": total - setup, "total": total},
-                  state.stop_reason, {"content": fingerprint(content), "style": [fingerprint(s) for s in styles]})
+    return Result(image, config, state.history, {"setup": setup, "optimize": total - setup, "total": total},
+                  state.stop_reason, _inputs(content, styles, config))
+
+
+def _inputs(content: ImageSource, styles: list[ImageSource], config: Config) -> dict[str, Any]:
+    """SHA-256 of every input, and the absolute paths of those given as files (None otherwise)."""
+    inputs: dict[str, Any] = {"content": fingerprint(content), "style": [fingerprint(s) for s in styles],
+                              "paths": {"content": _abspath(content), "style": [_abspath(s) for s in styles]}}
+    if config.init not in INITS:  # an image file
+        inputs["init"] = fingerprint(config.init)
+        inputs["paths"]["init"] = _abspath(config.init)
+    return inputs
+
+
+def _abspath(source: ImageSource) -> str | None:
+    return os.path.abspath(source) if isinstance(source, (str, os.PathLike)) else None
 
 
 def _scaled_styles(paintings: list[torch.Tensor], content: torch.Tensor, style_scale: float) -> list[torch.Tensor]:

@@ -1,141 +1,592 @@
 """The command line: ``impasto CONTENT STYLE [STYLE ...] -o OUT``, a thin layer over ``stylize``.
 
 Options are derived from the fields of ``Config`` (names, help, groups and defaults), so the command
-line and the library cannot disagree. Errors become one line on stderr and exit code 2.
+line and the library cannot disagree. Settings come from the defaults, then a ``--rerun`` image's
+metadata, then a ``--config`` TOML file, then the flags given on the command line, each overriding
+the last. Every problem becomes one line on stderr and an exit code (see ``EPILOG``).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
+import importlib
+import json
+import os
+import signal
 import sys
+import tempfile
+import threading
+import tomllib
+import traceback
 import typing
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
 
 from . import __version__
-from .api import stylize
-from .config import OPTIMIZERS, POOLINGS, Config
-from .errors import ConfigError, ImpastoError
+from .api import fingerprint, resolve_device, stylize
+from .config import INITS, OPTIMIZERS, POOLINGS, Config
+from .errors import ConfigError, ImageError, ImpastoError
+from .imageio import SAVE_FORMATS, read_image, read_metadata, save_image
 from .optimize import ProgressEvent
+from .plot import PLOT_FORMATS, loss_kinds, plot_losses
 
-EXIT_ERROR = 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + the signal's number
 
-# Single-letter aliases for the options people type most.
-_SHORT = {"max_size": "-s", "iterations": "-n", "style_weight": "-w"}
+EPILOG = """\
+batch: give a folder as CONTENT, or --content several times; then -o is a template with {stem}
+(the photo's name), {style} (the paintings' names) and {index} (1, 2, ...), or a folder.
+
+exit codes: 0 done; 1 some photos of a batch failed (the rest were written), or an unexpected error;
+2 bad input or usage; 130 / 143 interrupted by Ctrl-C / SIGTERM (the best image so far is written;
+a second Ctrl-C aborts at once)."""
+
+# Single-letter aliases for the options people type most, and other spellings.
+_SHORT = {"max_size": ["-s"], "iterations": ["-n"], "style_weight": ["-w"], "denoise": ["--remove-noise"]}
 _CHOICES = {"optimizer": OPTIMIZERS, "pooling": POOLINGS}
+_CONST = {"denoise": 1.0}  # --remove-noise alone means a radius of 1 pixel
+_HINTS = typing.get_type_hints(Config)
+_FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run the command line; returns the exit code (never raises SystemExit)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:
+        return _serve(argv[1:])
     try:
-        config = config_from_args(args)
-        content, styles = _inputs(args, parser)
-        result = stylize(content, styles, config, callback=_progress(args.quiet))
-        path = result.save(args.output)
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error already reported
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        return run(args)
     except ImpastoError as exc:
-        print(f"impasto: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    if not args.quiet:
-        print(f"wrote {path} ({result.steps} steps, {result.timings['total']:.1f} s, "
-              f"stopped by {result.stop_reason})", file=sys.stderr)
-    return 0
+        return _fail(args, str(exc), EXIT_USAGE)
+    except KeyboardInterrupt as exc:  # a second signal, or Ctrl-C before the run started
+        return _fail(args, "interrupted", getattr(exc, "exit_code", EXIT_SIGNAL[signal.SIGINT]))
+    except Exception as exc:  # a bug or the machine: one line and a pointer to the traceback
+        if isinstance(exc, MemoryError) or "out of memory" in str(exc):
+            return _fail(args, "out of memory; try a smaller --max-size (or --device cpu)", EXIT_FAILED)
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return _fail(args, f"unexpected {type(exc).__name__}: {first_line} (run with --debug for the traceback)",
+                     EXIT_FAILED)
+
+
+def _fail(args: argparse.Namespace, message: str, code: int) -> int:
+    if args.debug:
+        traceback.print_exc()
+    print(f"impasto: error: {message}", file=sys.stderr)
+    return code
+
+
+def _serve(argv: list[str]) -> int:
+    """``impasto serve ...``: the web app, an optional extra."""
+    try:
+        web = importlib.import_module("impasto.web")  # lazily: the extra may be missing
+    except ImportError as exc:
+        print(f"impasto: error: the web app is not installed ({exc}); pip install impasto[web]", file=sys.stderr)
+        return EXIT_USAGE
+    return web.main(argv)
+
+
+# --- The parser ---------------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> typing.NoReturn:
+        """One line, with a "did you mean" for a misspelt option."""
+        if message.startswith("unrecognized arguments:"):
+            for word in message.split(":", 1)[1].split():
+                close = difflib.get_close_matches(word.split("=")[0], self._option_string_actions, n=1)
+                if word.startswith("--") and close:
+                    message += f" (did you mean {close[0]}?)"
+                    break
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see impasto --help)\n")
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    def _get_help_string(self, action: argparse.Action) -> str:
+        shown = action.default not in (None, False, argparse.SUPPRESS) and "default:" not in (action.help or "")
+        return f"{action.help} (default: %(default)s)" if shown else action.help or ""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="impasto", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    parser = _Parser(
+        prog="impasto", formatter_class=_HelpFormatter, epilog=EPILOG,
+        usage="impasto CONTENT STYLE [STYLE ...] -o OUT [options]\n"
+              "       impasto --content PHOTO [--content ...] STYLE [STYLE ...] -o 'out/{stem}.png' [options]\n"
+              "       impasto --rerun PAINTED.png [-o NEW.png] [options]\n"
+              "       impasto --demo [-o OUT] | impasto serve [...]",
         description="Paint a photo in the style of one or more paintings (Gatys et al. style transfer).")
-    parser.add_argument("content", nargs="?", help="the photo (any format Pillow reads)")
-    parser.add_argument("styles", nargs="*", metavar="style", help="the painting(s)")
-    parser.add_argument("-o", "--output", help="result file; the extension picks the format (png, jpg, tif, webp)")
-    parser.add_argument("--demo", action="store_true",
-                        help="paint the built-in sample photo in the built-in sample style")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("--version", action="version", version=f"impasto {__version__}")
-    hints = typing.get_type_hints(Config)
-    groups: dict[str, argparse._ArgumentGroup] = {}
+    parser.add_argument("inputs", nargs="*", metavar="IMAGE",
+                        help="CONTENT (a photo, or a folder of photos), then one or more STYLE paintings; "
+                             "with --content, all are STYLEs")
+    files = parser.add_argument_group("files and runs")
+    files.add_argument("-o", "--output", help="result file, the extension picks the format (png, jpg, tif, webp); "
+                                              "a template or a folder for a batch")
+    files.add_argument("-c", "--content", action="append", metavar="PHOTO",
+                       help="a photo or a folder of photos to paint; repeat for a batch")
+    files.add_argument("--config", metavar="FILE.toml", help="read settings (Config field names) from a TOML file; "
+                                                             "options given here override it")
+    files.add_argument("--print-config", action="store_true", help="print the settings in force as TOML and exit")
+    files.add_argument("--rerun", metavar="PAINTED.png",
+                       help="repeat the run that made this image, from its metadata (default output: NAME-rerun.EXT)")
+    files.add_argument("--demo", action="store_true", help="paint the built-in sample photo in the built-in sample style")
+    report = parser.add_argument_group("progress and reports")
+    report.add_argument("-q", "--quiet", action="store_true", help="no progress bar or messages, only errors")
+    report.add_argument("--log-json", metavar="FILE", help="write one JSON object per step to FILE (JSON Lines)")
+    report.add_argument("--plot", metavar="FILE.png", help="draw the loss curves into FILE (.png, .svg, .pdf; "
+                                                           "a template for a batch)")
+    report.add_argument("--save-every", type=_positive_int, metavar="N", help="save the image every N steps")
+    report.add_argument("--save-dir", metavar="DIR", help="folder for --save-every (made if missing; default: "
+                                                          "the output's folder)")
+    report.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    report.add_argument("--version", action="version", version=f"impasto {__version__}")
+    groups: dict[str, Any] = {}
     for f in dataclasses.fields(Config):
         group_name = f.metadata["group"]
         group = groups.get(group_name) or groups.setdefault(group_name, parser.add_argument_group(group_name))
-        flags = [f"--{f.name.replace('_', '-')}", *([_SHORT[f.name]] if f.name in _SHORT else [])]
-        group.add_argument(*flags, dest=f.name, type=_parser_for(hints[f.name], f.name),
-                           default=_shown(f.default), choices=_CHOICES.get(f.name), help=f.metadata["help"])
+        flags = [f"--{f.name.replace('_', '-')}", *_SHORT.get(f.name, [])]
+        shown = _shown(f.default)
+        group.add_argument(*flags, dest=f.name, type=_option_type(f.name), default=argparse.SUPPRESS,
+                           choices=_CHOICES.get(f.name), metavar=_metavar(f.name),
+                           nargs="?" if f.name in _CONST else None, const=_CONST.get(f.name),
+                           help=(f.metadata["help"] + ("" if shown is None else f" (default: {shown})")
+                                 + (f"; alone: {_CONST[f.name]}" if f.name in _CONST else "")).replace("%", "%%"))
     return parser
 
 
-def _parser_for(hint: Any, name: str):
-    """A function turning the option's text into the field's type, with a message naming the option."""
-    args = typing.get_args(hint)
-    item = args[0] if typing.get_origin(hint) is tuple else next((a for a in args if a is not type(None)), hint)
-    flag = f"--{name.replace('_', '-')}"
+def _metavar(name: str) -> str | None:
+    hint = _HINTS[name]
+    if name in _CHOICES:
+        return "{" + ",".join(_CHOICES[name]) + "}"
+    if typing.get_origin(hint) is tuple:
+        return "A,B,..."
+    return {int: "N", float: "X"}.get(hint) or {"weights": "FILE", "learning_rate": "X", "content_layer": "LAYER"}.get(name)
 
-    def convert_one(text: str) -> Any:
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return value
+
+
+def _shown(default: Any) -> str | None:
+    """The default as the command line shows it (lists comma-separated; None is not shown)."""
+    if default is None or default == ():
+        return None
+    return ",".join(map(str, default)) if isinstance(default, tuple) else str(default)
+
+
+def parse_setting(name: str, text: str) -> Any:
+    """The value of Config field ``name`` written as text ("512", "relu1_1,relu2_1", "" for None)."""
+    hint = _HINTS[name]
+    args = typing.get_args(hint)
+    if type(None) in args and not text.strip():
+        return None
+    item = args[0] if typing.get_origin(hint) is tuple else next((a for a in args if a is not type(None)), hint)
+
+    def convert(part: str) -> Any:
         try:
-            return item(text)
+            return item(part)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag}: {text!r} is not a valid {item.__name__}") from None
+            raise ConfigError(f"{part!r} is not a valid {item.__name__}") from None
 
     if typing.get_origin(hint) is tuple:
-        return lambda text: tuple(convert_one(part.strip()) for part in text.split(",") if part.strip())
-    return convert_one
+        return tuple(convert(part.strip()) for part in text.split(",") if part.strip())
+    return convert(text.strip())
 
 
-def _shown(default: Any) -> Any:
-    """The default as the command line shows it (lists comma-separated)."""
-    return ",".join(map(str, default)) if isinstance(default, tuple) else default
+def _option_type(name: str):
+    flag = f"--{name.replace('_', '-')}"
+
+    def convert(text: str) -> Any:
+        try:
+            return parse_setting(name, text)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(f"{flag}: {exc}") from None
+
+    return convert
 
 
-def config_from_args(args: argparse.Namespace) -> Config:
-    values = {}
-    for f in dataclasses.fields(Config):
-        value = getattr(args, f.name)
-        values[f.name] = _parser_for(typing.get_type_hints(Config)[f.name], f.name)(value) \
-            if isinstance(value, str) and isinstance(f.default, tuple) else value
+# --- Settings -----------------------------------------------------------------------------------
+
+
+def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = None) -> Config:
+    """The settings in force: ``base`` (defaults, or a rerun's), then --config FILE, then the flags."""
+    values = dict(base or {})
+    if getattr(args, "config", None):
+        values.update(read_config_file(args.config))
+        _make_config(values, args.config)
+    values.update({name: getattr(args, name) for name in _FIELDS if hasattr(args, name)})
+    return _make_config(values, "invalid option")
+
+
+def _make_config(values: dict[str, Any], source: str) -> Config:
     try:
         return Config(**values)
     except ConfigError as exc:
-        raise ConfigError(f"invalid option: {exc}") from None
+        raise ConfigError(f"{source}: {exc}") from None
 
 
-def _inputs(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[Any, list[Any]]:
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Settings from a TOML file whose keys are Config field names."""
+    try:
+        with open(path, "rb") as file:
+            data = tomllib.load(file)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    values = {}
+    for key, value in data.items():
+        if key not in _FIELDS:
+            close = difflib.get_close_matches(key, _FIELDS, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(_FIELDS)}"
+            raise ConfigError(f"{path}: unknown setting {key!r}; {hint}")
+        if isinstance(value, (dict, bool)) or (isinstance(value, list) and any(isinstance(v, (list, dict)) for v in value)):
+            raise ConfigError(f"{path}: {key}: {value!r} is not a valid value")
+        text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+        try:
+            values[key] = parse_setting(key, text)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {key}: {exc}") from None
+    return values
+
+
+def config_to_toml(config: Config) -> str:
+    """The settings as a TOML file that --config reads back (unset optional values are comments)."""
+    lines = [f"# impasto {__version__} settings (use with --config FILE)"]
+    group = None
+    for name, f in _FIELDS.items():
+        if f.metadata["group"] != group:
+            group = f.metadata["group"]
+            lines += ["", f"# {group}"]
+        value = getattr(config, name)
+        lines.append(f"# {name} = (not set)" if value is None else f"{name} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(map(_toml_value, value)) + "]"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return json.dumps(str(value), ensure_ascii=False).replace("\x7f", "\\u007f")  # a TOML basic string
+
+
+# --- Planning a run: inputs, outputs, checks before any work ------------------------------------
+
+
+@dataclass
+class Job:
+    """One photo to paint and where its files go."""
+
+    content: Any  # a path, or the demo's in-memory photo
+    output: Path
+    plot: Path | None = None
+
+
+@dataclass
+class Plan:
+    config: Config
+    styles: list[Any]
+    jobs: list[Job]
+    batch: bool  # several photos: a bad one is skipped (exit 1) instead of stopping the run (exit 2)
+
+
+def plan(args: argparse.Namespace) -> Plan:
+    """Work out the settings, inputs and outputs, and check them all before any optimisation."""
+    if args.rerun:
+        if args.inputs or args.content or args.demo:
+            raise ConfigError("--rerun takes no CONTENT, STYLE, --content or --demo: the inputs come from the image")
+        return _plan_rerun(args)
+    config = config_from_args(args)
+    if args.print_config:
+        return Plan(config, [], [], False)
     if args.demo:
         from .samples import sample_photo_path, sample_style_image
 
+        contents, styles, batch = [sample_photo_path()], [sample_style_image()], False
         args.output = args.output or "impasto-demo.png"
-        return sample_photo_path(), [sample_style_image()]
-    if not args.content or not args.styles or not args.output:
-        parser.error("give CONTENT, at least one STYLE and -o OUTPUT (or --demo)")
-    return args.content, list(args.styles)
+    else:
+        contents, styles = (args.content, args.inputs) if args.content else (args.inputs[:1], args.inputs[1:])
+        if not contents or not styles or not args.output:
+            raise ConfigError("give CONTENT, at least one STYLE and -o OUTPUT (or --rerun IMAGE, or --demo)")
+        batch = len(contents) > 1 or any(Path(c).is_dir() for c in contents)
+        contents = [photo for c in contents for photo in _expand(c)]
+    return _finish_plan(args, config, contents, styles, batch)
 
 
-def _progress(quiet: bool):
-    """A callback drawing a progress bar with the loss terms (nothing when quiet)."""
-    if quiet:
-        return None
-    from tqdm import tqdm
+def _expand(content: str) -> list[str]:
+    """A folder becomes the image files in it (by extension, sorted); a file stays itself."""
+    if not Path(content).is_dir():
+        return [content]
+    from PIL import Image
 
-    bar = None
-
-    def update(event: ProgressEvent) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(total=event.total, unit="step", dynamic_ncols=True, file=sys.stderr)
-        bar.set_postfix_str(f"loss {event.loss:.4g} " + " ".join(
-            f"{name.split('/')[0]} {value:.3g}" for name, value in _by_kind(event.losses).items()))
-        bar.update(event.step - bar.n)
-        if event.step >= event.total:
-            bar.close()
-
-    return update
+    extensions = {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
+    photos = sorted(str(p) for p in Path(content).iterdir()
+                    if p.suffix.lower() in extensions and not p.name.startswith(".") and not p.is_dir())
+    if not photos:
+        raise ImageError(f"{content}: folder holds no image files")
+    return photos
 
 
-def _by_kind(losses: dict[str, float]) -> dict[str, float]:
-    """Sum the per-layer terms into content, style and tv."""
-    totals: dict[str, float] = {}
-    for name, value in losses.items():
-        kind = name.split("/")[0]
-        totals[kind] = totals.get(kind, 0.0) + value
-    return totals
+def _plan_rerun(args: argparse.Namespace) -> Plan:
+    source = Path(args.rerun)
+    meta = read_metadata(source)
+    if not meta or "config" not in meta:
+        raise ImageError(f"{source}: carries no impasto metadata, cannot rerun it")
+    inputs = meta.get("inputs", {})
+    paths = inputs.get("paths")
+    if not isinstance(paths, dict) or not {"content", "style"} <= set(paths) or "content" not in inputs:
+        raise ImageError(f"{source}: its metadata records no input paths (an older impasto); cannot rerun it")
+    if meta.get("impasto") != __version__ and not args.quiet:
+        print(f"impasto: note: {source} was made by impasto {meta.get('impasto')}, this is {__version__}; "
+              "the result may differ", file=sys.stderr)
+    try:
+        base = dataclasses.asdict(Config.from_dict(meta["config"]))
+    except (ConfigError, TypeError) as exc:
+        raise ConfigError(f"{source}: its settings cannot be used ({exc})") from None
+    if "init" in inputs:
+        base["init"] = paths["init"]  # absolute, so that a rerun from another folder finds it
+    config = config_from_args(args, base)
+    args.output = args.output or str(source.with_name(f"{source.stem}-rerun{source.suffix}"))
+    if args.print_config:
+        return Plan(config, [], [], False)
+    checks = [("content image", paths["content"], inputs["content"])]
+    checks += [(f"style image {i + 1}", p, h) for i, (p, h) in enumerate(zip(paths["style"], inputs["style"]))]
+    if "init" in inputs:
+        checks.append(("init image", paths.get("init"), inputs["init"]))
+    for what, path, digest in checks:
+        if path is None:
+            raise ImageError(f"{source}: its {what} was not a file, cannot rerun it")
+        if not Path(path).is_file():
+            raise ImageError(f"{path}: {what} of {source} is missing")
+        if fingerprint(path) != digest:
+            raise ImageError(f"{path}: {what} of {source} has changed since (its SHA-256 differs)")
+    return _finish_plan(args, config, [paths["content"]], list(paths["style"]), False)
+
+
+def _finish_plan(args: argparse.Namespace, config: Config, contents: list[Any], styles: list[Any],
+                 batch: bool) -> Plan:
+    if config.style_blend and len(config.style_blend) != len(styles):
+        raise ConfigError(f"--style-blend has {len(config.style_blend)} weights for {len(styles)} style images")
+    for i, style in enumerate(styles):
+        if isinstance(style, (str, os.PathLike)):
+            read_image(style, what=f"style image {i + 1}")  # a bad painting would fail every photo
+    if config.init not in INITS:
+        read_image(config.init, what="init image")
+    resolve_device(config.device)
+    style_names = "+".join(Path(s).stem if isinstance(s, (str, os.PathLike)) else "style" for s in styles)
+    jobs = []
+    for index, content in enumerate(contents, 1):
+        names = {"stem": Path(content).stem, "style": style_names, "index": index}
+        output = _output_path(args.output, names, "-o", "{stem}-{style}.png")
+        plot = _output_path(args.plot, names, "--plot", "{stem}-{style}-losses.png") if args.plot else None
+        jobs.append(Job(content, output, plot))
+    for attr, what in (("output", "-o"), ("plot", "--plot")):
+        paths = [getattr(job, attr) for job in jobs if getattr(job, attr) is not None]
+        if len(set(paths)) < len(paths):
+            raise ConfigError(f"{what} {getattr(args, attr)}: several photos would be written to the same file; "
+                              "put {stem} or {index} in the name, or give a folder")
+    inputs = {Path(p).resolve() for p in [*contents, *styles] if isinstance(p, (str, os.PathLike))}
+    for job in jobs:
+        if job.output.resolve() in inputs:
+            raise ConfigError(f"{job.output}: the output would overwrite an input image")
+        _check_writable(job.output, SAVE_FORMATS)
+        if job.plot:
+            _check_writable(job.plot, PLOT_FORMATS)
+    if args.log_json:
+        _check_writable(Path(args.log_json), None)
+    if args.save_every:
+        save_dir = Path(args.save_dir) if args.save_dir else None
+        for folder in {save_dir or job.output.parent for job in jobs}:
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ImageError(f"--save-dir {folder}: cannot make the folder ({exc.strerror or exc})") from None
+            _check_writable(folder / "x.png", SAVE_FORMATS)
+    elif args.save_dir:
+        raise ConfigError("--save-dir needs --save-every N")
+    return Plan(config, styles, jobs, batch)
+
+
+def _output_path(template: str, names: dict[str, Any], what: str, in_folder: str) -> Path:
+    """The file for one photo: the template filled in, or a name inside a folder."""
+    if Path(template).is_dir() or template.endswith(("/", os.sep)):
+        template = os.path.join(template, in_folder)
+    try:
+        return Path(template.format(**names))
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ConfigError(f"{what} {template}: bad placeholder ({exc}); use {{stem}}, {{style}} or {{index}}") from None
+
+
+def _check_writable(path: Path, formats: Any) -> None:
+    """Fail now, not after minutes of work, if ``path`` cannot be written."""
+    if formats is not None and path.suffix.lower() not in formats:
+        raise ImageError(f"{path}: unsupported extension {path.suffix!r}; use one of {', '.join(formats)}")
+    if path.is_dir():
+        raise ImageError(f"{path}: is a folder, cannot write a file there")
+    folder = path.parent
+    if not folder.is_dir():
+        raise ImageError(f"{path}: folder {str(folder)!r} does not exist")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".impasto-check-", dir=folder)
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot write in folder {str(folder)!r} ({exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+# --- Running ------------------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> int:
+    """Carry out parsed arguments; ImpastoError for bad input (the caller reports it)."""
+    the_plan = plan(args)
+    if args.print_config:
+        print(config_to_toml(the_plan.config), end="")
+        return EXIT_OK
+    _say_device(the_plan.config, args.quiet)
+    log = open(args.log_json, "w", encoding="utf-8") if args.log_json else None
+    failed = 0
+    try:
+        with Interrupts() as interrupts:
+            for index, job in enumerate(the_plan.jobs):
+                label = f"[{index + 1}/{len(the_plan.jobs)}] {Path(job.content).name}" if the_plan.batch else ""
+                try:
+                    _paint(args, the_plan, job, label, log, interrupts)
+                except ImpastoError as exc:
+                    if not the_plan.batch:
+                        raise
+                    failed += 1
+                    print(f"impasto: error: {exc} (skipped)", file=sys.stderr)
+                if interrupts.signum is not None:
+                    name = signal.Signals(interrupts.signum).name
+                    print(f"impasto: stopped by {name}; the best image so far is in {job.output}", file=sys.stderr)
+                    return EXIT_SIGNAL[interrupts.signum]
+    finally:
+        if log:
+            log.close()
+    if failed:
+        print(f"impasto: {failed} of {len(the_plan.jobs)} photos failed", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _paint(args: argparse.Namespace, the_plan: Plan, job: Job, label: str, log: TextIO | None,
+           interrupts: "Interrupts") -> None:
+    """Paint one photo and write its image, plot and intermediate saves."""
+    progress = Progress(args, the_plan.config, job, label, log, interrupts)
+    try:
+        result = stylize(job.content, the_plan.styles, the_plan.config, callback=progress)
+    finally:
+        progress.close()
+    path = result.save(job.output)
+    if job.plot:
+        plot_losses(result.history, job.plot, the_plan.config.sizes(), title=f"{path.name}: loss per step")
+    if not args.quiet:
+        print(f"wrote {path} ({result.steps} steps, {result.timings['total']:.1f} s, "
+              f"stopped by {result.stop_reason})", file=sys.stderr)
+
+
+def _say_device(config: Config, quiet: bool) -> None:
+    if config.device != "auto" or quiet:
+        return
+    device = resolve_device("auto")
+    if device.type == "cuda":
+        import torch
+
+        print(f"impasto: using the GPU {torch.cuda.get_device_name(device)} ({device})", file=sys.stderr)
+    elif device.type != "cpu":
+        print(f"impasto: using the GPU ({device})", file=sys.stderr)
+
+
+class Progress:
+    """The callback of one run: progress bar, JSON log, intermediate saves, and stop on a signal."""
+
+    def __init__(self, args: argparse.Namespace, config: Config, job: Job, label: str, log: TextIO | None,
+                 interrupts: "Interrupts") -> None:
+        self.quiet, self.label, self.log, self.interrupts = args.quiet, label, log, interrupts
+        self.content = str(job.content) if isinstance(job.content, (str, os.PathLike)) else "<image>"
+        self.every = args.save_every
+        self.save_dir = Path(args.save_dir) if args.save_dir else job.output.parent
+        self.stem = job.output.stem
+        self.bar: Any = None
+
+    def __call__(self, event: ProgressEvent) -> bool:
+        kinds = loss_kinds(event.losses)
+        height, width = event.image.shape[1:]
+        if not self.quiet:
+            self._draw(event, kinds, f"{width}x{height}")
+        if self.log is not None:
+            record = {"input": self.content, "step": event.step, "total": event.total, "scale": event.scale,
+                      "size": [height, width], "loss": event.loss, **kinds, "terms": event.losses,
+                      "elapsed": round(event.elapsed, 4)}
+            self.log.write(json.dumps(record) + "\n")
+            self.log.flush()
+        if self.every and event.step % self.every == 0:
+            save_image(event.image, self.save_dir / f"{self.stem}-step{event.step:05d}.png",
+                       metadata={"step": event.step, "loss": event.loss, "losses": event.losses})
+        return self.interrupts.signum is not None  # True stops the run, keeping the best image
+
+    def _draw(self, event: ProgressEvent, kinds: dict[str, float], size: str) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=event.total, desc=self.label or None, unit="step", dynamic_ncols=True,
+                            file=sys.stderr)
+        terms = " ".join(f"{kind} {value:.3g}" for kind, value in kinds.items())
+        self.bar.set_postfix_str((f"{size} " if event.scales > 1 else "") + terms, refresh=False)
+        self.bar.update(event.step - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class _Aborted(KeyboardInterrupt):
+    def __init__(self, exit_code: int) -> None:
+        super().__init__()
+        self.exit_code = exit_code
+
+
+class Interrupts:
+    """While active, the first SIGINT or SIGTERM only sets ``signum``: the progress callback then stops
+    the run, which keeps the best image so far. A second signal aborts at once. Previous handlers are
+    restored on exit; a signal that was being ignored stays ignored."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "Interrupts":
+        if threading.current_thread() is threading.main_thread():
+            for sig in EXIT_SIGNAL:
+                previous = signal.getsignal(sig)
+                if previous is not signal.SIG_IGN:
+                    self.previous[sig] = previous
+                    signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            raise _Aborted(EXIT_SIGNAL.get(signum, EXIT_SIGNAL[signal.SIGINT]))
+        self.signum = signum
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, previous in self.previous.items():
+            signal.signal(sig, previous if previous is not None else signal.SIG_DFL)

@@ -67,6 +67,10 @@ class Config:
     seed: int = _field(0, "random seed (noise init, Adam): the same seed repeats a run", "optimisation")
     device: str = _field("auto", "'auto' (a GPU when there is one), 'cpu', 'cuda', 'cuda:N' or 'mps'", "optimisation")
 
+    # The result
+    denoise: float = _field(
+        0.0, "remove leftover pixel noise: radius (σ, pixels) of an edge-preserving smoothing of the result; 0: off", "output")
+
     def __post_init__(self) -> None:
         self.validate()
 
@@ -104,6 +108,8 @@ class Config:
             raise ConfigError(f"coarse_iterations must not be negative, not {self.coarse_iterations}")
         if self.tolerance < 0:
             raise ConfigError(f"tolerance must not be negative, not {self.tolerance}")
+        if self.denoise < 0:
+            raise ConfigError(f"denoise must not be negative, not {self.denoise}")
 
     def sizes(self) -> list[int]:
         """Long edges of the coarse-to-fine schedule, smallest first (none below 64 px)."""

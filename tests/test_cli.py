@@ -1,83 +1,304 @@
-"""The command line, through main(argv) and one real subprocess."""
+"""The command line, through main(argv) and real subprocesses. Images are tiny (32-48 px), runs a few steps."""
 
+import dataclasses
+import json
+import signal
+import struct
 import subprocess
 import sys
+import time
+import tomllib
+import types
+import zlib
+from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
-from impasto.cli import build_parser, config_from_args, main
+from impasto.cli import Interrupts, build_parser, config_from_args, config_to_toml, main
 from impasto.config import Config
 from impasto.imageio import read_metadata
+
+QUICK = ["-q", "-s", "32", "-n", "2", "--tolerance", "0"]
+
+
+@pytest.fixture(scope="module")
+def photo(images):
+    return str(images / "content/golden_gate.jpg")
+
+
+@pytest.fixture(scope="module")
+def painting(images):
+    return str(images / "style/the_scream.jpg")
 
 
 def test_options_reach_the_config():
     args = build_parser().parse_args([
         "a.jpg", "b.jpg", "-o", "o.png", "-s", "300", "--style-layers", "relu1_1,relu3_1",
         "--style-layer-weights", "2,1", "--optimizer", "adam", "--learning-rate", "0.05", "-n", "7",
-        "--style-blend", "1", "--init", "noise", "--seed", "3", "--pooling", "max", "-w", "2e3"])
+        "--style-blend", "1", "--init", "noise", "--seed", "3", "--pooling", "max", "-w", "2e3",
+        "--content-weight", "2", "--tv-weight", "0.5", "--tolerance", "0", "--style-scale", "1.5",
+        "--scales", "2", "--coarse-iterations", "9", "--weights", "w.pth", "--device", "cpu", "--remove-noise"])
     config = config_from_args(args)
     assert config == Config(max_size=300, style_layers=("relu1_1", "relu3_1"), style_layer_weights=(2.0, 1.0),
                             optimizer="adam", learning_rate=0.05, iterations=7, style_blend=(1.0,),
-                            init="noise", seed=3, pooling="max", style_weight=2000.0)
+                            init="noise", seed=3, pooling="max", style_weight=2000.0, content_weight=2.0,
+                            tv_weight=0.5, tolerance=0.0, style_scale=1.5, scales=2, coarse_iterations=9,
+                            weights="w.pth", device="cpu", denoise=1.0)
     assert config_from_args(build_parser().parse_args(["a", "b", "-o", "c"])) == Config()
+    assert config_from_args(build_parser().parse_args(["--denoise", "0.5", "--learning-rate", ""])) == \
+        Config(denoise=0.5, learning_rate=None)
 
 
 def test_help_groups_options_with_defaults(capsys):
-    with pytest.raises(SystemExit) as info:
-        main(["--help"])
+    assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    assert info.value.code == 0
-    assert "objective:" in out and "optimisation:" in out and "(default: relu4_2)" in out
+    for heading in ("files and runs:", "progress and reports:", "size:", "objective:", "optimisation:", "output:"):
+        assert heading in out
+    assert "--max-size N, -s N" in out and "(default: relu4_2)" in out and "--remove-noise [X]" in out
+    assert "130 / 143 interrupted" in out and "{stem}" in out
+    assert main(["--version"]) == 0 and capsys.readouterr().out.strip() == "impasto 0.1.0"
 
 
-def test_run_writes_image_with_metadata(images, tmp_path, capsys):
-    out = tmp_path / "painted.jpg"
-    code = main([str(images / "content/golden_gate.jpg"), str(images / "style/starry_night.jpg"),
-                 "-o", str(out), "-s", "48", "-n", "3", "--tolerance", "0"])
-    assert code == 0
+def test_run_writes_image_log_plot_and_steps(photo, images, tmp_path, capsys):
+    out, log, plot, steps = tmp_path / "painted.jpg", tmp_path / "log.jsonl", tmp_path / "loss.png", tmp_path / "steps"
+    second = str(images / "style/starry_night.jpg")
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    code = main([photo, str(images / "style/the_scream.jpg"), second, "-o", str(out), "-s", "48", "-n", "3",
+                 "--tolerance", "0", "--style-blend", "0.7,0.3", "--tv-weight", "1", "--log-json", str(log),
+                 "--plot", str(plot), "--save-every", "2", "--save-dir", str(steps), "--remove-noise", "0.5"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers  # restored
+    assert "wrote" in err and "3 steps" in err and "3/3" in err  # the progress bar reached the end
+    assert "content" in err and "style" in err and "tv" in err and ("step/s" in err or "s/step" in err)
     with Image.open(out) as image:
         assert image.format == "JPEG" and image.size == (48, 36)
-    assert read_metadata(out)["config"]["max_size"] == 48  # JSON sidecar for JPEG
+    meta = read_metadata(out)  # JSON sidecar for JPEG
+    assert meta["config"]["style_blend"] == [0.7, 0.3] and meta["config"]["denoise"] == 0.5
+    assert meta["inputs"]["paths"] == {"content": photo, "style": [str(images / "style/the_scream.jpg"), second]}
+    assert meta["steps"] == 3 and meta["stop_reason"] == "iterations"
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3] and {r["total"] for r in records} == {3}
+    assert records[0]["input"] == photo and records[0]["size"] == [36, 48] and records[0]["scale"] == 0
+    for r in records:
+        assert r["loss"] == pytest.approx(sum(r["terms"].values()), rel=1e-5)
+        assert r["loss"] == pytest.approx(r["content"] + r["style"] + r["tv"], rel=1e-5)
+    assert records[-1]["loss"] == pytest.approx(meta["final_losses"]["loss"])
+    with Image.open(plot) as image:
+        assert image.format == "PNG" and image.size == (840, 480)
+    assert sorted(p.name for p in steps.iterdir()) == ["painted-step00002.png"]
+    assert read_metadata(steps / "painted-step00002.png")["step"] == 2
+
+
+def _write_photo(path: Path, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(path)
+
+
+def test_rerun_reproduces_bit_for_bit_and_checks_inputs(painting, tmp_path, capsys):
+    content = tmp_path / "photo.png"
+    _write_photo(content, 0)
+    first = tmp_path / "first.png"
+    assert main([str(content), painting, "-o", str(first), *QUICK, "--init", "noise", "--seed", "5"]) == 0
+    assert main(["--rerun", str(first), "-q"]) == 0
+    again = tmp_path / "first-rerun.png"
+    with Image.open(first) as a, Image.open(again) as b:
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+    assert read_metadata(again)["config"] == read_metadata(first)["config"]
+    assert read_metadata(again)["config"]["seed"] == 5
+    capsys.readouterr()
+
+    _write_photo(content, 1)  # the photo changed since
+    assert main(["--rerun", str(first), "-o", str(tmp_path / "x.png")]) == 2
+    assert f"{content}: content image of {first} has changed since (its SHA-256 differs)" in capsys.readouterr().err
+    content.unlink()
+    assert main(["--rerun", str(first), "-o", str(tmp_path / "x.png")]) == 2
+    assert f"{content}: content image of {first} is missing" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_batch_skips_a_broken_photo_and_exits_1(images, painting, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "a.jpg").symlink_to(images / "content/golden_gate.jpg")
+    (photos / "b.jpg").write_bytes(b"not really a jpeg")
+    (photos / "c.jpg").symlink_to(images / "content/rainier.jpg")
+    (photos / "notes.txt").write_text("not an image, not picked up")
+    out = tmp_path / "out"
+    out.mkdir()
+    code = main([str(photos), painting, "-o", f"{out}/", "-s", "32", "-n", "1"])
     err = capsys.readouterr().err
-    assert "wrote" in err and "3 steps" in err and "3/3" in err  # the progress bar reached the end
+    assert code == 1
+    assert sorted(p.name for p in out.iterdir()) == ["a-the_scream.png", "c-the_scream.png"]
+    assert f"impasto: error: {photos / 'b.jpg'}: not an image file Pillow can read (skipped)" in err
+    assert "[3/3] c.jpg" in err and "1 of 3 photos failed" in err
+    with Image.open(out / "c-the_scream.png") as image:
+        assert max(image.size) == 32
+
+
+def test_batch_output_needs_a_placeholder(images, painting, tmp_path, capsys):
+    photos = ["--content", str(images / "content/golden_gate.jpg"), "--content", str(images / "content/rainier.jpg")]
+    assert main([*photos, painting, "-o", str(tmp_path / "out.png"), *QUICK]) == 2
+    assert "several photos would be written to the same file; put {stem} or {index}" in capsys.readouterr().err
+    assert main([*photos, painting, "-o", str(tmp_path / "{nope}.png"), *QUICK]) == 2
+    assert "bad placeholder ('nope'); use {stem}, {style} or {index}" in capsys.readouterr().err
+
+
+def test_config_file_and_print_config(tmp_path, capsys):
+    settings = tmp_path / "run.toml"
+    settings.write_text('max_size = 40\nstyle_layers = ["relu1_1", "relu2_1"]\nstyle_layer_weights = [1, 2]\n'
+                        'learning_rate = 0.5\ninit = "noise"\n')
+    assert main(["--config", str(settings), "--print-config", "-s", "48", "--seed", "7"]) == 0
+    printed = capsys.readouterr().out
+    data = tomllib.loads(printed)
+    expected = Config(max_size=48, style_layers=("relu1_1", "relu2_1"), style_layer_weights=(1.0, 2.0),
+                      learning_rate=0.5, init="noise", seed=7)
+    assert data["max_size"] == 48 and data["seed"] == 7 and data["style_layer_weights"] == [1.0, 2.0]
+    assert Config.from_dict(data) == expected  # the printed file reads back as the same settings
+    assert "# weights = (not set)" in printed
+    (tmp_path / "printed.toml").write_text(printed)
+    assert main(["--config", str(tmp_path / "printed.toml"), "--print-config"]) == 0
+    assert capsys.readouterr().out == printed
+    groups = {f.metadata["group"] for f in dataclasses.fields(Config)}
+    assert config_to_toml(Config()).count("\n\n# ") == len(groups) and "\n\n# optimisation\n" in printed
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("max_sise = 40\n", "run.toml: unknown setting 'max_sise'; did you mean 'max_size'?"),
+        ("max_size = 2.5\n", "run.toml: max_size: '2.5' is not a valid int"),
+        ("max_size = 8\n", "run.toml: max_size must be at least 16 pixels, not 8"),
+        ("max_size = \n", "run.toml: not valid TOML"),
+    ],
+)
+def test_bad_config_file_exits_2(tmp_path, capsys, text, message):
+    (tmp_path / "run.toml").write_text(text)
+    assert main(["--config", str(tmp_path / "run.toml"), "--print-config"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def _huge_png(path: Path) -> None:
+    """A PNG whose header claims 100000 x 100000 pixels (the decompression-bomb guard must refuse it)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", 100000, 100000, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
 
 
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["missing.jpg", "{style}", "-o", "{out}"], "missing.jpg: no such file"),
-        (["{content}", "{style}", "-o", "{tmp}/no/such/dir/out.png"], "out.png"),
-        (["{content}", "{style}", "-o", "{out}", "--content-layer", "relu9_9"], "invalid option: unknown VGG-19 layer 'relu9_9'"),
+        (["{tmp}/missing.jpg", "{style}", "-o", "{out}"], "{tmp}/missing.jpg: no such file"),
+        (["{tmp}/text.jpg", "{style}", "-o", "{out}"], "{tmp}/text.jpg: not an image file Pillow can read"),
+        (["{content}", "{tmp}/cut.jpg", "-o", "{out}"], "{tmp}/cut.jpg: truncated or corrupt image"),
+        (["{tmp}/huge.png", "{style}", "-o", "{out}"], "{tmp}/huge.png: too large to read safely"),
+        (["{content}", "{style}", "-o", "{tmp}/no/such/dir/out.png"], "folder '{tmp}/no/such/dir' does not exist"),
+        (["{content}", "{style}", "-o", "/sys/impasto-out.png"], "/sys/impasto-out.png: cannot write in folder '/sys'"),
+        (["{content}", "{style}", "-o", "{tmp}/out.gif"], "out.gif: unsupported extension '.gif'"),
+        (["{content}", "{style}", "-o", "{style}"], "the output would overwrite an input image"),
+        (["{content}", "{style}", "-o", "{out}", "--plot", "{tmp}/loss.gif"], "loss.gif: unsupported extension"),
+        (["{content}", "{style}", "-o", "{out}", "--content-layer", "relu9_9"],
+         "invalid option: unknown VGG-19 layer 'relu9_9'"),
         (["{content}", "{style}", "-o", "{out}", "-n", "0"], "invalid option: iterations must be at least 1"),
-        (["{content}", "{style}", "-o", "{tmp}/out.gif"], "out.gif"),
+        (["{content}", "{style}", "-o", "{out}", "--device", "cuda:7"], "no CUDA GPU is available"),
+        (["{content}", "{style}", "-o", "{out}", "--style-blend", "1,2"], "--style-blend has 2 weights for 1 style"),
+        (["{content}", "{style}", "-o", "{out}", "--init", "{tmp}/missing.png"], "{tmp}/missing.png: no such file"),
+        (["{content}", "{style}", "-o", "{out}", "--save-dir", "{tmp}"], "--save-dir needs --save-every N"),
+        (["--rerun", "{content}"], "golden_gate.jpg: carries no impasto metadata, cannot rerun it"),
+        (["--rerun", "{content}", "{style}"], "--rerun takes no CONTENT"),
+        (["{content}", "{style}"], "give CONTENT, at least one STYLE and -o OUTPUT"),
     ],
 )
 def test_errors_are_one_line_and_exit_2(images, tmp_path, capsys, argv, message):
-    values = {"content": images / "content/golden_gate.jpg", "style": images / "style/starry_night.jpg",
+    values = {"content": images / "content/golden_gate.jpg", "style": images / "style/the_scream.jpg",
               "out": tmp_path / "out.png", "tmp": tmp_path}
+    (tmp_path / "text.jpg").write_text("hello")
+    (tmp_path / "cut.jpg").write_bytes((images / "style/the_scream.jpg").read_bytes()[:5000])
+    _huge_png(tmp_path / "huge.png")
     code = main(["-q", "-s", "32", "-n", "1"] + [a.format(**values) for a in argv])  # later options win
     err = capsys.readouterr().err
-    assert code == 2 and message in err
+    assert code == 2 and message.format(**values) in err
     assert err.startswith("impasto: error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "out.png").exists()
 
 
-def test_bad_option_value_exits_2(capsys):
-    with pytest.raises(SystemExit) as info:
-        main(["a.jpg", "b.jpg", "-o", "c.png", "--max-size", "big"])
-    assert info.value.code == 2 and "--max-size: 'big' is not a valid int" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["a.jpg", "b.jpg", "-o", "c.png", "--max-size", "big"], "--max-size: 'big' is not a valid int"),
+        (["a.jpg", "b.jpg", "-o", "c.png", "--save-every", "0"], "'0' is not a positive whole number"),
+        (["a.jpg", "b.jpg", "-o", "c.png", "--optimizer", "sgd"], "invalid choice: 'sgd'"),
+        (["a.jpg", "b.jpg", "-o", "c.png", "--max-sise", "9"], "(did you mean --max-size?)"),
+    ],
+)
+def test_bad_option_value_exits_2(capsys, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.startswith("impasto: error: ") and err.count("\n") == 1
 
 
-def test_missing_arguments_exit_2(capsys):
-    with pytest.raises(SystemExit) as info:
-        main(["photo.jpg"])
-    assert info.value.code == 2 and "give CONTENT" in capsys.readouterr().err
+def test_unexpected_error_is_one_line_exit_1(photo, painting, tmp_path, capsys, monkeypatch):
+    def broken(*args, **kwargs):
+        raise ValueError("something broke\nsecond line")  # stands in for a bug: none can be provoked on purpose
+
+    monkeypatch.setattr("impasto.cli.stylize", broken)
+    argv = [photo, painting, "-o", str(tmp_path / "out.png"), "-q"]
+    assert main(argv) == 1
+    assert capsys.readouterr().err == \
+        "impasto: error: unexpected ValueError: something broke (run with --debug for the traceback)\n"
+    assert main([*argv, "--debug"]) == 1
+    assert "Traceback" in capsys.readouterr().err
 
 
-def test_python_dash_m_demo(tmp_path):
-    out = tmp_path / "demo.png"
-    proc = subprocess.run([sys.executable, "-m", "impasto", "--demo", "-o", str(out), "-s", "40", "-n", "2", "-q"],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    with Image.open(out) as image:
-        assert image.size == (34, 40)  # the sample photo is 512×600 (portrait)
+def test_serve_dispatches_to_the_web_app(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "impasto.web", None)  # as if the web extra were not installed
+    assert main(["serve", "--port", "8000"]) == 2
+    assert "pip install impasto[web]" in capsys.readouterr().err
+    calls = []
+    monkeypatch.setitem(sys.modules, "impasto.web", types.SimpleNamespace(main=lambda argv: calls.append(argv) or 0))
+    assert main(["serve", "--port", "8000"]) == 0 and calls == [["--port", "8000"]]
+
+
+def test_a_second_signal_aborts_at_once():
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt) as info:
+        with Interrupts() as interrupts:
+            signal.raise_signal(signal.SIGTERM)
+            assert interrupts.signum == signal.SIGTERM  # the first only asks the run to stop
+            signal.raise_signal(signal.SIGINT)
+    assert info.value.exit_code == 130
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_signals_write_the_best_image_and_exit_130_or_143(photo, painting, tmp_path):
+    """Real processes: SIGINT on a normal run, SIGTERM on the built-in demo (python -m impasto --demo)."""
+    inputs = {signal.SIGINT: [photo, painting], signal.SIGTERM: ["--demo"]}
+    runs = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        out, log = tmp_path / f"{sig.name}.png", tmp_path / f"{sig.name}.jsonl"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "impasto", *inputs[sig], "-o", str(out), "-s", "40", "-n", "100000",
+             "--tolerance", "0", "--log-json", str(log), "-q"],
+            stderr=subprocess.PIPE, text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # even if our runner ignores it
+        runs[sig] = proc, out, log
+    for sig, (proc, out, log) in runs.items():
+        deadline = time.monotonic() + 240  # a guard against hanging only, not a timing assertion
+        while not (log.exists() and log.read_text().count("\n") >= 1):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.05)
+        proc.send_signal(sig)
+    for sig, (proc, out, log) in runs.items():
+        err = proc.communicate(timeout=240)[1]
+        assert proc.returncode == {signal.SIGINT: 130, signal.SIGTERM: 143}[sig], err
+        assert f"stopped by {sig.name}; the best image so far is in {out}" in err
+        with Image.open(out) as image:
+            assert image.size == {signal.SIGINT: (40, 30), signal.SIGTERM: (34, 40)}[sig]  # the demo photo: 512×600
+        meta = read_metadata(out)
+        assert meta["stop_reason"] == "cancelled" and 1 <= meta["steps"] < 100000
+        assert meta["steps"] == len(log.read_text().splitlines())

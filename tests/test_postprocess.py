@@ -1,0 +1,50 @@
+import pytest
+import torch
+
+from impasto.config import Config
+from impasto.errors import ConfigError
+from impasto.postprocess import denoise
+
+
+def test_zero_sigma_is_an_unchanged_copy():
+    image = torch.rand(3, 8, 9, generator=torch.Generator().manual_seed(0))
+    out = denoise(image, 0.0)
+    assert torch.equal(out, image) and out.data_ptr() != image.data_ptr()
+
+
+def test_flat_image_stays_flat_and_input_is_untouched():
+    image = torch.full((3, 6, 7), 0.25)
+    before = image.clone()
+    assert torch.allclose(denoise(image, 1.5), image, atol=1e-6)
+    assert torch.equal(image, before)
+
+
+def test_noise_is_reduced_but_an_edge_stays_sharp():
+    generator = torch.Generator().manual_seed(1)
+    image = torch.full((3, 32, 32), 0.2)
+    image[:, :, 16:] = 0.8  # a hard vertical edge
+    noisy = (image + 0.02 * torch.randn(image.shape, generator=generator)).clamp(0, 1)
+    out = denoise(noisy, 1.0)
+    left, right = out[:, :, :16], out[:, :, 16:]
+    assert left.std() < 0.5 * noisy[:, :, :16].std() and right.std() < 0.5 * noisy[:, :, 16:].std()
+    # Across the edge the colours differ by 0.6 per channel: the range weight exp(-3·0.36/0.02) ≈ 4e-24.
+    assert (out[:, :, 15] - 0.2).abs().max() < 0.05 and (out[:, :, 16] - 0.8).abs().max() < 0.05
+    plain_blur_gap = 0.8 - 0.2
+    assert float(out[:, :, 16].mean() - out[:, :, 15].mean()) > 0.9 * plain_blur_gap
+
+
+def test_an_isolated_speck_is_averaged_with_its_neighbours():
+    image = torch.full((3, 5, 5), 0.5)
+    image[:, 2, 2] = 0.55  # close in colour to its neighbours: counted as noise
+    out = denoise(image, 1.0)
+    # By hand: the 24 neighbours' spatial weights exp(-(dx²+dy²)/2) sum to 5.1689, each times the range
+    # weight exp(-3·0.05²/(2·0.1²)) = 0.68729; the centre weighs 1. So 0.5 + 0.05 / (1 + 5.1689·0.68729).
+    assert float(out[0, 2, 2]) == pytest.approx(0.51098, abs=2e-5)
+    assert float(out[0, 0, 0]) == pytest.approx(0.5, abs=2e-3)  # a corner far from the speck barely moves
+
+
+def test_negative_values_are_refused():
+    with pytest.raises(ConfigError, match="denoise must not be negative"):
+        Config(denoise=-0.5)
+    with pytest.raises(ConfigError, match="sigma >= 0"):
+        denoise(torch.zeros(3, 2, 2), -1.0)
