@@ -157,7 +157,9 @@ class VGGFeatures(nn.Module):
         self.body = nn.Sequential()
         conv_params = iter(weights.convs)
         for name in LAYER_NAMES[: deepest + 1]:
-            self.body.add_module(name, _make_layer(name, conv_params, pooling))
+            # A ReLU may overwrite its input unless that convolution's output is asked for.
+            inplace = name.startswith("relu") and f"conv{name[4:]}" not in self.layers
+            self.body.add_module(name, _make_layer(name, conv_params, pooling, inplace))
         self.register_buffer("mean", torch.tensor(weights.mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(weights.std).view(1, 3, 1, 1))
         self.bgr, self.scale = weights.bgr, weights.scale
@@ -180,7 +182,7 @@ class VGGFeatures(nn.Module):
         return features
 
 
-def _make_layer(name: str, conv_params, pooling: str) -> nn.Module:
+def _make_layer(name: str, conv_params, pooling: str, inplace: bool) -> nn.Module:
     if name.startswith("conv"):
         weight, bias = next(conv_params)
         conv = nn.Conv2d(weight.shape[1], weight.shape[0], 3, padding=1)
@@ -188,5 +190,5 @@ def _make_layer(name: str, conv_params, pooling: str) -> nn.Module:
         conv.bias.data.copy_(bias)
         return conv
     if name.startswith("relu"):
-        return nn.ReLU()  # not in place: a requested conv feature must survive its ReLU
+        return nn.ReLU(inplace=inplace)
     return nn.MaxPool2d(2, 2) if pooling == "max" else nn.AvgPool2d(2, 2)
