@@ -1,0 +1,19 @@
+# `make demo` and `make test` are the README's two set-up commands.
+PIP_INSTALL = python -m pip install -q -c constraints.txt
+
+.PHONY: install demo test test-deps bench
+
+install:
+	$(PIP_INSTALL) -e .
+
+demo: install
+	impasto --demo -o painting.png
+
+# Installs everything the tests need, then runs them. The browser test drives Debian's Chromium
+# (Playwright's own browser download does not work offline), installed only when it is missing.
+test-deps:
+	$(PIP_INSTALL) -e ".[test,web]"
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+
+test: test-deps
+	python -m pytest

@@ -1,0 +1,25 @@
+"""Analytic FLOP count of one objective evaluation (forward + backward to the pixels) of VGG-19."""
+
+from __future__ import annotations
+
+from impasto.vgg import LAYER_NAMES
+
+
+def conv_flops(layers: tuple[str, ...], height: int, width: int) -> float:
+    """FLOPs of the convolutions up to the deepest of ``layers``, forward and backward.
+
+    The weights are frozen, so the backward pass computes only the gradient of each convolution's
+    input: as many multiply-adds as the forward pass (the first convolution's input gradient is
+    needed too, since the pixels are the parameter). A multiply-add counts as 2 FLOPs.
+    """
+    deepest = max(LAYER_NAMES.index(name) for name in layers)
+    flops, channels, h, w = 0.0, 3, height, width
+    widths = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
+    for name in LAYER_NAMES[: deepest + 1]:
+        if name.startswith("conv"):
+            out = widths[int(name[4])]
+            flops += 2 * channels * out * 9 * h * w
+            channels = out
+        elif name.startswith("pool"):
+            h, w = h // 2, w // 2
+    return 2 * flops  # forward + input-gradient backward
