@@ -1,0 +1,526 @@
+// impasto's page: choose two images, pick settings, Paint, watch progress (Server-Sent Events), download.
+// Vanilla JS, no build step. The form is built from GET /api/settings, so new settings need no change here.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const files = { content: null, style: null };
+const state = {
+  settings: null,   // GET /api/settings
+  active: null,     // the job being painted: {id, urls, ...}
+  view: null,       // the id of the job on the stage
+  points: [],       // [step, loss, content, style] of the job on the stage
+  total: 0,
+  source: null,     // EventSource of the active job
+  previewStep: 0,
+  previewLoading: false,
+  previewPending: null,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Start-up
+
+document.addEventListener("DOMContentLoaded", async () => {
+  setUpDrop("content");
+  setUpDrop("style");
+  $("paint").addEventListener("click", paint);
+  $("cancel").addEventListener("click", cancel);
+  window.addEventListener("resize", drawChart);
+  drawChart();
+  try {
+    state.settings = await api("/api/settings");
+  } catch (err) {
+    showMessage(`Cannot reach the impasto server: ${err.message}`);
+    return;
+  }
+  $("version").textContent = `v${state.settings.version}`;
+  buildForm(state.settings.settings);
+  updatePaintButton();
+  const jobs = await refreshGallery();
+  const unfinished = jobs.find((j) => j.status === "queued" || j.status === "running");
+  if (unfinished) follow(unfinished);
+});
+
+async function api(url, options = {}) {
+  const response = await fetch(url, options);
+  let body = null;
+  try { body = await response.json(); } catch { /* not JSON */ }
+  if (!response.ok) {
+    const text = body && body.error ? body.error : `${response.status} ${response.statusText}`;
+    throw new Error(text);
+  }
+  return body;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Images: drag and drop or file picker, with thumbnails
+
+function setUpDrop(kind) {
+  const zone = $(`drop-${kind}`);
+  const input = $(`${kind}-file`);
+  input.addEventListener("change", () => input.files[0] && chooseFile(kind, input.files[0]));
+  zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("dragover"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("dragover"));
+  zone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    zone.classList.remove("dragover");
+    const file = e.dataTransfer.files[0];
+    if (file) chooseFile(kind, file);
+  });
+}
+
+function chooseFile(kind, file) {
+  const what = kind === "content" ? "photo" : "painting";
+  const limit = state.settings ? state.settings.limits.max_upload_bytes : Infinity;
+  hideMessage();
+  if (file.type && !file.type.startsWith("image/")) {
+    showMessage(`“${file.name}” does not look like an image (${file.type}). Choose a JPEG, PNG or WebP file as the ${what}.`);
+    return;
+  }
+  if (file.size > limit) {
+    showMessage(`“${file.name}” is ${mb(file.size)} MB; this server accepts at most ${mb(limit)} MB per request.`);
+    return;
+  }
+  files[kind] = file;
+  const zone = $(`drop-${kind}`);
+  const thumb = zone.querySelector(".thumb");
+  if (thumb.src) URL.revokeObjectURL(thumb.src);
+  thumb.onerror = () => { thumb.hidden = true; };
+  thumb.src = URL.createObjectURL(file);
+  thumb.hidden = false;
+  zone.classList.add("has-image");
+  zone.querySelector(".drop-name").textContent = file.name;
+  updatePaintButton();
+}
+
+const mb = (bytes) => (bytes / 2 ** 20).toFixed(bytes < 2 ** 20 ? 2 : 1);
+
+// ---------------------------------------------------------------------------------------------
+// Settings form, built from the server's description of each setting
+
+function buildForm(settings) {
+  const form = $("settings");
+  form.replaceChildren();
+  for (const s of settings) {
+    const field = document.createElement("div");
+    field.className = "field";
+    const label = document.createElement("label");
+    label.htmlFor = `setting-${s.name}`;
+    label.textContent = s.label + (s.unit ? ` (${s.unit})` : "");
+    field.append(label);
+    if (s.widget === "log-slider") {
+      field.classList.add("wide");
+      const out = document.createElement("output");
+      label.append(out);
+      const range = document.createElement("input");
+      range.type = "range";
+      range.id = `setting-${s.name}`;
+      range.name = s.name;
+      range.min = Math.log10(s.min);
+      range.max = Math.log10(s.max);
+      range.step = 0.01;
+      range.value = Math.log10(s.default);
+      range.dataset.log = "1";
+      const show = () => { out.textContent = formatNumber(sliderValue(range)); };
+      range.addEventListener("input", show);
+      show();
+      const scale = document.createElement("div");
+      scale.className = "scale";
+      scale.innerHTML = "<span>more photo</span><span>more painting</span>";
+      field.append(range, scale);
+    } else {
+      const input = document.createElement("input");
+      input.type = "number";
+      input.id = `setting-${s.name}`;
+      input.name = s.name;
+      input.value = s.default;
+      input.step = s.type === "int" ? 1 : "any";
+      if (s.min !== undefined) input.min = s.min;
+      if (s.max !== undefined) input.max = s.max;
+      input.required = true;
+      field.append(input);
+    }
+    const help = document.createElement("span");
+    help.className = "help";
+    help.textContent = s.help + (s.max !== undefined && s.widget !== "log-slider" ? ` (at most ${s.max})` : "");
+    field.append(help);
+    form.append(field);
+  }
+}
+
+function sliderValue(range) {
+  const v = 10 ** Number(range.value);
+  return Number(v.toPrecision(v < 10 ? 2 : 3));
+}
+
+function settingValues() {
+  const values = {};
+  for (const input of $("settings").querySelectorAll("input")) {
+    values[input.name] = input.dataset.log ? String(sliderValue(input)) : input.value.trim();
+  }
+  return values;
+}
+
+function updatePaintButton() {
+  const busy = state.active && (state.active.status === "queued" || state.active.status === "running");
+  $("paint").disabled = !(state.settings && files.content && files.style) || busy;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Painting: submit, follow progress, cancel
+
+async function paint() {
+  hideMessage();
+  const form = new FormData();
+  form.append("content", files.content);
+  form.append("style", files.style);
+  for (const [name, value] of Object.entries(settingValues())) form.append(name, value);
+  $("paint").disabled = true;
+  $("paint").textContent = "Uploading…";
+  try {
+    const job = await api("/api/jobs", { method: "POST", body: form });
+    follow(job);
+  } catch (err) {
+    showMessage(err.message);
+    updatePaintButton();
+  } finally {
+    $("paint").textContent = "Paint";
+  }
+}
+
+function follow(job) {
+  if (state.source) state.source.close();
+  state.active = job;
+  state.view = job.id;
+  state.points = [];
+  state.total = job.total;
+  state.previewStep = 0;
+  $("cancel").hidden = false;
+  $("cancel").disabled = false;
+  $("cancel").textContent = "Cancel";
+  $("download").hidden = true;
+  $("result-info").textContent = "";
+  setBar(0, "");
+  render(job);
+  drawChart();
+  updatePaintButton();
+  const source = new EventSource(job.urls.events);
+  state.source = source;
+  const onEvent = (e) => {
+    const data = JSON.parse(e.data);
+    if (data.points_from === 0) state.points = [];
+    state.points.push(...data.points);
+    state.active = data;
+    if (e.type === "done") {
+      source.close();
+      state.source = null;
+      finished(data);
+    } else if (state.view === data.id) {
+      render(data);
+    }
+  };
+  source.addEventListener("progress", onEvent);
+  source.addEventListener("done", onEvent);
+  source.onerror = () => {
+    if (source.readyState === EventSource.CLOSED) showMessage("Lost the connection to the server.");
+  };
+}
+
+async function cancel() {
+  if (!state.active) return;
+  $("cancel").disabled = true;
+  $("cancel").textContent = "Cancelling…";
+  try {
+    await api(state.active.urls.cancel, { method: "POST" });
+  } catch (err) {
+    showMessage(err.message);
+  }
+}
+
+function render(job) {
+  state.total = job.total;
+  const fraction = job.total ? job.step / job.total : 0;
+  if (job.status === "queued") {
+    setStatus("Waiting for the worker…", "");
+  } else if (job.status === "running" && job.step === 0) {
+    setStatus("Preparing: reading the images and the network…", "");
+  } else if (job.status === "running") {
+    setStatus(`Step ${job.step} of ${job.total} · loss ${formatNumber(job.loss)}`,
+              job.eta !== null ? `about ${formatTime(job.eta)} left` : "");
+  }
+  setBar(fraction, "");
+  if (job.preview_step > state.previewStep) {
+    state.previewStep = job.preview_step;
+    showImage(`${job.urls.preview}?v=${job.preview_step}`);
+  }
+  drawChart();
+}
+
+function finished(job) {
+  state.view = job.id;
+  $("cancel").hidden = true;
+  updatePaintButton();
+  showJob(job, state.points);
+  refreshGallery();
+}
+
+function showJob(job, points) {
+  state.view = job.id;
+  state.points = points;
+  state.total = job.total;
+  const took = `${job.step} step${job.step === 1 ? "" : "s"} in ${formatTime(job.elapsed)}`;
+  if (job.status === "done") {
+    const why = job.stop_reason === "tolerance" ? " (the loss stopped falling)" : "";
+    setStatus(`Finished: ${took}${why}`, "");
+    setBar(1, "done");
+  } else if (job.status === "cancelled") {
+    setStatus(job.has_result ? `Cancelled after ${took}; kept the best image so far` : "Cancelled before it started", "");
+    setBar(job.total ? job.step / job.total : 0, "stopped");
+  } else if (job.status === "failed") {
+    setStatus("Failed", "");
+    setBar(job.total ? job.step / job.total : 0, "failed");
+    showMessage(job.error || "The job failed.");
+  }
+  if (job.has_result) {
+    showImage(`${job.urls.result}?v=${job.id}-${job.step}`);
+    const download = $("download");
+    download.href = `${job.urls.result}?download=1`;
+    download.setAttribute("download", "");
+    download.hidden = false;
+    $("result-info").textContent = job.size ? `${job.size[0]} × ${job.size[1]} px · PNG with settings embedded` : "";
+  } else {
+    $("download").hidden = true;
+    $("result-info").textContent = "";
+  }
+  for (const card of document.querySelectorAll(".card")) card.classList.toggle("selected", card.dataset.id === job.id);
+  drawChart();
+}
+
+// The stage image: load off-screen first so the picture never flickers; keep only the newest request.
+function showImage(src) {
+  if (state.previewLoading) { state.previewPending = src; return; }
+  state.previewLoading = true;
+  const loader = new Image();
+  const next = () => {
+    state.previewLoading = false;
+    const pending = state.previewPending;
+    state.previewPending = null;
+    if (pending) showImage(pending);
+  };
+  loader.onload = () => {
+    const img = $("preview");
+    img.src = src;
+    img.classList.toggle("small", loader.naturalWidth < 320);
+    img.hidden = false;
+    $("placeholder").hidden = true;
+    next();
+  };
+  loader.onerror = next;
+  loader.src = src;
+}
+
+function setStatus(text, eta) {
+  $("status-text").textContent = text;
+  $("eta").textContent = eta;
+}
+
+function setBar(fraction, kind) {
+  const pct = Math.max(0, Math.min(100, fraction * 100));
+  $("bar-fill").style.width = `${pct}%`;
+  $("bar").setAttribute("aria-valuenow", pct.toFixed(0));
+  $("bar").className = `bar ${kind}`;
+}
+
+function showMessage(text, kind = "error") {
+  const box = $("message");
+  box.textContent = text;
+  box.className = `message ${kind === "info" ? "info" : ""}`;
+  box.hidden = false;
+}
+
+function hideMessage() { $("message").hidden = true; }
+
+// ---------------------------------------------------------------------------------------------
+// Gallery: every finished result kept by the server
+
+async function refreshGallery() {
+  let jobs = [];
+  try {
+    jobs = (await api("/api/jobs")).jobs;
+  } catch (err) {
+    showMessage(`Cannot load the gallery: ${err.message}`);
+    return jobs;
+  }
+  const gallery = $("gallery");
+  gallery.replaceChildren();
+  for (const job of jobs.filter((j) => j.has_result)) {
+    const card = document.createElement("figure");
+    card.className = "card";
+    card.dataset.id = job.id;
+    card.classList.toggle("selected", job.id === state.view);
+    const img = document.createElement("img");
+    img.src = `${job.urls.result}?v=${job.id}-${job.step}`;
+    img.alt = `${job.content_name} in the style of ${job.style_names.join(", ")}`;
+    img.loading = "lazy";
+    const caption = document.createElement("figcaption");
+    caption.className = "caption";
+    const title = document.createElement("div");
+    title.className = "title";
+    title.textContent = `${stem(job.content_name)} × ${job.style_names.map(stem).join(" + ")}`;
+    title.title = title.textContent;
+    const meta = document.createElement("div");
+    meta.className = "meta";
+    const info = document.createElement("span");
+    info.textContent = `${job.size ? job.size[0] + "×" + job.size[1] : ""} · ${job.step} steps`;
+    if (job.status === "cancelled") {
+      const badge = document.createElement("span");
+      badge.className = "badge";
+      badge.textContent = "stopped";
+      info.append(" ", badge);
+    }
+    const link = document.createElement("a");
+    link.href = `${job.urls.result}?download=1`;
+    link.setAttribute("download", "");
+    link.textContent = "Download";
+    link.addEventListener("click", (e) => e.stopPropagation());
+    meta.append(info, link);
+    caption.append(title, meta);
+    card.append(img, caption);
+    card.addEventListener("click", () => openJob(job.id));
+    gallery.append(card);
+  }
+  $("gallery-empty").hidden = gallery.children.length > 0;
+  return jobs;
+}
+
+async function openJob(id) {
+  if (state.active && state.active.id !== id && (state.active.status === "queued" || state.active.status === "running")) {
+    showMessage("A painting is in progress; its result appears here when it is done.", "info");
+    return;
+  }
+  try {
+    const job = await api(`/api/jobs/${id}`);
+    hideMessage();
+    showJob(job, job.points);
+  } catch (err) {
+    showMessage(err.message);
+  }
+}
+
+const stem = (name) => name.replace(/\.[^.]+$/, "");
+
+// ---------------------------------------------------------------------------------------------
+// The loss curve, drawn on a canvas: log-scale loss against step, total and its two parts
+
+const SERIES = [
+  { index: 1, name: "total", color: "#2d4fd6", width: 2 },
+  { index: 3, name: "style", color: "#d9822b", width: 1.5 },
+  { index: 2, name: "content", color: "#2e9e5b", width: 1.5 },
+];
+
+function drawChart() {
+  const canvas = $("chart");
+  const dpr = window.devicePixelRatio || 1;
+  const width = canvas.clientWidth, height = canvas.clientHeight;
+  if (!width || !height) return;
+  canvas.width = Math.round(width * dpr);
+  canvas.height = Math.round(height * dpr);
+  const ctx = canvas.getContext("2d");
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  ctx.clearRect(0, 0, width, height);
+  ctx.font = "11px system-ui, sans-serif";
+  const points = state.points;
+  const values = points.flatMap((p) => SERIES.map((s) => p[s.index])).filter((v) => v > 0 && Number.isFinite(v));
+  if (!values.length) {
+    ctx.fillStyle = "#6b6f76";
+    ctx.textAlign = "center";
+    ctx.fillText("The loss curve appears here while painting", width / 2, height / 2);
+    return;
+  }
+  const left = 46, right = 10, top = 22, bottom = 22;
+  const plotW = width - left - right, plotH = height - top - bottom;
+  let lo = Math.floor(Math.log10(Math.min(...values)));
+  let hi = Math.ceil(Math.log10(Math.max(...values)));
+  if (hi === lo) hi = lo + 1;
+  const maxStep = Math.max(state.total || 1, points.length ? points[points.length - 1][0] : 1);
+  const x = (step) => left + (plotW * (step - 1)) / Math.max(1, maxStep - 1);
+  const y = (v) => top + plotH * (1 - (Math.log10(v) - lo) / (hi - lo));
+
+  // Grid: one line per decade, five step ticks.
+  ctx.strokeStyle = "#ece9e3";
+  ctx.fillStyle = "#6b6f76";
+  ctx.lineWidth = 1;
+  ctx.textAlign = "right";
+  ctx.textBaseline = "middle";
+  const every = Math.max(1, Math.ceil((hi - lo) / 5));
+  for (let k = lo; k <= hi; k += every) {
+    const yy = Math.round(y(10 ** k)) + 0.5;
+    ctx.beginPath(); ctx.moveTo(left, yy); ctx.lineTo(width - right, yy); ctx.stroke();
+    ctx.fillText(formatPower(k), left - 6, yy);
+  }
+  ctx.textAlign = "center";
+  ctx.textBaseline = "top";
+  for (const step of niceTicks(maxStep)) {
+    const xx = Math.round(x(step)) + 0.5;
+    ctx.beginPath(); ctx.moveTo(xx, top); ctx.lineTo(xx, top + plotH); ctx.stroke();
+    ctx.fillText(String(step), xx, top + plotH + 5);
+  }
+
+  for (const s of SERIES) {
+    ctx.strokeStyle = s.color;
+    ctx.lineWidth = s.width;
+    ctx.lineJoin = "round";
+    ctx.beginPath();
+    let started = false;
+    for (const p of points) {
+      const v = p[s.index];
+      if (!(v > 0)) { started = false; continue; }
+      if (started) ctx.lineTo(x(p[0]), y(v)); else ctx.moveTo(x(p[0]), y(v));
+      started = true;
+    }
+    ctx.stroke();
+  }
+
+  // Legend and title.
+  ctx.textBaseline = "middle";
+  ctx.textAlign = "left";
+  ctx.fillStyle = "#1f2328";
+  ctx.fillText("loss (log scale) by step", left, 10);
+  let lx = width - right;
+  for (const s of [...SERIES].reverse()) {
+    const w = ctx.measureText(s.name).width;
+    lx -= w;
+    ctx.fillStyle = "#4a4e55";
+    ctx.fillText(s.name, lx, 10);
+    lx -= 22;
+    ctx.strokeStyle = s.color;
+    ctx.lineWidth = 2.5;
+    ctx.beginPath(); ctx.moveTo(lx, 10); ctx.lineTo(lx + 16, 10); ctx.stroke();
+    lx -= 14;
+  }
+}
+
+function niceTicks(maxStep) {
+  const raw = maxStep / 5;
+  const power = 10 ** Math.floor(Math.log10(Math.max(1, raw)));
+  const step = [1, 2, 5, 10].map((m) => m * power).find((s) => s >= raw) || power * 10;
+  const ticks = [1];
+  for (let t = step; t <= maxStep; t += step) ticks.push(t);
+  return ticks;
+}
+
+function formatPower(k) {  // 10⁻², 10⁰, 10⁴: one style for every decade
+  const sup = { "-": "⁻", 0: "⁰", 1: "¹", 2: "²", 3: "³", 4: "⁴", 5: "⁵", 6: "⁶", 7: "⁷", 8: "⁸", 9: "⁹" };
+  return "10" + String(k).split("").map((c) => sup[c]).join("");
+}
+
+function formatNumber(v) {
+  if (v === null || v === undefined) return "–";
+  if (Math.abs(v) >= 1e5 || (Math.abs(v) < 1e-2 && v !== 0)) return v.toExponential(2);
+  return String(Number(v.toPrecision(3)));
+}
+
+function formatTime(seconds) {
+  if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 1 : 0)} s`;
+  const m = Math.floor(seconds / 60), s = Math.round(seconds % 60);
+  return `${m}:${String(s).padStart(2, "0")} min`;
+}

@@ -1,0 +1,119 @@
+"""``impasto serve``: a local web app over ``impasto.stylize`` (the optional extra ``impasto[web]``).
+
+Importing this package needs nothing beyond impasto itself; Starlette and uvicorn are imported when
+the app is made (``impasto.web.app.create_app``) or served (``main``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
+
+
+def default_data_dir() -> Path:
+    """Where results are kept: the platform's per-user data folder, e.g. ~/.local/share/impasto."""
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "impasto"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .app import Limits  # noqa: PLC0415 (defaults come from one place)
+
+    limits = Limits()
+    parser = argparse.ArgumentParser(
+        prog="impasto serve", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="A web page on this machine: drop a photo and a painting, press Paint, watch it "
+                    "take shape, download the result. Results are kept in the data folder.")
+    parser.add_argument("--host", default=DEFAULT_HOST,
+                        help="address to listen on; anything but 127.0.0.1/localhost opens it to the network")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help=f"folder for uploads and results (default: {default_data_dir()})")
+    parser.add_argument("--workers", type=int, default=1, help="jobs run at the same time")
+    parser.add_argument("--max-upload-mb", type=float, default=limits.max_upload_bytes / 2**20,
+                        help="largest request (both images together), in MB")
+    parser.add_argument("--max-size", type=int, default=limits.max_size, help="largest output long edge, in pixels")
+    parser.add_argument("--max-iterations", type=int, default=limits.max_iterations, help="most iterations per job")
+    parser.add_argument("--max-pixels", type=int, default=limits.max_pixels,
+                        help="largest uploaded image, in pixels (checked before decoding)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve the web app until Ctrl-C; returns the exit code (2: bad usage or the extra is missing)."""
+    try:
+        import uvicorn  # noqa: PLC0415
+
+        from .app import Limits, create_app  # noqa: PLC0415
+    except ImportError as e:
+        print(f"impasto serve: error: the web app needs the 'web' extra ({e.name} is missing): "
+              "pip install 'impasto[web]'", file=sys.stderr)
+        return 2
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, or a usage error argparse has reported
+        return e.code if isinstance(e.code, int) else 2
+    problem = next((message for bad, message in [
+        (not 0 <= args.port <= 65535, f"--port must be 0..65535, not {args.port}"),
+        (args.workers < 1, f"--workers must be at least 1, not {args.workers}"),
+        (not args.max_upload_mb > 0, "--max-upload-mb must be positive"),
+        (args.max_size < 16, "--max-size must be at least 16"),
+        (args.max_iterations < 1, "--max-iterations must be at least 1"),
+        (args.max_pixels < 1, "--max-pixels must be positive"),
+    ] if bad), None)
+    if problem:
+        print(f"impasto serve: error: {problem}", file=sys.stderr)
+        return 2
+    data_dir = (args.data_dir or default_data_dir()).expanduser()
+    limits = Limits(max_upload_bytes=int(args.max_upload_mb * 2**20), max_size=args.max_size,
+                    max_iterations=args.max_iterations, max_pixels=args.max_pixels)
+    try:
+        app = create_app(data_dir, workers=args.workers, limits=limits)
+    except OSError as e:
+        print(f"impasto serve: error: cannot use the data folder {data_dir}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    if not _is_loopback(args.host):
+        print(f"impasto serve: warning: listening on {args.host}: anyone who can reach this machine can "
+              "use the app and see its results", file=sys.stderr)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"impasto: open http://{host}:{args.port}/ (results in {data_dir}; Ctrl-C stops)", flush=True)
+    manager = app.state.manager
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: object) -> None:
+            # Cancel the jobs first: their progress streams then end, and the shutdown need not wait
+            # for them (uvicorn waits for open requests before it stops the app). In a thread: a signal
+            # handler must not wait for a lock that the code it interrupted may hold.
+            threading.Thread(target=manager.cancel_all, daemon=True).start()
+            super().handle_exit(sig, frame)
+
+    server = Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
+                                   timeout_graceful_shutdown=30))
+    try:
+        server.run()
+    except SystemExit as e:  # uvicorn exits this way when it cannot listen (port in use)
+        return e.code if isinstance(e.code, int) else 1
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled, once it has shut down
+        return 130
+    return 0
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

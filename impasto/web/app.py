@@ -1,0 +1,310 @@
+"""The HTTP layer: a Starlette app with a JSON API, Server-Sent Events and the static page.
+
+Starlette rather than FastAPI: the API is eight small routes, and Starlette keeps the extra to three
+pure-Python packages (no pydantic), while giving direct access to the request stream, which the
+upload limit needs. The API is documented in the README.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import math
+import re
+import shutil
+import unicodedata
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from .. import Config, ConfigError, ImageError, __version__, read_image
+from .jobs import FINISHED, Job, JobManager
+
+# The settings the page offers, in order, with how to show them. Every other field of Config keeps
+# its default: a request can never name a file (weights, init) or a device. A new setting (colour
+# preservation, style blend) is one entry here; the page builds its form from GET /api/settings.
+FORM_SETTINGS: dict[str, dict[str, Any]] = {
+    "style_weight": {"label": "Style strength", "widget": "log-slider", "min": 1, "max": 10_000},
+    "max_size": {"label": "Size", "unit": "px", "widget": "number", "min": 16},
+    "iterations": {"label": "Iterations", "widget": "number", "min": 1},
+    "seed": {"label": "Seed", "widget": "number", "min": 0},
+}
+MAX_STYLES = 4  # style images one request may send (blended with Config.style_blend's default)
+KEEPALIVE_SECONDS = 15  # an SSE comment line this often lets a dead connection be noticed
+_FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask of the server."""
+
+    max_upload_bytes: int = 32 * 2**20  # the whole multipart body
+    max_size: int = 1024  # Config.max_size
+    max_iterations: int = 1000  # Config.iterations
+    max_pixels: int = 40_000_000  # of each uploaded image, read from its header before decoding
+    max_queued: int = 20  # jobs waiting at once
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def create_app(data_dir: str | Path, *, workers: int = 1, limits: Limits | None = None,
+               preview_every: int = 5) -> Starlette:
+    """The web app, with its jobs in ``data_dir`` (created if missing). Workers run while it is served."""
+    limits = limits or Limits()
+    manager = JobManager(data_dir, workers=workers, preview_every=preview_every)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        manager.start()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(manager.stop)
+
+    def job_or_404(request: Request) -> Job:
+        job = manager.get(request.path_params["job_id"])
+        if job is None:
+            raise HTTPException(404, "no such job")
+        return job
+
+    async def index(request: Request) -> Response:
+        return FileResponse(Path(__file__).resolve().parent.parent / "static" / "index.html",
+                            headers={"Cache-Control": "no-cache"})
+
+    async def settings(request: Request) -> Response:
+        defaults = Config()
+        fields = []
+        for name, view in FORM_SETTINGS.items():
+            spec = {"name": name, "type": type(getattr(defaults, name)).__name__,
+                    "default": getattr(defaults, name), "help": _FIELDS[name].metadata["help"], **view}
+            if name == "max_size":
+                spec["max"] = limits.max_size
+                spec["default"] = min(spec["default"], limits.max_size)
+            if name == "iterations":
+                spec["max"] = limits.max_iterations
+                spec["default"] = min(spec["default"], limits.max_iterations)
+            fields.append(spec)
+        return JSONResponse({"version": __version__, "settings": fields, "max_styles": MAX_STYLES,
+                             "limits": dataclasses.asdict(limits)})
+
+    async def list_jobs(request: Request) -> Response:
+        return JSONResponse({"jobs": [job.summary() for job in manager.list()]})
+
+    async def get_job(request: Request) -> Response:
+        job = job_or_404(request)
+        return JSONResponse({**job.summary(), "points": list(job.points)})
+
+    async def create_job(request: Request) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > limits.max_upload_bytes):
+            return _too_large(limits)
+        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+            raise HTTPException(400, "send the images as multipart/form-data (fields 'content' and 'style')")
+        if manager.pending() >= limits.max_queued:
+            raise HTTPException(429, f"{limits.max_queued} jobs are already waiting; try again later")
+        received = 0
+
+        async def receive() -> dict[str, Any]:  # counts the body as it streams in, for chunked uploads
+            nonlocal received
+            message = await request.receive()
+            received += len(message.get("body", b""))
+            if received > limits.max_upload_bytes:
+                raise _TooLarge
+            return message
+
+        try:
+            async with Request(request.scope, receive).form(
+                    max_files=MAX_STYLES + 1, max_fields=len(FORM_SETTINGS) + 2) as form:
+                job = await _new_job(form, manager, limits)
+        except _TooLarge:
+            return _too_large(limits)
+        manager.submit(job)
+        return JSONResponse(job.summary(), status_code=201, headers={"Location": f"/api/jobs/{job.id}"})
+
+    async def cancel(request: Request) -> Response:
+        job = job_or_404(request)
+        if not manager.cancel(job):
+            raise HTTPException(409, f"job already {job.status}")
+        return JSONResponse(job.summary(), status_code=202)
+
+    async def result(request: Request) -> Response:
+        job = job_or_404(request)
+        if not job.has_result:
+            raise HTTPException(404, f"job is {job.status} and has no result")
+        headers = {"Cache-Control": "no-cache"}
+        if request.query_params.get("download"):
+            headers["Content-Disposition"] = f'attachment; filename="{_download_name(job)}"'
+        return FileResponse(job.result_path, media_type="image/png", headers=headers)
+
+    async def preview(request: Request) -> Response:
+        job = job_or_404(request)
+        png = job.preview
+        if png is not None:
+            return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
+        if job.has_result:
+            return FileResponse(job.result_path, media_type="image/png", headers={"Cache-Control": "no-cache"})
+        raise HTTPException(404, f"job is {job.status} and has no preview yet")
+
+    async def events(request: Request) -> Response:
+        job = job_or_404(request)
+        return StreamingResponse(_event_stream(job, manager), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    static = Path(__file__).resolve().parent.parent / "static"
+    routes = [
+        Route("/", index),
+        Route("/api/settings", settings),
+        Route("/api/jobs", list_jobs, methods=["GET"]),
+        Route("/api/jobs", create_job, methods=["POST"]),
+        Route("/api/jobs/{job_id}", get_job),
+        Route("/api/jobs/{job_id}/events", events),
+        Route("/api/jobs/{job_id}/cancel", cancel, methods=["POST"]),
+        Route("/api/jobs/{job_id}/result.png", result),
+        Route("/api/jobs/{job_id}/preview.png", preview),
+        Mount("/static", StaticFiles(directory=static), name="static"),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
+    app.state.manager, app.state.limits = manager, limits
+    return app
+
+
+async def _new_job(form: FormData, manager: JobManager, limits: Limits) -> Job:
+    """Validate a submitted form, store its images in a new job folder, and return the (unqueued) job."""
+    unknown = sorted(set(form.keys()) - {"content", "style", *FORM_SETTINGS})
+    if unknown:
+        raise HTTPException(400, f"unknown setting {unknown[0]!r}; the settings are {', '.join(FORM_SETTINGS)}")
+    content = form.get("content")
+    styles = form.getlist("style")
+    if not isinstance(content, UploadFile):
+        raise HTTPException(400, "no photo: send it as the file field 'content'")
+    if not styles or not all(isinstance(s, UploadFile) for s in styles):
+        raise HTTPException(400, "no painting: send it as the file field 'style'")
+    if len(styles) > MAX_STYLES:
+        raise HTTPException(400, f"at most {MAX_STYLES} style images, not {len(styles)}")
+    config = _config(form, limits)
+    job_id, folder = manager.new_folder()
+    try:
+        job = Job(job_id, folder, config.to_dict(), _display_name(content.filename, "photo"),
+                  [_display_name(s.filename, "painting") for s in styles])
+        uploads = [(content, job.content_path, "photo"), *((s, p, "painting") for s, p in zip(styles, job.style_paths))]
+        for upload, path, what in uploads:
+            await _store_image(upload, path, f"{what} {_display_name(upload.filename, what)!r}", limits)
+        return job
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def _config(form: FormData, limits: Limits) -> Config:
+    """The Config of a request: defaults, with the offered settings the form gives."""
+    values: dict[str, Any] = {}
+    for name in FORM_SETTINGS:
+        raw = form.get(name)
+        if raw is None or raw == "":
+            continue
+        if not isinstance(raw, str):
+            raise HTTPException(400, f"{name} must be a value, not a file")
+        kind = type(getattr(Config(), name))
+        try:
+            value = kind(raw.strip())
+        except ValueError:
+            raise HTTPException(400, f"{name} must be {'a whole number' if kind is int else 'a number'}, "
+                                     f"not {raw[:40]!r}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise HTTPException(400, f"{name} must be a finite number")
+        values[name] = value
+    try:
+        config = Config(**values)
+    except ConfigError as e:
+        raise HTTPException(400, str(e)) from None
+    if config.max_size > limits.max_size:
+        raise HTTPException(400, f"max_size {config.max_size} is above this server's limit of {limits.max_size} px")
+    if config.iterations > limits.max_iterations:
+        raise HTTPException(400, f"iterations {config.iterations} is above this server's limit of "
+                                 f"{limits.max_iterations}")
+    return config
+
+
+async def _store_image(upload: UploadFile, path: Path, label: str, limits: Limits) -> None:
+    """Write an upload to ``path`` and check that it decodes as an image (its name and type are not trusted)."""
+    data = await upload.read()
+    if not data:
+        raise HTTPException(400, f"{label} is empty")
+    await run_in_threadpool(path.write_bytes, data)
+    try:
+        await run_in_threadpool(read_image, path, max_pixels=limits.max_pixels)
+    except ImageError as e:
+        raise HTTPException(400, str(e).replace(str(path), label)) from None
+
+
+async def _event_stream(job: Job, manager: JobManager) -> AsyncIterator[str]:
+    """Server-Sent Events: the job's state whenever it changes, new loss points only, until it ends.
+
+    A worker may report many steps between two sends; they are coalesced into one message, so a
+    slow client never makes the server queue up messages.
+    """
+    loop = asyncio.get_running_loop()
+    wake = asyncio.Event()
+
+    def notify() -> None:  # called from a worker thread
+        with contextlib.suppress(RuntimeError):  # the loop has closed: the server is stopping
+            loop.call_soon_threadsafe(wake.set)
+
+    manager.listen(job.id, notify)
+    sent = 0
+    try:
+        while True:
+            wake.clear()
+            finished = job.status in FINISHED
+            points = job.points[sent:]
+            data = {**job.summary(), "points_from": sent, "points": points}
+            sent += len(points)
+            yield f"event: {'done' if finished else 'progress'}\ndata: {json.dumps(data)}\n\n"
+            if finished:
+                return
+            while True:
+                try:
+                    await asyncio.wait_for(wake.wait(), KEEPALIVE_SECONDS)
+                    break
+                except TimeoutError:
+                    yield ": keepalive\n\n"
+    finally:
+        manager.unlisten(job.id, notify)
+
+
+def _too_large(limits: Limits) -> Response:
+    mb = limits.max_upload_bytes / 2**20
+    return JSONResponse({"error": f"upload too large: at most {mb:.3g} MB per request"}, status_code=413,
+                        headers={"Connection": "close"})
+
+
+def _display_name(filename: str | None, fallback: str) -> str:
+    """An upload's file name for display: its last path part, printable, at most 80 characters."""
+    name = re.split(r"[/\\]", filename or "")[-1]
+    name = "".join(c for c in name if unicodedata.category(c)[0] != "C").strip()
+    return name[:80] or fallback
+
+
+def _download_name(job: Job) -> str:
+    """``impasto-<photo>-<painting>-<id>.png`` in safe ASCII, for Content-Disposition."""
+    def stem(name: str) -> str:
+        return re.sub(r"[^A-Za-z0-9_-]+", "", Path(name).stem)[:30] or "image"
+    return f"impasto-{stem(job.content_name)}-{stem(job.style_names[0])}-{job.id[:8]}.png"

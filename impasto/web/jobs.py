@@ -1,0 +1,296 @@
+"""The job queue behind the web app: inputs and results on disk, runs in worker threads.
+
+Nothing here knows about HTTP. A job is a folder ``<data>/jobs/<id>/`` holding the uploaded images
+(``content``, ``style-0``, ...), ``job.json`` (settings, state, the loss history) and, once it has
+run, ``result.png`` (with the run's metadata). Ids are uuid4 hex strings; a path is only ever built
+from an id that matched ``JOB_ID`` or came from ``uuid4`` itself.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import queue
+import re
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import Config, ImpastoError, ProgressEvent, stylize
+from ..imageio import to_pil
+
+log = logging.getLogger("impasto.web")
+
+JOB_ID = re.compile(r"[0-9a-f]{32}")
+FINISHED = ("done", "cancelled", "failed")  # the other states: "queued", "running"
+INTERRUPTED = "the server stopped before this job finished"
+
+
+@dataclass
+class Job:
+    """One request to paint: what was asked, and how far it got."""
+
+    id: str
+    folder: Path
+    settings: dict[str, Any]  # Config.to_dict(); kept as a dict so old jobs load whatever Config becomes
+    content_name: str  # the uploaded file names, for display only (never used as paths)
+    style_names: list[str]
+    created: float = field(default_factory=time.time)
+    status: str = "queued"
+    step: int = 0
+    total: int = 0
+    elapsed: float = 0.0
+    loss: float | None = None
+    points: list[list[float]] = field(default_factory=list)  # [step, loss, content, style] per step
+    stop_reason: str | None = None
+    error: str | None = None
+    size: list[int] | None = None  # [width, height] of the result
+    finished: float | None = None
+    preview: bytes | None = None  # the latest preview PNG (memory only)
+    preview_step: int = 0
+    cancel_requested: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def content_path(self) -> Path:
+        return self.folder / "content"
+
+    @property
+    def style_paths(self) -> list[Path]:
+        return [self.folder / f"style-{i}" for i in range(len(self.style_names))]
+
+    @property
+    def result_path(self) -> Path:
+        return self.folder / "result.png"
+
+    @property
+    def has_result(self) -> bool:
+        return self.status in ("done", "cancelled") and self.result_path.is_file()
+
+    def eta(self) -> float | None:
+        """Seconds left if every remaining step takes as long as the average so far."""
+        if self.status != "running" or self.step == 0:
+            return None
+        return self.elapsed / self.step * (self.total - self.step)
+
+    def summary(self) -> dict[str, Any]:
+        """The job as the API shows it (without the loss history)."""
+        base = f"/api/jobs/{self.id}"
+        return {
+            "id": self.id, "status": self.status, "created": self.created, "finished": self.finished,
+            "content_name": self.content_name, "style_names": self.style_names, "config": self.settings,
+            "step": self.step, "total": self.total, "elapsed": round(self.elapsed, 3), "eta": self.eta(),
+            "loss": self.loss, "stop_reason": self.stop_reason, "error": self.error, "size": self.size,
+            "has_result": self.has_result, "preview_step": self.preview_step,
+            "urls": {"self": base, "events": f"{base}/events", "cancel": f"{base}/cancel",
+                     "preview": f"{base}/preview.png", "result": f"{base}/result.png"},
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        keys = ("id", "status", "created", "finished", "content_name", "style_names", "settings", "step",
+                "total", "elapsed", "loss", "points", "stop_reason", "error", "size")
+        return {key: getattr(self, key) for key in keys}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], folder: Path) -> Job:
+        known = {k: data[k] for k in ("status", "created", "finished", "step", "total", "elapsed", "loss",
+                                      "points", "stop_reason", "error", "size") if k in data}
+        return cls(id=folder.name, folder=folder, settings=dict(data["settings"]),
+                   content_name=str(data["content_name"]), style_names=[str(s) for s in data["style_names"]],
+                   **known)
+
+    def save(self) -> None:
+        """Write job.json atomically (a crash leaves the old file or the new one, never half)."""
+        fd, tmp = tempfile.mkstemp(prefix=".job.", suffix=".tmp", dir=self.folder)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(self.to_json(), f)
+            os.replace(tmp, self.folder / "job.json")
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+class JobManager:
+    """Jobs by id, a FIFO queue and the worker threads that run it, ``workers`` jobs at a time."""
+
+    def __init__(self, data_dir: str | os.PathLike, *, workers: int = 1, preview_every: int = 5) -> None:
+        self.jobs_dir = Path(data_dir) / "jobs"
+        self.jobs_dir.mkdir(parents=True, exist_ok=True)
+        self.workers, self.preview_every = workers, preview_every
+        self.jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._threads: list[threading.Thread] = []
+        self._listeners: dict[str, set[Callable[[], None]]] = {}
+        self._stopping = threading.Event()
+        self._load()
+
+    # --- Jobs ---
+
+    def _load(self) -> None:
+        """Reload the jobs of earlier sessions; one that was still queued or running is marked failed."""
+        for folder in self.jobs_dir.iterdir():
+            if not (JOB_ID.fullmatch(folder.name) and (folder / "job.json").is_file()):
+                continue
+            try:
+                job = Job.from_json(json.loads((folder / "job.json").read_text(encoding="utf-8")), folder)
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                log.warning("skipping job folder %s: %s", folder, e)
+                continue
+            if job.status not in FINISHED:
+                job.status, job.error, job.finished = "failed", INTERRUPTED, job.finished or time.time()
+                job.save()
+            self.jobs[job.id] = job
+
+    def new_folder(self) -> tuple[str, Path]:
+        """A fresh job id and its (new, empty) folder."""
+        job_id = uuid.uuid4().hex
+        folder = self.jobs_dir / job_id
+        folder.mkdir()
+        return job_id, folder
+
+    def submit(self, job: Job) -> None:
+        """Queue a job whose folder already holds its inputs."""
+        job.total = job.total or _total_steps(job.settings)
+        job.save()
+        with self._lock:
+            self.jobs[job.id] = job
+        self._queue.put(job.id)
+
+    def get(self, job_id: str) -> Job | None:
+        """The job with this id, or None (also for anything that is not a well-formed id)."""
+        if not JOB_ID.fullmatch(job_id):
+            return None
+        return self.jobs.get(job_id)
+
+    def list(self) -> list[Job]:
+        """All jobs, newest first."""
+        with self._lock:
+            jobs = list(self.jobs.values())
+        return sorted(jobs, key=lambda j: j.created, reverse=True)
+
+    def pending(self) -> int:
+        return sum(job.status == "queued" for job in self.list())
+
+    def cancel(self, job: Job) -> bool:
+        """Stop a queued or running job (a running one keeps its best image). False if already over."""
+        with self._lock:
+            if job.status in FINISHED:
+                return False
+            job.cancel_requested.set()
+            if job.status == "queued":
+                job.status, job.stop_reason, job.finished = "cancelled", "cancelled", time.time()
+                job.save()
+        self._notify(job)
+        return True
+
+    # --- Listeners (the web layer's Server-Sent Events) ---
+
+    def listen(self, job_id: str, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (from a worker thread) whenever the job changes."""
+        with self._lock:
+            self._listeners.setdefault(job_id, set()).add(callback)
+
+    def unlisten(self, job_id: str, callback: Callable[[], None]) -> None:
+        with self._lock:
+            self._listeners.get(job_id, set()).discard(callback)
+
+    def _notify(self, job: Job) -> None:
+        with self._lock:
+            callbacks = list(self._listeners.get(job.id, ()))
+        for callback in callbacks:
+            callback()
+
+    # --- Workers ---
+
+    def start(self) -> None:
+        self._stopping.clear()
+        for i in range(self.workers):
+            thread = threading.Thread(target=self._work, name=f"impasto-worker-{i}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def cancel_all(self) -> None:
+        """Cancel every queued and running job (a running one saves its best image): the server stops."""
+        self._stopping.set()
+        for job in self.list():
+            self.cancel(job)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Cancel all jobs and wait for the workers to finish the step they are on."""
+        self.cancel_all()
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads.clear()
+
+    def _work(self) -> None:
+        while True:
+            job_id = self._queue.get()
+            if job_id is None or self._stopping.is_set():
+                return
+            job = self.jobs[job_id]
+            with self._lock:
+                if job.status != "queued":  # cancelled while waiting
+                    continue
+                job.status = "running"
+            job.save()
+            self._notify(job)
+            try:
+                self._run(job)
+            except Exception as e:  # a bug or the machine (out of memory): the job fails, the server lives
+                log.exception("job %s failed", job.id)
+                self._finish(job, "failed", error=f"unexpected {type(e).__name__}: {e}")
+
+    def _run(self, job: Job) -> None:
+        def on_step(event: ProgressEvent) -> bool:
+            job.step, job.total, job.elapsed, job.loss = event.step, event.total, event.elapsed, event.loss
+            content = sum(v for k, v in event.losses.items() if k.startswith("content/"))
+            style = sum(v for k, v in event.losses.items() if k.startswith("style/"))
+            job.points.append([event.step, event.loss, content, style])
+            if event.step == 1 or event.step % self.preview_every == 0 or event.step == event.total:
+                job.preview, job.preview_step = _png(event.image), event.step
+            self._notify(job)
+            return job.cancel_requested.is_set()
+
+        try:
+            config = Config.from_dict(job.settings)
+            result = stylize(job.content_path, job.style_paths, config, callback=on_step)
+        except ImpastoError as e:
+            self._finish(job, "failed", error=str(e).replace(str(job.folder) + os.sep, ""))
+            return
+        if result.steps == 0:
+            self._finish(job, "failed", error=f"the run stopped before its first step ({result.stop_reason})")
+            return
+        result.save(job.result_path)
+        job.size = [int(result.image.shape[2]), int(result.image.shape[1])]
+        job.preview, job.preview_step = None, job.step
+        status = "cancelled" if result.stop_reason == "cancelled" else "done"
+        if result.stop_reason == "diverged":
+            status = "done"  # the best image before the loss became NaN is still a picture
+        self._finish(job, status, stop_reason=result.stop_reason)
+
+    def _finish(self, job: Job, status: str, *, stop_reason: str | None = None, error: str | None = None) -> None:
+        with self._lock:
+            job.status, job.stop_reason, job.error, job.finished = status, stop_reason, error, time.time()
+        job.save()
+        self._notify(job)
+
+
+def _total_steps(settings: dict[str, Any]) -> int:
+    config = Config.from_dict(settings)
+    return config.coarse_iterations * (len(config.sizes()) - 1) + config.iterations
+
+
+def _png(image: Any) -> bytes:
+    buffer = io.BytesIO()
+    to_pil(image).save(buffer, format="PNG", compress_level=1)  # fast: previews are thrown away
+    return buffer.getvalue()

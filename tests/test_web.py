@@ -1,0 +1,254 @@
+"""The web app's JSON API, through Starlette's TestClient on the real app, real worker threads and the
+real engine (tiny images, few steps)."""
+
+import io
+import json
+
+import pytest
+from PIL import Image
+
+pytest.importorskip("starlette")
+from starlette.testclient import TestClient  # noqa: E402
+
+import impasto  # noqa: E402
+from impasto.imageio import read_metadata  # noqa: E402
+from impasto.web import default_data_dir, main  # noqa: E402
+from impasto.web.app import FORM_SETTINGS, Limits, create_app  # noqa: E402
+from impasto.web.jobs import INTERRUPTED, Job, JobManager  # noqa: E402
+
+TINY = {"max_size": "48", "iterations": "4"}
+LONG = {"max_size": "48", "iterations": "1000"}  # only ever run until cancelled
+
+
+@pytest.fixture
+def uploads(images):
+    """Multipart file fields: golden_gate (979×734) as the photo, Starry Night as the painting."""
+    def files(content: bytes | None = None, name: str = "golden_gate.jpg"):
+        content = (images / "content/golden_gate.jpg").read_bytes() if content is None else content
+        return [("content", (name, content, "image/jpeg")),
+                ("style", ("starry_night.jpg", (images / "style/starry_night.jpg").read_bytes(), "image/jpeg"))]
+    return files
+
+
+@pytest.fixture
+def client(tmp_path):
+    with TestClient(create_app(tmp_path)) as c:
+        yield c
+
+
+def events(client, job_id, until=None):
+    """Read the job's Server-Sent Events as (event, data) pairs; stop at 'done' or when until(data) holds."""
+    received = []
+    with client.stream("GET", f"/api/jobs/{job_id}/events") as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        kind = None
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: "):
+                received.append((kind, json.loads(line[6:])))
+                if kind == "done" or (until and until(received[-1][1])):
+                    break
+    return received
+
+
+def submit(client, files, **settings):
+    response = client.post("/api/jobs", files=files, data=settings)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.format == "PNG"
+        return im.size
+
+
+def test_page_and_static_files(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    for asset in ("/static/app.js", "/static/style.css"):
+        assert asset in page.text
+        assert client.get(asset).status_code == 200
+
+
+def test_settings_describe_the_form(client):
+    data = client.get("/api/settings").json()
+    assert [s["name"] for s in data["settings"]] == list(FORM_SETTINGS)
+    defaults = impasto.Config()
+    for spec in data["settings"]:
+        assert spec["default"] == getattr(defaults, spec["name"]) and spec["help"]
+    by_name = {s["name"]: s for s in data["settings"]}
+    assert by_name["max_size"]["max"] == Limits().max_size and by_name["iterations"]["max"] == Limits().max_iterations
+    assert data["limits"]["max_upload_bytes"] == Limits().max_upload_bytes
+
+
+def test_paint_with_progress_events_and_download(client, uploads, tmp_path):
+    job = submit(client, uploads(), **TINY, style_weight="200", seed="3")
+    assert job["status"] == "queued" and len(job["id"]) == 32 and job["total"] == 4
+    assert job["config"]["max_size"] == 48 and job["config"]["style_weight"] == 200.0 and job["config"]["seed"] == 3
+    stream = events(client, job["id"])
+    kinds = [kind for kind, _ in stream]
+    assert kinds[-1] == "done" and set(kinds[:-1]) <= {"progress"}
+    final = stream[-1][1]
+    assert final["status"] == "done" and final["has_result"] and final["size"] == [48, 36]
+    # The loss points arrive once each, in order, with the offset each message continues from.
+    points = []
+    for _, data in stream:
+        assert data["points_from"] == len(points)
+        points += data["points"]
+    assert [p[0] for p in points] == list(range(1, final["step"] + 1)) and final["step"] == 4
+    assert all(p[1] > 0 for p in points)
+    assert [p[1] for p in points] == [p[1] for p in client.get(f"/api/jobs/{job['id']}").json()["points"]]
+
+    result = client.get(f"/api/jobs/{job['id']}/result.png")
+    assert result.status_code == 200 and png_size(result.content) == (48, 36)
+    saved = tmp_path / "download.png"
+    saved.write_bytes(result.content)
+    meta = read_metadata(saved)
+    assert meta["config"]["max_size"] == 48 and meta["steps"] == 4 and meta["config"]["style_weight"] == 200.0
+    download = client.get(f"/api/jobs/{job['id']}/result.png?download=1")
+    assert download.headers["content-disposition"] == (
+        f'attachment; filename="impasto-golden_gate-starry_night-{job["id"][:8]}.png"')
+    assert client.get(f"/api/jobs/{job['id']}/preview.png").content == result.content
+    listed = client.get("/api/jobs").json()["jobs"]
+    assert [j["id"] for j in listed] == [job["id"]] and listed[0]["content_name"] == "golden_gate.jpg"
+
+
+def test_cancel_keeps_the_best_image_and_queued_jobs_never_run(client, uploads):
+    running = submit(client, uploads(), **LONG)
+    waiting = submit(client, uploads(), **TINY)  # one worker: waits behind the long job
+    cancelled = client.post(f"/api/jobs/{waiting['id']}/cancel")
+    assert cancelled.status_code == 202 and cancelled.json()["status"] == "cancelled"
+    assert client.get(f"/api/jobs/{waiting['id']}/result.png").status_code == 404  # not the other job's file
+
+    stream = events(client, running["id"], until=lambda data: data["step"] >= 2)
+    assert stream[-1][1]["status"] == "running"
+    assert client.post(f"/api/jobs/{running['id']}/cancel").status_code == 202
+    final = events(client, running["id"])[-1][1]
+    assert final["status"] == "cancelled" and final["stop_reason"] == "cancelled"
+    assert 2 <= final["step"] < 1000 and final["has_result"]
+    assert png_size(client.get(f"/api/jobs/{running['id']}/result.png").content) == (48, 36)
+    assert client.post(f"/api/jobs/{running['id']}/cancel").status_code == 409
+    assert client.get(f"/api/jobs/{waiting['id']}").json()["step"] == 0
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda good: b"just some text, not a picture\n", "not an image file"),
+    (lambda good: good[: len(good) // 2], "truncated or corrupt"),
+    (lambda good: b"", "is empty"),
+])
+def test_bad_image_files_are_rejected_with_a_clear_message(client, uploads, tmp_path, images, make, message):
+    good = (images / "content/golden_gate.jpg").read_bytes()
+    response = client.post("/api/jobs", files=uploads(make(good), name="notes.png"), data=TINY)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert message in error and "photo 'notes.png'" in error and str(tmp_path) not in error
+    assert client.get("/api/jobs").json()["jobs"] == []
+    assert list((tmp_path / "jobs").iterdir()) == []  # nothing left behind
+
+
+def test_decompression_bomb_is_refused_before_decoding(tmp_path, uploads):
+    buffer = io.BytesIO()
+    Image.new("L", (3000, 3000)).save(buffer, format="PNG")  # 9 megapixels in a few kB
+    assert len(buffer.getvalue()) < 100_000
+    with TestClient(create_app(tmp_path, limits=Limits(max_pixels=1_000_000))) as client:
+        response = client.post("/api/jobs", files=uploads(buffer.getvalue(), name="bomb.png"), data=TINY)
+    assert response.status_code == 400
+    assert "3000x3000 pixels is more than the limit of 1,000,000" in response.json()["error"]
+
+
+def test_oversize_uploads_get_413(tmp_path, uploads):
+    files = uploads()  # about 400 kB in all
+    with TestClient(create_app(tmp_path, limits=Limits(max_upload_bytes=200_000))) as client:
+        response = client.post("/api/jobs", files=files, data=TINY)  # with a Content-Length
+        assert response.status_code == 413 and "at most 0.191 MB" in response.json()["error"]
+        # Without a Content-Length (chunked), the body is counted as it arrives.
+        body = client.build_request("POST", "/api/jobs", files=files, data=TINY)
+        content = body.read()
+
+        def chunks():
+            for i in range(0, len(content), 16_384):
+                yield content[i:i + 16_384]
+
+        response = client.post("/api/jobs", content=chunks(), headers={"content-type": body.headers["content-type"]})
+        assert response.status_code == 413
+        assert client.get("/api/jobs").json()["jobs"] == []
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"max_size": "4096"}, "max_size 4096 is above this server's limit of 1024 px"),
+    ({"iterations": "5000"}, "iterations 5000 is above this server's limit of 1000"),
+    ({"iterations": "ten"}, "iterations must be a whole number, not 'ten'"),
+    ({"style_weight": "nan"}, "style_weight must be a finite number"),
+    ({"max_size": "8"}, "max_size must be at least 16 pixels"),
+    ({"style_weight": "-1"}, "style_weight must not be negative"),
+    ({"weights": "/etc/passwd"}, "unknown setting 'weights'"),
+    ({"init": "/etc/passwd"}, "unknown setting 'init'"),
+])
+def test_settings_outside_the_limits_get_400(client, uploads, settings, message):
+    response = client.post("/api/jobs", files=uploads(), data={**TINY, **settings})
+    assert response.status_code == 400 and message in response.json()["error"]
+
+
+def test_missing_images_and_wrong_encoding(client, uploads):
+    content_only = uploads()[:1]
+    response = client.post("/api/jobs", files=content_only, data=TINY)
+    assert response.status_code == 400 and "no painting" in response.json()["error"]
+    response = client.post("/api/jobs", json={"content": "photo.jpg"})
+    assert response.status_code == 400 and "multipart/form-data" in response.json()["error"]
+
+
+@pytest.mark.parametrize("job_id", [
+    "0123456789abcdef0123456789abcdef",  # well formed, unknown
+    "..%2Fx", "..%2F..%2Fetc%2Fpasswd", "%2e%2e", "ABCDEF0123456789ABCDEF0123456789", "x" * 32, "1234",
+])
+def test_unknown_and_malformed_ids_are_404(client, job_id):
+    for suffix in ("", "/events", "/result.png", "/preview.png"):
+        response = client.get(f"/api/jobs/{job_id}{suffix}")
+        assert response.status_code == 404 and "error" in response.json()
+    assert client.post(f"/api/jobs/{job_id}/cancel").status_code == 404
+
+
+def test_a_restart_keeps_finished_results(tmp_path, uploads):
+    with TestClient(create_app(tmp_path)) as client:
+        done = submit(client, uploads(), **TINY)
+        events(client, done["id"])
+        running = submit(client, uploads(), **LONG)
+        events(client, running["id"], until=lambda data: data["step"] >= 1)
+        result = client.get(f"/api/jobs/{done['id']}/result.png").content
+    # Leaving the block stopped the server: the running job was cancelled, keeping its best image.
+    with TestClient(create_app(tmp_path)) as client:
+        jobs = {j["id"]: j for j in client.get("/api/jobs").json()["jobs"]}
+        assert jobs[done["id"]]["status"] == "done" and jobs[running["id"]]["status"] == "cancelled"
+        assert jobs[running["id"]]["has_result"]
+        assert client.get(f"/api/jobs/{done['id']}/result.png").content == result
+        assert len(client.get(f"/api/jobs/{done['id']}").json()["points"]) == 4
+
+
+def test_a_job_interrupted_by_a_crash_is_reported_not_rerun(tmp_path):
+    manager = JobManager(tmp_path)
+    job_id, folder = manager.new_folder()
+    job = Job(job_id, folder, impasto.Config().to_dict(), "a.jpg", ["b.jpg"], status="running", step=7)
+    job.save()
+    reloaded = JobManager(tmp_path).get(job_id)
+    assert reloaded.status == "failed" and reloaded.error == INTERRUPTED and reloaded.step == 7
+    assert json.loads((folder / "job.json").read_text())["status"] == "failed"
+
+
+def test_serve_command_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert default_data_dir() == tmp_path / "xdg" / "impasto"
+    assert not (tmp_path / "xdg").exists()  # named, not created
+    assert main(["--help"]) == 0 and "--max-upload-mb" in capsys.readouterr().out
+    assert main(["--workers", "0"]) == 2 and "--workers must be at least 1" in capsys.readouterr().err
+    assert main(["--port", "70000"]) == 2
+
+
+def test_files_are_kept_per_job(client, uploads, tmp_path, images):
+    job = submit(client, uploads(), **TINY)
+    events(client, job["id"])
+    folder = tmp_path / "jobs" / job["id"]
+    assert sorted(p.name for p in folder.iterdir()) == ["content", "job.json", "result.png", "style-0"]
+    assert (folder / "content").read_bytes() == (images / "content/golden_gate.jpg").read_bytes()
+    assert json.loads((folder / "job.json").read_text())["status"] == "done"

@@ -1,0 +1,117 @@
+"""End to end in a real browser: `impasto serve` in its own process, headless Chromium driven by Playwright."""
+
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+# Outside CI a missing browser skips with a reason; in CI (`make test` installs both) it fails.
+IN_CI = bool(os.environ.get("CI"))
+sync_api = pytest.importorskip("playwright.sync_api") if not IN_CI else __import__(
+    "playwright.sync_api", fromlist=["sync_api"])
+
+from impasto.imageio import read_metadata  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+SERVE = "import sys; from impasto.web import main; sys.exit(main(sys.argv[1:]))"
+
+
+@pytest.fixture
+def server(tmp_path):
+    """The real server (`impasto.web.main`) on a free localhost port; yields its URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log_path = tmp_path / "serve.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen([sys.executable, "-c", SERVE, "--port", str(port), "--data-dir", str(tmp_path / "data"),
+                                 "--max-size", "256"], stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        for _ in range(600):  # until it answers (importing torch takes a few seconds)
+            if proc.poll() is not None:
+                pytest.fail(f"impasto serve exited with {proc.returncode}: {log_path.read_text()}")
+            try:
+                urllib.request.urlopen(url + "api/settings", timeout=5).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail(f"impasto serve never answered: {log_path.read_text()}")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+@pytest.fixture
+def page():
+    if not Path(CHROMIUM).exists():
+        (pytest.fail if IN_CI else pytest.skip)("Chromium is not installed (make test-deps installs it with apt-get)")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+        finally:
+            browser.close()
+
+
+def test_paint_in_the_browser(server, page, images, tmp_path):
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(server)
+    assert page.input_value("#setting-max_size") == "256"  # the Config default, capped by --max-size
+    assert page.is_disabled("#paint")
+    page.set_input_files("#content-file", str(images / "content/golden_gate.jpg"))
+    page.set_input_files("#style-file", str(images / "style/starry_night.jpg"))
+    assert page.is_visible("#drop-content .thumb") and page.is_visible("#drop-style .thumb")
+    assert page.inner_text("#drop-style .drop-name") == "starry_night.jpg"
+    page.fill("#setting-max_size", "48")
+    page.fill("#setting-iterations", "12")
+    # Record every picture the stage shows.
+    page.evaluate("""() => {
+        window.shown = [];
+        const img = document.querySelector('#preview');
+        new MutationObserver(() => window.shown.push(img.src)).observe(img, {attributes: true, attributeFilter: ['src']});
+    }""")
+    page.click("#paint")
+    page.wait_for_selector(".card", timeout=120_000)  # the result reached the gallery
+
+    shown = page.evaluate("window.shown")
+    assert any("/preview.png?v=" in src for src in shown), shown  # live previews while it ran...
+    assert "/result.png" in shown[-1]  # ...then the result
+    assert page.inner_text("#status-text").startswith("Finished")
+    assert page.get_attribute("#bar", "aria-valuenow") == "100"
+    assert page.evaluate("document.querySelector('#chart').toDataURL()") != page.evaluate(
+        "(() => { const c = document.createElement('canvas'); const o = document.querySelector('#chart');"
+        " c.width = o.width; c.height = o.height; return c.toDataURL(); })()")  # the loss curve was drawn
+    assert page.is_hidden("#cancel") and not page.is_disabled("#paint")
+
+    with page.expect_download() as download:
+        page.click("#download")
+    path = tmp_path / download.value.suggested_filename
+    download.value.save_as(path)
+    assert path.name.startswith("impasto-golden_gate-starry_night-") and path.suffix == ".png"
+    with Image.open(io.BytesIO(path.read_bytes())) as im:
+        assert im.format == "PNG" and im.size == (48, 36)
+    assert read_metadata(path)["config"]["iterations"] == 12
+
+    # A text file with an image's name gets a clear message, and no job.
+    fake = tmp_path / "holiday.png"
+    fake.write_text("not a picture")
+    page.set_input_files("#content-file", str(fake))
+    page.click("#paint")
+    page.wait_for_selector("#message:not([hidden])")
+    assert "photo 'holiday.png': not an image file" in page.inner_text("#message")
+    assert page.locator(".card").count() == 1
+    assert errors == []
