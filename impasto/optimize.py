@@ -44,11 +44,14 @@ class ProjectedLBFGS:
     Pixels held at a bound by a gradient pointing outwards are left out of the step (their gradient
     is zeroed), and the curvature pairs use the step actually taken after clipping: without both,
     the clipped pixels corrupt the inverse-Hessian estimate and the run stalls short of the minimum
-    (torch.optim.LBFGS plus clamping does).
+    (torch.optim.LBFGS plus clamping does). No step moves a pixel by more than ``max_change``:
+    without a line search, the first steps' curvature estimates can send the loss up 100-fold,
+    and recovering costs ~20 steps (golden_gate × starry_night at 256 px: loss 7.5e4 after 40
+    steps with the cap, 1.7e5 without).
     """
 
-    def __init__(self, lr: float = 1.0, history: int = 20) -> None:
-        self.lr, self.history = lr, history
+    def __init__(self, lr: float = 1.0, history: int = 20, max_change: float = 0.5) -> None:
+        self.lr, self.history, self.max_change = lr, history, max_change
         self.pairs: list[tuple[torch.Tensor, torch.Tensor, float]] = []  # (s, y, 1/yᵀs)
         self.last: tuple[torch.Tensor, torch.Tensor] | None = None  # (x, gradient) of the last step
 
@@ -64,6 +67,9 @@ class ProjectedLBFGS:
         direction = self._direction(g).masked_fill_(held, 0.0)
         # The first step has no curvature yet: take a short one, as torch's L-BFGS does.
         step = self.lr if self.pairs else self.lr * min(1.0, 1.0 / float(g.abs().sum()))
+        largest = float(direction.abs().max()) * step
+        if self.max_change and largest > self.max_change:
+            step *= self.max_change / largest
         self.last = (x.clone(), g)
         with torch.no_grad():
             image.sub_(step * direction.view_as(image)).clamp_(0, 1)

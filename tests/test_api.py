@@ -127,3 +127,20 @@ def test_devices():
     if not torch.cuda.is_available():
         with pytest.raises(impasto.ConfigError, match="no CUDA GPU"):
             resolve_device("cuda:0")
+
+
+def test_coarse_to_fine_schedule(images):
+    events = []
+    config = impasto.Config(max_size=128, scales=3, coarse_iterations=4, iterations=3, tolerance=0.0)
+    assert config.sizes() == [64, 128]  # 32 px is below the smallest useful size
+    result = impasto.stylize(images / "content/golden_gate.jpg", images / "style/starry_night.jpg", config,
+                             callback=events.append)
+    assert [(e.scale, tuple(e.image.shape[1:])) for e in events] == [(0, (48, 64))] * 4 + [(1, (96, 128))] * 3
+    assert events[-1].total == 7 and events[-1].scales == 2 and result.image.shape == (3, 96, 128)
+
+
+def test_cancel_at_a_coarse_size_still_gives_the_full_size(images):
+    config = impasto.Config(max_size=128, scales=2, coarse_iterations=5, iterations=5, tolerance=0.0)
+    result = impasto.stylize(images / "content/golden_gate.jpg", images / "style/starry_night.jpg", config,
+                             callback=lambda event: event.step == 2)
+    assert result.stop_reason == "cancelled" and result.steps == 2 and result.image.shape == (3, 96, 128)

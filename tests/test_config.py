@@ -11,6 +11,9 @@ def test_defaults_follow_the_paper_layers():
     assert config.content_layer == "relu4_2"
     assert config.style_layers == ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
     assert config.max_size == 512 and config.optimizer == "lbfgs" and config.init == "content"
+    assert config.sizes() == [256, 512]  # coarse-to-fine: half size, then full size
+    assert config.replace(scales=1).sizes() == [512]
+    assert config.replace(max_size=1000, scales=4).sizes() == [125, 250, 500, 1000]
 
 
 def test_round_trip_through_json():

@@ -67,3 +67,15 @@ def test_stalled_averages_over_the_window():
     assert not _stalled(falling, 5e-3) and _stalled(falling, 2e-2)
     assert not _stalled(falling[:10], 1.0)  # too few steps to judge
     assert not _stalled(falling, 0)  # 0 disables the test
+
+
+def test_lbfgs_caps_the_change_of_a_pixel_per_step():
+    # A flat quadratic whose Newton step would jump far: the cap bounds every step, yet it arrives.
+    image = torch.zeros(1, 1, 2, 2, requires_grad=True)
+    lbfgs = ProjectedLBFGS(lr=1.0, max_change=0.1)
+    for _ in range(30):
+        before = image.detach().clone()
+        loss = (1e-3 * (image - 0.9) ** 2).sum()
+        lbfgs.step(image, torch.autograd.grad(loss, image)[0])
+        assert (image.detach() - before).abs().max() <= 0.1 + 1e-6
+    assert torch.allclose(image.detach(), torch.full((1, 1, 2, 2), 0.9), atol=1e-3)
