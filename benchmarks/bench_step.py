@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from flops import conv_flops  # noqa: E402
+from flops import step_flops  # noqa: E402
 
 import impasto  # noqa: E402
 from impasto.api import _objective, _scaled_styles, load_extractor  # noqa: E402
@@ -44,6 +44,7 @@ def main() -> None:
     args = parser.parse_args()
     config = impasto.Config()
     layers = (config.content_layer, *config.style_layers)
+    print("FLOPs: the VGG convolutions forward and backward to the pixels, plus the Gram matrices")
     photo = read_image(SHARED / "content/golden_gate.jpg")
     painting = read_image(SHARED / "style/starry_night.jpg")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
@@ -51,7 +52,7 @@ def main() -> None:
     for size in map(int, args.sizes.split(",")):
         content = resize_to_long_edge(photo, size)
         h, w = content.shape[1:]
-        flops = conv_flops(layers, h, w)
+        flops = step_flops((config.content_layer,), config.style_layers, h, w)
         baseline = None
         for layout in ("nchw", "channels_last"):
             extractor = load_extractor(None, config.pooling, layers, "cpu")

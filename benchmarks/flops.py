@@ -5,6 +5,26 @@ from __future__ import annotations
 from impasto.vgg import LAYER_NAMES
 
 
+def step_flops(content_layers: tuple[str, ...], style_layers: tuple[str, ...], height: int, width: int) -> float:
+    """FLOPs of one objective evaluation: the convolutions plus the Gram matrices of the style layers.
+
+    A Gram matrix F·Fᵀ of F (C, M) costs 2·C²·M forward; autograd's backward of the batched product
+    takes one product per operand (F and Fᵀ), 4·C²·M more.
+    """
+    flops = conv_flops((*content_layers, *style_layers), height, width)
+    for name in style_layers:
+        channels, positions = layer_shape(name, height, width)
+        flops += 6 * channels**2 * positions
+    return flops
+
+
+def layer_shape(name: str, height: int, width: int) -> tuple[int, int]:
+    """(channels, positions) of a relu/conv layer's output."""
+    block = int(name[4])
+    scale = 2 ** (block - 1)
+    return {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}[block], (height // scale) * (width // scale)
+
+
 def conv_flops(layers: tuple[str, ...], height: int, width: int) -> float:
     """FLOPs of the convolutions up to the deepest of ``layers``, forward and backward.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import os
@@ -16,9 +17,11 @@ import PIL.Image
 import torch
 
 from . import __version__
+from .color import luminance, match_color, match_luminance, with_chroma_of
 from .config import INITS, Config
 from .errors import ConfigError
 from .imageio import read_image, resize, resize_to_long_edge, resize_to_pixels, save_image, to_pil
+from .masks import fit_mask, read_masks
 from .objective import Objective
 from .optimize import Callback, LoopState, optimize
 from .postprocess import denoise
@@ -75,41 +78,71 @@ def stylize(
     styles = list(style) if isinstance(style, (list, tuple)) else [style]
     if config.style_blend and len(config.style_blend) != len(styles):
         raise ConfigError(f"style_blend has {len(config.style_blend)} weights for {len(styles)} style images")
+    if config.masks and len(config.masks) != len(styles):
+        raise ConfigError(f"masks has {len(config.masks)} images for {len(styles)} style images (one each)")
     device = resolve_device(config.device)
     photo = read_image(content, what="content image")
     paintings = [read_image(s, what="style image") for s in styles]
+    masks = read_masks(config.masks, photo) if config.masks else None
+    target, paintings = color_inputs(photo, paintings, config.preserve_color)
+    grey = config.preserve_color == "luminance"
     extractor = load_extractor(config.weights, config.pooling,
                                (config.content_layer, *config.style_layers), str(device))
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
-    sizes = config.sizes()
-    steps = [config.coarse_iterations] * (len(sizes) - 1) + [config.iterations]
+    sizes, steps = config.sizes(), config.steps_per_size()
     state = LoopState(total=sum(steps), scales=len(sizes))
     setup = time.perf_counter() - started
     image = None
     for scale, (size, iterations) in enumerate(zip(sizes, steps)):
-        content_image = resize_to_long_edge(photo, size)
+        content_image = resize_to_long_edge(target, size)
         if iterations == 0:
             continue
         style_images = _scaled_styles(paintings, content_image, config.style_scale)
         if image is None:
             start = initial_image(config.init, content_image, style_images[0], generator)
+            start = luminance(start) if grey else start
         else:  # coarse-to-fine: continue from the last size's result, upsampled
             start = resize(image, *content_image.shape[1:])
-        objective = _objective(extractor, content_image, style_images, config, device)
+        scaled_masks = None if masks is None else [fit_mask(m, *content_image.shape[1:]).to(device) for m in masks]
+        objective = _objective(extractor, content_image, style_images, config, device, scaled_masks)
         state.stop_reason = "iterations"
         image = optimize(start[None].to(device), objective, optimizer=config.optimizer, lr=config.step_size,
                          iterations=iterations, tolerance=config.tolerance, state=state, scale=scale,
-                         callback=callback)[0].cpu()
+                         callback=_in_color(callback, resize_to_long_edge(photo, size)) if grey else callback)[0].cpu()
         if state.stop_reason in ("cancelled", "diverged"):
             break
     final_size = resize_to_long_edge(photo, config.max_size).shape[1:]
     image = resize(image, *final_size)
+    if grey:  # the optimised luminance with the photo's chroma
+        image = with_chroma_of(image, resize_to_long_edge(photo, config.max_size))
     if config.denoise:
         image = denoise(image, config.denoise)
     total = time.perf_counter() - started
     return Result(image, config, state.history, {"setup": setup, "optimize": total - setup, "total": total},
                   state.stop_reason, _inputs(content, styles, config))
+
+
+def color_inputs(photo: torch.Tensor, paintings: list[torch.Tensor], mode: str
+                 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The photo to match and the paintings to take the style from, for a ``preserve_color`` mode.
+
+    'histogram' recolours each painting to the photo's colour statistics; 'luminance' makes both grey
+    (the painting's brightness matched to the photo's), and the photo's chroma returns at the end.
+    """
+    if mode == "histogram":
+        return photo, [match_color(p, photo) for p in paintings]
+    if mode == "luminance":
+        return luminance(photo), [match_luminance(p, photo) for p in paintings]
+    return photo, paintings
+
+
+def _in_color(callback: Callback | None, photo: torch.Tensor) -> Callback | None:
+    """Front ends show the image in the photo's colours while a luminance-only run optimises grey."""
+    if callback is None:
+        return None
+    return lambda event: callback(dataclasses.replace(
+        event, image=with_chroma_of(event.image, photo.to(event.image.device))))
 
 
 def _inputs(content: ImageSource, styles: list[ImageSource], config: Config) -> dict[str, Any]:
@@ -119,6 +152,9 @@ def _inputs(content: ImageSource, styles: list[ImageSource], config: Config) -> 
     if config.init not in INITS:  # an image file
         inputs["init"] = fingerprint(config.init)
         inputs["paths"]["init"] = _abspath(config.init)
+    if config.masks:
+        inputs["masks"] = [fingerprint(m) for m in config.masks]
+        inputs["paths"]["masks"] = [_abspath(m) for m in config.masks]
     return inputs
 
 
@@ -133,13 +169,14 @@ def _scaled_styles(paintings: list[torch.Tensor], content: torch.Tensor, style_s
 
 
 def _objective(extractor: VGGFeatures, content: torch.Tensor, styles: list[torch.Tensor], config: Config,
-               device: torch.device) -> Objective:
+               device: torch.device, masks: list[torch.Tensor] | None = None) -> Objective:
     return Objective(
         extractor, content[None].to(device), [s[None].to(device) for s in styles],
         content_layer=config.content_layer,
         style_layer_weights=dict(zip(config.style_layers, config.style_layer_weights)),
-        content_weight=config.content_weight, style_weight=config.style_weight,
-        tv_weight=config.tv_weight, style_blend=config.style_blend)
+        # strength needs no size factor: both losses are means (see losses), so β/α is size-free.
+        content_weight=config.content_weight, style_weight=config.style_weight * config.strength,
+        tv_weight=config.tv_weight, style_blend=config.style_blend, masks=masks)
 
 
 def initial_image(init: str, content: torch.Tensor, style: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -28,7 +28,7 @@ from typing import Any, TextIO
 
 from . import __version__
 from .api import fingerprint, resolve_device, stylize
-from .config import INITS, OPTIMIZERS, POOLINGS, Config
+from .config import COLOR_MODES, INITS, OPTIMIZERS, POOLINGS, Config
 from .errors import ConfigError, ImageError, ImpastoError
 from .imageio import SAVE_FORMATS, read_image, read_metadata, save_image
 from .optimize import ProgressEvent
@@ -47,7 +47,7 @@ a second Ctrl-C aborts at once)."""
 
 # Single-letter aliases for the options people type most, and other spellings.
 _SHORT = {"max_size": ["-s"], "iterations": ["-n"], "style_weight": ["-w"], "denoise": ["--remove-noise"]}
-_CHOICES = {"optimizer": OPTIMIZERS, "pooling": POOLINGS}
+_CHOICES = {"optimizer": OPTIMIZERS, "pooling": POOLINGS, "preserve_color": COLOR_MODES}
 _CONST = {"denoise": 1.0}  # --remove-noise alone means a radius of 1 pixel
 _HINTS = typing.get_type_hints(Config)
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
@@ -362,6 +362,8 @@ def _plan_rerun(args: argparse.Namespace) -> Plan:
         raise ConfigError(f"{source}: its settings cannot be used ({exc})") from None
     if "init" in inputs:
         base["init"] = paths["init"]  # absolute, so that a rerun from another folder finds it
+    if "masks" in inputs:
+        base["masks"] = tuple(paths["masks"])
     config = config_from_args(args, base)
     args.output = args.output or str(source.with_name(f"{source.stem}-rerun{source.suffix}"))
     if args.print_config:
@@ -370,6 +372,7 @@ def _plan_rerun(args: argparse.Namespace) -> Plan:
     checks += [(f"style image {i + 1}", p, h) for i, (p, h) in enumerate(zip(paths["style"], inputs["style"]))]
     if "init" in inputs:
         checks.append(("init image", paths.get("init"), inputs["init"]))
+    checks += [(f"mask {i + 1}", p, h) for i, (p, h) in enumerate(zip(paths.get("masks", []), inputs.get("masks", [])))]
     for what, path, digest in checks:
         if path is None:
             raise ImageError(f"{source}: its {what} was not a file, cannot rerun it")
@@ -387,6 +390,10 @@ def _finish_plan(args: argparse.Namespace, config: Config, contents: list[Any], 
     for i, style in enumerate(styles):
         if isinstance(style, (str, os.PathLike)):
             read_image(style, what=f"style image {i + 1}")  # a bad painting would fail every photo
+    if config.masks and len(config.masks) != len(styles):
+        raise ConfigError(f"--masks has {len(config.masks)} images for {len(styles)} style images (one each)")
+    for mask in config.masks:
+        read_image(mask, what="mask")  # an unreadable mask would fail every photo
     if config.init not in INITS:
         read_image(config.init, what="init image")
     resolve_device(config.device)

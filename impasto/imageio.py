@@ -21,7 +21,8 @@ import tempfile
 import warnings
 import zlib
 from pathlib import Path
-from typing import Any, Union
+from collections.abc import Callable
+from typing import IO, Any, Union
 
 import numpy as np
 import torch
@@ -250,17 +251,17 @@ def save_image(
         options.update(quality=quality, subsampling=0)  # 4:4:4: no colour bleeding on fine strokes
     elif fmt == "WEBP":
         options["quality"] = quality
-    _write_atomic(path, lambda f: im.save(f, format=fmt, **options))
+    write_atomic(path, lambda f: im.save(f, format=fmt, **options))
     sidecar = path.with_name(path.name + ".json")
     if fmt != "PNG" and text is not None:
-        _write_atomic(sidecar, lambda f: f.write(text.encode("utf-8")))
+        write_atomic(sidecar, lambda f: f.write(text.encode("utf-8")))
     elif fmt != "PNG":
         with contextlib.suppress(OSError):
             sidecar.unlink(missing_ok=True)  # it described the image we just replaced
     return path
 
 
-def _write_atomic(path: Path, write) -> None:
+def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     """Write through a hidden temporary file in the target folder, then rename over the target."""
     if path.is_dir():
         raise ImageError(f"{path}: is a folder, cannot write an image there")

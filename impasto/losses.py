@@ -22,6 +22,18 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     return torch.bmm(flat, flat.transpose(1, 2)) / (c * h * w)
 
 
+def guided_gram_matrix(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Gram matrix of (B, C, H, W) features inside a region (Gatys et al. 2017, section 4).
+
+    ``mask`` (B or 1, 1, H, W) in [0, 1] weights every position; dividing by C·Σmask² instead of
+    C·H·W makes the result an average over the region, so a mask of ones gives ``gram_matrix``.
+    """
+    b, c, h, w = features.shape
+    weighted = (features * mask).reshape(b, c, h * w)  # (B, C, M)
+    area = mask.square().reshape(mask.shape[0], -1).sum(1).clamp(min=1e-8)  # (B or 1,)
+    return torch.bmm(weighted, weighted.transpose(1, 2)) / (c * area[:, None, None])
+
+
 def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean squared difference between the image's features and the photo's."""
     return torch.mean((features - target) ** 2)

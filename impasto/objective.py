@@ -11,7 +11,8 @@ from collections.abc import Sequence
 
 import torch
 
-from .losses import content_loss, gram_matrix, style_loss, tv_loss
+from .losses import content_loss, gram_matrix, guided_gram_matrix, style_loss, tv_loss
+from .masks import layer_mask
 from .vgg import VGGFeatures
 
 
@@ -43,19 +44,35 @@ class Objective:
         style_weight: float,
         tv_weight: float,
         style_blend: Sequence[float] = (),
+        masks: Sequence[torch.Tensor] | None = None,
     ) -> None:
+        """``masks`` (one (1, 1, H, W) per painting, the photo's size) give each painting a region:
+        its Gram target is then compared with the guided Gram of its region, not blended."""
         self.extractor = extractor
         self.content_layer = content_layer
         total = sum(style_layer_weights.values())
         self.style_layer_weights = {layer: w / total for layer, w in style_layer_weights.items()}
         self.content_weight, self.style_weight, self.tv_weight = content_weight, style_weight, tv_weight
         with torch.no_grad():
-            self.content_target = extractor(content)[content_layer]
+            content_features = extractor(content)
+            self.content_target = content_features[content_layer]
             per_style = [self._grams(extractor(style)) for style in styles]
         self.style_grams = blend_grams(per_style, style_blend or [1.0] * len(styles))
+        # Per painting: its Gram targets and its mask at each style layer's resolution.
+        self.regions = None if masks is None else [
+            (grams, {layer: layer_mask(mask, *content_features[layer].shape[2:]) for layer in grams})
+            for grams, mask in zip(per_style, masks)]
 
     def _grams(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {layer: gram_matrix(features[layer]) for layer in self.style_layer_weights}
+
+    def _style_term(self, features: torch.Tensor, layer: str) -> torch.Tensor:
+        if self.regions is None:
+            return style_loss(features, self.style_grams[layer])
+        # Each region's loss is weighted by its share of the picture, so that one mask of ones gives
+        # exactly the unmasked loss and a small region does not pull harder per pixel than a large one.
+        return sum(torch.mean((guided_gram_matrix(features, masks[layer]) - grams[layer]) ** 2)
+                   * masks[layer].square().mean() for grams, masks in self.regions)
 
     def __call__(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The total loss and its weighted terms by name (tensors, still attached to the graph)."""
@@ -63,7 +80,7 @@ class Objective:
         terms = {f"content/{self.content_layer}":
                  self.content_weight * content_loss(features[self.content_layer], self.content_target)}
         for layer, weight in self.style_layer_weights.items():
-            terms[f"style/{layer}"] = self.style_weight * weight * style_loss(features[layer], self.style_grams[layer])
+            terms[f"style/{layer}"] = self.style_weight * weight * self._style_term(features[layer], layer)
         if self.tv_weight:
             terms["tv"] = self.tv_weight * tv_loss(image)
         return sum(terms.values()), terms

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import ImageError
-from .imageio import _write_atomic
+from .imageio import write_atomic
 
 PLOT_FORMATS = (".png", ".svg", ".pdf")
 _STYLE = {"content": "tab:blue", "style": "tab:orange", "tv": "tab:green"}
@@ -51,6 +51,9 @@ def plot_losses(history: Sequence[dict[str, float]], path: str | os.PathLike,
     if any(v == v for v in totals):
         axes.plot(steps, totals, color="0.35", linewidth=1, linestyle=":", label="total")
     axes.set_yscale("log")
+    settled = [v for values in curves.values() for v in values[len(values) // 2:] if v > 0 and math.isfinite(v)]
+    if settled:  # a run from the photo starts with a content term near 0: don't let it set the scale
+        axes.set_ylim(bottom=min(settled) / 3)
     for before, row in zip(history, history[1:]):
         if row["scale"] != before["scale"]:  # coarse-to-fine: a new, larger size starts here
             axes.axvline(row["step"] - 0.5, color="0.6", linewidth=1, linestyle="--")
@@ -73,5 +76,5 @@ def plot_losses(history: Sequence[dict[str, float]], path: str | os.PathLike,
                     borderaxespad=0.2, handlelength=1.6, columnspacing=1.2)
     buffer = io.BytesIO()
     figure.savefig(buffer, format=path.suffix.lower()[1:])
-    _write_atomic(path, lambda f: f.write(buffer.getvalue()))
+    write_atomic(path, lambda f: f.write(buffer.getvalue()))
     return path

@@ -55,3 +55,13 @@ def test_invalid_settings_name_the_field(changes, message):
 def test_unknown_setting_in_a_dict():
     with pytest.raises(ConfigError, match="unknown setting 'colour'"):
         Config.from_dict({"colour": "blue"})
+
+
+def test_artistic_controls_are_off_by_default_and_checked():
+    config = Config()
+    assert (config.strength, config.preserve_color, config.masks) == (1.0, "none", ())
+    assert Config(preserve_color="histogram", strength=0.0).strength == 0.0
+    with pytest.raises(ConfigError, match="preserve_color must be one of none, luminance, histogram, not 'hsv'"):
+        Config(preserve_color="hsv")
+    with pytest.raises(ConfigError, match="strength must not be negative"):
+        Config(strength=-1.0)

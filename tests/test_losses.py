@@ -1,6 +1,6 @@
 import torch
 
-from impasto.losses import content_loss, gram_matrix, style_loss, tv_loss
+from impasto.losses import content_loss, gram_matrix, guided_gram_matrix, style_loss, tv_loss
 
 F = torch.tensor([[[[1.0, 2.0]], [[3.0, 4.0]]]])  # (B=1, C=2, H=1, W=2)
 
@@ -60,3 +60,15 @@ def test_style_gradient_matches_closed_form():
     f = features.detach().reshape(n, m)
     expected = ((f.T @ (f @ f.T - raw_target)).T / (n**2 * m**2)).reshape(1, n, 1, m) * (x > 0)
     assert torch.allclose(x.grad, expected)
+
+
+def test_guided_gram_matrix_by_hand():
+    # A mask of ones is the plain Gram; a mask keeping one position is that position's outer product.
+    assert torch.allclose(guided_gram_matrix(F, torch.ones(1, 1, 1, 2)), gram_matrix(F))
+    keep_second = torch.tensor([[[[0.0, 1.0]]]])
+    assert torch.equal(guided_gram_matrix(F, keep_second), torch.tensor([[[2.0, 4.0], [4.0, 8.0]]]))  # [2,4]ᵀ[2,4]/2
+    # The normalisation is by the region's area, so the same statistics give the same Gram at any size.
+    tiled = F.repeat(1, 1, 3, 5)
+    mask = torch.zeros(1, 1, 3, 10)
+    mask[..., 1::2] = 1.0
+    assert torch.allclose(guided_gram_matrix(tiled, mask), guided_gram_matrix(F, keep_second))

@@ -4,6 +4,8 @@ import dataclasses
 import re
 from pathlib import Path
 
+import torch
+
 import impasto
 
 README = (Path(__file__).parents[1] / "README.md").read_text()
@@ -32,3 +34,29 @@ def test_settings_table_lists_every_field():
         assert f.name in rows, f"README's settings table lacks {f.name}"
         if isinstance(f.default, (int, float)) and not isinstance(f.default, bool):
             assert float(rows[f.name].split()[0]) == f.default, f.name
+
+
+def test_artistic_controls_example_runs(images, tmp_path):
+    code = re.findall(r"```python\n(.*?)```", README, re.S)[1]
+    assert "preserve_color" in code and "masks=" in code
+    photo = images / "content/golden_gate.jpg"
+    mask = torch.zeros(3, 30, 40)
+    mask[:, :15] = 1.0  # sky above, land below
+    impasto.save_image(mask, tmp_path / "sky.png")
+    impasto.save_image(1.0 - mask, tmp_path / "land.png")
+    for name, path in {"photo.jpg": photo, "painting.jpg": images / "style/starry_night.jpg",
+                       "monet.jpg": images / "style/autumn_oak.jpg", "hokusai.jpg": images / "style/the_scream.jpg",
+                       "sky.png": tmp_path / "sky.png", "land.png": tmp_path / "land.png"}.items():
+        code = code.replace(f'"{name}"', repr(str(path)))
+    code = code.replace("impasto.Config(", "impasto.Config(max_size=32, scales=1, iterations=2, ")  # tiny, same calls
+    exec(compile(code, "README.md", "exec"), {"impasto": impasto})
+
+
+def test_artistic_controls_cli_examples_parse():
+    from impasto.cli import build_parser
+
+    lines = re.search(r"## Artistic controls\n(.*?)```python", README, re.S).group(1)
+    commands = [line.split("#")[0].split()[1:] for line in lines.splitlines() if line.startswith("    impasto ")]
+    assert len(commands) == 6
+    for argv in commands:
+        build_parser().parse_args(argv)  # every flag exists and its value parses

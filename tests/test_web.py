@@ -11,6 +11,7 @@ pytest.importorskip("starlette")
 from starlette.testclient import TestClient  # noqa: E402
 
 import impasto  # noqa: E402
+from impasto.config import COLOR_MODES  # noqa: E402
 from impasto.imageio import read_metadata  # noqa: E402
 from impasto.web import default_data_dir, main  # noqa: E402
 from impasto.web.app import FORM_SETTINGS, Limits, create_app  # noqa: E402
@@ -81,6 +82,7 @@ def test_settings_describe_the_form(client):
     by_name = {s["name"]: s for s in data["settings"]}
     assert by_name["max_size"]["max"] == Limits().max_size and by_name["iterations"]["max"] == Limits().max_iterations
     assert data["limits"]["max_upload_bytes"] == Limits().max_upload_bytes
+    assert [c[0] for c in by_name["preserve_color"]["choices"]] == list(COLOR_MODES)
 
 
 def test_paint_with_progress_events_and_download(client, uploads, tmp_path):
@@ -185,6 +187,8 @@ def test_oversize_uploads_get_413(tmp_path, uploads):
     ({"style_weight": "-1"}, "style_weight must not be negative"),
     ({"weights": "/etc/passwd"}, "unknown setting 'weights'"),
     ({"init": "/etc/passwd"}, "unknown setting 'init'"),
+    ({"preserve_color": "hsv"}, "preserve_color must be one of none, luminance, histogram, not 'hsv'"),
+    ({"masks": "/etc/passwd"}, "unknown setting 'masks'"),
 ])
 def test_settings_outside_the_limits_get_400(client, uploads, settings, message):
     response = client.post("/api/jobs", files=uploads(), data={**TINY, **settings})

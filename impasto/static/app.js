@@ -127,6 +127,18 @@ function buildForm(settings) {
       scale.className = "scale";
       scale.innerHTML = "<span>more photo</span><span>more painting</span>";
       field.append(range, scale);
+    } else if (s.widget === "select") {
+      const select = document.createElement("select");
+      select.id = `setting-${s.name}`;
+      select.name = s.name;
+      for (const [value, text] of s.choices) {
+        const option = document.createElement("option");
+        option.value = value;
+        option.textContent = text;
+        option.selected = value === s.default;
+        select.append(option);
+      }
+      field.append(select);
     } else {
       const input = document.createElement("input");
       input.type = "number";
@@ -154,7 +166,7 @@ function sliderValue(range) {
 
 function settingValues() {
   const values = {};
-  for (const input of $("settings").querySelectorAll("input")) {
+  for (const input of $("settings").querySelectorAll("input, select")) {
     values[input.name] = input.dataset.log ? String(sliderValue(input)) : input.value.trim();
   }
   return values;

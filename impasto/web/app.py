@@ -40,6 +40,9 @@ FORM_SETTINGS: dict[str, dict[str, Any]] = {
     "max_size": {"label": "Size", "unit": "px", "widget": "number", "min": 16},
     "iterations": {"label": "Iterations", "widget": "number", "min": 1},
     "seed": {"label": "Seed", "widget": "number", "min": 0},
+    "preserve_color": {"label": "Colours", "widget": "select", "choices": [
+        ["none", "the painting's"], ["luminance", "the photo's (luminance only)"],
+        ["histogram", "the photo's (painting recoloured)"]]},
 }
 MAX_STYLES = 4  # style images one request may send (blended with Config.style_blend's default)
 KEEPALIVE_SECONDS = 15  # an SSE comment line this often lets a dead connection be noticed

@@ -14,7 +14,6 @@ import logging
 import os
 import queue
 import re
-import tempfile
 import threading
 import time
 import uuid
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import Config, ImpastoError, ProgressEvent, stylize
-from ..imageio import to_pil
+from ..imageio import to_pil, write_atomic
 
 log = logging.getLogger("impasto.web")
 
@@ -107,14 +106,7 @@ class Job:
 
     def save(self) -> None:
         """Write job.json atomically (a crash leaves the old file or the new one, never half)."""
-        fd, tmp = tempfile.mkstemp(prefix=".job.", suffix=".tmp", dir=self.folder)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(self.to_json(), f)
-            os.replace(tmp, self.folder / "job.json")
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(self.folder / "job.json", lambda f: f.write(json.dumps(self.to_json()).encode("utf-8")))
 
 
 class JobManager:
@@ -286,8 +278,7 @@ class JobManager:
 
 
 def _total_steps(settings: dict[str, Any]) -> int:
-    config = Config.from_dict(settings)
-    return config.coarse_iterations * (len(config.sizes()) - 1) + config.iterations
+    return sum(Config.from_dict(settings).steps_per_size())
 
 
 def _png(image: Any) -> bytes:

@@ -1,0 +1,46 @@
+"""The objective's targets: blended Grams, masked regions and the style weight."""
+
+import torch
+
+from impasto.api import load_extractor
+from impasto.imageio import read_image, resize_to_long_edge
+from impasto.objective import Objective, blend_grams
+
+LAYERS = {"relu1_1": 1.0, "relu3_1": 1.0}
+
+
+def _objective(content, styles, **options):
+    extractor = load_extractor(None, "avg", ("relu4_2", *LAYERS), "cpu")
+    defaults = dict(content_layer="relu4_2", style_layer_weights=LAYERS, content_weight=1.0, style_weight=10.0,
+                    tv_weight=0.0)
+    return Objective(extractor, content[None], [s[None] for s in styles], **{**defaults, **options})
+
+
+def _image(path):
+    return resize_to_long_edge(read_image(path), 40)
+
+
+def test_blend_grams_by_hand():
+    a, b = {"x": torch.tensor([2.0])}, {"x": torch.tensor([6.0])}
+    assert torch.equal(blend_grams([a, b], [3.0, 1.0])["x"], torch.tensor([3.0]))  # (3·2 + 1·6) / 4
+
+
+def test_blend_weights_one_zero_give_the_single_style(images):
+    content = _image(images / "content/golden_gate.jpg")
+    a, b = _image(images / "style/starry_night.jpg"), _image(images / "style/the_scream.jpg")
+    single, blended = _objective(content, [a]), _objective(content, [a, b], style_blend=(1.0, 0.0))
+    other = _objective(content, [a, b], style_blend=(0.0, 1.0))
+    for layer in LAYERS:
+        assert torch.allclose(blended.style_grams[layer], single.style_grams[layer], rtol=1e-6, atol=0)
+        assert not torch.allclose(other.style_grams[layer], single.style_grams[layer], rtol=0.1)
+    image = content[None].clone()
+    assert torch.allclose(blended(image)[0], single(image)[0], rtol=1e-5)
+
+
+def test_a_mask_of_ones_is_the_unmasked_objective(images):
+    content, style = _image(images / "content/golden_gate.jpg"), _image(images / "style/starry_night.jpg")
+    plain = _objective(content, [style])
+    masked = _objective(content, [style], masks=[torch.ones(1, 1, *content.shape[1:])])
+    image = torch.rand(1, *content.shape, generator=torch.Generator().manual_seed(0))
+    loss, terms = masked(image)
+    assert torch.allclose(loss, plain(image)[0], rtol=1e-5) and set(terms) == set(plain(image)[1])
