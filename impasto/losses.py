@@ -39,9 +39,12 @@ def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return torch.mean((features - target) ** 2)
 
 
-def style_loss(features: torch.Tensor, target_gram: torch.Tensor) -> torch.Tensor:
-    """Mean squared difference between the Gram matrix of ``features`` and the painting's."""
-    return torch.mean((gram_matrix(features) - target_gram) ** 2)
+def style_loss(features: torch.Tensor, target_gram: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean squared difference between the Gram matrix of ``features`` and the painting's.
+
+    With a ``mask``, the Gram matrix is the guided one of that region (``guided_gram_matrix``)."""
+    gram = gram_matrix(features) if mask is None else guided_gram_matrix(features, mask)
+    return torch.mean((gram - target_gram) ** 2)
 
 
 def tv_loss(image: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .losses import content_loss, gram_matrix, guided_gram_matrix, style_loss, tv_loss
+from .losses import content_loss, gram_matrix, style_loss, tv_loss
 from .masks import layer_mask
 from .vgg import VGGFeatures
 
@@ -58,10 +58,17 @@ class Objective:
             self.content_target = content_features[content_layer]
             per_style = [self._grams(extractor(style)) for style in styles]
         self.style_grams = blend_grams(per_style, style_blend or [1.0] * len(styles))
-        # Per painting: its Gram targets and its mask at each style layer's resolution.
+        # Per painting: its Gram targets, and at each style layer its mask and the mask's share of the
+        # picture. The share weights the region's loss, so that one mask of ones gives exactly the
+        # unmasked loss and a small region does not pull harder per pixel than a large one.
         self.regions = None if masks is None else [
-            (grams, {layer: layer_mask(mask, *content_features[layer].shape[2:]) for layer in grams})
+            (grams, {layer: self._layer_region(mask, content_features[layer]) for layer in grams})
             for grams, mask in zip(per_style, masks)]
+
+    @staticmethod
+    def _layer_region(mask: torch.Tensor, features: torch.Tensor) -> tuple[torch.Tensor, float]:
+        scaled = layer_mask(mask, *features.shape[2:])
+        return scaled, float(scaled.square().mean())
 
     def _grams(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {layer: gram_matrix(features[layer]) for layer in self.style_layer_weights}
@@ -69,10 +76,8 @@ class Objective:
     def _style_term(self, features: torch.Tensor, layer: str) -> torch.Tensor:
         if self.regions is None:
             return style_loss(features, self.style_grams[layer])
-        # Each region's loss is weighted by its share of the picture, so that one mask of ones gives
-        # exactly the unmasked loss and a small region does not pull harder per pixel than a large one.
-        return sum(torch.mean((guided_gram_matrix(features, masks[layer]) - grams[layer]) ** 2)
-                   * masks[layer].square().mean() for grams, masks in self.regions)
+        return sum(style_loss(features, grams[layer], regions[layer][0]) * regions[layer][1]
+                   for grams, regions in self.regions)
 
     def __call__(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The total loss and its weighted terms by name (tensors, still attached to the graph)."""
