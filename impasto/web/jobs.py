@@ -24,6 +24,7 @@ from typing import Any
 
 from .. import Config, ImpastoError, ProgressEvent, stylize
 from ..imageio import to_pil, write_atomic
+from ..plot import loss_kinds
 
 log = logging.getLogger("impasto.web")
 
@@ -245,9 +246,8 @@ class JobManager:
     def _run(self, job: Job) -> None:
         def on_step(event: ProgressEvent) -> bool:
             job.step, job.total, job.elapsed, job.loss = event.step, event.total, event.elapsed, event.loss
-            content = sum(v for k, v in event.losses.items() if k.startswith("content/"))
-            style = sum(v for k, v in event.losses.items() if k.startswith("style/"))
-            job.points.append([event.step, event.loss, content, style])
+            kinds = loss_kinds(event.losses)
+            job.points.append([event.step, event.loss, kinds.get("content", 0.0), kinds.get("style", 0.0)])
             if event.step == 1 or event.step % self.preview_every == 0 or event.step == event.total:
                 job.preview, job.preview_step = _png(event.image), event.step
             self._notify(job)
