@@ -4,13 +4,17 @@
 
 Both tools paint golden_gate × starry_night on pastiche's default objective (content 0.01·MSE at
 relu4_2; style Σ 10·MSE of Gram/(C·H·W) over relu1_1 … relu5_1; max pooling; no TV), with the same
-VGG-19 weights. pastiche runs its own command line with its defaults (L-BFGS, 300 steps at 256 px,
-1000 at 512 px) and saves its image every few steps; impasto runs its default schedule on that
-objective and saves snapshots too. The evaluator scores every saved 8-bit image on the content and
-style terms separately, and the table gives, per tool, both terms against wall time, then the
-speed-up: pastiche's wall time over the time at which impasto first scores at least as well as
-pastiche's final image on both terms. Runs take long (pastiche needs ~4 min at 256 px and ~47 min at
-512 px on a 2-core CPU); the benchmark is run on demand, not in CI.
+VGG-19 weights, bilinear resizing and the painting scaled to the photo's pixel count. pastiche runs
+its own command line at its defaults (L-BFGS, 300 steps at 256 px, 1000 at 512 px), saving its image
+every few steps; then impasto runs with its defaults and in float32 (--schedules: Config changes),
+saving a snapshot every 2 steps of the last size, until it has taken its own number of steps and
+one snapshot is as good as pastiche's final image (or 300 steps at the last size). --reuse-peer
+scores the pastiche run of an earlier benchmark instead of running it again. The evaluator scores every
+saved 8-bit image on the content and style terms separately; the table gives both terms against
+wall time, then the speed-up: pastiche's wall time over the time at which impasto first scores at
+least as well as pastiche's final image on both terms. Also printed: peak RSS, impasto's GFLOP/s,
+and the largest size that fits in this machine's memory. pastiche needs ~3 min at 256 px and ~33 min
+at 512 px on a 2-core CPU: the benchmark is run on demand, not in CI, on an otherwise idle machine.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -26,10 +31,14 @@ from pathlib import Path
 
 import torch
 
-import impasto
-from impasto.api import load_extractor
-from impasto.imageio import read_image, resize_to_long_edge, resize_to_pixels, save_image
-from impasto.objective import Objective
+sys.path.insert(0, str(Path(__file__).parent))
+from flops import step_flops  # noqa: E402
+
+import impasto  # noqa: E402
+from impasto.api import load_extractor  # noqa: E402
+from impasto.imageio import read_image, resize_to_long_edge, resize_to_pixels, save_image  # noqa: E402
+from impasto.memory import GB, available, largest_fitting  # noqa: E402
+from impasto.objective import Objective  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "images"
 CONTENT, STYLE = SHARED / "content/golden_gate.jpg", SHARED / "style/starry_night.jpg"
@@ -67,8 +76,8 @@ class Evaluator:
         return content, style
 
 
-def run_pastiche(size: int, folder: Path) -> tuple[list[tuple[float, Path]], float]:
-    """pastiche's CLI at its defaults; returns (seconds, snapshot) pairs and its wall time."""
+def run_pastiche(size: int, folder: Path) -> tuple[list[tuple[float, Path]], float, float]:
+    """pastiche's CLI at its defaults; returns (seconds, snapshot) pairs, its wall time and peak RSS (MB)."""
     workspace = folder / "pastiche"
     shutil.rmtree(workspace, ignore_errors=True)
     workspace.mkdir(parents=True)
@@ -82,31 +91,80 @@ def run_pastiche(size: int, folder: Path) -> tuple[list[tuple[float, Path]], flo
     wall = time.time() - started
     snapshots = sorted(workspace.glob("*.png"), key=lambda p: int(re.findall(r"\d+", p.stem)[-1]))
     timed = [(p.stat().st_mtime - started, p) for p in snapshots] + [(wall, output)]
-    return timed, wall
+    rss = peak_rss_mb(resource.RUSAGE_CHILDREN)  # pastiche is the largest child this process runs
+    (folder / "pastiche.json").write_text(json.dumps({"wall": wall, "rss": rss, "snapshots": [(t, str(p)) for t, p in timed]}))
+    return timed, wall, rss
 
 
-def run_impasto(size: int, folder: Path, every: int) -> tuple[list[tuple[float, Path]], float]:
-    """impasto's default schedule on the peer objective, saving a snapshot every few steps."""
-    snapshots_dir = folder / "impasto"
+def earlier_pastiche(folder: Path) -> tuple[list[tuple[float, Path]], float, float] | None:
+    """A finished pastiche run saved in ``folder`` by an earlier benchmark, if there is one."""
+    record = folder / "pastiche.json"
+    if not record.exists():
+        return None
+    saved = json.loads(record.read_text())
+    return [(t, Path(p)) for t, p in saved["snapshots"]], saved["wall"], saved["rss"]
+
+
+def run_impasto(size: int, folder: Path, every: int, schedule: dict, evaluate: "Evaluator",
+                reference: tuple[float, float], most_steps: int) -> tuple[list[tuple[float, float, float]], float, float]:
+    """impasto on the peer objective with a schedule, scoring a snapshot every few steps of the last size.
+
+    The run takes its own number of steps, and more (up to ``most_steps`` at the last size) until a
+    snapshot scores at least as well as ``reference`` on both terms. Returns (seconds, content, style)
+    rows, the wall time and the GFLOP/s achieved. impasto runs in this process but is charged what
+    pastiche's wall time includes: starting Python, importing, loading the weights; time spent
+    saving and scoring its snapshots is not charged.
+    """
+    snapshots_dir = folder / f"impasto-{_label(schedule)}"
     shutil.rmtree(snapshots_dir, ignore_errors=True)
     snapshots_dir.mkdir(parents=True)
-    config = impasto.Config(max_size=size, tolerance=0.0, **PEER_OBJECTIVE)
-    timed: list[tuple[float, Path]] = []
-    paused = 0.0  # time spent saving snapshots, not charged to impasto
+    config = impasto.Config(max_size=size, tolerance=0.0, **PEER_OBJECTIVE).replace(**schedule)
+    own_steps = sum(config.steps_per_size())
+    config = config.replace(iterations=max(config.iterations, most_steps))
+    rows: list[tuple[float, float, float]] = []
+    paused, flops = 0.0, 0.0
 
-    def snapshot(event: impasto.ProgressEvent) -> None:
-        nonlocal paused
-        if event.scale == event.scales - 1 and (event.step % every == 0 or event.step == event.total):
-            began = time.perf_counter()
-            path = save_image(event.image, snapshots_dir / f"{event.step:05d}.png")
-            timed.append((event.elapsed - paused, path))
-            paused += time.perf_counter() - began
+    def snapshot(event: impasto.ProgressEvent) -> bool:
+        nonlocal paused, flops
+        flops += step_flops(("relu4_2",), STYLE_LAYERS, *event.image.shape[1:])
+        if event.scale < event.scales - 1 or event.step % every:
+            return False
+        began = time.perf_counter()
+        scores = evaluate(save_image(event.image, snapshots_dir / f"{event.step:05d}.png"))
+        rows.append((time.perf_counter() - started - paused, *scores))
+        paused += time.perf_counter() - began
+        reached = first_as_good(rows, *reference) is not None
+        return reached and event.step >= own_steps
 
-    started = time.perf_counter()
+    load_extractor.cache_clear()  # the evaluator's copy: impasto loads its weights on the clock
+    started = time.perf_counter() - startup_seconds()
     result = impasto.stylize(CONTENT, STYLE, config, callback=snapshot)
     wall = time.perf_counter() - started - paused
-    final = result.save(folder / f"impasto-{size}.png")
-    return timed + [(wall, final)], wall
+    result.save(folder / f"impasto-{_label(schedule)}-{size}.png")
+    return rows, wall, flops / wall / 1e9
+
+
+def startup_seconds() -> float:
+    """What starting Python and importing impasto costs: pastiche's wall time includes its own."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import impasto.cli"], check=True)
+    return time.perf_counter() - started
+
+
+def _distinct(schedules: tuple[dict, ...], size: int) -> list[dict]:
+    """The schedules that differ at this size (below 2 × min_size, the default is one size too)."""
+    seen, distinct = set(), []
+    for schedule in schedules:
+        config = impasto.Config(max_size=size, **PEER_OBJECTIVE).replace(**schedule)
+        key = (tuple(config.sizes()), config.init, config.precision)
+        if key not in seen:
+            seen.add(key)
+            distinct.append(schedule)
+    return distinct
+
+
+def _label(schedule: dict) -> str:
+    return "-".join(f"{k}{v}" for k, v in schedule.items()) or "default"
 
 
 def first_as_good(scored: list[tuple[float, float, float]], content: float, style: float) -> float | None:
@@ -114,34 +172,62 @@ def first_as_good(scored: list[tuple[float, float, float]], content: float, styl
     return next((t for t, c, s in scored if c <= content and s <= style), None)
 
 
+def peak_rss_mb(who: int) -> float:
+    """Peak resident memory so far of this process or of its finished children, in MB."""
+    return resource.getrusage(who).ru_maxrss / 1024
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="256,512")
     parser.add_argument("--out", default="bench-out", type=Path)
-    parser.add_argument("--every", type=int, default=10, help="impasto snapshot interval in steps")
+    parser.add_argument("--every", type=int, default=2, help="impasto snapshot interval in steps")
+    parser.add_argument("--most-steps", type=int, default=300, help="impasto's step limit at the last size")
+    parser.add_argument("--reuse-peer", action="store_true",
+                        help="score the pastiche run an earlier benchmark left in --out instead of running it again")
+    parser.add_argument("--schedules", default='{};{"precision": "float32"}',
+                        help="impasto schedules to run, as ';'-separated JSON Config changes")
     args = parser.parse_args()
     summary = {}
+    schedules = tuple(json.loads(part) for part in args.schedules.split(";"))
     for size in map(int, args.sizes.split(",")):
         folder = args.out / str(size)
         folder.mkdir(parents=True, exist_ok=True)
-        peer, peer_wall = run_pastiche(size, folder)
-        ours, our_wall = run_impasto(size, folder, args.every)
+        peer, peer_wall, peer_rss = (args.reuse_peer and earlier_pastiche(folder)) or run_pastiche(size, folder)
         evaluate = Evaluator(size)
-        scored = {name: [(t, *evaluate(p)) for t, p in runs] for name, runs in (("pastiche", peer), ("impasto", ours))}
-        _, final_content, final_style = scored["pastiche"][-1]
-        reached = first_as_good(scored["impasto"], final_content, final_style)
-        print(f"\n== {size} px: golden_gate × starry_night, pastiche objective ==")
-        print(f"{'tool':>9} {'seconds':>8} {'content':>10} {'style':>10}")
+        scored = {"pastiche": [(t, *evaluate(p)) for t, p in peer]}
+        reference = scored["pastiche"][-1][1:]
+        walls, speeds = {"pastiche": peer_wall}, {}
+        for schedule in _distinct(schedules, size):
+            rows, walls[_label(schedule)], speeds[_label(schedule)] = run_impasto(size, folder, args.every, schedule, evaluate, reference,
+                                                         args.most_steps)
+            scored[_label(schedule)] = rows
+        print(f"\n== {size} px: golden_gate × starry_night, pastiche objective; "
+              f"peak RSS pastiche {peer_rss:.0f} MB, "
+              f"this process (impasto and the evaluator) {peak_rss_mb(resource.RUSAGE_SELF):.0f} MB ==")
+        print(f"{'run':>9} {'seconds':>8} {'content':>10} {'style':>10}")
         for name, rows in scored.items():
             for t, c, s in rows[:: max(1, len(rows) // 8)] + rows[-1:]:
                 print(f"{name:>9} {t:8.1f} {c:10.4g} {s:10.4g}")
-        speedup = peer_wall / reached if reached else None
-        print(f"pastiche final: {peer_wall:.1f} s; impasto as good on both terms at: "
-              f"{reached if reached is None else round(reached, 1)} s; speed-up: "
-              f"{'not reached' if speedup is None else f'{speedup:.1f}x'} (impasto's own run: {our_wall:.1f} s)")
-        summary[size] = {"pastiche_s": peer_wall, "impasto_reached_s": reached, "impasto_s": our_wall,
-                         "speedup": speedup, "scores": scored}
+        print(f"pastiche final after {peer_wall:.1f} s: content {reference[0]:.4g}, style {reference[1]:.4g}")
+        summary[size] = {"pastiche_s": peer_wall, "scores": scored}
+        for schedule in _distinct(schedules, size):
+            name = _label(schedule)
+            reached = first_as_good(scored[name], *reference)
+            speedup = f"{peer_wall / reached:.1f}x" if reached else "not reached"
+            print(f"impasto {name}: as good on both terms at {reached and round(reached, 1)} s; "
+                  f"speed-up {speedup} (run stopped at {walls[name]:.1f} s; {speeds[name]:.0f} GFLOP/s)")
+            summary[size][name] = {"reached_s": reached, "wall_s": walls[name], "gflops": speeds[name]}
+            # Where "both terms" is not met, say which term holds it back.
+            matched = next(((t, c) for t, c, st in scored[name] if st <= reference[1]), None)
+            if matched and not reached:
+                print(f"  its style term first matched pastiche's at {matched[0]:.1f} s ({peer_wall / matched[0]:.0f}x "
+                      f"sooner), with a content term of {matched[1]:.4g} against pastiche's {reference[0]:.4g}")
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    height, width = read_image(CONTENT).shape[1:]
+    budget = available(torch.device("cpu"))
+    print(f"largest golden_gate painting that fits in the {budget / GB:.1f} GB available (impasto's estimate, "
+          f"checkpointed): {largest_fitting(impasto.Config(), height, width, budget)} px long edge")
 
 
 if __name__ == "__main__":

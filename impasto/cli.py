@@ -28,7 +28,7 @@ from typing import Any, TextIO
 
 from . import __version__
 from .api import fingerprint, resolve_device, stylize
-from .config import COLOR_MODES, INITS, OPTIMIZERS, POOLINGS, Config
+from .config import COLOR_MODES, INITS, OPTIMIZERS, POOLINGS, PRECISIONS, Config
 from .errors import ConfigError, ImageError, ImpastoError
 from .imageio import SAVE_FORMATS, read_image, read_metadata, save_image
 from .optimize import ProgressEvent
@@ -47,7 +47,7 @@ a second Ctrl-C aborts at once)."""
 
 # Single-letter aliases for the options people type most, and other spellings.
 _SHORT = {"max_size": ["-s"], "iterations": ["-n"], "style_weight": ["-w"], "denoise": ["--remove-noise"]}
-_CHOICES = {"optimizer": OPTIMIZERS, "pooling": POOLINGS, "preserve_color": COLOR_MODES}
+_CHOICES = {"optimizer": OPTIMIZERS, "pooling": POOLINGS, "preserve_color": COLOR_MODES, "precision": PRECISIONS}
 _CONST = {"denoise": 1.0}  # --remove-noise alone means a radius of 1 pixel
 _HINTS = typing.get_type_hints(Config)
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
@@ -506,8 +506,9 @@ def _paint(args: argparse.Namespace, the_plan: Plan, job: Job, label: str, log: 
     if job.plot:
         plot_losses(result.history, job.plot, the_plan.config.sizes(), title=f"{path.name}: loss per step")
     if not args.quiet:
+        squeezed = ", activations recomputed to fit in memory" if result.checkpointed else ""
         print(f"wrote {path} ({result.steps} steps, {result.timings['total']:.1f} s, "
-              f"stopped by {result.stop_reason})", file=sys.stderr)
+              f"stopped by {result.stop_reason}{squeezed})", file=sys.stderr)
 
 
 def _say_device(config: Config, quiet: bool) -> None:

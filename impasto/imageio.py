@@ -184,11 +184,15 @@ def _check_range(x: np.ndarray, name: str) -> None:
 
 def resize_to_long_edge(image: torch.Tensor, long_edge: int) -> torch.Tensor:
     """Scale a (3, H, W) image, aspect kept, so that max(H, W) == long_edge (up or down)."""
-    height, width = _image_size(image)
+    return resize(image, *long_edge_shape(*_image_size(image), long_edge))
+
+
+def long_edge_shape(height: int, width: int, long_edge: int) -> tuple[int, int]:
+    """(H, W) of a height × width picture scaled, aspect kept, to max(H, W) == long_edge."""
     if long_edge < 1:
         raise ConfigError(f"the long edge must be at least 1 pixel, got {long_edge}")
     scale = long_edge / max(height, width)
-    return resize(image, max(1, round(height * scale)), max(1, round(width * scale)))
+    return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 def resize_to_pixels(image: torch.Tensor, pixels: int) -> torch.Tensor:

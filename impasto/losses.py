@@ -18,8 +18,17 @@ import torch
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     """Channel correlations of (B, C, H, W) features: (B, C, C) = F·Fᵀ / (C·H·W)."""
     b, c, h, w = features.shape
+    return _product(features) / (c * h * w)
+
+
+def _product(features: torch.Tensor) -> torch.Tensor:
+    """F·Fᵀ over positions, (B, C, C), without copying channels-last features into NCHW order."""
+    b, c, h, w = features.shape
+    if features.is_contiguous(memory_format=torch.channels_last):
+        flat = features.permute(0, 2, 3, 1).reshape(b, h * w, c)  # (B, M, C), a view
+        return torch.bmm(flat.transpose(1, 2), flat)
     flat = features.reshape(b, c, h * w)  # (B, C, M)
-    return torch.bmm(flat, flat.transpose(1, 2)) / (c * h * w)
+    return torch.bmm(flat, flat.transpose(1, 2))
 
 
 def guided_gram_matrix(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -28,10 +37,9 @@ def guided_gram_matrix(features: torch.Tensor, mask: torch.Tensor) -> torch.Tens
     ``mask`` (B or 1, 1, H, W) in [0, 1] weights every position; dividing by C·Σmask² instead of
     C·H·W makes the result an average over the region, so a mask of ones gives ``gram_matrix``.
     """
-    b, c, h, w = features.shape
-    weighted = (features * mask).reshape(b, c, h * w)  # (B, C, M)
+    c = features.shape[1]
     area = mask.square().reshape(mask.shape[0], -1).sum(1).clamp(min=1e-8)  # (B or 1,)
-    return torch.bmm(weighted, weighted.transpose(1, 2)) / (c * area[:, None, None])
+    return _product(features * mask) / (c * area[:, None, None])
 
 
 def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

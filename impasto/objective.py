@@ -45,10 +45,13 @@ class Objective:
         tv_weight: float,
         style_blend: Sequence[float] = (),
         masks: Sequence[torch.Tensor] | None = None,
+        bfloat16: bool = False,
     ) -> None:
         """``masks`` (one (1, 1, H, W) per painting, the photo's size) give each painting a region:
-        its Gram target is then compared with the guided Gram of its region, not blended."""
-        self.extractor = extractor
+        its Gram target is then compared with the guided Gram of its region, not blended.
+        ``bfloat16`` runs the image's forward and backward pass in bfloat16 (autocast); the targets
+        and the losses stay float32."""
+        self.extractor, self.bfloat16 = extractor, bfloat16
         self.content_layer = content_layer
         total = sum(style_layer_weights.values())
         self.style_layer_weights = {layer: w / total for layer, w in style_layer_weights.items()}
@@ -81,7 +84,9 @@ class Objective:
 
     def __call__(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The total loss and its weighted terms by name (tensors, still attached to the graph)."""
-        features = self.extractor(image)
+        with torch.autocast(image.device.type, dtype=torch.bfloat16, enabled=self.bfloat16):
+            features = self.extractor(image)
+        features = {layer: f.float() for layer, f in features.items()}
         terms = {f"content/{self.content_layer}":
                  self.content_weight * content_loss(features[self.content_layer], self.content_target)}
         for layer, weight in self.style_layer_weights.items():

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .errors import ConfigError, WeightsError
 
@@ -144,10 +145,16 @@ class VGGFeatures(nn.Module):
     """Frozen VGG-19 up to the deepest requested layer; returns features keyed by layer name.
 
     Input: RGB images (B, 3, H, W) in [0, 1]. ``pooling`` is "max" (as trained) or "avg"
-    (recommended by Gatys et al. for smoother gradients).
+    (recommended by Gatys et al. for smoother gradients). Features are computed channels-last, the
+    layout oneDNN's CPU convolutions and CUDA's tensor cores run fastest in (benchmarks/bench_step.py).
+
+    ``checkpointed`` trades time for memory when gradients are taken: only the requested features are
+    kept from the forward pass, and the layers between them are run again during the backward pass
+    (about a third more time; see ``impasto.memory`` for what it saves).
     """
 
-    def __init__(self, weights: VGGWeights, layers: list[str] | tuple[str, ...], pooling: str = "max"):
+    def __init__(self, weights: VGGWeights, layers: list[str] | tuple[str, ...], pooling: str = "max",
+                 channels_last: bool = True, checkpointed: bool = False):
         super().__init__()
         check_layers(layers)
         if pooling not in ("max", "avg"):
@@ -163,6 +170,9 @@ class VGGFeatures(nn.Module):
         self.register_buffer("mean", torch.tensor(weights.mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(weights.std).view(1, 3, 1, 1))
         self.bgr, self.scale = weights.bgr, weights.scale
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.checkpointed = checkpointed
+        self.body.to(memory_format=self.memory_format)
         self.requires_grad_(False)
         self.eval()
 
@@ -173,13 +183,27 @@ class VGGFeatures(nn.Module):
         return (image * self.scale - self.mean) / self.std
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = self.normalize(image)
+        x = self.normalize(image).contiguous(memory_format=self.memory_format)
         features = {}
+        if self.checkpointed and torch.is_grad_enabled():
+            for name, segment in self._segments():
+                x = features[name] = checkpoint(segment, x, use_reentrant=False)
+            return features
         for name, layer in self.body.named_children():
             x = layer(x)
             if name in self.layers:
                 features[name] = x
         return features
+
+    def _segments(self) -> list[tuple[str, nn.Sequential]]:
+        """The body cut after each requested layer: (that layer's name, the layers up to it)."""
+        segments, current = [], []
+        for name, layer in self.body.named_children():
+            current.append(layer)
+            if name in self.layers:
+                segments.append((name, nn.Sequential(*current)))
+                current = []
+        return segments
 
 
 def _make_layer(name: str, conv_params, pooling: str, inplace: bool) -> nn.Module:

@@ -6,8 +6,9 @@ import torch
 from PIL import Image
 
 import impasto
-from impasto.api import initial_image, resolve_device
+from impasto.api import _cpu_flags, initial_image, resolve_device, uses_bfloat16
 from impasto.imageio import read_metadata
+from impasto.memory import GB, estimate
 
 FAST = dict(max_size=64, iterations=40, tolerance=0.0)
 
@@ -29,7 +30,7 @@ def test_style_loss_falls_tenfold(painted):
     result, _ = painted
     assert result.steps == 60 and result.stop_reason == "iterations"
     assert _style_total(result.history[-1]) < _style_total(result.history[0]) / 10
-    assert result.history[0]["content/relu4_2"] == 0.0  # starts from the photo
+    assert result.history[0]["content/relu4_2"] > 0.0  # palette start: the photo recoloured, not the photo
     assert set(result.history[0]) == {"step", "scale", "loss", "content/relu4_2", *(
         f"style/{layer}" for layer in impasto.Config().style_layers), *(["tv"] if impasto.Config().tv_weight else [])}
 
@@ -88,12 +89,25 @@ def test_initial_images(images, tmp_path):
     content = torch.rand(3, 20, 30, generator=torch.Generator().manual_seed(0))
     style = torch.zeros(3, 40, 10)
     generator = torch.Generator().manual_seed(0)
-    assert torch.equal(initial_image("content", content, style, generator), content)
-    noise = initial_image("noise", content, style, generator)
+    assert torch.equal(initial_image("content", content, [style], generator), content)
+    noise = initial_image("noise", content, [style], generator)
     assert noise.shape == (3, 20, 30) and 0.4 < noise.mean() < 0.6 and noise.std() > 0.15
-    assert torch.equal(initial_image("style", content, style, generator), torch.zeros(3, 20, 30))
+    assert torch.equal(initial_image("style", content, [style], generator), torch.zeros(3, 20, 30))
+    # palette: the photo's pixels moved to the painting's colour mean and covariance, the shapes kept.
+    painting = torch.stack([torch.rand(40, 10) * 0.2 + 0.6, torch.rand(40, 10) * 0.2 + 0.1,
+                            torch.rand(40, 10) * 0.1 + 0.4])
+    palette = initial_image("palette", content, [painting], generator)
+    torch.testing.assert_close(palette.mean((1, 2)), painting.mean((1, 2)), atol=1e-3, rtol=0)
+    assert palette.std((1, 2)).max() < 0.1  # the painting's narrow spread, not the photo's
+    assert torch.corrcoef(torch.stack([palette[0].flatten(), content[0].flatten()]))[0, 1] > 0.9
+    # with a mask, only the masked (left) half takes the painting's colours
+    left = torch.zeros(1, 1, 20, 30)
+    left[..., :15] = 1.0
+    masked = initial_image("palette", content, [painting], generator, [left])
+    torch.testing.assert_close(masked[..., :15], palette[..., :15])
+    torch.testing.assert_close(masked[..., 15:], content[..., 15:])
     impasto.save_image(torch.ones(3, 5, 5), tmp_path / "white.png")
-    assert torch.equal(initial_image(str(tmp_path / "white.png"), content, style, generator), torch.ones(3, 20, 30))
+    assert torch.equal(initial_image(str(tmp_path / "white.png"), content, [style], generator), torch.ones(3, 20, 30))
 
 
 @pytest.mark.parametrize("problem", ["missing", "not an image", "truncated"])
@@ -131,8 +145,8 @@ def test_devices():
 
 def test_coarse_to_fine_schedule(images):
     events = []
-    config = impasto.Config(max_size=128, scales=3, coarse_iterations=4, iterations=3, tolerance=0.0)
-    assert config.sizes() == [64, 128]  # 32 px is below the smallest useful size
+    config = impasto.Config(max_size=128, scales=3, min_size=64, coarse_iterations=4, iterations=3, tolerance=0.0)
+    assert config.sizes() == [64, 128]  # 32 px is below min_size
     result = impasto.stylize(images / "content/golden_gate.jpg", images / "style/starry_night.jpg", config,
                              callback=events.append)
     assert [(e.scale, tuple(e.image.shape[1:])) for e in events] == [(0, (48, 64))] * 4 + [(1, (96, 128))] * 3
@@ -140,7 +154,34 @@ def test_coarse_to_fine_schedule(images):
 
 
 def test_cancel_at_a_coarse_size_still_gives_the_full_size(images):
-    config = impasto.Config(max_size=128, scales=2, coarse_iterations=5, iterations=5, tolerance=0.0)
+    config = impasto.Config(max_size=128, scales=2, min_size=64, coarse_iterations=5, iterations=5, tolerance=0.0)
     result = impasto.stylize(images / "content/golden_gate.jpg", images / "style/starry_night.jpg", config,
                              callback=lambda event: event.step == 2)
     assert result.stop_reason == "cancelled" and result.steps == 2 and result.image.shape == (3, 96, 128)
+
+
+def test_checkpointing_to_fit_in_memory_paints_the_same_picture(images):
+    content, style = images / "content/golden_gate.jpg", images / "style/starry_night.jpg"
+    config = impasto.Config(max_size=64, iterations=4, tolerance=0.0, scales=1)
+    height, width = 48, 64  # golden_gate at a 64 px long edge
+    between = (estimate(config, height, width, False) + estimate(config, height, width, True)) / 2 / GB
+    plain = impasto.stylize(content, style, config)
+    squeezed = impasto.stylize(content, style, config.replace(max_memory=between))
+    assert not plain.checkpointed and squeezed.checkpointed and squeezed.metadata()["checkpointed"]
+    torch.testing.assert_close(squeezed.image, plain.image, atol=1e-4, rtol=0)
+
+
+def test_a_size_that_cannot_fit_is_refused_before_any_step(images):
+    steps = []
+    with pytest.raises(impasto.ConfigError, match=r"a 4000×2999 painting needs about .* GB even with checkpointing"):
+        impasto.stylize(images / "content/golden_gate.jpg", images / "style/starry_night.jpg",
+                        impasto.Config(max_size=4000, max_memory=2.0), callback=steps.append)
+    assert steps == []
+
+
+def test_precision_auto_uses_bfloat16_only_on_cpus_that_have_it():
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert uses_bfloat16("bfloat16", gpu) and not uses_bfloat16("float32", cpu)
+    assert not uses_bfloat16("auto", gpu)  # unmeasured on GPUs: float32
+    assert uses_bfloat16("auto", cpu) == bool({"avx512_bf16", "amx_bf16"} & _cpu_flags())
+    assert "fpu" in _cpu_flags() or not _cpu_flags()  # the flags line of /proc/cpuinfo was read

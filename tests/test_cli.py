@@ -206,6 +206,8 @@ def _huge_png(path: Path) -> None:
          "invalid option: unknown VGG-19 layer 'relu9_9'"),
         (["{content}", "{style}", "-o", "{out}", "-n", "0"], "invalid option: iterations must be at least 1"),
         (["{content}", "{style}", "-o", "{out}", "--device", "cuda:7"], "no CUDA GPU is available"),
+        (["{content}", "{style}", "-o", "{out}", "-s", "5000", "--max-memory", "1.5"],
+         "GB even with checkpointing, but max_memory is 1.5 GB: use max_size "),
         (["{content}", "{style}", "-o", "{out}", "--style-blend", "1,2"], "--style-blend has 2 weights for 1 style"),
         (["{content}", "{style}", "-o", "{out}", "--init", "{tmp}/missing.png"], "{tmp}/missing.png: no such file"),
         (["{content}", "{style}", "-o", "{out}", "--save-dir", "{tmp}"], "--save-dir needs --save-every N"),

@@ -10,10 +10,13 @@ def test_defaults_follow_the_paper_layers():
     config = Config()
     assert config.content_layer == "relu4_2"
     assert config.style_layers == ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
-    assert config.max_size == 512 and config.optimizer == "lbfgs" and config.init == "content"
-    assert config.sizes() == [256, 512]  # coarse-to-fine: half size, then full size
-    assert config.replace(scales=1).sizes() == [512]
-    assert config.replace(max_size=1000, scales=4).sizes() == [125, 250, 500, 1000]
+    assert config.max_size == 512 and config.optimizer == "lbfgs" and config.init == "palette"
+    assert config.sizes() == [512]  # a 256 px stage would erase the subject: below min_size
+    assert config.replace(max_size=1024).sizes() == [512, 1024]  # coarse-to-fine: half size, then full size
+    assert config.replace(max_size=1024, scales=1).sizes() == [1024]
+    assert config.replace(max_size=4096, scales=4).sizes() == [512, 1024, 2048, 4096]
+    assert config.replace(max_size=2048, scales=4).sizes() == [512, 1024, 2048]  # none below min_size
+    assert config.replace(max_size=1000, scales=4, min_size=64).sizes() == [125, 250, 500, 1000]
 
 
 def test_round_trip_through_json():
@@ -65,3 +68,9 @@ def test_artistic_controls_are_off_by_default_and_checked():
         Config(preserve_color="hsv")
     with pytest.raises(ConfigError, match="strength must not be negative"):
         Config(strength=-1.0)
+
+
+def test_precision_is_checked():
+    assert Config().precision == "auto"
+    with pytest.raises(ConfigError, match="precision must be one of auto, float32, bfloat16, not 'half'"):
+        Config(precision="half")

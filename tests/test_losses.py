@@ -72,3 +72,13 @@ def test_guided_gram_matrix_by_hand():
     mask = torch.zeros(1, 1, 3, 10)
     mask[..., 1::2] = 1.0
     assert torch.allclose(guided_gram_matrix(tiled, mask), guided_gram_matrix(F, keep_second))
+
+
+def test_gram_matrices_do_not_depend_on_the_memory_layout():
+    features = torch.randn(2, 5, 6, 7)
+    mask = torch.rand(1, 1, 6, 7)
+    channels_last = features.contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(gram_matrix(channels_last), gram_matrix(features))
+    torch.testing.assert_close(guided_gram_matrix(channels_last, mask), guided_gram_matrix(features, mask))
+    flat = features.reshape(2, 5, 42)
+    torch.testing.assert_close(gram_matrix(channels_last), flat @ flat.transpose(1, 2) / (5 * 42))

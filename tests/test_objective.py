@@ -44,3 +44,17 @@ def test_a_mask_of_ones_is_the_unmasked_objective(images):
     image = torch.rand(1, *content.shape, generator=torch.Generator().manual_seed(0))
     loss, terms = masked(image)
     assert torch.allclose(loss, plain(image)[0], rtol=1e-5) and set(terms) == set(plain(image)[1])
+
+
+def test_bfloat16_features_give_nearly_the_float32_loss_and_gradient(images):
+    content, style = _image(images / "content/golden_gate.jpg"), _image(images / "style/starry_night.jpg")
+    image = torch.rand(1, *content.shape, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
+    results = []
+    for bfloat16 in (False, True):
+        objective = _objective(content, [style], bfloat16=bfloat16)
+        loss, terms = objective(image)
+        assert all(t.dtype == torch.float32 for t in terms.values())  # the losses stay float32
+        results.append((loss, torch.autograd.grad(loss, image)[0]))
+    (loss32, grad32), (loss16, grad16) = results
+    assert torch.allclose(loss16, loss32, rtol=0.03) and not torch.equal(loss16, loss32)
+    assert torch.cosine_similarity(grad16.flatten(), grad32.flatten(), dim=0) > 0.99

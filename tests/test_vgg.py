@@ -107,3 +107,42 @@ def test_bad_weights_files(tmp_path, content, message):
     with pytest.raises(WeightsError, match=message) as info:
         load_weights(path)
     assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_layouts_and_checkpointing_give_the_same_features_and_gradients(weights):
+    layers = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"]
+
+    def features_and_gradient(model):
+        image = _test_image(40).requires_grad_(True)
+        features = model(image)
+        loss = sum((f * f.detach().roll(1, dims=1)).mean() for f in features.values())
+        return features, torch.autograd.grad(loss, image)[0]
+
+    plain, plain_grad = features_and_gradient(VGGFeatures(weights, layers, "max", channels_last=False))
+    for model in (VGGFeatures(weights, layers, "max"), VGGFeatures(weights, layers, "max", checkpointed=True)):
+        features, grad = features_and_gradient(model)
+        assert features["relu1_1"].is_contiguous(memory_format=torch.channels_last)
+        assert list(features) == layers
+        for name in layers:
+            torch.testing.assert_close(features[name], plain[name], rtol=1e-3, atol=1e-5 * plain[name].abs().max().item())
+        torch.testing.assert_close(grad, plain_grad, rtol=1e-3, atol=1e-4 * plain_grad.abs().max().item())
+
+
+def test_checkpointing_keeps_only_the_requested_features(weights):
+    # Saved tensors are what the backward pass holds: checkpointed, far fewer bytes at the same size.
+    layers = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
+
+    def saved_bytes(model):
+        storages = {}
+
+        def pack(t):
+            storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            model(_test_image(64).requires_grad_(True))
+        return sum(storages.values())
+
+    plain = saved_bytes(VGGFeatures(weights, layers, "avg"))
+    checkpointed = saved_bytes(VGGFeatures(weights, layers, "avg", checkpointed=True))
+    assert checkpointed < 0.6 * plain

@@ -1,0 +1,101 @@
+"""Peak memory and speed against image size, plain and checkpointed, up to 4K UHD (3840×2160).
+
+    python benchmarks/bench_memory.py [--sizes 512,1024,2048,3840] [--steps 3]
+
+Each run is a fresh `impasto` process (one size, a few L-BFGS steps, golden_gate cropped to 16:9 ×
+starry_night), so its peak RSS is its own. For each size it runs the mode impasto picks by itself
+within this machine's memory ("auto") and the checkpointed mode, forced with a --max-memory between
+the two estimates. It prints peak RSS beside impasto's estimate (which the guard uses), bytes per
+pixel (flat if memory grows linearly with pixels), seconds per step, GFLOP/s, and the largest size
+that fits in this machine's memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from flops import step_flops  # noqa: E402
+
+import impasto  # noqa: E402
+from impasto.imageio import long_edge_shape, read_image, read_metadata, save_image  # noqa: E402
+from impasto.memory import GB, available, estimate, largest_fitting  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "images"
+
+
+def wide_photo(folder: Path) -> Path:
+    """golden_gate cropped to 16:9, so that 3840 px is exactly 4K UHD."""
+    photo = read_image(SHARED / "content/golden_gate.jpg")
+    height = round(photo.shape[2] * 9 / 16)
+    top = (photo.shape[1] - height) // 2
+    return save_image(photo[:, top:top + height], folder / "golden_gate_16x9.png")
+
+
+def run(photo: Path, size: int, steps: int, folder: Path, max_memory: float | None) -> dict:
+    """One impasto process; returns its peak RSS, seconds per step and whether it checkpointed."""
+    log, output = folder / f"log-{size}.jsonl", folder / f"out-{size}.png"
+    command = ["impasto", str(photo), str(SHARED / "style/starry_night.jpg"), "-o", str(output), "-s", str(size),
+               "--scales", "1", "-n", str(steps), "--tolerance", "0", "--log-json", str(log), "-q"]
+    if max_memory:
+        command += ["--max-memory", f"{max_memory:.3f}"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    stderr = process.stderr.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    if status:
+        return {"error": stderr.strip().splitlines()[-1] if stderr.strip() else f"exit status {status}"}
+    elapsed = [json.loads(line)["elapsed"] for line in log.read_text().splitlines()]
+    meta = read_metadata(output)
+    return {"rss": usage.ru_maxrss * 1024, "step_s": statistics.median(b - a for a, b in zip(elapsed, elapsed[1:])),
+            "checkpointed": meta["checkpointed"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="512,1024,2048,3840")
+    parser.add_argument("--steps", type=int, default=3, help="steps per run (the median step time is shown)")
+    args = parser.parse_args()
+    config = impasto.Config()
+    layers = (config.content_layer, *config.style_layers)
+    budget = available(torch.device("cpu"))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {budget / GB:.1f} GB available")
+    print(f"{'size':>10} {'pixels':>7} {'mode':>12} {'peak RSS':>9} {'estimate':>9} {'B/pixel':>8} "
+          f"{'s/step':>7} {'GFLOP/s':>8}")
+    with tempfile.TemporaryDirectory() as temp:
+        folder = Path(temp)
+        photo = wide_photo(folder)
+        photo_height, photo_width = read_image(photo).shape[1:]
+        for size in map(int, args.sizes.split(",")):
+            height, width = long_edge_shape(photo_height, photo_width, size)
+            plain, checkpointed = (estimate(config, height, width, c) for c in (False, True))
+            auto_checkpointed = False
+            for mode, max_memory in (("auto", None), ("checkpointed", (plain + checkpointed) / 2 / GB)):
+                if auto_checkpointed:
+                    continue  # impasto checkpointed by itself: the forced run would repeat it
+                row = run(photo, size, args.steps, folder, max_memory)
+                auto_checkpointed = row.get("checkpointed", False)
+                label = f"{width}x{height}"
+                if "error" in row:
+                    print(f"{label:>10} {height * width / 1e6:6.2f}M {mode:>12}  refused or failed: {row['error']}")
+                    continue
+                mode = "checkpointed" if row["checkpointed"] else "plain"
+                gflops = step_flops((config.content_layer,), config.style_layers, height, width) / row["step_s"] / 1e9
+                print(f"{label:>10} {height * width / 1e6:6.2f}M {mode:>12} {row['rss'] / GB:8.2f}G "
+                      f"{estimate(config, height, width, row['checkpointed']) / GB:8.2f}G "
+                      f"{row['rss'] / (height * width):8.0f} {row['step_s']:7.2f} {gflops:8.1f}", flush=True)
+    fits = largest_fitting(config, photo_height, photo_width, budget)
+    print(f"largest 16:9 size that fits in {budget / GB:.1f} GB (checkpointed): {fits} px long edge; "
+          f"layers {', '.join(layers)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""How much memory a run needs, and the guard that refuses up front a size that cannot fit.
+
+Memory grows linearly with the pixels of the largest size. For the backward pass VGG-19 keeps every
+convolution's and pooling's output (about 1.3 KB per pixel up to relu5_1, half of it the two
+64-channel layers at full resolution); the backward pass holds a few gradients of the largest layer
+at once; L-BFGS keeps 2 × 20 past steps of the pixels. When that does not fit, the extractor is
+*checkpointed*: only the requested features are kept, and the layers between two of them run again
+during the backward pass (about a third more time). ``estimate`` counts those tensors; its two
+constants were fitted to the peak RSS of real runs (``python benchmarks/bench_memory.py``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+from dataclasses import dataclass
+
+import torch
+
+from .config import Config
+from .errors import ConfigError
+from .imageio import long_edge_shape
+from .vgg import LAYER_NAMES
+
+GB = 1024**3
+_WIDTHS = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
+# Bytes of the process before any image: Python, torch, the weights (fitted; see the module doc).
+OVERHEAD = 0.5 * GB
+# Measured peak RSS over the tensors counted (allocator slack, oneDNN's scratch buffers; fitted),
+# plain and checkpointed: checkpointed runs also return freed memory at once (``return_freed_memory``).
+SLACK = {False: 1.25, True: 1.0}
+LBFGS_HISTORY = 20
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
+
+
+@functools.cache
+def return_freed_memory() -> None:
+    """Make glibc give large freed blocks back to the system at once (for checkpointed runs).
+
+    glibc keeps freed blocks below its adaptive mmap threshold (up to 32 MB) on the heap, where the
+    next step's tensors fragment it: at 1024×576 a run peaked at 2.19 GB instead of 1.81 GB. A fixed
+    1 MB threshold gives every large tensor its own mapping, unmapped when freed, at the cost of
+    fresh page faults every step (10-20 % slower), so only runs that must save memory pay it.
+    It lasts for the process; other allocators (macOS, Windows, musl) are left alone.
+    """
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, 1 << 20)
+    except (OSError, AttributeError):
+        pass
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """The peak memory a run will need at its largest size, and whether it must checkpoint to fit."""
+
+    checkpointed: bool
+    estimate: float  # bytes at the peak, in the chosen mode
+    budget: float  # bytes the run may use
+
+
+def kept_tensors(layers: tuple[str, ...], pooling: str) -> list[tuple[str, float]]:
+    """(layer, floats per input pixel) of each tensor the forward pass keeps for the backward pass.
+
+    A ReLU works in place on its convolution's output, so the pair is one tensor; max pooling also
+    keeps int64 indices (two floats' worth) per output value.
+    """
+    deepest = max(LAYER_NAMES.index(name) for name in layers)
+    kept, channels = [], 3
+    for name in LAYER_NAMES[: deepest + 1]:
+        block = int(name[4])
+        if name.startswith("relu"):
+            channels = _WIDTHS[block]
+            kept.append((name, channels / 4 ** (block - 1)))
+        elif name.startswith("pool"):
+            kept.append((name, channels / 4**block * (3 if pooling == "max" else 1)))
+    return kept
+
+
+def pass_floats(layers: tuple[str, ...], pooling: str, checkpointed: bool) -> float:
+    """Floats per input pixel held at the peak of one forward + backward pass of the extractor."""
+    kept = kept_tensors(layers, pooling)
+    largest = max(size for _, size in kept)
+    gradients = 3 * largest  # a layer's output and input gradients, and a feature's Gram gradient
+    if not checkpointed:
+        return sum(size for _, size in kept) + gradients
+    features = sum(size for name, size in kept if name in layers)
+    stretches, stretch = [], 0.0  # what one stretch between two requested layers keeps when rerun
+    for name, size in kept:
+        if name in layers:
+            stretches.append(stretch)
+            stretch = 0.0
+        else:
+            stretch += size
+    return features + max(stretches) + gradients
+
+
+def estimate(config: Config, height: int, width: int, checkpointed: bool) -> float:
+    """Peak bytes of a run of ``config`` whose largest size is height × width pixels."""
+    layers = (config.content_layer, *config.style_layers)
+    pixels = height * width
+    optimizer_floats = 3 * (2 * LBFGS_HISTORY + 6) if config.optimizer == "lbfgs" else 3 * 6
+    optimisation = pixels * (pass_floats(layers, config.pooling, checkpointed) + optimizer_floats)
+    # The paintings' Grams are taken without gradients: two layers alive at a time, at style_scale².
+    targets = pixels * config.style_scale**2 * 2 * max(size for _, size in kept_tensors(layers, config.pooling))
+    return OVERHEAD + SLACK[checkpointed] * 4 * max(optimisation, targets)
+
+
+def available(device: torch.device) -> float:
+    """Bytes this run may use by default: the GPU's memory, or the RAM not in use by others."""
+    if device.type == "cuda":
+        return float(torch.cuda.mem_get_info(device)[0])  # free now
+    if device.type == "mps":
+        return float(torch.mps.recommended_max_memory())
+    try:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        return float(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def plan(config: Config, photo_height: int, photo_width: int, device: torch.device) -> MemoryPlan:
+    """Checkpoint only if a plain run would not fit; raise ConfigError if neither fits."""
+    budget = config.max_memory * GB if config.max_memory else available(device)
+    height, width = long_edge_shape(photo_height, photo_width, config.max_size)
+    for checkpointed in (False, True):
+        need = estimate(config, height, width, checkpointed)
+        if need <= budget:
+            return MemoryPlan(checkpointed, need, budget)
+    fits = largest_fitting(config, photo_height, photo_width, budget)
+    limit = (f"max_memory is {config.max_memory:g} GB" if config.max_memory
+             else f"only {budget / GB:.1f} GB of memory is available")
+    advice = f"use max_size {fits} or less" if fits else "free some memory"
+    raise ConfigError(f"a {width}×{height} painting needs about {need / GB:.1f} GB even with checkpointing, "
+                      f"but {limit}: {advice}")
+
+
+def largest_fitting(config: Config, photo_height: int, photo_width: int, budget: float) -> int:
+    """The largest max_size (long edge, pixels) that fits in ``budget`` bytes, checkpointed; 0 if none."""
+    low, high = 0, 1 << 16
+    while low < high:  # estimate grows with the size: bisect
+        middle = (low + high + 1) // 2
+        height, width = long_edge_shape(photo_height, photo_width, middle)
+        if estimate(config, height, width, True) <= budget:
+            low = middle
+        else:
+            high = middle - 1
+    return low
