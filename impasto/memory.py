@@ -21,16 +21,15 @@ import torch
 from .config import Config
 from .errors import ConfigError
 from .imageio import long_edge_shape
-from .vgg import LAYER_NAMES
+from .optimize import LBFGS_HISTORY
+from .vgg import BLOCK_WIDTHS, LAYER_NAMES
 
 GB = 1024**3
-_WIDTHS = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
 # Bytes of the process before any image: Python, torch, the weights (fitted; see the module doc).
 OVERHEAD = 0.5 * GB
 # Measured peak RSS over the tensors counted (allocator slack, oneDNN's scratch buffers; fitted),
 # plain and checkpointed: checkpointed runs also return freed memory at once (``return_freed_memory``).
 SLACK = {False: 1.25, True: 1.0}
-LBFGS_HISTORY = 20
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
 
 
@@ -70,7 +69,7 @@ def kept_tensors(layers: tuple[str, ...], pooling: str) -> list[tuple[str, float
     for name in LAYER_NAMES[: deepest + 1]:
         block = int(name[4])
         if name.startswith("relu"):
-            channels = _WIDTHS[block]
+            channels = BLOCK_WIDTHS[block - 1]
             kept.append((name, channels / 4 ** (block - 1)))
         elif name.startswith("pool"):
             kept.append((name, channels / 4**block * (3 if pooling == "max" else 1)))

@@ -18,6 +18,7 @@ from .objective import Objective
 
 # Steps over which the relative decrease of the loss is averaged for the stopping test.
 TOLERANCE_WINDOW = 10
+LBFGS_HISTORY = 20  # curvature pairs L-BFGS keeps (impasto.memory counts their bytes)
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class ProjectedLBFGS:
     steps with the cap, 1.7e5 without).
     """
 
-    def __init__(self, lr: float = 1.0, history: int = 20, max_change: float = 0.5) -> None:
+    def __init__(self, lr: float = 1.0, history: int = LBFGS_HISTORY, max_change: float = 0.5) -> None:
         self.lr, self.history, self.max_change = lr, history, max_change
         self.pairs: list[tuple[torch.Tensor, torch.Tensor, float]] = []  # (s, y, 1/yᵀs)
         self.last: tuple[torch.Tensor, torch.Tensor] | None = None  # (x, gradient) of the last step

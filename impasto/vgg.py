@@ -101,11 +101,13 @@ def _checked(path: Path, name: str, weight: torch.Tensor, bias: torch.Tensor, in
     return weight.float().contiguous(), bias.float().contiguous()
 
 
+BLOCK_WIDTHS = (64, 128, 256, 512, 512)  # channels of the convolutions in blocks 1 to 5
+
+
 def _conv_channels() -> list[tuple[int, int]]:
     """(in, out) channels of each of the 16 convolutions."""
-    widths = (64, 128, 256, 512, 512)
     channels, in_ch = [], 3
-    for width, depth in zip(widths, _BLOCK_DEPTHS):
+    for width, depth in zip(BLOCK_WIDTHS, _BLOCK_DEPTHS):
         for _ in range(depth):
             channels.append((in_ch, width))
             in_ch = width
