@@ -1,6 +1,6 @@
 """Peak memory and speed against image size, plain and checkpointed, up to 4K UHD (3840×2160).
 
-    python benchmarks/bench_memory.py [--sizes 512,1024,2048,3840] [--steps 3]
+    python benchmarks/bench_memory.py [--sizes 512,1024,2048,3840] [--steps 3] [--precision auto]
 
 Each run is a fresh `impasto` process (one size, a few L-BFGS steps, golden_gate cropped to 16:9 ×
 starry_night), so its peak RSS is its own. For each size it runs the mode impasto picks by itself
@@ -41,11 +41,11 @@ def wide_photo(folder: Path) -> Path:
     return save_image(photo[:, top:top + height], folder / "golden_gate_16x9.png")
 
 
-def run(photo: Path, size: int, steps: int, folder: Path, max_memory: float | None) -> dict:
+def run(photo: Path, size: int, steps: int, folder: Path, max_memory: float | None, precision: str) -> dict:
     """One impasto process; returns its peak RSS, seconds per step and whether it checkpointed."""
     log, output = folder / f"log-{size}.jsonl", folder / f"out-{size}.png"
     command = ["impasto", str(photo), str(SHARED / "style/starry_night.jpg"), "-o", str(output), "-s", str(size),
-               "--scales", "1", "-n", str(steps), "--tolerance", "0", "--log-json", str(log), "-q"]
+               "--scales", "1", "-n", str(steps), "--tolerance", "0", "--log-json", str(log), "-q", "--precision", precision]
     if max_memory:
         command += ["--max-memory", f"{max_memory:.3f}"]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
@@ -56,19 +56,20 @@ def run(photo: Path, size: int, steps: int, folder: Path, max_memory: float | No
     elapsed = [json.loads(line)["elapsed"] for line in log.read_text().splitlines()]
     meta = read_metadata(output)
     return {"rss": usage.ru_maxrss * 1024, "step_s": statistics.median(b - a for a, b in zip(elapsed, elapsed[1:])),
-            "checkpointed": meta["checkpointed"]}
+            "checkpointed": meta["checkpointed"], "bfloat16": meta["bfloat16"]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="512,1024,2048,3840")
     parser.add_argument("--steps", type=int, default=3, help="steps per run (the median step time is shown)")
+    parser.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"))
     args = parser.parse_args()
     config = impasto.Config()
     layers = (config.content_layer, *config.style_layers)
     budget = available(torch.device("cpu"))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {budget / GB:.1f} GB available")
-    print(f"{'size':>10} {'pixels':>7} {'mode':>12} {'peak RSS':>9} {'estimate':>9} {'B/pixel':>8} "
+    print(f"{'size':>10} {'pixels':>7} {'mode':>12} {'dtype':>5} {'peak RSS':>9} {'estimate':>9} {'B/pixel':>8} "
           f"{'s/step':>7} {'GFLOP/s':>8}")
     with tempfile.TemporaryDirectory() as temp:
         folder = Path(temp)
@@ -81,7 +82,7 @@ def main() -> None:
             for mode, max_memory in (("auto", None), ("checkpointed", (plain + checkpointed) / 2 / GB)):
                 if auto_checkpointed:
                     continue  # impasto checkpointed by itself: the forced run would repeat it
-                row = run(photo, size, args.steps, folder, max_memory)
+                row = run(photo, size, args.steps, folder, max_memory, args.precision)
                 auto_checkpointed = row.get("checkpointed", False)
                 label = f"{width}x{height}"
                 if "error" in row:
@@ -89,7 +90,8 @@ def main() -> None:
                     continue
                 mode = "checkpointed" if row["checkpointed"] else "plain"
                 gflops = step_flops((config.content_layer,), config.style_layers, height, width) / row["step_s"] / 1e9
-                print(f"{label:>10} {height * width / 1e6:6.2f}M {mode:>12} {row['rss'] / GB:8.2f}G "
+                dtype = "bf16" if row["bfloat16"] else "fp32"
+                print(f"{label:>10} {height * width / 1e6:6.2f}M {mode:>12} {dtype:>5} {row['rss'] / GB:8.2f}G "
                       f"{estimate(config, height, width, row['checkpointed']) / GB:8.2f}G "
                       f"{row['rss'] / (height * width):8.0f} {row['step_s']:7.2f} {gflops:8.1f}", flush=True)
     fits = largest_fitting(config, photo_height, photo_width, budget)

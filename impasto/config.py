@@ -91,8 +91,9 @@ class Config:
     seed: int = _field(0, "random seed (noise init, Adam): the same seed repeats a run", "optimisation")
     device: str = _field("auto", "'auto' (a GPU when there is one), 'cpu', 'cuda', 'cuda:N' or 'mps'", "optimisation")
     precision: str = _field(
-        "auto", "arithmetic of the VGG convolutions: 'bfloat16' (2x faster on CPUs with AVX-512 BF16 or AMX; the "
-        "losses stay float32), 'float32', or 'auto': bfloat16 on such CPUs, else float32", "optimisation")
+        "auto", "arithmetic of the VGG convolutions and Gram products: 'bfloat16' (2x faster on CPUs with AVX-512 "
+        "BF16 or AMX; the losses stay float32), 'float32', or 'auto': bfloat16 on such CPUs, else float32",
+        "optimisation")
     max_memory: float | None = _field(
         None, "most memory the run may use, in GB; empty: the RAM (or GPU memory) available. A size that "
         "would not fit runs with checkpointing (slower); one that cannot fit even so is refused before it starts",

@@ -8,7 +8,8 @@ from impasto.color import (luminance, match_color, match_luminance, mean_and_cov
                            with_chroma_of, yiq_to_rgb)
 from impasto.imageio import read_image, resize_to_long_edge
 
-RUN = dict(max_size=48, scales=1, iterations=30, tolerance=0.0)
+# float32: the same pictures on every CPU (precision "auto" picks bfloat16 only on some).
+RUN = dict(max_size=48, scales=1, iterations=30, tolerance=0.0, precision="float32")
 
 
 def _image(path, size=64):
@@ -106,4 +107,4 @@ def test_histogram_brings_the_colours_near_the_photos(images, runs):
         return ((mean - mean_photo).norm() + (cov - cov_photo).norm()).item()
 
     assert distance(runs["histogram"]) < 0.7 * distance(runs["none"])  # measured: 0.13 against 0.25
-    assert _correlation(runs["histogram"], photo) > _correlation(runs["none"], photo) + 0.05
+    assert _correlation(runs["histogram"], photo) > _correlation(runs["none"], photo) + 0.04  # 0.53 against 0.47
