@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from flops import step_flops  # noqa: E402
 
 import impasto  # noqa: E402
+from impasto.config import PRECISIONS  # noqa: E402
 from impasto.imageio import long_edge_shape, read_image, read_metadata, save_image  # noqa: E402
 from impasto.memory import GB, available, estimate, largest_fitting  # noqa: E402
 
@@ -45,7 +46,8 @@ def run(photo: Path, size: int, steps: int, folder: Path, max_memory: float | No
     """One impasto process; returns its peak RSS, seconds per step and whether it checkpointed."""
     log, output = folder / f"log-{size}.jsonl", folder / f"out-{size}.png"
     command = ["impasto", str(photo), str(SHARED / "style/starry_night.jpg"), "-o", str(output), "-s", str(size),
-               "--scales", "1", "-n", str(steps), "--tolerance", "0", "--log-json", str(log), "-q", "--precision", precision]
+               "--scales", "1", "-n", str(steps), "--tolerance", "0", "--log-json", str(log), "-q",
+               "--precision", precision]
     if max_memory:
         command += ["--max-memory", f"{max_memory:.3f}"]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
@@ -63,7 +65,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="512,1024,2048,3840")
     parser.add_argument("--steps", type=int, default=3, help="steps per run (the median step time is shown)")
-    parser.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"))
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS)
     args = parser.parse_args()
     config = impasto.Config()
     layers = (config.content_layer, *config.style_layers)

@@ -12,12 +12,12 @@ one snapshot is as good as pastiche's final image (or 300 steps at the last size
 changes the objective itself (a style_weight, say) is scored too, but no speed-up is claimed for it:
 it shows which pairs of terms can be reached, as does the table of each final image's terms layer by
 layer. --reuse-peer scores the pastiche run of an earlier benchmark instead of running it again.
-The evaluator scores every
-saved 8-bit image on the content and style terms separately; the table gives both terms against
-wall time, then the speed-up: pastiche's wall time over the time at which impasto first scores at
-least as well as pastiche's final image on both terms. Also printed: peak RSS, impasto's GFLOP/s,
-and the largest size that fits in this machine's memory. pastiche needs ~3 min at 256 px and ~33 min
-at 512 px on a 2-core CPU: the benchmark is run on demand, not in CI, on an otherwise idle machine.
+The evaluator scores every saved 8-bit image on the content and style terms separately; the table
+gives both terms against wall time, then the speed-up: pastiche's wall time over the time at which
+impasto first scores at least as well as pastiche's final image on both terms. Also printed: peak
+RSS, impasto's GFLOP/s, and the largest size that fits in this machine's memory. pastiche needs
+~3 min at 256 px and ~33 min at 512 px on a 2-core CPU: the benchmark is run on demand, not in CI,
+on an otherwise idle machine.
 """
 
 from __future__ import annotations

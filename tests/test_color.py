@@ -107,4 +107,4 @@ def test_histogram_brings_the_colours_near_the_photos(images, runs):
         return ((mean - mean_photo).norm() + (cov - cov_photo).norm()).item()
 
     assert distance(runs["histogram"]) < 0.7 * distance(runs["none"])  # measured: 0.13 against 0.25
-    assert _correlation(runs["histogram"], photo) > _correlation(runs["none"], photo) + 0.04  # 0.53 against 0.47
+    assert _correlation(runs["histogram"], photo) > _correlation(runs["none"], photo) + 0.05  # 0.531 against 0.473
