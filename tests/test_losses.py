@@ -82,3 +82,29 @@ def test_gram_matrices_do_not_depend_on_the_memory_layout():
     torch.testing.assert_close(guided_gram_matrix(channels_last, mask), guided_gram_matrix(features, mask))
     flat = features.reshape(2, 5, 42)
     torch.testing.assert_close(gram_matrix(channels_last), flat @ flat.transpose(1, 2) / (5 * 42))
+
+
+def test_gram_gradient_matches_autograd_in_both_layouts():
+    # gram_matrix has its own backward (one product); autograd through a plain product is the reference.
+    features = torch.randn(2, 5, 6, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    weights = torch.randn(2, 5, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    flat = features.reshape(2, 5, 42).requires_grad_(True)
+    expected, = torch.autograd.grad(((flat @ flat.transpose(1, 2) / 210) * weights).sum(), flat)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        x = features.contiguous(memory_format=layout).requires_grad_(True)
+        grad, = torch.autograd.grad((gram_matrix(x) * weights).sum(), x)
+        torch.testing.assert_close(grad.reshape(2, 5, 42), expected)
+    assert torch.autograd.gradcheck(gram_matrix, features[:1, :3, :2, :3].clone().requires_grad_(True))
+
+
+def test_masked_gram_gradient_under_bfloat16_autocast():
+    # Masked features are float32 while autocast makes the product bfloat16: the gradient stays float32.
+    features = torch.rand(1, 4, 5, 6, generator=torch.Generator().manual_seed(6)).requires_grad_(True)
+    mask = torch.rand(1, 1, 5, 6, generator=torch.Generator().manual_seed(7))
+    target = torch.rand(1, 4, 4, generator=torch.Generator().manual_seed(8))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = style_loss(features, target, mask)
+    grad, = torch.autograd.grad(loss, features)
+    reference, = torch.autograd.grad(style_loss(features, target, mask), features)
+    assert grad.dtype == torch.float32
+    assert torch.cosine_similarity(grad.flatten(), reference.flatten(), dim=0) > 0.999
