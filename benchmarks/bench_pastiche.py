@@ -1,6 +1,6 @@
 """impasto against the peer `pastiche`, on the same objective, scored by one evaluator.
 
-    python benchmarks/bench_pastiche.py [--sizes 256,512] [--out bench-out]
+    python benchmarks/bench_pastiche.py [--sizes 256,512] [--out bench-out] [--device auto]
 
 Both tools paint golden_gate × starry_night on pastiche's default objective (content 0.01·MSE at
 relu4_2; style Σ 10·MSE of Gram/(C·H·W) over relu1_1 … relu5_1; max pooling; no TV), with the same
@@ -17,7 +17,8 @@ gives both terms against wall time, then the speed-up: pastiche's wall time over
 impasto first scores at least as well as pastiche's final image on both terms. Also printed: peak
 RSS, impasto's GFLOP/s, and the largest size that fits in this machine's memory. pastiche needs
 ~3 min at 256 px and ~33 min at 512 px on a 2-core CPU: the benchmark is run on demand, not in CI,
-on an otherwise idle machine.
+on an otherwise idle machine. On a GPU (--device cuda, the default where there is one) both tools
+run there, and the evaluator scores there with TF32 off, so its scores are float32's.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from flops import step_flops  # noqa: E402
 
 import impasto  # noqa: E402
-from impasto.api import load_extractor  # noqa: E402
+from impasto.api import load_extractor, resolve_device  # noqa: E402
 from impasto.imageio import read_image, resize_to_long_edge, resize_to_pixels, save_image  # noqa: E402
 from impasto.memory import GB, available, largest_fitting  # noqa: E402
 from impasto.objective import Objective  # noqa: E402
@@ -58,15 +59,17 @@ PEER_OBJECTIVE = dict(content_weight=0.01, style_weight=50.0, pooling="max", tv_
 class Evaluator:
     """Scores saved images on the peer objective: (content term, style term)."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, device: torch.device) -> None:
         config = impasto.Config(max_size=size, **PEER_OBJECTIVE)
         photo = resize_to_long_edge(read_image(CONTENT), size)
         painting = resize_to_pixels(read_image(STYLE), photo.shape[1] * photo.shape[2])
-        extractor = load_extractor(None, "max", ("relu4_2", *STYLE_LAYERS), "cpu")
-        self.objective = Objective(
-            extractor, photo[None], [painting[None]], content_layer="relu4_2",
-            style_layer_weights=dict(zip(STYLE_LAYERS, config.style_layer_weights)),
-            content_weight=config.content_weight, style_weight=config.style_weight, tv_weight=0.0)
+        extractor = load_extractor(None, "max", ("relu4_2", *STYLE_LAYERS), str(device))
+        self.device = device
+        with float32_convolutions():
+            self.objective = Objective(
+                extractor, photo[None].to(device), [painting[None].to(device)], content_layer="relu4_2",
+                style_layer_weights=dict(zip(STYLE_LAYERS, config.style_layer_weights)),
+                content_weight=config.content_weight, style_weight=config.style_weight, tv_weight=0.0)
         self.shape = tuple(photo.shape[1:])
 
     @torch.no_grad()
@@ -75,7 +78,9 @@ class Evaluator:
         image = read_image(path)
         if tuple(image.shape[1:]) != self.shape:
             image = impasto.imageio.resize(image, *self.shape)
-        return {name: float(value) for name, value in self.objective(image[None])[1].items()}
+        with float32_convolutions():
+            terms = self.objective(image[None].to(self.device))[1]
+        return {name: float(value) for name, value in terms.items()}
 
     def __call__(self, path: Path) -> tuple[float, float]:
         terms = self.terms(path)
@@ -84,7 +89,12 @@ class Evaluator:
         return content, style
 
 
-def run_pastiche(size: int, folder: Path) -> tuple[list[tuple[float, Path]], float, float]:
+def float32_convolutions():
+    """A context in which GPU convolutions are float32, not TF32 (PyTorch's default on CUDA)."""
+    return torch.backends.cudnn.flags(enabled=True, allow_tf32=False)
+
+
+def run_pastiche(size: int, folder: Path, device: torch.device) -> tuple[list[tuple[float, Path]], float, float]:
     """pastiche's CLI at its defaults; returns (seconds, snapshot) pairs, its wall time and peak RSS (MB)."""
     workspace = folder / "pastiche"
     shutil.rmtree(workspace, ignore_errors=True)
@@ -92,7 +102,7 @@ def run_pastiche(size: int, folder: Path) -> tuple[list[tuple[float, Path]], flo
     output = folder / f"pastiche-{size}.png"
     step = max(PASTICHE_STEPS[size] // 30, 5)
     started = time.time()
-    subprocess.run(["pastiche", "--content", str(CONTENT), "--styles", str(STYLE), "--output", str(output),
+    subprocess.run([sys.executable, "-m", "pastiche", "--device", str(device), "--content", str(CONTENT), "--styles", str(STYLE), "--output", str(output),
                     "--size", str(size), "--num-steps", str(PASTICHE_STEPS[size]), "--seed", "0",
                     "--workspace", str(workspace), "--workspace-step", str(step), "--no-verbose"],
                    check=True)
@@ -126,11 +136,13 @@ def run_impasto(size: int, folder: Path, every: int, schedule: dict, evaluate: "
     snapshots_dir = folder / f"impasto-{_label(schedule)}"
     shutil.rmtree(snapshots_dir, ignore_errors=True)
     snapshots_dir.mkdir(parents=True)
-    config = impasto.Config(max_size=size, tolerance=0.0, **PEER_OBJECTIVE).replace(**schedule)
+    config = impasto.Config(max_size=size, tolerance=0.0, device=str(evaluate.device), **PEER_OBJECTIVE).replace(**schedule)
     own_steps = sum(config.steps_per_size())
     config = config.replace(iterations=max(config.iterations, most_steps))
     rows: list[tuple[float, float, float]] = []
     paused, flops = 0.0, 0.0
+    if evaluate.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(evaluate.device)
 
     def snapshot(event: impasto.ProgressEvent) -> bool:
         nonlocal paused, flops
@@ -145,17 +157,22 @@ def run_impasto(size: int, folder: Path, every: int, schedule: dict, evaluate: "
         return reached and event.step >= own_steps
 
     load_extractor.cache_clear()  # the evaluator's copy: impasto loads its weights on the clock
-    started = time.perf_counter() - startup_seconds()
+    started = time.perf_counter() - startup_seconds(evaluate.device)
     result = impasto.stylize(CONTENT, STYLE, config, callback=snapshot)
     wall = time.perf_counter() - started - paused
     result.save(folder / f"impasto-{_label(schedule)}-{size}.png")
+    if evaluate.device.type == "cuda":
+        print(f"impasto {_label(schedule)} at {size} px: peak GPU memory "
+              f"{torch.cuda.max_memory_allocated(evaluate.device) / 2**20:.0f} MB (the evaluator's included)")
     return rows, wall, flops / wall / 1e9
 
 
-def startup_seconds() -> float:
-    """What starting Python and importing impasto costs: pastiche's wall time includes its own."""
+def startup_seconds(device: torch.device) -> float:
+    """What starting Python, importing impasto and opening the device costs: pastiche's wall time
+    includes its own."""
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import impasto.cli"], check=True)
+    subprocess.run([sys.executable, "-c", f"import impasto.cli, torch; torch.zeros(1, device='{device}')"],
+                   check=True)
     return time.perf_counter() - started
 
 
@@ -213,14 +230,16 @@ def main() -> None:
                         help="score the pastiche run an earlier benchmark left in --out instead of running it again")
     parser.add_argument("--schedules", default='{};{"precision": "float32"}',
                         help="impasto schedules to run, as ';'-separated JSON Config changes")
+    parser.add_argument("--device", default="auto", help="where both tools run: auto (a GPU if there is one), cpu, cuda")
     args = parser.parse_args()
+    device = resolve_device(args.device)
     summary = {}
     schedules = tuple(json.loads(part) for part in args.schedules.split(";"))
     for size in map(int, args.sizes.split(",")):
         folder = args.out / str(size)
         folder.mkdir(parents=True, exist_ok=True)
-        peer, peer_wall, peer_rss = (args.reuse_peer and earlier_pastiche(folder)) or run_pastiche(size, folder)
-        evaluate = Evaluator(size)
+        peer, peer_wall, peer_rss = (args.reuse_peer and earlier_pastiche(folder)) or run_pastiche(size, folder, device)
+        evaluate = Evaluator(size, device)
         scored = {"pastiche": [(t, *evaluate(p)) for t, p in peer]}
         reference = scored["pastiche"][-1][1:]
         walls, speeds = {"pastiche": peer_wall}, {}
@@ -255,7 +274,7 @@ def main() -> None:
             _label(sc): folder / f"impasto-{_label(sc)}-{size}.png" for sc in _distinct(schedules, size)}})
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     height, width = read_image(CONTENT).shape[1:]
-    budget = available(torch.device("cpu"))
+    budget = available(device)
     print(f"largest golden_gate painting that fits in the {budget / GB:.1f} GB available (impasto's estimate, "
           f"checkpointed): {largest_fitting(impasto.Config(), height, width, budget)} px long edge")
 

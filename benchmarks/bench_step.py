@@ -1,13 +1,15 @@
 """Time one optimisation step (objective forward + backward) and report achieved GFLOP/s.
 
-    python benchmarks/bench_step.py [--sizes 256,512] [--repeats 5] [--peak 190]
+    python benchmarks/bench_step.py [--sizes 256,512] [--repeats 5] [--peak 190] [--device cpu]
 
 Compares, in the same run, the plain NCHW layout, channels-last (impasto's layout), checkpointing,
 bfloat16 autocast (impasto's default on CPUs with AVX-512 BF16) and (with --compile) torch.compile;
 prints medians, the ratio to NCHW and the first step's time (a warm-up; compiled, the compilation).
 Achieved GFLOP/s is given against the nominal fp32 peak (--peak, BRIEF's 190 GFLOP/s for this
 machine) and against one large convolution measured in the same run, the practical fp32 ceiling
-here. bfloat16 rows count the same FLOPs, so they can pass 100 %.
+here. bfloat16 rows count the same FLOPs, so they can pass 100 %. With --device cuda the same
+variants run on the GPU (its convolutions in TF32, PyTorch's default there), timed between
+synchronisations; --peak is then that GPU's rate.
 """
 
 from __future__ import annotations
@@ -24,20 +26,28 @@ sys.path.insert(0, str(Path(__file__).parent))
 from flops import step_flops  # noqa: E402
 
 import impasto  # noqa: E402
-from impasto.api import _objective, _scaled_styles  # noqa: E402
+from impasto.api import _objective, _scaled_styles, resolve_device  # noqa: E402
 from impasto.imageio import read_image, resize_to_long_edge  # noqa: E402
 from impasto.vgg import VGGFeatures, load_weights  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "images"
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work: GPU kernels run asynchronously."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def time_steps(objective, image: torch.Tensor, repeats: int) -> list[float]:
     image = image.clone().requires_grad_(True)
     times = []
     for _ in range(repeats + 1):  # the first is a warm-up (and, compiled, the compilation)
+        synchronize(image.device)
         start = time.perf_counter()
         loss, _ = objective(image)
         torch.autograd.grad(loss, image)
+        synchronize(image.device)
         times.append(time.perf_counter() - start)
     return times
 
@@ -55,16 +65,21 @@ VARIANTS = {
 }
 
 
-def conv_gflops(channels: int = 256, height: int = 96, width: int = 128, repeats: int = 5) -> float:
+def conv_gflops(device: torch.device, channels: int = 256, height: int = 96, width: int = 128,
+                repeats: int = 5) -> float:
     """The machine's practical fp32 ceiling for this work: median GFLOP/s of one large 3×3 convolution
     (oneDNN, channels-last), the operation that takes ~80 % of a step. (A matrix product is no
     ceiling here: MKL's sgemm on AMD CPUs runs slower than oneDNN's convolutions.)"""
-    x = torch.randn(1, channels, height, width).contiguous(memory_format=torch.channels_last)
-    weight = torch.randn(channels, channels, 3, 3).contiguous(memory_format=torch.channels_last)
+    if device.type == "cuda":  # 16 times the pixels: one CPU-sized image leaves most of a GPU idle
+        height, width, repeats = 4 * height, 4 * width, 20
+    x = torch.randn(1, channels, height, width, device=device).contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(channels, channels, 3, 3, device=device).contiguous(memory_format=torch.channels_last)
     times = []
     for _ in range(repeats + 1):
+        synchronize(device)
         start = time.perf_counter()
         torch.nn.functional.conv2d(x, weight, padding=1)
+        synchronize(device)
         times.append(time.perf_counter() - start)
     return 2 * channels**2 * 9 * height * width / statistics.median(times[1:]) / 1e9
 
@@ -75,14 +90,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--peak", type=float, default=190.0, help="machine's fp32 peak in GFLOP/s")
     parser.add_argument("--compile", action="store_true", help="also time the extractor under torch.compile")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or mps")
     args = parser.parse_args()
+    device = resolve_device(args.device)
     config = impasto.Config()
     layers = (config.content_layer, *config.style_layers)
     print("FLOPs: the VGG convolutions forward and backward to the pixels, plus the Gram matrices")
     photo = read_image(SHARED / "content/golden_gate.jpg")
     painting = read_image(SHARED / "style/starry_night.jpg")
-    ceiling = conv_gflops()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; fp32 peak: {args.peak:.0f} GFLOP/s nominal, "
+    ceiling = conv_gflops(device)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
+    print(f"torch {torch.__version__}, {where}; fp32 peak: {args.peak:.0f} GFLOP/s nominal, "
           f"{ceiling:.0f} GFLOP/s measured (one 256-channel 3×3 convolution)")
     print(f"{'size':>9} {'variant':>14} {'s/step':>8} {'GFLOP/s':>8} {'% peak':>7} {'% conv':>7} {'vs NCHW':>8} {'1st step':>9}")
     for size in map(int, args.sizes.split(",")):
@@ -93,12 +111,12 @@ def main() -> None:
         for name, (channels_last, checkpointed, compiled, precision) in VARIANTS.items():
             if compiled and not args.compile:
                 continue
-            extractor = VGGFeatures(load_weights(), layers, config.pooling, channels_last, checkpointed)
+            extractor = VGGFeatures(load_weights(), layers, config.pooling, channels_last, checkpointed).to(device)
             objective = _objective(extractor, content, _scaled_styles([painting], content, 1.0),
-                                   config.replace(precision=precision), torch.device("cpu"))
+                                   config.replace(precision=precision), device)
             if compiled:
                 objective.extractor = torch.compile(extractor)
-            first, *times = time_steps(objective, content[None], args.repeats)
+            first, *times = time_steps(objective, content[None].to(device), args.repeats)
             median = statistics.median(times)
             baseline = baseline or median
             gflops = flops / median / 1e9

@@ -26,7 +26,7 @@ _EPS = 1e-5
 
 def _apply(matrix: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
     """A 3×3 colour matrix applied to every pixel of a (3, H, W) image."""
-    return torch.einsum("ij,jhw->ihw", matrix.to(image.dtype), image)
+    return torch.einsum("ij,jhw->ihw", matrix.to(image.dtype).to(image.device), image)
 
 
 def rgb_to_yiq(image: torch.Tensor) -> torch.Tensor:

@@ -138,9 +138,8 @@ def test_devices():
     assert resolve_device("cpu") == torch.device("cpu")
     with pytest.raises(impasto.ConfigError, match="unknown device 'gpu7'"):
         resolve_device("gpu7")
-    if not torch.cuda.is_available():
-        with pytest.raises(impasto.ConfigError, match="no CUDA GPU"):
-            resolve_device("cuda:0")
+    with pytest.raises(impasto.ConfigError, match="no such CUDA GPU" if torch.cuda.is_available() else "no CUDA GPU"):
+        resolve_device("cuda:99")
 
 
 def test_coarse_to_fine_schedule(images):

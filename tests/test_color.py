@@ -83,7 +83,7 @@ def runs(images):
     results = {mode: impasto.stylize(content, style, impasto.Config(preserve_color=mode, **RUN),
                                      callback=events.append if mode == "luminance" else None).image
                for mode in ("none", "luminance", "histogram")}
-    results["luminance preview"] = events[-1].image
+    results["luminance preview"] = events[-1].image.cpu()  # events hold the pixels where the run is: a GPU's
     return results
 
 
