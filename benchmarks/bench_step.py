@@ -68,8 +68,8 @@ VARIANTS = {
 def conv_gflops(device: torch.device, channels: int = 256, height: int = 96, width: int = 128,
                 repeats: int = 5) -> float:
     """The machine's practical fp32 ceiling for this work: median GFLOP/s of one large 3×3 convolution
-    (oneDNN, channels-last), the operation that takes ~80 % of a step. (A matrix product is no
-    ceiling here: MKL's sgemm on AMD CPUs runs slower than oneDNN's convolutions.)"""
+    (oneDNN or cuDNN, channels-last), the operation that takes ~80 % of a step. (A matrix product is
+    no ceiling here: MKL's sgemm on AMD CPUs runs slower than oneDNN's convolutions.)"""
     if device.type == "cuda":  # 16 times the pixels: one CPU-sized image leaves most of a GPU idle
         height, width, repeats = 4 * height, 4 * width, 20
     x = torch.randn(1, channels, height, width, device=device).contiguous(memory_format=torch.channels_last)
