@@ -7,6 +7,7 @@ import dataclasses
 import functools
 import hashlib
 import os
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -259,23 +260,39 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-@contextlib.contextmanager
-def repeatable(device: torch.device):
-    """A context in which the same seed repeats a run on this device to the last bit.
+class _DeterministicCudnn:
+    """While any run is inside, cuDNN uses only its deterministic algorithms.
 
-    cuDNN's fastest convolution algorithms may add partial sums in a different order each time:
-    on a GPU the same run then drifts by rounding, step after step (seen on an H200). Its
-    deterministic algorithms cost 2 % at 512 px and nothing at 2048 px there (``benchmarks/gpu.sh``).
+    cuDNN's fastest convolution algorithms may add partial sums in a different order each time: on
+    a GPU the same run then drifts by rounding, step after step (seen on an H200). The deterministic
+    ones cost 2 % at 512 px and nothing at 2048 px there (``benchmarks/gpu.sh``). Runs are counted,
+    so that concurrent ones (the web app's workers) keep the setting until the last ends, which
+    restores the caller's own.
     """
-    if device.type != "cuda":
-        yield
-        return
-    before = torch.backends.cudnn.deterministic
-    torch.backends.cudnn.deterministic = True
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.deterministic = before
+
+    def __init__(self) -> None:
+        self.lock, self.runs, self.before = threading.Lock(), 0, False
+
+    def __enter__(self) -> None:
+        with self.lock:
+            if self.runs == 0:
+                self.before = torch.backends.cudnn.deterministic
+            self.runs += 1
+            torch.backends.cudnn.deterministic = True
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self.lock:
+            self.runs -= 1
+            if self.runs == 0:
+                torch.backends.cudnn.deterministic = self.before
+
+
+_DETERMINISTIC_CUDNN = _DeterministicCudnn()
+
+
+def repeatable(device: torch.device) -> contextlib.AbstractContextManager:
+    """A context in which the same seed repeats a run on ``device`` to the last bit."""
+    return _DETERMINISTIC_CUDNN if device.type == "cuda" else contextlib.nullcontext()
 
 
 @functools.lru_cache(maxsize=4)

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 import impasto
-from impasto.api import _cpu_flags, initial_image, resolve_device, uses_bfloat16
+from impasto.api import _cpu_flags, initial_image, repeatable, resolve_device, uses_bfloat16
 from impasto.imageio import read_metadata
 from impasto.memory import GB, estimate
 
@@ -140,6 +140,19 @@ def test_devices():
         resolve_device("gpu7")
     with pytest.raises(impasto.ConfigError, match="no such CUDA GPU" if torch.cuda.is_available() else "no CUDA GPU"):
         resolve_device("cuda:99")
+
+
+def test_repeatable_keeps_cudnn_deterministic_until_the_last_concurrent_run_ends():
+    cuda, before = torch.device("cuda"), torch.backends.cudnn.deterministic  # no GPU needed: only a flag
+    first, second = repeatable(cuda), repeatable(cuda)
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert torch.backends.cudnn.deterministic is True
+    second.__exit__(None, None, None)
+    assert torch.backends.cudnn.deterministic is before
+    with repeatable(torch.device("cpu")):
+        assert torch.backends.cudnn.deterministic is before
 
 
 def test_coarse_to_fine_schedule(images):
