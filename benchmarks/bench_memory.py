@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from flops import step_flops  # noqa: E402
 
 import impasto  # noqa: E402
+from impasto.api import uses_bfloat16  # noqa: E402
 from impasto.config import PRECISIONS  # noqa: E402
 from impasto.imageio import long_edge_shape, read_image, read_metadata, save_image  # noqa: E402
 from impasto.memory import GB, available, estimate, largest_fitting  # noqa: E402
@@ -70,6 +71,7 @@ def main() -> None:
     config = impasto.Config()
     layers = (config.content_layer, *config.style_layers)
     budget = available(torch.device("cpu"))
+    bfloat16 = uses_bfloat16(args.precision, torch.device("cpu"))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {budget / GB:.1f} GB available")
     print(f"{'size':>10} {'pixels':>7} {'mode':>12} {'dtype':>5} {'peak RSS':>9} {'estimate':>9} {'B/pixel':>8} "
           f"{'s/step':>7} {'GFLOP/s':>8}")
@@ -79,7 +81,7 @@ def main() -> None:
         photo_height, photo_width = read_image(photo).shape[1:]
         for size in map(int, args.sizes.split(",")):
             height, width = long_edge_shape(photo_height, photo_width, size)
-            plain, checkpointed = (estimate(config, height, width, c) for c in (False, True))
+            plain, checkpointed = (estimate(config, height, width, c, bfloat16) for c in (False, True))
             auto_checkpointed = False
             for mode, max_memory in (("auto", None), ("checkpointed", (plain + checkpointed) / 2 / GB)):
                 if auto_checkpointed:
@@ -94,9 +96,9 @@ def main() -> None:
                 gflops = step_flops((config.content_layer,), config.style_layers, height, width) / row["step_s"] / 1e9
                 dtype = "bf16" if row["bfloat16"] else "fp32"
                 print(f"{label:>10} {height * width / 1e6:6.2f}M {mode:>12} {dtype:>5} {row['rss'] / GB:8.2f}G "
-                      f"{estimate(config, height, width, row['checkpointed']) / GB:8.2f}G "
+                      f"{estimate(config, height, width, row['checkpointed'], row['bfloat16']) / GB:8.2f}G "
                       f"{row['rss'] / (height * width):8.0f} {row['step_s']:7.2f} {gflops:8.1f}", flush=True)
-    fits = largest_fitting(config, photo_height, photo_width, budget)
+    fits = largest_fitting(config, photo_height, photo_width, budget, bfloat16)
     print(f"largest 16:9 size that fits in {budget / GB:.1f} GB (checkpointed): {fits} px long edge; "
           f"layers {', '.join(layers)}")
 

@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from flops import step_flops  # noqa: E402
 
 import impasto  # noqa: E402
-from impasto.api import load_extractor, resolve_device  # noqa: E402
+from impasto.api import load_extractor, resolve_device, uses_bfloat16  # noqa: E402
 from impasto.imageio import read_image, resize_to_long_edge, resize_to_pixels, save_image  # noqa: E402
 from impasto.memory import GB, available, largest_fitting  # noqa: E402
 from impasto.objective import Objective  # noqa: E402
@@ -277,7 +277,8 @@ def main() -> None:
     height, width = read_image(CONTENT).shape[1:]
     budget = available(device)
     print(f"largest golden_gate painting that fits in the {budget / GB:.1f} GB available (impasto's estimate, "
-          f"checkpointed): {largest_fitting(impasto.Config(), height, width, budget)} px long edge")
+          f"checkpointed): {largest_fitting(impasto.Config(), height, width, budget, uses_bfloat16('auto', device))} "
+          "px long edge")
 
 
 if __name__ == "__main__":

@@ -90,7 +90,7 @@ def stylize(
     photo = read_image(content, what="content image")
     paintings = [read_image(s, what="style image") for s in styles]
     masks = read_masks(config.masks, photo) if config.masks else None
-    memory = plan_memory(config, *photo.shape[1:], device)
+    memory = plan_memory(config, *photo.shape[1:], device, uses_bfloat16(config.precision, device))
     if memory.checkpointed:
         return_freed_memory()
     target, paintings = color_inputs(photo, paintings, config.preserve_color)

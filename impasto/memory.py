@@ -1,11 +1,11 @@
 """How much memory a run needs, and the guard that refuses up front a size that cannot fit.
 
 Memory grows linearly with the pixels of the largest size. For the backward pass VGG-19 keeps every
-convolution's and pooling's output (about 1.3 KB per pixel up to relu5_1, half of it the two
-64-channel layers at full resolution); the backward pass holds a few gradients of the largest layer
-at once; L-BFGS keeps 2 × 20 past steps of the pixels. When that does not fit, the extractor is
-*checkpointed*: only the requested features are kept, and the layers between two of them run again
-during the backward pass (about a third more time). ``estimate`` counts those tensors; its two
+convolution's and pooling's output (about 1.3 KB per pixel up to relu5_1 in float32, half that in
+bfloat16; half of it the two 64-channel layers at full resolution); the backward pass holds a few
+gradients of the largest layer at once; L-BFGS keeps 2 × 20 past steps of the pixels, in float32.
+When that does not fit, the extractor is *checkpointed*: only the requested features are kept, and
+the layers between two of them run again during the backward pass (about a third more time). ``estimate`` counts those tensors; its two
 constants were fitted to the peak RSS of real runs (``python benchmarks/bench_memory.py``).
 """
 
@@ -29,7 +29,7 @@ GB = 1024**3
 OVERHEAD = 0.5 * GB
 # Measured peak RSS over the tensors counted (allocator slack, oneDNN's scratch buffers; fitted),
 # plain and checkpointed: checkpointed runs also return freed memory at once (``return_freed_memory``).
-SLACK = {False: 1.25, True: 1.0}
+SLACK = {False: 1.3, True: 1.0}
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
 
 
@@ -58,28 +58,30 @@ class MemoryPlan:
     budget: float  # bytes the run may use
 
 
-def kept_tensors(layers: tuple[str, ...], pooling: str) -> list[tuple[str, float]]:
-    """(layer, floats per input pixel) of each tensor the forward pass keeps for the backward pass.
+def kept_tensors(layers: tuple[str, ...], pooling: str, value_bytes: int = 4) -> list[tuple[str, float]]:
+    """(layer, bytes per input pixel) of each tensor the forward pass keeps for the backward pass.
 
-    A ReLU works in place on its convolution's output, so the pair is one tensor; max pooling also
-    keeps int64 indices (two floats' worth) per output value.
+    ``value_bytes``: 4 for float32 features, 2 for bfloat16. A ReLU works in place on its
+    convolution's output, so the pair is one tensor; max pooling also keeps an int64 index per
+    output value.
     """
     deepest = max(LAYER_NAMES.index(name) for name in layers)
     kept, channels = [], 3
+    index_bytes = 8 if pooling == "max" else 0
     for name in LAYER_NAMES[: deepest + 1]:
         block = int(name[4])
         if name.startswith("relu"):
             channels = BLOCK_WIDTHS[block - 1]
-            kept.append((name, channels / 4 ** (block - 1)))
+            kept.append((name, channels / 4 ** (block - 1) * value_bytes))
         elif name.startswith("pool"):
-            kept.append((name, channels / 4**block * (3 if pooling == "max" else 1)))
+            kept.append((name, channels / 4**block * (value_bytes + index_bytes)))
     return kept
 
 
-def pass_floats(layers: tuple[str, ...], pooling: str, checkpointed: bool) -> float:
-    """Floats per input pixel held at the peak of one forward + backward pass of the extractor."""
-    kept = kept_tensors(layers, pooling)
-    largest = max(size for _, size in kept)
+def pass_bytes(layers: tuple[str, ...], pooling: str, checkpointed: bool, value_bytes: int = 4) -> float:
+    """Bytes per input pixel held at the peak of one forward + backward pass of the extractor."""
+    kept = kept_tensors(layers, pooling, value_bytes)
+    largest = max(size for name, size in kept if name.startswith("relu"))
     gradients = 3 * largest  # a layer's output and input gradients, and a feature's Gram gradient
     if not checkpointed:
         return sum(size for _, size in kept) + gradients
@@ -94,15 +96,17 @@ def pass_floats(layers: tuple[str, ...], pooling: str, checkpointed: bool) -> fl
     return features + max(stretches) + gradients
 
 
-def estimate(config: Config, height: int, width: int, checkpointed: bool) -> float:
-    """Peak bytes of a run of ``config`` whose largest size is height × width pixels."""
+def estimate(config: Config, height: int, width: int, checkpointed: bool, bfloat16: bool = False) -> float:
+    """Peak bytes of a run of ``config`` whose largest size is height × width pixels; ``bfloat16``:
+    whether its features are computed in bfloat16 (``impasto.api.uses_bfloat16``)."""
     layers = (config.content_layer, *config.style_layers)
     pixels = height * width
     optimizer_floats = 3 * (2 * LBFGS_HISTORY + 6) if config.optimizer == "lbfgs" else 3 * 6
-    optimisation = pixels * (pass_floats(layers, config.pooling, checkpointed) + optimizer_floats)
-    # The paintings' Grams are taken without gradients: two layers alive at a time, at style_scale².
+    feature_bytes = pass_bytes(layers, config.pooling, checkpointed, 2 if bfloat16 else 4)
+    optimisation = pixels * (feature_bytes + 4 * optimizer_floats)
+    # The paintings' Grams are taken in float32 without gradients: two layers alive at a time, at style_scale².
     targets = pixels * config.style_scale**2 * 2 * max(size for _, size in kept_tensors(layers, config.pooling))
-    return OVERHEAD + SLACK[checkpointed] * 4 * max(optimisation, targets)
+    return OVERHEAD + SLACK[checkpointed] * max(optimisation, targets)
 
 
 def available(device: torch.device) -> float:
@@ -119,15 +123,16 @@ def available(device: torch.device) -> float:
         return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
-def plan(config: Config, photo_height: int, photo_width: int, device: torch.device) -> MemoryPlan:
+def plan(config: Config, photo_height: int, photo_width: int, device: torch.device,
+         bfloat16: bool = False) -> MemoryPlan:
     """Checkpoint only if a plain run would not fit; raise ConfigError if neither fits."""
     budget = config.max_memory * GB if config.max_memory else available(device)
     height, width = long_edge_shape(photo_height, photo_width, config.max_size)
     for checkpointed in (False, True):
-        need = estimate(config, height, width, checkpointed)
+        need = estimate(config, height, width, checkpointed, bfloat16)
         if need <= budget:
             return MemoryPlan(checkpointed, need, budget)
-    fits = largest_fitting(config, photo_height, photo_width, budget)
+    fits = largest_fitting(config, photo_height, photo_width, budget, bfloat16)
     limit = (f"max_memory is {config.max_memory:g} GB" if config.max_memory
              else f"only {budget / GB:.1f} GB of memory is available")
     advice = f"use max_size {fits} or less" if fits else "free some memory"
@@ -135,13 +140,14 @@ def plan(config: Config, photo_height: int, photo_width: int, device: torch.devi
                       f"but {limit}: {advice}")
 
 
-def largest_fitting(config: Config, photo_height: int, photo_width: int, budget: float) -> int:
+def largest_fitting(config: Config, photo_height: int, photo_width: int, budget: float,
+                    bfloat16: bool = False) -> int:
     """The largest max_size (long edge, pixels) that fits in ``budget`` bytes, checkpointed; 0 if none."""
     low, high = 0, 1 << 16
     while low < high:  # estimate grows with the size: bisect
         middle = (low + high + 1) // 2
         height, width = long_edge_shape(photo_height, photo_width, middle)
-        if estimate(config, height, width, True) <= budget:
+        if estimate(config, height, width, True, bfloat16) <= budget:
             low = middle
         else:
             high = middle - 1

@@ -5,7 +5,7 @@ import torch
 
 from impasto.config import Config
 from impasto.errors import ConfigError
-from impasto.memory import GB, OVERHEAD, estimate, kept_tensors, largest_fitting, pass_floats, plan
+from impasto.memory import GB, OVERHEAD, estimate, kept_tensors, largest_fitting, pass_bytes, plan
 
 LAYERS = ("relu4_2", "relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 CPU = torch.device("cpu")
@@ -13,19 +13,36 @@ CPU = torch.device("cpu")
 
 def test_kept_tensors_counted_by_hand():
     kept = dict(kept_tensors(LAYERS, "avg"))
-    # Per input pixel: a relu's channels over 4 per pooling before it; pools hold a quarter of theirs.
-    assert kept["relu1_1"] == 64 and kept["relu2_2"] == 32 and kept["relu3_4"] == 16 and kept["relu5_1"] == 2
-    assert kept["pool1"] == 16 and kept["pool4"] == 2 and "relu5_2" not in kept
-    assert sum(kept.values()) == 320
-    assert dict(kept_tensors(LAYERS, "max"))["pool1"] == 48  # int64 indices besides the values
+    # Bytes per input pixel in float32: 4 × a relu's channels over 4 per pooling before it; pools
+    # hold a quarter of theirs.
+    assert kept["relu1_1"] == 4 * 64 and kept["relu2_2"] == 4 * 32 and kept["relu5_1"] == 4 * 2
+    assert kept["pool1"] == 4 * 16 and kept["pool4"] == 4 * 2 and "relu5_2" not in kept
+    assert sum(kept.values()) == 4 * 320
+    assert dict(kept_tensors(LAYERS, "max"))["pool1"] == 16 * (4 + 8)  # an int64 index besides each value
+    # bfloat16 halves the values, not max pooling's indices.
+    assert sum(dict(kept_tensors(LAYERS, "avg", 2)).values()) == 2 * 320
+    assert dict(kept_tensors(LAYERS, "max", 2))["pool1"] == 16 * (2 + 8)
 
 
 def test_checkpointing_keeps_less():
-    # Plain: everything kept (320) + three gradients of relu1_1's size (192).
-    assert pass_floats(LAYERS, "avg", False) == 320 + 192
+    # Plain: everything kept (320 values) + three gradients of relu1_1's size (192).
+    assert pass_bytes(LAYERS, "avg", False) == 4 * (320 + 192)
     # Checkpointed: the six features (64+32+16+8+8+2) + the longest stretch rerun
     # (relu1_2, pool1 = 80) + the same gradients.
-    assert pass_floats(LAYERS, "avg", True) == 130 + 80 + 192
+    assert pass_bytes(LAYERS, "avg", True) == 4 * (130 + 80 + 192)
+    assert pass_bytes(LAYERS, "avg", True, value_bytes=2) == 2 * (130 + 80 + 192)
+
+
+def test_bfloat16_features_need_less_memory_but_the_same_for_the_optimizer():
+    config = Config()
+    float32, bfloat16 = (estimate(config, 1000, 1500, False, b) - OVERHEAD for b in (False, True))
+    # Per pixel, float32: 1.3 × (512 × 4 + L-BFGS's 3 × 46 floats × 4); bfloat16 halves the first part.
+    assert float32 == pytest.approx(1.3 * 1000 * 1500 * (2048 + 552))
+    assert bfloat16 == pytest.approx(1.3 * 1000 * 1500 * (1024 + 552))
+    # So a budget between the two runs plain in bfloat16 but must checkpoint in float32.
+    between = Config(max_size=1500, max_memory=(OVERHEAD + (float32 + bfloat16) / 2) / GB)
+    assert not plan(between, 1000, 1500, CPU, bfloat16=True).checkpointed
+    assert plan(between, 1000, 1500, CPU).checkpointed
 
 
 def test_estimate_grows_linearly_with_pixels():
