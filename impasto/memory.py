@@ -5,8 +5,9 @@ convolution's and pooling's output (about 1.3 KB per pixel up to relu5_1 in floa
 bfloat16; half of it the two 64-channel layers at full resolution); the backward pass holds a few
 gradients of the largest layer at once; L-BFGS keeps 2 × 20 past steps of the pixels, in float32.
 When that does not fit, the extractor is *checkpointed*: only the requested features are kept, and
-the layers between two of them run again during the backward pass (about a third more time). ``estimate`` counts those tensors; its two
-constants were fitted to the peak RSS of real runs (``python benchmarks/bench_memory.py``).
+the layers between two of them run again during the backward pass (about a third more time).
+``estimate`` counts those tensors; its two constants were fitted to the peak RSS of real runs
+(``python benchmarks/bench_memory.py``).
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ def test_kept_tensors_counted_by_hand():
     kept = dict(kept_tensors(LAYERS, "avg"))
     # Bytes per input pixel in float32: 4 × a relu's channels over 4 per pooling before it; pools
     # hold a quarter of theirs.
-    assert kept["relu1_1"] == 4 * 64 and kept["relu2_2"] == 4 * 32 and kept["relu5_1"] == 4 * 2
+    assert kept["relu1_1"] == 4 * 64 and kept["relu2_2"] == 4 * 32 and kept["relu3_4"] == 4 * 16
+    assert kept["relu5_1"] == 4 * 2
     assert kept["pool1"] == 4 * 16 and kept["pool4"] == 4 * 2 and "relu5_2" not in kept
     assert sum(kept.values()) == 4 * 320
     assert dict(kept_tensors(LAYERS, "max"))["pool1"] == 16 * (4 + 8)  # an int64 index besides each value
