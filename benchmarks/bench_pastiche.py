@@ -103,8 +103,9 @@ def run_pastiche(size: int, folder: Path, device: torch.device) -> tuple[list[tu
     step = max(PASTICHE_STEPS[size] // 30, 5)
     started = time.time()
     subprocess.run([sys.executable, "-m", "pastiche", "--device", str(device), "--content", str(CONTENT),
-                    "--styles", str(STYLE), "--output", str(output), "--size", str(size), "--num-steps", str(PASTICHE_STEPS[size]), "--seed", "0",
-                    "--workspace", str(workspace), "--workspace-step", str(step), "--no-verbose"],
+                    "--styles", str(STYLE), "--output", str(output), "--size", str(size),
+                    "--num-steps", str(PASTICHE_STEPS[size]), "--seed", "0", "--workspace", str(workspace),
+                    "--workspace-step", str(step), "--no-verbose"],
                    check=True)
     wall = time.time() - started
     snapshots = sorted(workspace.glob("*.png"), key=lambda p: int(re.findall(r"\d+", p.stem)[-1]))
@@ -275,10 +276,10 @@ def main() -> None:
             _label(sc): folder / f"impasto-{_label(sc)}-{size}.png" for sc in _distinct(schedules, size)}})
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     height, width = read_image(CONTENT).shape[1:]
-    budget = available(device)
+    budget, config = available(device), impasto.Config()
+    fits = largest_fitting(config, height, width, budget, uses_bfloat16(config.precision, device))
     print(f"largest golden_gate painting that fits in the {budget / GB:.1f} GB available (impasto's estimate, "
-          f"checkpointed): {largest_fitting(impasto.Config(), height, width, budget, uses_bfloat16('auto', device))} "
-          "px long edge")
+          f"checkpointed): {fits} px long edge")
 
 
 if __name__ == "__main__":

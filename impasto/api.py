@@ -90,7 +90,8 @@ def stylize(
     photo = read_image(content, what="content image")
     paintings = [read_image(s, what="style image") for s in styles]
     masks = read_masks(config.masks, photo) if config.masks else None
-    memory = plan_memory(config, *photo.shape[1:], device, uses_bfloat16(config.precision, device))
+    bfloat16 = uses_bfloat16(config.precision, device)
+    memory = plan_memory(config, *photo.shape[1:], device, bfloat16)
     if memory.checkpointed:
         return_freed_memory()
     target, paintings = color_inputs(photo, paintings, config.preserve_color)
@@ -131,8 +132,7 @@ def stylize(
         image = denoise(image, config.denoise)
     total = time.perf_counter() - started
     return Result(image, config, state.history, {"setup": setup, "optimize": total - setup, "total": total},
-                  state.stop_reason, _inputs(content, styles, config), memory.checkpointed,
-                  uses_bfloat16(config.precision, device))
+                  state.stop_reason, _inputs(content, styles, config), memory.checkpointed, bfloat16)
 
 
 def color_inputs(photo: torch.Tensor, paintings: list[torch.Tensor], mode: str
