@@ -8,6 +8,7 @@ text front ends show.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,19 +36,22 @@ class Config:
     pastiche 0.01:10 ≈ 1:1000, which washes the subject out when starting from the photo; 1:50
     keeps the photo but barely paints it); the run starts from the photo recoloured to the painting's
     colour mean and covariance, not from noise (fewer steps to a clean picture, so no TV term is
-    needed by default: ~20 % fewer steps than from the photo itself to pastiche's result); and above
-    1024 px it is coarse-to-fine (half size first, then full size), but never below ``min_size``:
-    a 256 px stage before 512 px erased the far tower of golden_gate and reached no sooner, so the
-    default 512 px painting is one size (``benchmarks/bench_pastiche.py``).
+    needed by default: ~20 % fewer steps than from the photo itself to pastiche's result); and from
+    1024 px up it is coarse-to-fine, starting at ``min_size`` (512 px) whatever the final size, so
+    that every print is composed at the same size and the larger sizes add detail (a 2048 px print
+    started at 512 px has bigger, bolder strokes than one started at 1024 px, in about the same
+    time); a 256 px stage before 512 px erased the far tower of golden_gate and reached no sooner,
+    so the default 512 px painting is one size (``benchmarks/bench_pastiche.py``).
     """
 
     # Image sizes
     max_size: int = _field(512, "long edge of the output in pixels (the photo is scaled to it)", "size")
     scales: int = _field(
-        2, "coarse-to-fine: number of sizes, each twice the last, ending at max_size (1: one size)", "size")
+        4, "coarse-to-fine: most sizes, from min_size up to max_size in equal steps of at most 2x "
+        "(fewer sizes: bigger steps; 1: one size)", "size")
     min_size: int = _field(
-        512, "smallest coarse-to-fine size: smaller ones are skipped, since there the content layer sees so "
-        "few pixels that the style erases the subject", "size")
+        512, "size at which coarse-to-fine starts, from 2 x min_size up (below, one size): every print is "
+        "composed there; much smaller, and the style erases the subject", "size")
     style_scale: float = _field(
         1.0, "size at which the painting is seen, relative to the output: above 1 gives bigger brush strokes", "size")
 
@@ -154,9 +158,13 @@ class Config:
             raise ConfigError(f"denoise must not be negative, not {self.denoise}")
 
     def sizes(self) -> list[int]:
-        """Long edges of the coarse-to-fine schedule, smallest first (none below min_size)."""
-        sizes = [round(self.max_size / 2**k) for k in range(self.scales - 1, 0, -1)]
-        return [s for s in sizes if s >= self.min_size] + [self.max_size]
+        """Long edges of the coarse-to-fine schedule, smallest first: min_size, then equal ratios up
+        to max_size, as few as keep each ratio at most 2 (at most ``scales`` sizes in all)."""
+        if self.scales == 1 or self.max_size < 2 * self.min_size:
+            return [self.max_size]
+        ratio = self.max_size / self.min_size
+        steps = min(math.ceil(math.log2(ratio) - 1e-9), self.scales - 1)
+        return [round(self.min_size * ratio ** (k / steps)) for k in range(steps)] + [self.max_size]
 
     def steps_per_size(self) -> list[int]:
         """Most steps at each size of ``sizes()``: coarse_iterations, then iterations at the last."""

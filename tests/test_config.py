@@ -12,11 +12,19 @@ def test_defaults_follow_the_paper_layers():
     assert config.style_layers == ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
     assert config.max_size == 512 and config.optimizer == "lbfgs" and config.init == "palette"
     assert config.sizes() == [512]  # a 256 px stage would erase the subject: below min_size
-    assert config.replace(max_size=1024).sizes() == [512, 1024]  # coarse-to-fine: half size, then full size
+
+
+def test_coarse_to_fine_starts_at_min_size_and_grows_at_most_twofold():
+    config = Config()
+    assert config.replace(max_size=1023).sizes() == [1023]  # below 2 x min_size: one size
+    assert config.replace(max_size=1024).sizes() == [512, 1024]
     assert config.replace(max_size=1024, scales=1).sizes() == [1024]
-    assert config.replace(max_size=4096, scales=4).sizes() == [512, 1024, 2048, 4096]
-    assert config.replace(max_size=2048, scales=4).sizes() == [512, 1024, 2048]  # none below min_size
-    assert config.replace(max_size=1000, scales=4, min_size=64).sizes() == [125, 250, 500, 1000]
+    assert config.replace(max_size=1500).sizes() == [512, 876, 1500]  # equal ratios of 1.71
+    assert config.replace(max_size=2048).sizes() == [512, 1024, 2048]
+    assert config.replace(max_size=3840).sizes() == [512, 1002, 1962, 3840]  # 4K: composed at 512 px
+    assert config.replace(max_size=3840, scales=2).sizes() == [512, 3840]  # capped: one bigger step
+    assert config.replace(max_size=1000, min_size=64).sizes() == [64, 160, 400, 1000]  # 4 sizes at most
+    assert config.replace(max_size=1000, min_size=64, scales=8).sizes() == [64, 127, 253, 503, 1000]
 
 
 def test_round_trip_through_json():
