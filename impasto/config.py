@@ -86,7 +86,11 @@ class Config:
     learning_rate: float | None = _field(
         None, "step size; empty: 1.0 for L-BFGS, 0.02 for Adam (pixels are in 0..1)", "optimisation")
     iterations: int = _field(100, "maximum number of steps at the final size", "optimisation")
-    coarse_iterations: int = _field(150, "maximum number of steps at each smaller size (coarse-to-fine)", "optimisation")
+    coarse_iterations: int = _field(
+        150, "coarse-to-fine: most steps at the first size, where the painting is composed", "optimisation")
+    refine_iterations: int = _field(
+        50, "coarse-to-fine: most steps at each size between the first and the last: enough to sharpen the "
+        "upsampled picture, few enough to keep its strokes", "optimisation")
     tolerance: float = _field(
         1e-4, "stop when the loss falls by less than this fraction per step (averaged over 10 steps); 0: never", "optimisation")
     init: str = _field(
@@ -148,8 +152,9 @@ class Config:
             raise ConfigError(f"learning_rate must be positive, not {self.learning_rate}")
         if self.iterations < 1:
             raise ConfigError(f"iterations must be at least 1, not {self.iterations}")
-        if self.coarse_iterations < 0:
-            raise ConfigError(f"coarse_iterations must not be negative, not {self.coarse_iterations}")
+        for name in ("coarse_iterations", "refine_iterations"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative, not {getattr(self, name)}")
         if self.tolerance < 0:
             raise ConfigError(f"tolerance must not be negative, not {self.tolerance}")
         if self.max_memory is not None and not self.max_memory > 0:
@@ -167,8 +172,12 @@ class Config:
         return [round(self.min_size * ratio ** (k / steps)) for k in range(steps)] + [self.max_size]
 
     def steps_per_size(self) -> list[int]:
-        """Most steps at each size of ``sizes()``: coarse_iterations, then iterations at the last."""
-        return [self.coarse_iterations] * (len(self.sizes()) - 1) + [self.iterations]
+        """Most steps at each size of ``sizes()``: coarse_iterations at the first, refine_iterations at
+        each one between, iterations at the last."""
+        between = len(self.sizes()) - 2
+        if between < 0:
+            return [self.iterations]
+        return [self.coarse_iterations] + [self.refine_iterations] * between + [self.iterations]
 
     @property
     def step_size(self) -> float:

@@ -157,12 +157,14 @@ def test_repeatable_keeps_cudnn_deterministic_until_the_last_concurrent_run_ends
 
 def test_coarse_to_fine_schedule(images):
     events = []
-    config = impasto.Config(max_size=128, scales=3, min_size=64, coarse_iterations=4, iterations=3, tolerance=0.0)
-    assert config.sizes() == [64, 128]  # 32 px is below min_size
+    config = impasto.Config(max_size=128, min_size=32, coarse_iterations=4, refine_iterations=2, iterations=3,
+                            tolerance=0.0)
+    assert config.sizes() == [32, 64, 128]
     result = impasto.stylize(images / "content/golden_gate.jpg", images / "style/starry_night.jpg", config,
                              callback=events.append)
-    assert [(e.scale, tuple(e.image.shape[1:])) for e in events] == [(0, (48, 64))] * 4 + [(1, (96, 128))] * 3
-    assert events[-1].total == 7 and events[-1].scales == 2 and result.image.shape == (3, 96, 128)
+    assert [(e.scale, tuple(e.image.shape[1:])) for e in events] == (
+        [(0, (24, 32))] * 4 + [(1, (48, 64))] * 2 + [(2, (96, 128))] * 3)
+    assert events[-1].total == 9 and events[-1].scales == 3 and result.image.shape == (3, 96, 128)
 
 
 def test_cancel_at_a_coarse_size_still_gives_the_full_size(images):

@@ -27,6 +27,13 @@ def test_coarse_to_fine_starts_at_min_size_and_grows_at_most_twofold():
     assert config.replace(max_size=1000, min_size=64, scales=8).sizes() == [64, 127, 253, 503, 1000]
 
 
+def test_steps_compose_at_the_first_size_and_only_sharpen_between():
+    config = Config(coarse_iterations=150, refine_iterations=50, iterations=100)
+    assert config.steps_per_size() == [100]
+    assert config.replace(max_size=1024).steps_per_size() == [150, 100]
+    assert config.replace(max_size=3840).steps_per_size() == [150, 50, 50, 100]
+
+
 def test_round_trip_through_json():
     config = Config(max_size=300, style_layers=("relu1_1", "relu3_1"), style_layer_weights=(2.0, 1.0),
                     style_blend=(0.7, 0.3), weights="/tmp/w.pth", learning_rate=0.5)
@@ -56,6 +63,7 @@ def test_step_size_defaults_per_optimizer():
         ({"learning_rate": 0.0}, "learning_rate must be positive"),
         ({"iterations": 0}, "iterations must be at least 1"),
         ({"tolerance": -0.1}, "tolerance must not be negative"),
+        ({"refine_iterations": -1}, "refine_iterations must not be negative"),
     ],
 )
 def test_invalid_settings_name_the_field(changes, message):
