@@ -168,8 +168,8 @@ class Config:
         if self.scales == 1 or self.max_size < 2 * self.min_size:
             return [self.max_size]
         ratio = self.max_size / self.min_size
-        steps = min(math.ceil(math.log2(ratio) - 1e-9), self.scales - 1)
-        return [round(self.min_size * ratio ** (k / steps)) for k in range(steps)] + [self.max_size]
+        upsamplings = min(math.ceil(math.log2(ratio)), self.scales - 1)
+        return [round(self.min_size * ratio ** (k / upsamplings)) for k in range(upsamplings)] + [self.max_size]
 
     def steps_per_size(self) -> list[int]:
         """Most steps at each size of ``sizes()``: coarse_iterations at the first, refine_iterations at
