@@ -28,19 +28,22 @@ CROP_LEFT = 0.34  # the sheet's full-size crop starts this far across the top of
 
 
 def paint(content: Path, style: Path, config: impasto.Config, out: Path) -> dict:
-    """One run: its schedule, seconds per size, total seconds and final loss; the picture saved."""
-    entered: dict[int, float] = {}
+    """One run: its schedule, seconds per size, total seconds and final loss; the picture saved.
+
+    A size's seconds run from the end of the last step at the size before (or of the set-up) to the
+    end of its own last step, so they include its first step and the targets computed for it."""
+    ended: dict[int, float] = {}
     started = time.perf_counter()
 
-    def note_size(event: impasto.ProgressEvent) -> None:
-        entered.setdefault(event.scale, time.perf_counter() - started)
+    def note_step(event: impasto.ProgressEvent) -> None:
+        ended[event.scale] = time.perf_counter() - started
 
-    result = impasto.stylize(content, style, config, callback=note_size)
+    result = impasto.stylize(content, style, config, callback=note_step)
     total = time.perf_counter() - started
     result.save(out)
-    bounds = [entered[k] for k in sorted(entered)] + [total]
-    return {"sizes": config.sizes(), "steps": [sum(1 for row in result.history if row["scale"] == k)
-                                               for k in range(len(config.sizes()))],
+    sizes = config.sizes()
+    bounds = [result.timings["setup"]] + [ended[k] for k in sorted(ended)]
+    return {"sizes": sizes, "steps": [sum(1 for row in result.history if row["scale"] == k) for k in range(len(sizes))],
             "seconds": [round(b - a) for a, b in zip(bounds, bounds[1:])], "total": round(total),
             "loss": result.history[-1]["loss"]}
 
