@@ -1,14 +1,15 @@
 """Big prints: coarse-to-fine schedules side by side, by time and by eye.
 
     python benchmarks/bench_print.py [--size 2048] [--content rainier.jpg] [--style starry_night.jpg]
-        [--schedules '{"min_size": 1024, "refine_iterations": 150};{"refine_iterations": 150};{}'] [--out print-out]
+        [--schedules '{"composition_weight": 0};{}'] [--out print-out]
 
 Paints one photo (from ../shared/images) at a print size with each schedule (Config changes; the
-defaults are the last one; the first is the schedule before version 0.2.0), one after another in this
-process, and prints for each the sizes and steps, the seconds spent at each size, the total and the
-final loss. Pictures are compared by eye, not by loss: it writes every result, and a sheet with each
-one shrunk to 512 px (the composition) above a crop of the sky at full size (the strokes). At 2048 px
-on a 2-core CPU each schedule takes about half an hour.
+defaults are the last one; the first is version 0.2.0's, without the composition term), one after
+another in this process, and prints for each the sizes and steps, the seconds spent at each size,
+the total and the final loss. Pictures are compared by eye, not by loss: it writes every result,
+and a sheet with the default 512 px painting, then each print shrunk to 512 px (the composition)
+above a crop of the sky at full size (the strokes). At 2048 px on a 2-core CPU each schedule takes
+about half an hour.
 """
 
 from __future__ import annotations
@@ -49,11 +50,14 @@ def paint(content: Path, style: Path, config: impasto.Config, out: Path) -> dict
 
 
 def sheet(pictures: list[Path], out: Path) -> None:
-    """Each picture shrunk to PREVIEW px above a full-size crop, side by side."""
+    """Each picture shrunk to PREVIEW px above the same crop of the sky, at the largest picture's scale
+    (smaller pictures, such as the preview, enlarged to it), side by side."""
     images = [PIL.Image.open(p).convert("RGB") for p in pictures]
     shrunk = [im.resize((PREVIEW, round(PREVIEW * im.height / im.width)), PIL.Image.LANCZOS) for im in images]
-    left = [round(CROP_LEFT * im.width) for im in images]
-    crops = [im.crop((x, 0, x + PREVIEW, PREVIEW * 2 // 3)) for x, im in zip(left, images)]
+    crop_width, crop_height = PREVIEW, PREVIEW * 2 // 3
+    widest = max(im.width for im in images)
+    crops = [im.crop(_scaled_box(im.width / widest, round(CROP_LEFT * im.width), crop_width, crop_height))
+             .resize((crop_width, crop_height), PIL.Image.LANCZOS) for im in images]
     height = shrunk[0].height + crops[0].height + 8
     canvas = PIL.Image.new("RGB", ((PREVIEW + 8) * len(images) - 8, height), "white")
     for i, (small, crop) in enumerate(zip(shrunk, crops)):
@@ -62,23 +66,27 @@ def sheet(pictures: list[Path], out: Path) -> None:
     canvas.save(out)
 
 
+def _scaled_box(scale: float, left: int, width: int, height: int) -> tuple[int, int, int, int]:
+    return left, 0, left + round(width * scale), round(height * scale)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=2048)
     parser.add_argument("--content", default="rainier.jpg")
     parser.add_argument("--style", default="starry_night.jpg")
-    parser.add_argument("--schedules", default='{"min_size": 1024, "refine_iterations": 150};'
-                                               '{"refine_iterations": 150};{}')
+    parser.add_argument("--schedules", default='{"composition_weight": 0};{}')
     parser.add_argument("--out", type=Path, default=Path("print-out"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     content, style = SHARED / "content" / args.content, SHARED / "style" / args.style
-    pictures = []
+    pictures = [args.out / "preview.png"]  # what the same settings paint at PREVIEW px, for reference
+    impasto.stylize(content, style, impasto.Config(max_size=PREVIEW)).save(pictures[0])
     print(f"{args.content} x {args.style} at {args.size} px, impasto {impasto.__version__}")
     print(f"{'schedule':>45} {'sizes':>22} {'steps':>16} {'seconds per size':>18} {'total s':>8} {'loss':>9}")
     for text in args.schedules.split(";"):
         changes = json.loads(text)
-        path = args.out / f"{len(pictures) + 1}.png"
+        path = args.out / f"{len(pictures)}.png"
         row = paint(content, style, impasto.Config(max_size=args.size).replace(**changes), path)
         pictures.append(path)
         print(f"{json.dumps(changes) or '{}':>45} {str(row['sizes']):>22} {str(row['steps']):>16} "

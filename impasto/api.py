@@ -25,7 +25,7 @@ from .errors import ConfigError
 from .imageio import read_image, resize, resize_to_long_edge, resize_to_pixels, save_image, to_pil
 from .masks import fit_mask, read_masks
 from .memory import plan as plan_memory, return_freed_memory
-from .objective import Objective
+from .objective import Objective, WithComposition
 from .optimize import Callback, LoopState, optimize
 from .postprocess import denoise
 from .vgg import VGGFeatures, load_weights
@@ -103,7 +103,7 @@ def stylize(
     sizes, steps = config.sizes(), config.steps_per_size()
     state = LoopState(total=sum(steps), scales=len(sizes))
     setup = time.perf_counter() - started
-    image = None
+    image = first = first_shape = None
     with repeatable(device):
         for scale, (size, iterations) in enumerate(zip(sizes, steps)):
             content_image = resize_to_long_edge(target, size)
@@ -118,6 +118,10 @@ def stylize(
                 start = resize(image, *content_image.shape[1:])
             scaled_masks = None if masks is None else [m.to(device) for m in scaled_masks]
             objective = _objective(extractor, content_image, style_images, config, device, scaled_masks)
+            if first is None:
+                first, first_shape = objective, tuple(content_image.shape[1:])
+            elif config.composition_weight:
+                objective = WithComposition(objective, first, config.composition_weight, first_shape)
             state.stop_reason = "iterations"
             image = optimize(start[None].to(device), objective, optimizer=config.optimizer, lr=config.step_size,
                              iterations=iterations, tolerance=config.tolerance, state=state, scale=scale,

@@ -41,7 +41,9 @@ class Config:
     that every print is composed at the same size and the larger sizes add detail (a 2048 px print
     started at 512 px has bigger, bolder strokes than one started at 1024 px, in about the same
     time); a 256 px stage before 512 px erased the far tower of golden_gate and reached no sooner,
-    so the default 512 px painting is one size (``benchmarks/bench_pastiche.py``).
+    so the default 512 px painting is one size (``benchmarks/bench_pastiche.py``). At each larger
+    size the picture shrunk to the first size is scored too (``composition_weight``), so a print
+    stays as painted as the picture composed there (``objective.WithComposition``).
     """
 
     # Image sizes
@@ -54,6 +56,9 @@ class Config:
         "composed there; much smaller, and the style erases the subject", "size")
     style_scale: float = _field(
         1.0, "size at which the painting is seen, relative to the output: above 1 gives bigger brush strokes", "size")
+    composition_weight: float = _field(
+        1.0, "coarse-to-fine: weight, at each larger size, of the first size's objective on the picture shrunk "
+        "to the first size, which keeps the print painted as it was composed; 0: off", "size")
 
     # The objective
     content_layer: str = _field("relu4_2", "VGG-19 layer whose features define the content", "objective")
@@ -131,7 +136,7 @@ class Config:
             raise ConfigError(
                 f"style_layer_weights has {len(self.style_layer_weights)} values for "
                 f"{len(self.style_layers)} style layers")
-        for name in ("content_weight", "style_weight", "tv_weight", "strength"):
+        for name in ("content_weight", "style_weight", "tv_weight", "strength", "composition_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, not {getattr(self, name)}")
         if any(w < 0 for w in (*self.style_layer_weights, *self.style_blend)) or sum(self.style_layer_weights) <= 0:

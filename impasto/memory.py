@@ -104,7 +104,10 @@ def estimate(config: Config, height: int, width: int, checkpointed: bool, bfloat
     pixels = height * width
     optimizer_floats = 3 * (2 * LBFGS_HISTORY + 6) if config.optimizer == "lbfgs" else 3 * 6
     feature_bytes = pass_bytes(layers, config.pooling, checkpointed, 2 if bfloat16 else 4)
-    optimisation = pixels * (feature_bytes + 4 * optimizer_floats)
+    # Coarse-to-fine's composition term runs a second pass on the picture shrunk to the first size.
+    sizes = config.replace(max_size=max(height, width)).sizes()
+    composition = pixels * (sizes[0] / sizes[-1]) ** 2 if len(sizes) > 1 and config.composition_weight else 0
+    optimisation = (pixels + composition) * feature_bytes + pixels * 4 * optimizer_floats
     # The paintings' Grams are taken in float32 without gradients: two layers alive at a time, at style_scale².
     targets = pixels * config.style_scale**2 * 2 * max(size for _, size in kept_tensors(layers, config.pooling))
     return OVERHEAD + SLACK[checkpointed] * max(optimisation, targets)

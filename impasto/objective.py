@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 
 from .losses import content_loss, gram_matrix, style_loss, tv_loss
 from .masks import layer_mask
@@ -97,3 +98,26 @@ class Objective:
         if self.tv_weight:
             terms["tv"] = self.tv_weight * tv_loss(image)
         return sum(terms.values()), terms
+
+
+class WithComposition:
+    """A larger size's objective plus ``weight`` × the first size's objective on the picture shrunk to it.
+
+    VGG-19 sees a fixed number of pixels, so at a print size its style layers see only small strokes
+    and its content layer the photo's fine detail: left alone, the steps there paint the print less
+    and less like the picture composed at the first size (shrunk back to that size, a 1536 px print's
+    style term there rose from 4.2e4 after 25 steps to 7.5e4 after 100). Scoring the shrunk picture
+    too keeps that look while the larger size adds detail. Its terms are named with the first size,
+    e.g. ``style/relu1_1@512px``.
+    """
+
+    def __init__(self, objective: Objective, first: Objective, weight: float, first_shape: tuple[int, int]) -> None:
+        self.objective, self.first, self.weight, self.first_shape = objective, first, weight, first_shape
+        self.suffix = f"@{max(first_shape)}px"
+
+    def __call__(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        loss, terms = self.objective(image)
+        shrunk = F.interpolate(image, size=self.first_shape, mode="bilinear", align_corners=False, antialias=True)
+        first_loss, first_terms = self.first(shrunk)
+        terms.update({name + self.suffix: self.weight * value for name, value in first_terms.items()})
+        return loss + self.weight * first_loss, terms

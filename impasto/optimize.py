@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .objective import Objective
+from .objective import Objective, WithComposition
 
 # Steps over which the relative decrease of the loss is averaged for the stopping test.
 TOLERANCE_WINDOW = 10
@@ -75,6 +75,11 @@ class ProjectedLBFGS:
         with torch.no_grad():
             image.sub_(step * direction.view_as(image)).clamp_(0, 1)
 
+    def _initial_inverse_hessian(self, q: torch.Tensor, y: torch.Tensor, rho: float) -> torch.Tensor:
+        """H₀·q for the two-loop recursion: the identity scaled by sᵀy / yᵀy (a seam for benchmarks to
+        try other preconditioners)."""
+        return q.mul_(1.0 / (rho * float(y @ y)))
+
     def _direction(self, g: torch.Tensor) -> torch.Tensor:
         q, alphas = g.clone(), []
         for s, y, rho in reversed(self.pairs):
@@ -82,8 +87,7 @@ class ProjectedLBFGS:
             q.sub_(alpha * y)
             alphas.append(alpha)
         if self.pairs:
-            s, y, rho = self.pairs[-1]
-            q.mul_(1.0 / (rho * float(y @ y)))  # initial Hessian scaled by sᵀy / yᵀy
+            q = self._initial_inverse_hessian(q, *self.pairs[-1][1:])
         for (s, y, rho), alpha in zip(self.pairs, reversed(alphas)):
             beta = rho * float(y @ q)
             q.add_(s, alpha=alpha - beta)
@@ -126,7 +130,7 @@ class LoopState:
 
 def optimize(
     image: torch.Tensor,
-    objective: Objective,
+    objective: Objective | WithComposition,
     *,
     optimizer: str,
     lr: float,

@@ -165,6 +165,13 @@ def test_coarse_to_fine_schedule(images):
     assert [(e.scale, tuple(e.image.shape[1:])) for e in events] == (
         [(0, (24, 32))] * 4 + [(1, (48, 64))] * 2 + [(2, (96, 128))] * 3)
     assert events[-1].total == 9 and events[-1].scales == 3 and result.image.shape == (3, 96, 128)
+    # From the second size on, the picture shrunk to the first size is scored too; at the first, once.
+    assert [sorted({k.split("@")[1] for k in e.losses if "@" in k}) for e in events] == [[]] * 4 + [["32px"]] * 5
+    assert all(e.loss == pytest.approx(sum(e.losses.values()), rel=1e-5) for e in events)
+    alone = impasto.stylize(images / "content/golden_gate.jpg", images / "style/starry_night.jpg",
+                            config.replace(composition_weight=0.0))
+    assert not any("@" in k for row in alone.history for k in row)
+    assert not torch.equal(alone.image, result.image)  # the term moved the pixels (a run repeats exactly here)
 
 
 def test_cancel_at_a_coarse_size_still_gives_the_full_size(images):

@@ -5,7 +5,7 @@ import torch
 
 from impasto.config import Config
 from impasto.errors import ConfigError
-from impasto.memory import GB, OVERHEAD, estimate, kept_tensors, largest_fitting, pass_bytes, plan
+from impasto.memory import GB, OVERHEAD, SLACK, estimate, kept_tensors, largest_fitting, pass_bytes, plan
 
 LAYERS = ("relu4_2", "relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 CPU = torch.device("cpu")
@@ -35,13 +35,13 @@ def test_checkpointing_keeps_less():
 
 
 def test_bfloat16_features_need_less_memory_but_the_same_for_the_optimizer():
-    config = Config()
+    config = Config(composition_weight=0.0)  # one pass of VGG-19 per step (the composition pass: below)
     float32, bfloat16 = (estimate(config, 1000, 1500, False, b) - OVERHEAD for b in (False, True))
     # Per pixel, float32: 1.3 × (512 × 4 + L-BFGS's 3 × 46 floats × 4); bfloat16 halves the first part.
     assert float32 == pytest.approx(1.3 * 1000 * 1500 * (2048 + 552))
     assert bfloat16 == pytest.approx(1.3 * 1000 * 1500 * (1024 + 552))
     # So a budget between the two runs plain in bfloat16 but must checkpoint in float32.
-    between = Config(max_size=1500, max_memory=(OVERHEAD + (float32 + bfloat16) / 2) / GB)
+    between = config.replace(max_size=1500, max_memory=(OVERHEAD + (float32 + bfloat16) / 2) / GB)
     assert not plan(between, 1000, 1500, CPU, bfloat16=True).checkpointed
     assert plan(between, 1000, 1500, CPU).checkpointed
 
@@ -53,6 +53,14 @@ def test_estimate_grows_linearly_with_pixels():
     assert estimate(config, 100, 150, True) < estimate(config, 100, 150, False)
     bigger_style = config.replace(style_scale=4.0)  # the painting's pass dominates when it is 16× larger
     assert estimate(bigger_style, 1000, 1500, False) > estimate(config, 1000, 1500, False)
+
+
+def test_the_composition_pass_is_counted_at_the_first_size():
+    on, off = Config(), Config(composition_weight=0.0)
+    per_pixel = SLACK[False] * pass_bytes(LAYERS, on.pooling, False)
+    # 2048 px is 512 → 1024 → 2048: the shrunk picture's pass adds 512×384 pixels' features.
+    assert estimate(on, 1536, 2048, False) - estimate(off, 1536, 2048, False) == pytest.approx(512 * 384 * per_pixel)
+    assert estimate(on, 750, 1000, False) == estimate(off, 750, 1000, False)  # one size: no such pass
 
 
 def test_plan_checkpoints_only_when_a_plain_run_would_not_fit():

@@ -3,8 +3,8 @@
 import torch
 
 from impasto.api import load_extractor
-from impasto.imageio import read_image, resize_to_long_edge
-from impasto.objective import Objective, blend_grams
+from impasto.imageio import read_image, resize, resize_to_long_edge
+from impasto.objective import Objective, WithComposition, blend_grams
 
 LAYERS = {"relu1_1": 1.0, "relu3_1": 1.0}
 
@@ -58,3 +58,22 @@ def test_bfloat16_features_give_nearly_the_float32_loss_and_gradient(images):
     (loss32, grad32), (loss16, grad16) = results
     assert torch.allclose(loss16, loss32, rtol=0.03) and not torch.equal(loss16, loss32)
     assert torch.cosine_similarity(grad16.flatten(), grad32.flatten(), dim=0) > 0.99
+
+
+def test_the_composition_term_scores_the_picture_shrunk_to_the_first_size(images):
+    photo, painting = read_image(images / "content/golden_gate.jpg"), read_image(images / "style/starry_night.jpg")
+    small, big = (resize_to_long_edge(photo, size) for size in (40, 80))
+    first = _objective(small, [resize_to_long_edge(painting, 40)])
+    larger = _objective(big, [resize_to_long_edge(painting, 80)])
+    composed = WithComposition(larger, first, 0.5, tuple(small.shape[1:]))
+    image = resize(resize_to_long_edge(painting, 80), *big.shape[1:])[None].requires_grad_(True)
+    loss, terms = composed(image)
+    shrunk = resize(image[0].detach(), *small.shape[1:])[None]  # impasto's antialiased shrink
+    expected = larger(image)[0] + 0.5 * first(shrunk)[0]
+    assert torch.allclose(loss, expected, rtol=1e-4)
+    assert set(terms) == set(larger(image)[1]) | {f"{name}@40px" for name in first(shrunk)[1]}
+    assert torch.allclose(sum(terms.values()), loss, rtol=1e-5)
+    # The shrunk picture's term pulls the pixels too: the gradient is not the larger size's alone.
+    alone = torch.autograd.grad(larger(image)[0], image)[0]
+    together = torch.autograd.grad(loss, image)[0]
+    assert (together - alone).abs().sum() > 0.05 * alone.abs().sum()
