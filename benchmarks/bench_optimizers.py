@@ -127,5 +127,6 @@ def main() -> None:
         line, seconds = run(steps, make, reference, **common, **changes)
         print(f"{label:>40} | {line} ({seconds:.1f} s)", flush=True)
 
+
 if __name__ == "__main__":
     main()

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 
+from .imageio import resize
 from .losses import content_loss, gram_matrix, style_loss, tv_loss
 from .masks import layer_mask
 from .vgg import VGGFeatures
@@ -117,7 +117,7 @@ class WithComposition:
 
     def __call__(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         loss, terms = self.objective(image)
-        shrunk = F.interpolate(image, size=self.first_shape, mode="bilinear", align_corners=False, antialias=True)
+        shrunk = resize(image[0], *self.first_shape)[None]  # the same antialiased shrink as every resize
         first_loss, first_terms = self.first(shrunk)
         terms.update({name + self.suffix: self.weight * value for name, value in first_terms.items()})
         return loss + self.weight * first_loss, terms
