@@ -1,15 +1,18 @@
 """Big prints: coarse-to-fine schedules side by side, by time and by eye.
 
     python benchmarks/bench_print.py [--size 2048] [--content rainier.jpg] [--style starry_night.jpg]
-        [--schedules '{"composition_weight": 0};{}'] [--out print-out]
+        [--schedules '{"composition_weight": 0};{}'] [--device auto] [--out print-out]
 
 Paints one photo (from ../shared/images) at a print size with each schedule (Config changes; the
 defaults are the last one; the first is version 0.2.0's, without the composition term), one after
 another in this process, and prints for each the sizes and steps, the seconds spent at each size,
-the total and the final loss. Pictures are compared by eye, not by loss: it writes every result,
-and a sheet with the default 512 px painting, then each print shrunk to 512 px (the composition)
-above a crop of the sky at full size (the strokes). At 2048 px on a 2-core CPU each schedule takes
-about half an hour.
+the total and the final loss; then each picture's content and style terms on the default objective
+at the schedule's first size (512 px; the print shrunk to it: how well it keeps the composition)
+and at the print size (the strokes), beside those of the default 512 px painting (the preview,
+enlarged for the second). Pictures are also compared by eye: it writes every result, and a sheet
+with the preview, then each print shrunk to 512 px (the composition) above a crop of the sky at
+full size (the strokes). At 2048 px on a 2-core CPU each schedule takes about half an hour; on an
+H200, seconds (`--device cuda`).
 """
 
 from __future__ import annotations
@@ -20,8 +23,11 @@ import time
 from pathlib import Path
 
 import PIL.Image
+import torch
 
 import impasto
+from impasto.api import _objective, _scaled_styles, color_inputs, load_extractor, resolve_device
+from impasto.imageio import read_image, resize, resize_to_long_edge
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "images"
 PREVIEW = 512  # long edge at which the sheet shows each whole picture
@@ -47,6 +53,22 @@ def paint(content: Path, style: Path, config: impasto.Config, out: Path) -> dict
     return {"sizes": sizes, "steps": [sum(1 for row in result.history if row["scale"] == k) for k in range(len(sizes))],
             "seconds": [round(b - a) for a, b in zip(bounds, bounds[1:])], "total": round(total),
             "loss": result.history[-1]["loss"]}
+
+
+@torch.no_grad()
+def scores(content: Path, style: Path, pictures: list[Path], config: impasto.Config, size: int
+           ) -> list[tuple[float, float]]:
+    """Each picture resized to ``size`` px and scored on ``config``'s objective at that size (at the
+    schedule's first size, the one the composition term adds): (content term, style term)."""
+    device = resolve_device(config.device)
+    photo, paintings = color_inputs(read_image(content), [read_image(style)], config.preserve_color)
+    photo = resize_to_long_edge(photo, size)
+    extractor = load_extractor(config.weights, config.pooling, (config.content_layer, *config.style_layers),
+                               str(device))
+    objective = _objective(extractor, photo, _scaled_styles(paintings, photo, config.style_scale), config, device)
+    terms = [objective(resize(read_image(picture), *photo.shape[1:])[None].to(device))[1] for picture in pictures]
+    return [(sum(float(v) for k, v in t.items() if k.startswith("content/")),
+             sum(float(v) for k, v in t.items() if k.startswith("style/"))) for t in terms]
 
 
 def sheet(pictures: list[Path], out: Path) -> None:
@@ -76,21 +98,32 @@ def main() -> None:
     parser.add_argument("--content", default="rainier.jpg")
     parser.add_argument("--style", default="starry_night.jpg")
     parser.add_argument("--schedules", default='{"composition_weight": 0};{}')
+    parser.add_argument("--device", default="auto", help="impasto's device setting for every run")
     parser.add_argument("--out", type=Path, default=Path("print-out"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     content, style = SHARED / "content" / args.content, SHARED / "style" / args.style
     pictures = [args.out / "preview.png"]  # what the same settings paint at PREVIEW px, for reference
-    impasto.stylize(content, style, impasto.Config(max_size=PREVIEW)).save(pictures[0])
-    print(f"{args.content} x {args.style} at {args.size} px, impasto {impasto.__version__}")
+    impasto.stylize(content, style, impasto.Config(max_size=PREVIEW, device=args.device)).save(pictures[0])
+    print(f"{args.content} x {args.style} at {args.size} px, impasto {impasto.__version__}, device {args.device}")
     print(f"{'schedule':>45} {'sizes':>22} {'steps':>16} {'seconds per size':>18} {'total s':>8} {'loss':>9}")
     for text in args.schedules.split(";"):
         changes = json.loads(text)
         path = args.out / f"{len(pictures)}.png"
-        row = paint(content, style, impasto.Config(max_size=args.size).replace(**changes), path)
+        row = paint(content, style, impasto.Config(max_size=args.size, device=args.device).replace(**changes), path)
         pictures.append(path)
         print(f"{json.dumps(changes) or '{}':>45} {str(row['sizes']):>22} {str(row['steps']):>16} "
               f"{str(row['seconds']):>18} {row['total']:>8} {row['loss']:>9.4g}", flush=True)
+    config = impasto.Config(max_size=args.size, device=args.device)
+    first = config.sizes()[0]
+    print(f"\nthe default objective's terms, of each picture shrunk to {first} px (the composition) and at "
+          f"{args.size} px (the preview enlarged):")
+    print(f"{'picture':>45} {f'content@{first}':>13} {f'style@{first}':>13} "
+          f"{f'content@{args.size}':>13} {f'style@{args.size}':>13}")
+    names = [f"{PREVIEW} px painting (preview)"] + args.schedules.split(";")
+    rows = zip(names, scores(content, style, pictures, config, first), scores(content, style, pictures, config, args.size))
+    for name, (small_content, small_style), (large_content, large_style) in rows:
+        print(f"{name:>45} {small_content:>13.4g} {small_style:>13.4g} {large_content:>13.4g} {large_style:>13.4g}")
     sheet(pictures, args.out / "sheet.png")
     print(f"pictures: {args.out}/1.png ... ; side by side: {args.out / 'sheet.png'}")
 

@@ -9,6 +9,9 @@
 #   step      the time of one step, layouts and precisions, at 512 to 2048 px;
 #   paint     the default painting at 512 px in float32 and bfloat16, and at 3840 px: wall time,
 #             steps, loss and peak GPU memory, the pictures saved in OUT_FOLDER to be looked at;
+#   print     big prints (2048 px, rainier with starry_night and with the_scream) without the
+#             composition term and with weights 0.5, 1 (the default) and 2: bench_print.py's table
+#             and its sheet of the pictures, in OUT_FOLDER;
 #   repeat    whether the same seed repeats a run, and the time of runs, with cuDNN's default
 #             algorithms and with the deterministic ones impasto uses (alternating, medians of 3);
 #   tests     the test suite with the GPU as the default device (but the web tests, which need
@@ -16,7 +19,7 @@
 set -uo pipefail
 out=${1:?usage: bash benchmarks/gpu.sh OUT_FOLDER [PART ...]}
 shift
-parts=" ${*:-pastiche step paint repeat tests} "
+parts=" ${*:-pastiche step paint print repeat tests} "
 here=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$out"
 cd "$here"
@@ -59,6 +62,14 @@ for size, precision, name in [(512, "float32", "gpu-512-float32.png"), (512, "bf
 EOF
 fi
 
+if [[ $parts == *" print "* ]]; then
+    for style in starry_night the_scream; do
+        timeout 200 python3 benchmarks/bench_print.py --device cuda --size 2048 --style $style.jpg --out /tmp/print-$style \
+            --schedules '{"composition_weight": 0};{"composition_weight": 0.5};{};{"composition_weight": 2}'
+        cp /tmp/print-$style/sheet.png "$out"/print-$style-sheet.png
+    done
+fi
+
 if [[ $parts == *" repeat "* ]]; then
     timeout 120 python3 - <<'EOF'
 import contextlib, statistics
@@ -72,15 +83,18 @@ import impasto.api
 shared = Path("../shared/images")
 content, style = shared / "content/golden_gate.jpg", shared / "style/starry_night.jpg"
 modes = {"cuDNN's default": lambda device: contextlib.nullcontext(), "deterministic (impasto)": impasto.api.repeatable}
-small = impasto.Config(init="noise", seed=7, iterations=5, max_size=48, tolerance=0.0)
+checks = {"a 5-step 48 px run": impasto.Config(init="noise", seed=7, iterations=5, max_size=48, tolerance=0.0),
+          "a 256 then 512 px run (5 + 5 steps, composition term)":
+              impasto.Config(max_size=512, min_size=256, coarse_iterations=5, iterations=5, tolerance=0.0)}
 sizes = {512: impasto.Config(tolerance=0.0),
          2048: impasto.Config(max_size=2048, scales=1, iterations=20, tolerance=0.0)}
 seconds = {(mode, size): [] for mode in modes for size in sizes}
 for mode, context in modes.items():
     impasto.api.repeatable = context
-    same = all(torch.equal(impasto.stylize(content, style, small).image, impasto.stylize(content, style, small).image)
-               for _ in range(3))
-    print(f"{mode}: the same seed repeats a 5-step 48 px run exactly, 3 times out of 3: {same}", flush=True)
+    for name, config in checks.items():
+        same = all(torch.equal(impasto.stylize(content, style, config).image,
+                               impasto.stylize(content, style, config).image) for _ in range(3))
+        print(f"{mode}: the same seed repeats {name} exactly, 3 times out of 3: {same}", flush=True)
 for _ in range(3):
     for mode, context in modes.items():
         impasto.api.repeatable = context

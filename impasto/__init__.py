@@ -5,7 +5,7 @@
     result.save("out.png")
 """
 
-__version__ = "0.3.0"
+__version__ = "0.3.1"
 
 from .api import Result, stylize
 from .config import Config

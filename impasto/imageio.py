@@ -220,6 +220,20 @@ def resize(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return out[0].clamp(0.0, 1.0)
 
 
+def resize_operators(height: int, width: int, new_height: int, new_width: int
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``resize`` from height × width to new_height × new_width (both axes shrinking, or neither) as
+    two matrices, ``rows`` (new_height, height) and ``columns`` (new_width, width):
+    ``(rows @ image @ columns.T).clamp(0, 1)`` is ``resize(image, new_height, new_width)`` up to
+    rounding, as bilinear resampling, antialiased or not, is separable. Inside a loss the products'
+    backward pass adds up in a fixed order, where interpolate's adds gradients atomically on CUDA, in
+    an order that varies from run to run."""
+    # Column j of each is the unit vector e_j resized along one axis (the other kept as it is).
+    rows = resize(torch.eye(height)[None], new_height, height)[0]
+    columns = resize(torch.eye(width)[None], width, new_width)[0].T
+    return rows, columns
+
+
 def to_pil(image: torch.Tensor) -> Image.Image:
     """A (3, H, W) tensor in [0, 1] as an 8-bit RGB PIL image (values rounded, not truncated)."""
     _image_size(image)

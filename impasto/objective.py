@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .imageio import resize
+from .imageio import resize_operators
 from .losses import content_loss, gram_matrix, style_loss, tv_loss
 from .masks import layer_mask
 from .vgg import VGGFeatures
@@ -114,10 +114,20 @@ class WithComposition:
     def __init__(self, objective: Objective, first: Objective, weight: float, first_shape: tuple[int, int]) -> None:
         self.objective, self.first, self.weight, self.first_shape = objective, first, weight, first_shape
         self.suffix = f"@{max(first_shape)}px"
+        self.operators: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def shrink(self, image: torch.Tensor) -> torch.Tensor:
+        """The (1, 3, H, W) image shrunk to the first size: impasto's antialiased ``resize``, as matrix
+        products, whose backward pass repeats to the last bit on CUDA (interpolate's does not)."""
+        key = (*image.shape[2:], image.device)
+        if key not in self.operators:
+            rows, columns = resize_operators(*image.shape[2:], *self.first_shape)
+            self.operators[key] = rows.to(image.device), columns.T.contiguous().to(image.device)
+        rows, columns_t = self.operators[key]
+        return (rows @ image[0] @ columns_t).clamp(0.0, 1.0)[None]
 
     def __call__(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         loss, terms = self.objective(image)
-        shrunk = resize(image[0], *self.first_shape)[None]  # the same antialiased shrink as every resize
-        first_loss, first_terms = self.first(shrunk)
+        first_loss, first_terms = self.first(self.shrink(image))
         terms.update({name + self.suffix: self.weight * value for name, value in first_terms.items()})
         return loss + self.weight * first_loss, terms

@@ -185,7 +185,7 @@ def test_checkpointing_to_fit_in_memory_paints_the_same_picture(images):
     content, style = images / "content/golden_gate.jpg", images / "style/starry_night.jpg"
     config = impasto.Config(max_size=64, iterations=4, tolerance=0.0, scales=1)
     height, width = 48, 64  # golden_gate at a 64 px long edge
-    bfloat16 = uses_bfloat16(config.precision, torch.device("cpu"))  # as the run will
+    bfloat16 = uses_bfloat16(config.precision, resolve_device(config.device))  # as the run will
     between = sum(estimate(config, height, width, checkpointed, bfloat16) for checkpointed in (False, True)) / 2 / GB
     plain = impasto.stylize(content, style, config)
     squeezed = impasto.stylize(content, style, config.replace(max_memory=between))

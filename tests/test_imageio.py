@@ -16,6 +16,8 @@ from impasto.errors import ConfigError, ImageError
 from impasto.imageio import (
     read_image,
     read_metadata,
+    resize,
+    resize_operators,
     resize_to_long_edge,
     resize_to_pixels,
     save_image,
@@ -256,6 +258,20 @@ def test_shrinking_averages_fine_detail():
     assert torch.allclose(inner, torch.full_like(inner, 0.5), atol=0.02)
     grey = torch.full((3, 8, 8), 0.3)
     assert torch.allclose(resize_to_long_edge(grey, 33), torch.tensor(0.3), atol=1e-6)
+
+
+@pytest.mark.parametrize("new_size", [(15, 20), (50, 70)])  # shrinking (antialiased) and enlarging
+def test_resize_operators_are_resize_and_its_gradient(new_size):
+    image = torch.rand(3, 30, 41, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    rows, columns = resize_operators(30, 41, *new_size)
+    assert tuple(rows.shape) == (new_size[0], 30) and tuple(columns.shape) == (new_size[1], 41)
+    weights = torch.randn(3, *new_size, generator=torch.Generator().manual_seed(1))
+    by_products = (rows @ image @ columns.T).clamp(0.0, 1.0)
+    torch.testing.assert_close(by_products, resize(image, *new_size), atol=1e-6, rtol=0)
+    expected = torch.autograd.grad((resize(image, *new_size) * weights).sum(), image)[0]
+    gradient = torch.autograd.grad((by_products * weights).sum(), image)[0]
+    torch.testing.assert_close(gradient, expected, atol=1e-5, rtol=0)
+    assert torch.allclose(rows.sum(dim=1), torch.tensor(1.0), atol=1e-6)  # each output pixel averages
 
 
 def test_to_pil_rounds():
