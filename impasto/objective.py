@@ -127,7 +127,8 @@ class WithComposition:
         return (rows @ image[0] @ columns_t).clamp(0.0, 1.0)[None]
 
     def __call__(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        shrunk = self.shrink(image)  # first: its operators are built before the big features exist
         loss, terms = self.objective(image)
-        first_loss, first_terms = self.first(self.shrink(image))
+        first_loss, first_terms = self.first(shrunk)
         terms.update({name + self.suffix: self.weight * value for name, value in first_terms.items()})
         return loss + self.weight * first_loss, terms
