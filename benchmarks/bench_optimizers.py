@@ -31,6 +31,7 @@ from bench_pastiche import CONTENT, PEER_OBJECTIVE, STYLE  # noqa: E402
 
 import impasto  # noqa: E402
 import impasto.optimize  # noqa: E402
+from impasto.plot import loss_kinds  # noqa: E402
 
 MARKS = (50, 100, 300, 600, 1000, 2000, 3000)
 
@@ -77,7 +78,7 @@ def run(steps: int, lbfgs: Callable[[float], impasto.optimize.ProjectedLBFGS], r
     rows: list[tuple[int, float, float]] = []
 
     def record(event: impasto.ProgressEvent) -> None:
-        content = sum(v for k, v in event.losses.items() if k.startswith("content/"))
+        content = loss_kinds(event.losses)["content"]
         rows.append((event.step, content, event.loss - content))
 
     config = impasto.Config(tolerance=0.0, iterations=steps, scales=1, **PEER_OBJECTIVE).replace(**changes)

@@ -44,6 +44,7 @@ from impasto.api import load_extractor, resolve_device, uses_bfloat16  # noqa: E
 from impasto.imageio import read_image, resize_to_long_edge, resize_to_pixels, save_image  # noqa: E402
 from impasto.memory import GB, available, largest_fitting  # noqa: E402
 from impasto.objective import Objective  # noqa: E402
+from impasto.plot import loss_kinds  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "images"
 CONTENT, STYLE = SHARED / "content/golden_gate.jpg", SHARED / "style/starry_night.jpg"
@@ -83,10 +84,8 @@ class Evaluator:
         return {name: float(value) for name, value in terms.items()}
 
     def __call__(self, path: Path) -> tuple[float, float]:
-        terms = self.terms(path)
-        content = sum(v for k, v in terms.items() if k.startswith("content/"))
-        style = sum(v for k, v in terms.items() if k.startswith("style/"))
-        return content, style
+        kinds = loss_kinds(self.terms(path))
+        return kinds["content"], kinds["style"]
 
 
 def float32_convolutions():

@@ -28,6 +28,7 @@ import torch
 import impasto
 from impasto.api import _objective, _scaled_styles, color_inputs, load_extractor, resolve_device
 from impasto.imageio import read_image, resize, resize_to_long_edge
+from impasto.plot import loss_kinds
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "images"
 PREVIEW = 512  # long edge at which the sheet shows each whole picture
@@ -67,8 +68,8 @@ def scores(content: Path, style: Path, pictures: list[Path], config: impasto.Con
                                str(device))
     objective = _objective(extractor, photo, _scaled_styles(paintings, photo, config.style_scale), config, device)
     terms = [objective(resize(read_image(picture), *photo.shape[1:])[None].to(device))[1] for picture in pictures]
-    return [(sum(float(v) for k, v in t.items() if k.startswith("content/")),
-             sum(float(v) for k, v in t.items() if k.startswith("style/"))) for t in terms]
+    kinds = [loss_kinds({name: float(value) for name, value in t.items()}) for t in terms]
+    return [(k["content"], k["style"]) for k in kinds]
 
 
 def sheet(pictures: list[Path], out: Path) -> None:
