@@ -114,16 +114,16 @@ class WithComposition:
     def __init__(self, objective: Objective, first: Objective, weight: float, first_shape: tuple[int, int]) -> None:
         self.objective, self.first, self.weight, self.first_shape = objective, first, weight, first_shape
         self.suffix = f"@{max(first_shape)}px"
-        self.operators: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.operators: tuple[torch.Tensor, torch.Tensor] | None = None  # built at the first call
 
     def shrink(self, image: torch.Tensor) -> torch.Tensor:
         """The (1, 3, H, W) image shrunk to the first size: impasto's antialiased ``resize``, as matrix
-        products, whose backward pass repeats to the last bit on CUDA (interpolate's does not)."""
-        key = (*image.shape[2:], image.device)
-        if key not in self.operators:
+        products, whose backward pass repeats to the last bit on CUDA (interpolate's does not). The
+        objective is of one size, so every image has the shape of the first one it sees."""
+        if self.operators is None:
             rows, columns = resize_operators(*image.shape[2:], *self.first_shape)
-            self.operators[key] = rows.to(image.device), columns.T.contiguous().to(image.device)
-        rows, columns_t = self.operators[key]
+            self.operators = rows.to(image.device), columns.T.contiguous().to(image.device)
+        rows, columns_t = self.operators
         return (rows @ image[0] @ columns_t).clamp(0.0, 1.0)[None]
 
     def __call__(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
