@@ -1,17 +1,21 @@
 """How soon each optimiser setting reaches pastiche's final image on both terms, on pastiche's objective.
 
-    python benchmarks/bench_optimizers.py [--size 512] [--steps 600] [--long 3000] [--device auto] [--only pyramid]
+    python benchmarks/bench_optimizers.py [--size 512] [--steps 600] [--long 3000] [--device auto] [--only pyramid] [--every 100]
 
 bench_pastiche.py scores saved images and so runs few settings; this screens many by impasto's own
 per-step terms (the same objective, before 8-bit rounding): L-BFGS with 20 or 100 curvature pairs
 and a largest pixel change per step of 0.5, 0.1 or 0.02, Adam at three learning rates, each from the
 recoloured photo ('palette', the default), the photo itself ('content', as pastiche starts) and,
 for L-BFGS, noise; L-BFGS preconditioned as if it optimised a Laplacian pyramid of the image (coarse
-levels weighted 1 or 0.5 per octave), which moves coarse detail faster; and impasto's default for
---long steps. --only runs the settings whose label contains the given text. For each it prints the first step at
+levels weighted 1 or 0.5 per octave), which moves coarse detail faster; continuation: a first stage
+or three with a lighter style weight (0.5 to 20 instead of 50), each with a fresh L-BFGS, before
+the objective's own; and impasto's default for --long steps. --only runs the settings whose label contains the given text. For each it prints the first step at
 which the style term is at most pastiche's final one and the content term then, the first step at
 which both are (pastiche's terms: --reference, from its 1000-step run at 512 px), and both terms
-at a few steps. Meant for a GPU (600 steps at 512 px take ~4 s on an H200; ~8 min on a 2-core CPU).
+at a few steps (--every). A continuation's earlier stages are not pastiche's objective: the first
+step as good on both terms counts only in the last stage, once its content term has risen above
+pastiche's (until then its picture is still the lighter-weighted stage's), and the style terms of
+earlier stages are shown at the objective's own weight. Meant for a GPU (600 steps at 512 px take ~4 s on an H200; ~8 min on a 2-core CPU).
 """
 
 from __future__ import annotations
@@ -31,9 +35,10 @@ from bench_pastiche import CONTENT, PEER_OBJECTIVE, STYLE  # noqa: E402
 
 import impasto  # noqa: E402
 import impasto.optimize  # noqa: E402
+from impasto.api import _objective, _scaled_styles, initial_image, load_extractor, repeatable, resolve_device  # noqa: E402
+from impasto.imageio import read_image, resize_to_long_edge  # noqa: E402
 from impasto.plot import loss_kinds  # noqa: E402
 
-MARKS = (50, 100, 300, 600, 1000, 2000, 3000)
 
 
 class PyramidLBFGS(impasto.optimize.ProjectedLBFGS):
@@ -68,7 +73,7 @@ class PyramidLBFGS(impasto.optimize.ProjectedLBFGS):
 
 
 def run(steps: int, lbfgs: Callable[[float], impasto.optimize.ProjectedLBFGS], reference: tuple[float, float],
-        **changes) -> tuple[str, float]:
+        every: int, **changes) -> tuple[str, float]:
     """One run (``lbfgs(lr)`` builds its L-BFGS); returns its summary line and seconds."""
     default_factory = impasto.optimize.make_optimizer
 
@@ -89,11 +94,49 @@ def run(steps: int, lbfgs: Callable[[float], impasto.optimize.ProjectedLBFGS], r
         seconds = time.perf_counter() - started
     finally:
         impasto.optimize.make_optimizer = default_factory
+    return summary(rows, rows, reference, every), seconds
+
+
+def run_continuation(steps: int, stages: list[tuple[float, int]], reference: tuple[float, float], every: int,
+                     size: int, device: str) -> tuple[str, float]:
+    """Stages of (style weight, steps), each from the last one's image with a fresh L-BFGS, then the
+    objective's own weight for the rest of ``steps``; returns its summary line and seconds."""
+    config = impasto.Config(max_size=size, tolerance=0.0, scales=1, device=device, **PEER_OBJECTIVE)
+    device = resolve_device(device)
+    photo = resize_to_long_edge(read_image(CONTENT), size)
+    paintings = _scaled_styles([read_image(STYLE)], photo, 1.0)
+    extractor = load_extractor(None, config.pooling, (config.content_layer, *config.style_layers), str(device))
+    image = initial_image(config.init, photo, paintings, torch.Generator().manual_seed(0))[None].to(device)
+    stages = [*stages, (config.style_weight, max(0, steps - sum(n for _, n in stages)))]
+    state = impasto.optimize.LoopState(total=steps)
+    rows: list[tuple[int, float, float]] = []
+    started = time.perf_counter()
+    with repeatable(device):
+        for weight, stage_steps in stages:
+            objective = _objective(extractor, photo, paintings, config.replace(style_weight=weight), device)
+
+            def record(event: impasto.ProgressEvent, scale: float = config.style_weight / weight) -> None:
+                kinds = loss_kinds(event.losses)
+                rows.append((event.step, kinds["content"], kinds["style"] * scale))
+
+            first_of_stage = len(rows)
+            image = impasto.optimize.optimize(image, objective, optimizer="lbfgs", lr=1.0, iterations=stage_steps,
+                                              tolerance=0.0, state=state, callback=record)
+    seconds = time.perf_counter() - started
+    return summary(rows, rows[first_of_stage:], reference, every), seconds
+
+
+def summary(rows: list[tuple[int, float, float]], final_stage: list[tuple[int, float, float]],
+            reference: tuple[float, float], every: int) -> str:
+    """When the style term first matched pastiche's, and the content term then; the first step of
+    ``final_stage`` after its content term rose above pastiche's at which both terms are at most
+    pastiche's; both terms every ``every`` steps."""
     styled = next(((s, c) for s, c, st in rows if st <= reference[1]), None)
-    both = next((s for s, c, st in rows if c <= reference[0] and st <= reference[1]), None)
-    marks = " ".join(f"{s}: {c:.0f}/{st:.3g}" for s, c, st in rows if s in MARKS)
+    risen = next((i for i, (_, c, _) in enumerate(final_stage) if c > reference[0]), len(final_stage))
+    both = next((s for s, c, st in final_stage[risen:] if c <= reference[0] and st <= reference[1]), None)
+    marks = " ".join(f"{s}: {c:.0f}/{st:.3g}" for s, c, st in rows if s % every == 0 or s == rows[-1][0])
     styled_text = f"step {styled[0]:>4}, content {styled[1]:6.0f}" if styled else "never".ljust(25)
-    return f"{styled_text} | {str(both or 'never'):>5} | {marks}", seconds
+    return f"{styled_text} | {str(both or 'never'):>5} | {marks}"
 
 
 def main() -> None:
@@ -104,6 +147,7 @@ def main() -> None:
     parser.add_argument("--reference", default="4590,41818", help="pastiche's final content,style terms")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--only", default="", help="run only the settings whose label contains this text")
+    parser.add_argument("--every", type=int, default=100, help="print both terms every this many steps")
     args = parser.parse_args()
     reference = tuple(map(float, args.reference.split(",")))
     common = dict(max_size=args.size, device=args.device)
@@ -111,21 +155,27 @@ def main() -> None:
     def lbfgs(pairs: int, cap: float) -> Callable[[float], impasto.optimize.ProjectedLBFGS]:
         return lambda lr: impasto.optimize.ProjectedLBFGS(lr, pairs, cap)
 
-    settings = [("lbfgs, palette, 20 pairs, 0.5 (default)", args.long, lbfgs(20, 0.5), {})]
-    settings += [(f"lbfgs, {init}, {pairs} pairs, {cap}", args.steps, lbfgs(pairs, cap), {"init": init})
+    def screen(steps: int, make: Callable[[float], impasto.optimize.ProjectedLBFGS], **changes):
+        return lambda: run(steps, make, reference, args.every, **common, **changes)
+
+    settings = [("lbfgs, palette, 20 pairs, 0.5 (default)", screen(args.long, lbfgs(20, 0.5)))]
+    settings += [(f"lbfgs, {init}, {pairs} pairs, {cap}", screen(args.steps, lbfgs(pairs, cap), init=init))
                  for init, pairs, cap in itertools.product(("palette", "content"), (20, 100), (0.5, 0.1, 0.02))]
-    settings += [(f"adam, {init}, lr {lr}", args.steps, lbfgs(20, 0.5), {"init": init, "optimizer": "adam", "learning_rate": lr})
+    settings += [(f"adam, {init}, lr {lr}", screen(args.steps, lbfgs(20, 0.5), init=init, optimizer="adam", learning_rate=lr))
                  for init, lr in itertools.product(("palette", "content"), (0.02, 0.005, 0.002))]
-    settings += [("lbfgs, noise, 20 pairs, 0.5", args.steps, lbfgs(20, 0.5), {"init": "noise"})]
-    settings += [(f"lbfgs, palette, pyramid 5 levels, {weight}", args.steps,
-                  lambda lr, weight=weight: PyramidLBFGS(lr, 5, weight), {}) for weight in (1.0, 0.5)]
+    settings += [("lbfgs, noise, 20 pairs, 0.5", screen(args.steps, lbfgs(20, 0.5), init="noise"))]
+    settings += [(f"lbfgs, palette, pyramid 5 levels, {weight}",
+                  screen(args.steps, lambda lr, weight=weight: PyramidLBFGS(lr, 5, weight))) for weight in (1.0, 0.5)]
+    settings += [("continuation, " + ", ".join(f"{w:g} for {n}" for w, n in stages),
+                  lambda stages=stages: run_continuation(args.steps, stages, reference, args.every, args.size, args.device))
+                 for stages in ([(0.5, 50)], [(1, 100)], [(2, 150)], [(1, 50), (5, 50), (20, 50)])]
     print(f"{args.size} px, pastiche's objective; pastiche's final terms: content {reference[0]:.0f}, "
           f"style {reference[1]:.4g}")
     print(f"{'setting':>40} | {'style as low first at':<25} | {'both':>5} | content/style at steps")
-    for label, steps, make, changes in settings:
+    for label, measure in settings:
         if args.only not in label:
             continue
-        line, seconds = run(steps, make, reference, **common, **changes)
+        line, seconds = measure()
         print(f"{label:>40} | {line} ({seconds:.1f} s)", flush=True)
 
 
