@@ -99,29 +99,30 @@ def run(steps: int, lbfgs: Callable[[float], impasto.optimize.ProjectedLBFGS], r
 
 def run_continuation(steps: int, stages: list[tuple[float, int]], reference: tuple[float, float], every: int,
                      size: int, device: str) -> tuple[str, float]:
-    """Stages of (style weight, steps), each from the last one's image with a fresh L-BFGS, then the
-    objective's own weight for the rest of ``steps``; returns its summary line and seconds."""
+    """Stages of (style weight, steps), each from the best image of the last one (by its own loss)
+    with a fresh L-BFGS, then the objective's own weight for the rest of ``steps``; returns its
+    summary line and seconds."""
     config = impasto.Config(max_size=size, tolerance=0.0, scales=1, device=device, **PEER_OBJECTIVE)
-    device = resolve_device(device)
+    where = resolve_device(device)
     photo = resize_to_long_edge(read_image(CONTENT), size)
     paintings = _scaled_styles([read_image(STYLE)], photo, 1.0)
-    extractor = load_extractor(None, config.pooling, (config.content_layer, *config.style_layers), str(device))
-    image = initial_image(config.init, photo, paintings, torch.Generator().manual_seed(0))[None].to(device)
+    extractor = load_extractor(None, config.pooling, (config.content_layer, *config.style_layers), str(where))
+    image = initial_image(config.init, photo, paintings, torch.Generator().manual_seed(0))[None].to(where)
     stages = [*stages, (config.style_weight, max(0, steps - sum(n for _, n in stages)))]
     state = impasto.optimize.LoopState(total=steps)
     rows: list[tuple[int, float, float]] = []
     started = time.perf_counter()
-    with repeatable(device):
+    with repeatable(where):
         for weight, stage_steps in stages:
-            objective = _objective(extractor, photo, paintings, config.replace(style_weight=weight), device)
+            objective = _objective(extractor, photo, paintings, config.replace(style_weight=weight), where)
 
             def record(event: impasto.ProgressEvent, scale: float = config.style_weight / weight) -> None:
                 kinds = loss_kinds(event.losses)
                 rows.append((event.step, kinds["content"], kinds["style"] * scale))
 
             first_of_stage = len(rows)
-            image = impasto.optimize.optimize(image, objective, optimizer="lbfgs", lr=1.0, iterations=stage_steps,
-                                              tolerance=0.0, state=state, callback=record)
+            image = impasto.optimize.optimize(image, objective, optimizer=config.optimizer, lr=config.step_size,
+                                              iterations=stage_steps, tolerance=0.0, state=state, callback=record)
     seconds = time.perf_counter() - started
     return summary(rows, rows[first_of_stage:], reference, every), seconds
 
