@@ -9,13 +9,15 @@ recoloured photo ('palette', the default), the photo itself ('content', as pasti
 for L-BFGS, noise; L-BFGS preconditioned as if it optimised a Laplacian pyramid of the image (coarse
 levels weighted 1 or 0.5 per octave), which moves coarse detail faster; continuation: a first stage
 or three with a lighter style weight (0.5 to 20 instead of 50), each with a fresh L-BFGS, before
-the objective's own; and impasto's default for --long steps. --only runs the settings whose label contains the given text. For each it prints the first step at
-which the style term is at most pastiche's final one and the content term then, the first step at
-which both are (pastiche's terms: --reference, from its 1000-step run at 512 px), and both terms
-at a few steps (--every). A continuation's earlier stages are not pastiche's objective: the first
-step as good on both terms counts only in the last stage, once its content term has risen above
-pastiche's (until then its picture is still the lighter-weighted stage's), and the style terms of
-earlier stages are shown at the objective's own weight. Meant for a GPU (600 steps at 512 px take ~4 s on an H200; ~8 min on a 2-core CPU).
+the objective's own; and impasto's default for --long steps. --only runs the settings whose label
+contains the given text. For each it prints the first step at which the style term is at most
+pastiche's final one and the content term then, the first step at which both are (pastiche's
+terms: --reference, from its 1000-step run at 512 px), and both terms every --every steps. A
+continuation's earlier stages are not pastiche's objective: the first step as good on both terms
+counts only in the last stage, once its content term has risen above pastiche's (until then its
+picture is still the lighter-weighted stage's), and the style terms of earlier stages are shown at
+the objective's own weight. Meant for a GPU (600 steps at 512 px take ~4 s on an H200; ~8 min on a
+2-core CPU).
 """
 
 from __future__ import annotations
@@ -38,7 +40,6 @@ import impasto.optimize  # noqa: E402
 from impasto.api import _objective, _scaled_styles, initial_image, load_extractor, repeatable, resolve_device  # noqa: E402
 from impasto.imageio import read_image, resize_to_long_edge  # noqa: E402
 from impasto.plot import loss_kinds  # noqa: E402
-
 
 
 class PyramidLBFGS(impasto.optimize.ProjectedLBFGS):
