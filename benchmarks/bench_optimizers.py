@@ -37,8 +37,8 @@ from bench_pastiche import CONTENT, PEER_OBJECTIVE, STYLE  # noqa: E402
 
 import impasto  # noqa: E402
 import impasto.optimize  # noqa: E402
-from impasto.api import _objective, _scaled_styles, initial_image, load_extractor, repeatable, resolve_device  # noqa: E402
-from impasto.imageio import read_image, resize_to_long_edge  # noqa: E402
+from impasto.api import initial_image, repeatable, resolve_device  # noqa: E402
+from impasto.imageio import read_image, resize_to_long_edge, resize_to_pixels  # noqa: E402
 from impasto.plot import loss_kinds  # noqa: E402
 
 
@@ -106,16 +106,15 @@ def run_continuation(steps: int, stages: list[tuple[float, int]], reference: tup
     config = impasto.Config(max_size=size, tolerance=0.0, scales=1, device=device, **PEER_OBJECTIVE)
     where = resolve_device(device)
     photo = resize_to_long_edge(read_image(CONTENT), size)
-    paintings = _scaled_styles([read_image(STYLE)], photo, 1.0)
-    extractor = load_extractor(None, config.pooling, (config.content_layer, *config.style_layers), str(where))
-    image = initial_image(config.init, photo, paintings, torch.Generator().manual_seed(0))[None].to(where)
+    painting = resize_to_pixels(read_image(STYLE), photo.shape[1] * photo.shape[2])
+    image = initial_image(config.init, photo, [painting], torch.Generator().manual_seed(0))[None].to(where)
     stages = [*stages, (config.style_weight, max(0, steps - sum(n for _, n in stages)))]
     state = impasto.optimize.LoopState(total=steps)
     rows: list[tuple[int, float, float]] = []
     started = time.perf_counter()
     with repeatable(where):
         for weight, stage_steps in stages:
-            objective = _objective(extractor, photo, paintings, config.replace(style_weight=weight), where)
+            objective = impasto.objective_for(CONTENT, STYLE, config.replace(style_weight=weight))
 
             def record(event: impasto.ProgressEvent, scale: float = config.style_weight / weight) -> None:
                 kinds = loss_kinds(event.losses)

@@ -41,9 +41,8 @@ from flops import step_flops  # noqa: E402
 
 import impasto  # noqa: E402
 from impasto.api import load_extractor, resolve_device, uses_bfloat16  # noqa: E402
-from impasto.imageio import read_image, resize_to_long_edge, resize_to_pixels, save_image  # noqa: E402
+from impasto.imageio import read_image, save_image  # noqa: E402
 from impasto.memory import GB, available, largest_fitting  # noqa: E402
-from impasto.objective import Objective  # noqa: E402
 from impasto.plot import loss_kinds  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "images"
@@ -61,27 +60,14 @@ class Evaluator:
     """Scores saved images on the peer objective: (content term, style term)."""
 
     def __init__(self, size: int, device: torch.device) -> None:
-        config = impasto.Config(max_size=size, **PEER_OBJECTIVE)
-        photo = resize_to_long_edge(read_image(CONTENT), size)
-        painting = resize_to_pixels(read_image(STYLE), photo.shape[1] * photo.shape[2])
-        extractor = load_extractor(None, "max", ("relu4_2", *STYLE_LAYERS), str(device))
-        self.device = device
+        config = impasto.Config(max_size=size, precision="float32", device=str(device), **PEER_OBJECTIVE)
         with float32_convolutions():
-            self.objective = Objective(
-                extractor, photo[None].to(device), [painting[None].to(device)], content_layer="relu4_2",
-                style_layer_weights=dict(zip(STYLE_LAYERS, config.style_layer_weights)),
-                content_weight=config.content_weight, style_weight=config.style_weight, tv_weight=0.0)
-        self.shape = tuple(photo.shape[1:])
+            self.objective = impasto.objective_for(CONTENT, STYLE, config)
 
-    @torch.no_grad()
     def terms(self, path: Path) -> dict[str, float]:
         """The weighted terms by name: content/relu4_2, style/relu1_1 … style/relu5_1."""
-        image = read_image(path)
-        if tuple(image.shape[1:]) != self.shape:
-            image = impasto.imageio.resize(image, *self.shape)
         with float32_convolutions():
-            terms = self.objective(image[None].to(self.device))[1]
-        return {name: float(value) for name, value in terms.items()}
+            return self.objective.score(read_image(path))
 
     def __call__(self, path: Path) -> tuple[float, float]:
         kinds = loss_kinds(self.terms(path))

@@ -26,8 +26,7 @@ import PIL.Image
 import torch
 
 import impasto
-from impasto.api import _objective, _scaled_styles, color_inputs, load_extractor, resolve_device
-from impasto.imageio import read_image, resize, resize_to_long_edge
+from impasto.imageio import read_image
 from impasto.plot import loss_kinds
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "images"
@@ -61,14 +60,9 @@ def scores(content: Path, style: Path, pictures: list[Path], config: impasto.Con
            ) -> list[tuple[float, float]]:
     """Each picture resized to ``size`` px and scored on ``config``'s objective at that size (at the
     schedule's first size, the one the composition term adds): (content term, style term)."""
-    device = resolve_device(config.device)
-    photo, paintings = color_inputs(read_image(content), [read_image(style)], config.preserve_color)
-    photo = resize_to_long_edge(photo, size)
-    extractor = load_extractor(config.weights, config.pooling, (config.content_layer, *config.style_layers),
-                               str(device))
-    objective = _objective(extractor, photo, _scaled_styles(paintings, photo, config.style_scale), config, device)
-    terms = [objective(resize(read_image(picture), *photo.shape[1:])[None].to(device))[1] for picture in pictures]
-    kinds = [loss_kinds({name: float(value) for name, value in t.items()}) for t in terms]
+    objective = impasto.objective_for(content, style, config, size)
+    terms = [objective.score(read_image(picture)) for picture in pictures]
+    kinds = [loss_kinds(t) for t in terms]
     return [(k["content"], k["style"]) for k in kinds]
 
 

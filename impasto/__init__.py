@@ -7,7 +7,7 @@
 
 __version__ = "0.3.1"
 
-from .api import Result, stylize
+from .api import Result, objective_for, stylize
 from .config import Config
 from .errors import ConfigError, ImageError, ImpastoError, WeightsError
 from .imageio import read_image, save_image
@@ -15,5 +15,5 @@ from .optimize import ProgressEvent
 
 __all__ = [
     "Config", "ConfigError", "ImageError", "ImpastoError", "ProgressEvent", "Result", "WeightsError",
-    "__version__", "read_image", "save_image", "stylize",
+    "__version__", "objective_for", "read_image", "save_image", "stylize",
 ]

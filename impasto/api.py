@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, NamedTuple, Union
 
 import numpy as np
 import PIL.Image
@@ -82,22 +82,14 @@ def stylize(
     config = config or Config()
     started = time.perf_counter()
     styles = list(style) if isinstance(style, (list, tuple)) else [style]
-    if config.style_blend and len(config.style_blend) != len(styles):
-        raise ConfigError(f"style_blend has {len(config.style_blend)} weights for {len(styles)} style images")
-    if config.masks and len(config.masks) != len(styles):
-        raise ConfigError(f"masks has {len(config.masks)} images for {len(styles)} style images (one each)")
-    device = resolve_device(config.device)
-    photo = read_image(content, what="content image")
-    paintings = [read_image(s, what="style image") for s in styles]
-    masks = read_masks(config.masks, photo) if config.masks else None
+    inputs = _read_inputs(content, styles, config)
+    photo, target, paintings, masks, device = inputs
     bfloat16 = uses_bfloat16(config.precision, device)
     memory = plan_memory(config, *photo.shape[1:], device, bfloat16)
     if memory.checkpointed:
         return_freed_memory()
-    target, paintings = color_inputs(photo, paintings, config.preserve_color)
     grey = config.preserve_color == "luminance"
-    extractor = load_extractor(config.weights, config.pooling, (config.content_layer, *config.style_layers),
-                               str(device), memory.checkpointed)
+    extractor = _extractor(config, device, memory.checkpointed)
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
     sizes, steps = config.sizes(), config.steps_per_size()
@@ -106,17 +98,14 @@ def stylize(
     image = first = first_shape = None
     with repeatable(device):
         for scale, (size, iterations) in enumerate(zip(sizes, steps)):
-            content_image = resize_to_long_edge(target, size)
             if iterations == 0:
                 continue
-            style_images = _scaled_styles(paintings, content_image, config.style_scale)
-            scaled_masks = None if masks is None else [fit_mask(m, *content_image.shape[1:]) for m in masks]
+            content_image, style_images, scaled_masks = _at_size(inputs, size, config)
             if image is None:
                 start = initial_image(config.init, content_image, style_images, generator, scaled_masks)
                 start = luminance(start) if grey else start
             else:  # coarse-to-fine: continue from the last size's result, upsampled
                 start = resize(image, *content_image.shape[1:])
-            scaled_masks = None if masks is None else [m.to(device) for m in scaled_masks]
             objective = _objective(extractor, content_image, style_images, config, device, scaled_masks)
             if first is None:
                 first, first_shape = objective, tuple(content_image.shape[1:])
@@ -137,6 +126,59 @@ def stylize(
     total = time.perf_counter() - started
     return Result(image, config, state.history, {"setup": setup, "optimize": total - setup, "total": total},
                   state.stop_reason, _inputs(content, styles, config), memory.checkpointed, bfloat16)
+
+
+def objective_for(content: ImageSource, style: ImageSource | Sequence[ImageSource], config: Config | None = None,
+                  size: int | None = None) -> Objective:
+    """The objective a run of ``config`` minimises at ``size`` px (long edge; default ``config.max_size``).
+
+    It scores pictures as a run sees them: ``objective.score(picture)`` gives the weighted terms of
+    a (3, H, W) picture by name ("content/relu4_2", "style/relu1_1", …); ``objective(image)`` the
+    differentiable loss of a (1, 3, H, W) image of ``objective.image_shape`` on ``objective.device``.
+    This is the objective of a run's first size; the composition term of the sizes after it is left
+    out. With ``preserve_color = "luminance"`` it scores grey pictures (``impasto.color.luminance``).
+    """
+    config = config or Config()
+    styles = list(style) if isinstance(style, (list, tuple)) else [style]
+    inputs = _read_inputs(content, styles, config)
+    content_image, style_images, masks = _at_size(inputs, size or config.max_size, config)
+    return _objective(_extractor(config, inputs.device), content_image, style_images, config, inputs.device, masks)
+
+
+class _Inputs(NamedTuple):
+    photo: torch.Tensor  # as read
+    target: torch.Tensor  # the photo the content term matches (grey for preserve_color 'luminance')
+    paintings: list[torch.Tensor]  # recoloured for preserve_color
+    masks: list[torch.Tensor] | None
+    device: torch.device
+
+
+def _read_inputs(content: ImageSource, styles: list[ImageSource], config: Config) -> _Inputs:
+    """The run's images, read and checked against the settings, and its device."""
+    if config.style_blend and len(config.style_blend) != len(styles):
+        raise ConfigError(f"style_blend has {len(config.style_blend)} weights for {len(styles)} style images")
+    if config.masks and len(config.masks) != len(styles):
+        raise ConfigError(f"masks has {len(config.masks)} images for {len(styles)} style images (one each)")
+    device = resolve_device(config.device)
+    photo = read_image(content, what="content image")
+    paintings = [read_image(s, what="style image") for s in styles]
+    masks = read_masks(config.masks, photo) if config.masks else None
+    target, paintings = color_inputs(photo, paintings, config.preserve_color)
+    return _Inputs(photo, target, paintings, masks, device)
+
+
+def _at_size(inputs: _Inputs, size: int, config: Config
+             ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor] | None]:
+    """The photo at ``size`` px, the paintings scaled to it, and the masks fitted to it."""
+    content_image = resize_to_long_edge(inputs.target, size)
+    styles = _scaled_styles(inputs.paintings, content_image, config.style_scale)
+    masks = None if inputs.masks is None else [fit_mask(m, *content_image.shape[1:]) for m in inputs.masks]
+    return content_image, styles, masks
+
+
+def _extractor(config: Config, device: torch.device, checkpointed: bool = False) -> VGGFeatures:
+    return load_extractor(config.weights, config.pooling, (config.content_layer, *config.style_layers),
+                          str(device), checkpointed)
 
 
 def color_inputs(photo: torch.Tensor, paintings: list[torch.Tensor], mode: str
@@ -192,7 +234,8 @@ def _objective(extractor: VGGFeatures, content: torch.Tensor, styles: list[torch
         style_layer_weights=dict(zip(config.style_layers, config.style_layer_weights)),
         # strength needs no size factor: both losses are means (see losses), so β/α is size-free.
         content_weight=config.content_weight, style_weight=config.style_weight * config.strength,
-        tv_weight=config.tv_weight, style_blend=config.style_blend, masks=masks,
+        tv_weight=config.tv_weight, style_blend=config.style_blend,
+        masks=None if masks is None else [m.to(device) for m in masks],
         bfloat16=uses_bfloat16(config.precision, device))
 
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .imageio import resize_operators
+from .imageio import resize, resize_operators
 from .losses import content_loss, gram_matrix, style_loss, tv_loss
 from .masks import layer_mask
 from .vgg import VGGFeatures
@@ -53,6 +53,7 @@ class Objective:
         ``bfloat16`` runs the image's forward and backward pass and its Gram products in bfloat16
         (autocast); the targets and the losses stay float32."""
         self.extractor, self.bfloat16 = extractor, bfloat16
+        self.image_shape, self.device = tuple(content.shape[2:]), content.device  # what it scores
         self.content_layer = content_layer
         total = sum(style_layer_weights.values())
         self.style_layer_weights = {layer: w / total for layer, w in style_layer_weights.items()}
@@ -98,6 +99,14 @@ class Objective:
         if self.tv_weight:
             terms["tv"] = self.tv_weight * tv_loss(image)
         return sum(terms.values()), terms
+
+
+    @torch.no_grad()
+    def score(self, picture: torch.Tensor) -> dict[str, float]:
+        """The weighted terms of a (3, H, W) picture in [0, 1], resized to ``image_shape`` if it is not."""
+        if tuple(picture.shape[1:]) != self.image_shape:
+            picture = resize(picture, *self.image_shape)
+        return {name: float(value) for name, value in self(picture[None].to(self.device))[1].items()}
 
 
 class WithComposition:

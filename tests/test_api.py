@@ -56,6 +56,23 @@ def test_saved_file_scores_what_the_optimiser_reached(painted, tmp_path):
     assert torch.abs(saved - result.image).max() <= 0.5 / 255 + 1e-6
 
 
+def test_objective_for_scores_pictures_as_the_run_did(painted, images):
+    result, _ = painted
+    photo_path, painting_path = images / "content/golden_gate.jpg", images / "style/starry_night.jpg"
+    objective = impasto.objective_for(photo_path, painting_path, result.config)
+    assert objective.image_shape == (72, 96)
+    best = min(result.history, key=lambda row: row["loss"])  # the run returns its best image
+    terms = objective.score(result.image)
+    assert terms.keys() == best.keys() - {"step", "scale", "loss"}
+    for name, value in terms.items():
+        assert value == pytest.approx(best[name], rel=1e-4), name
+    photo = objective.score(impasto.read_image(photo_path))  # resized to the objective's 72×96
+    # Not 0 on a bfloat16 CPU: the image's features are rounded, the photo's target is not.
+    assert photo["content/relu4_2"] < 1e-3 * terms["content/relu4_2"]
+    assert _style_total(photo) > 10 * _style_total(terms)
+    assert impasto.objective_for(photo_path, painting_path, result.config, size=48).image_shape == (36, 48)
+
+
 def test_progress_events(painted):
     result, events = painted
     assert [e.step for e in events] == list(range(1, 61)) and events[-1].total == 60
