@@ -82,8 +82,8 @@ def stylize(
     config = config or Config()
     started = time.perf_counter()
     styles = list(style) if isinstance(style, (list, tuple)) else [style]
-    inputs = _read_inputs(content, styles, config)
-    photo, target, paintings, masks, device = inputs
+    images = _read_images(content, styles, config)
+    photo, device = images.photo, images.device
     bfloat16 = uses_bfloat16(config.precision, device)
     memory = plan_memory(config, *photo.shape[1:], device, bfloat16)
     if memory.checkpointed:
@@ -100,7 +100,7 @@ def stylize(
         for scale, (size, iterations) in enumerate(zip(sizes, steps)):
             if iterations == 0:
                 continue
-            content_image, style_images, scaled_masks = _at_size(inputs, size, config)
+            content_image, style_images, scaled_masks = _at_size(images, size, config)
             if image is None:
                 start = initial_image(config.init, content_image, style_images, generator, scaled_masks)
                 start = luminance(start) if grey else start
@@ -135,17 +135,17 @@ def objective_for(content: ImageSource, style: ImageSource | Sequence[ImageSourc
     It scores pictures as a run sees them: ``objective.score(picture)`` gives the weighted terms of
     a (3, H, W) picture by name ("content/relu4_2", "style/relu1_1", …); ``objective(image)`` the
     differentiable loss of a (1, 3, H, W) image of ``objective.image_shape`` on ``objective.device``.
-    This is the objective of a run's first size; the composition term of the sizes after it is left
-    out. With ``preserve_color = "luminance"`` it scores grey pictures (``impasto.color.luminance``).
+    At the sizes after a coarse-to-fine run's first, the run adds the composition term; this leaves
+    it out. With ``preserve_color = "luminance"`` it scores grey pictures (``impasto.color.luminance``).
     """
     config = config or Config()
     styles = list(style) if isinstance(style, (list, tuple)) else [style]
-    inputs = _read_inputs(content, styles, config)
-    content_image, style_images, masks = _at_size(inputs, size or config.max_size, config)
-    return _objective(_extractor(config, inputs.device), content_image, style_images, config, inputs.device, masks)
+    images = _read_images(content, styles, config)
+    content_image, style_images, masks = _at_size(images, size or config.max_size, config)
+    return _objective(_extractor(config, images.device), content_image, style_images, config, images.device, masks)
 
 
-class _Inputs(NamedTuple):
+class _Images(NamedTuple):
     photo: torch.Tensor  # as read
     target: torch.Tensor  # the photo the content term matches (grey for preserve_color 'luminance')
     paintings: list[torch.Tensor]  # recoloured for preserve_color
@@ -153,7 +153,7 @@ class _Inputs(NamedTuple):
     device: torch.device
 
 
-def _read_inputs(content: ImageSource, styles: list[ImageSource], config: Config) -> _Inputs:
+def _read_images(content: ImageSource, styles: list[ImageSource], config: Config) -> _Images:
     """The run's images, read and checked against the settings, and its device."""
     if config.style_blend and len(config.style_blend) != len(styles):
         raise ConfigError(f"style_blend has {len(config.style_blend)} weights for {len(styles)} style images")
@@ -164,15 +164,15 @@ def _read_inputs(content: ImageSource, styles: list[ImageSource], config: Config
     paintings = [read_image(s, what="style image") for s in styles]
     masks = read_masks(config.masks, photo) if config.masks else None
     target, paintings = color_inputs(photo, paintings, config.preserve_color)
-    return _Inputs(photo, target, paintings, masks, device)
+    return _Images(photo, target, paintings, masks, device)
 
 
-def _at_size(inputs: _Inputs, size: int, config: Config
+def _at_size(images: _Images, size: int, config: Config
              ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor] | None]:
     """The photo at ``size`` px, the paintings scaled to it, and the masks fitted to it."""
-    content_image = resize_to_long_edge(inputs.target, size)
-    styles = _scaled_styles(inputs.paintings, content_image, config.style_scale)
-    masks = None if inputs.masks is None else [fit_mask(m, *content_image.shape[1:]) for m in inputs.masks]
+    content_image = resize_to_long_edge(images.target, size)
+    styles = _scaled_styles(images.paintings, content_image, config.style_scale)
+    masks = None if images.masks is None else [fit_mask(m, *content_image.shape[1:]) for m in images.masks]
     return content_image, styles, masks
 
 

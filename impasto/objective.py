@@ -100,7 +100,6 @@ class Objective:
             terms["tv"] = self.tv_weight * tv_loss(image)
         return sum(terms.values()), terms
 
-
     @torch.no_grad()
     def score(self, picture: torch.Tensor) -> dict[str, float]:
         """The weighted terms of a (3, H, W) picture in [0, 1], resized to ``image_shape`` if it is not."""
