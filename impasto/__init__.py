@@ -5,7 +5,7 @@
     result.save("out.png")
 """
 
-__version__ = "0.3.1"
+__version__ = "0.4.0"
 
 from .api import Result, objective_for, stylize
 from .config import Config

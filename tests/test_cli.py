@@ -59,7 +59,7 @@ def test_help_groups_options_with_defaults(capsys):
         assert heading in out
     assert "--max-size N, -s N" in out and "(default: relu4_2)" in out and "--remove-noise [X]" in out
     assert "130 / 143 interrupted" in out and "{stem}" in out
-    assert main(["--version"]) == 0 and capsys.readouterr().out.strip() == "impasto 0.3.1"
+    assert main(["--version"]) == 0 and capsys.readouterr().out.strip() == "impasto 0.4.0"
 
 
 def test_run_writes_image_log_plot_and_steps(photo, images, tmp_path, capsys):
