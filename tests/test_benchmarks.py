@@ -1,0 +1,57 @@
+"""The benchmarks' own code at tiny sizes: the measurements run on demand, never in CI, but the code
+that scores and counts them must keep working as the package changes under it."""
+
+import math
+import sys
+from pathlib import Path
+
+import torch
+
+import impasto
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import bench_optimizers  # noqa: E402
+import bench_pastiche  # noqa: E402
+import bench_print  # noqa: E402
+
+CPU = torch.device("cpu")
+
+
+def test_pastiche_evaluator_scores_in_float32(images):
+    evaluate = bench_pastiche.Evaluator(48, CPU)
+    photo = evaluate.terms(images / "content/golden_gate.jpg")
+    assert list(photo) == ["content/relu4_2", *(f"style/{layer}" for layer in bench_pastiche.STYLE_LAYERS)]
+    assert photo["content/relu4_2"] == 0.0  # float32 features: the photo is its own content target
+    painting = evaluate(images / "style/starry_night.jpg")
+    assert painting[0] > 0.0 and painting[1] < sum(v for k, v in photo.items() if k.startswith("style/"))
+
+
+def test_impasto_run_stops_once_as_good_and_its_own_steps_are_done(images, tmp_path):
+    evaluate = bench_pastiche.Evaluator(48, CPU)
+    rows, wall, gflops = bench_pastiche.run_impasto(48, tmp_path, 2, {"iterations": 6}, evaluate,
+                                                    (math.inf, math.inf), most_steps=6)
+    assert len(rows) == 3  # snapshots at steps 2, 4 and 6: every one as good, but 6 steps are its own
+    assert all(math.isfinite(c) and math.isfinite(s) for _, c, s in rows) and wall > 0 and gflops > 0
+    assert (tmp_path / "impasto-iterations6-48.png").exists()
+    assert bench_pastiche.first_as_good(rows, math.inf, math.inf) == rows[0][0]
+
+
+def test_print_scores_rank_photo_and_painting(images):
+    photo, painting = images / "content/golden_gate.jpg", images / "style/starry_night.jpg"
+    (photo_content, photo_style), (painting_content, painting_style) = bench_print.scores(
+        photo, painting, [photo, painting], impasto.Config(), 48)
+    assert photo_content < 1e-3 * painting_content and painting_style < photo_style / 10
+
+
+def test_optimizer_summary_counts_both_terms_only_after_the_content_term_rose():
+    rows = [(1, 10.0, 100.0), (2, 30.0, 50.0), (3, 25.0, 40.0), (4, 15.0, 30.0)]
+    line = bench_optimizers.summary(rows, rows, (20.0, 45.0), every=2)
+    assert line.startswith("step    3, content     25 |     4 |")  # step 1 is the photo: not counted
+    assert line.endswith("2: 30/50 4: 15/30")
+
+
+def test_continuation_runs_its_stages():
+    line, seconds = bench_optimizers.run_continuation(6, [(1.0, 3)], (math.inf, math.inf), 3, 48, "cpu")
+    # Every step matches an infinite reference; no content term rises above it, so nothing is counted.
+    assert line.startswith("step    1,") and "| never |" in line
+    assert " 3: " in line and " 6: " in line and seconds > 0
