@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import PIL.Image
-import torch
 
 import impasto
 from impasto.imageio import read_image
@@ -55,7 +54,6 @@ def paint(content: Path, style: Path, config: impasto.Config, out: Path) -> dict
             "loss": result.history[-1]["loss"]}
 
 
-@torch.no_grad()
 def scores(content: Path, style: Path, pictures: list[Path], config: impasto.Config, size: int
            ) -> list[tuple[float, float]]:
     """Each picture resized to ``size`` px and scored on ``config``'s objective at that size (at the
