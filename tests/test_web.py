@@ -112,6 +112,7 @@ def test_paint_with_progress_events_and_download(client, uploads, tmp_path):
     download = client.get(f"/api/jobs/{job['id']}/result.png?download=1")
     assert download.headers["content-disposition"] == (
         f'attachment; filename="impasto-golden_gate-starry_night-{job["id"][:8]}.png"')
+    assert "content-disposition" not in client.get(f"/api/jobs/{job['id']}/result.png?download=0").headers
     assert client.get(f"/api/jobs/{job['id']}/preview.png").content == result.content
     listed = client.get("/api/jobs").json()["jobs"]
     assert [j["id"] for j in listed] == [job["id"]] and listed[0]["content_name"] == "golden_gate.jpg"
@@ -189,10 +190,32 @@ def test_oversize_uploads_get_413(tmp_path, uploads):
     ({"init": "/etc/passwd"}, "unknown setting 'init'"),
     ({"preserve_color": "hsv"}, "preserve_color must be one of none, luminance, histogram, not 'hsv'"),
     ({"masks": "/etc/passwd"}, "unknown setting 'masks'"),
+    ({"style_weight": "20000"}, "style_weight 20000.0 is above this server's limit of 10000"),
+    ({"style_weight": "0.5"}, "style_weight 0.5 is below this server's minimum of 1"),
+    ({"seed": "-1"}, "seed must be from 0 to 2**63 - 1, not -1"),
+    ({"seed": "99999999999999999999999"}, "seed must be from 0 to 2**63 - 1"),
 ])
 def test_settings_outside_the_limits_get_400(client, uploads, settings, message):
     response = client.post("/api/jobs", files=uploads(), data={**TINY, **settings})
     assert response.status_code == 400 and message in response.json()["error"]
+
+
+def test_settings_left_out_take_the_defaults_within_the_servers_limits(tmp_path, uploads):
+    with TestClient(create_app(tmp_path, limits=Limits(max_size=40, max_iterations=3))) as client:
+        advertised = {s["name"]: s["default"] for s in client.get("/api/settings").json()["settings"]}
+        assert (advertised["max_size"], advertised["iterations"]) == (40, 3)
+        job = submit(client, uploads(), max_size="")  # the page sends empty fields as ""
+        assert (job["config"]["max_size"], job["config"]["iterations"]) == (40, 3)
+        assert events(client, job["id"])[-1][1]["status"] == "done"
+
+
+def test_too_many_paintings_or_repeated_settings_get_one_message(client, uploads):
+    photo, painting = uploads()
+    response = client.post("/api/jobs", files=[photo, *[painting] * 5], data=TINY)
+    assert response.status_code == 400
+    assert response.json()["error"] == ("send one photo, at most 4 paintings, and each setting at most once "
+                                        "(style_weight, max_size, iterations, seed, preserve_color)")
+    assert client.post("/api/jobs", files=[photo, *[painting] * 4], data=TINY).status_code == 201
 
 
 def test_missing_images_and_wrong_encoding(client, uploads):

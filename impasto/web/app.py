@@ -89,18 +89,10 @@ def create_app(data_dir: str | Path, *, workers: int = 1, limits: Limits | None 
                             headers={"Cache-Control": "no-cache"})
 
     async def settings(request: Request) -> Response:
-        defaults = Config()
-        fields = []
-        for name, view in FORM_SETTINGS.items():
-            spec = {"name": name, "type": type(getattr(defaults, name)).__name__,
-                    "default": getattr(defaults, name), "help": _FIELDS[name].metadata["help"], **view}
-            if name == "max_size":
-                spec["max"] = limits.max_size
-                spec["default"] = min(spec["default"], limits.max_size)
-            if name == "iterations":
-                spec["max"] = limits.max_iterations
-                spec["default"] = min(spec["default"], limits.max_iterations)
-            fields.append(spec)
+        defaults = _defaults(limits)
+        fields = [{"name": name, "type": type(getattr(defaults, name)).__name__, "default": getattr(defaults, name),
+                   "help": _FIELDS[name].metadata["help"], **_form_settings(limits)[name]}
+                  for name in FORM_SETTINGS]
         return JSONResponse({"version": __version__, "settings": fields, "max_styles": MAX_STYLES,
                              "limits": dataclasses.asdict(limits)})
 
@@ -131,10 +123,15 @@ def create_app(data_dir: str | Path, *, workers: int = 1, limits: Limits | None 
 
         try:
             async with Request(request.scope, receive).form(
-                    max_files=MAX_STYLES + 1, max_fields=len(FORM_SETTINGS) + 2) as form:
+                    max_files=MAX_STYLES + 1, max_fields=len(FORM_SETTINGS)) as form:
                 job = await _new_job(form, manager, limits)
         except _TooLarge:
             return _too_large(limits)
+        except HTTPException as e:
+            if e.detail.startswith(("Too many files", "Too many fields")):  # Starlette's words, about its counts
+                raise HTTPException(400, f"send one photo, at most {MAX_STYLES} paintings, and each setting "
+                                         f"at most once ({', '.join(FORM_SETTINGS)})") from None
+            raise
         manager.submit(job)
         return JSONResponse(job.summary(), status_code=201, headers={"Location": f"/api/jobs/{job.id}"})
 
@@ -149,7 +146,7 @@ def create_app(data_dir: str | Path, *, workers: int = 1, limits: Limits | None 
         if not job.has_result:
             raise HTTPException(404, f"job is {job.status} and has no result")
         headers = {"Cache-Control": "no-cache"}
-        if request.query_params.get("download"):
+        if request.query_params.get("download", "").lower() in ("1", "true", "yes"):
             headers["Content-Disposition"] = f'attachment; filename="{_download_name(job)}"'
         return FileResponse(job.result_path, media_type="image/png", headers=headers)
 
@@ -200,8 +197,6 @@ async def _new_job(form: FormData, manager: JobManager, limits: Limits) -> Job:
         raise HTTPException(400, "no photo: send it as the file field 'content'")
     if not styles or not all(isinstance(s, UploadFile) for s in styles):
         raise HTTPException(400, "no painting: send it as the file field 'style'")
-    if len(styles) > MAX_STYLES:
-        raise HTTPException(400, f"at most {MAX_STYLES} style images, not {len(styles)}")
     config = _config(form, limits)
     job_id, folder = manager.new_folder()
     try:
@@ -217,7 +212,7 @@ async def _new_job(form: FormData, manager: JobManager, limits: Limits) -> Job:
 
 
 def _config(form: FormData, limits: Limits) -> Config:
-    """The Config of a request: defaults, with the offered settings the form gives."""
+    """The Config of a request: the defaults within this server's limits, with the settings the form gives."""
     values: dict[str, Any] = {}
     for name in FORM_SETTINGS:
         raw = form.get(name)
@@ -235,15 +230,29 @@ def _config(form: FormData, limits: Limits) -> Config:
             raise HTTPException(400, f"{name} must be a finite number")
         values[name] = value
     try:
-        config = Config(**values)
+        config = _defaults(limits).replace(**values)
     except ConfigError as e:
         raise HTTPException(400, str(e)) from None
-    if config.max_size > limits.max_size:
-        raise HTTPException(400, f"max_size {config.max_size} is above this server's limit of {limits.max_size} px")
-    if config.iterations > limits.max_iterations:
-        raise HTTPException(400, f"iterations {config.iterations} is above this server's limit of "
-                                 f"{limits.max_iterations}")
+    for name, view in _form_settings(limits).items():
+        value, unit = getattr(config, name), f" {view['unit']}" if "unit" in view else ""
+        if "max" in view and value > view["max"]:
+            raise HTTPException(400, f"{name} {value} is above this server's limit of {view['max']}{unit}")
+        if "min" in view and value < view["min"]:
+            raise HTTPException(400, f"{name} {value} is below this server's minimum of {view['min']}{unit}")
     return config
+
+
+def _form_settings(limits: Limits) -> dict[str, dict[str, Any]]:
+    """FORM_SETTINGS with this server's limits on max_size and iterations."""
+    return {**FORM_SETTINGS, "max_size": {**FORM_SETTINGS["max_size"], "max": limits.max_size},
+            "iterations": {**FORM_SETTINGS["iterations"], "max": limits.max_iterations}}
+
+
+def _defaults(limits: Limits) -> Config:
+    """The settings of a job that sends none: Config's defaults, within this server's limits."""
+    defaults = Config()
+    return defaults.replace(max_size=min(defaults.max_size, limits.max_size),
+                            iterations=min(defaults.iterations, limits.max_iterations))
 
 
 async def _store_image(upload: UploadFile, path: Path, label: str, limits: Limits) -> None:
