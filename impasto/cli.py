@@ -33,6 +33,7 @@ from .errors import ConfigError, ImageError, ImpastoError
 from .imageio import SAVE_FORMATS, read_image, read_metadata, save_image
 from .optimize import ProgressEvent
 from .plot import PLOT_FORMATS, loss_kinds, plot_losses
+from .vgg import load_weights
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + the signal's number
@@ -189,20 +190,22 @@ def _shown(default: Any) -> str | None:
 def parse_setting(name: str, text: str) -> Any:
     """The value of Config field ``name`` written as text ("512", "relu1_1,relu2_1", "" for None)."""
     hint = _HINTS[name]
-    args = typing.get_args(hint)
-    if type(None) in args and not text.strip():
+    if type(None) in typing.get_args(hint) and not text.strip():
         return None
-    item = args[0] if typing.get_origin(hint) is tuple else next((a for a in args if a is not type(None)), hint)
-
-    def convert(part: str) -> Any:
-        try:
-            return item(part)
-        except ValueError:
-            raise ConfigError(f"{part!r} is not a valid {item.__name__}") from None
-
     if typing.get_origin(hint) is tuple:
-        return tuple(convert(part.strip()) for part in text.split(",") if part.strip())
-    return convert(text.strip())
+        return tuple(_parse_item(name, part.strip()) for part in text.split(",") if part.strip())
+    return _parse_item(name, text.strip())
+
+
+def _parse_item(name: str, text: str) -> Any:
+    """One value of Config field ``name`` (one item of a list field) written as text."""
+    hint = _HINTS[name]
+    args = typing.get_args(hint)
+    item = args[0] if typing.get_origin(hint) is tuple else next((a for a in args if a is not type(None)), hint)
+    try:
+        return item(text)
+    except ValueError:
+        raise ConfigError(f"{text!r} is not a valid {item.__name__}") from None
 
 
 def _option_type(name: str):
@@ -223,17 +226,19 @@ def _option_type(name: str):
 def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = None) -> Config:
     """The settings in force: ``base`` (defaults, or a rerun's), then --config FILE, then the flags."""
     values = dict(base or {})
-    if getattr(args, "config", None):
-        values.update(read_config_file(args.config))
-        _make_config(values, args.config)
-    values.update({name: getattr(args, name) for name in _FIELDS if hasattr(args, name)})
-    return _make_config(values, "invalid option")
-
-
-def _make_config(values: dict[str, Any], source: str) -> Config:
+    from_file = read_config_file(args.config) if getattr(args, "config", None) else {}
+    flags = {name: getattr(args, name) for name in _FIELDS if hasattr(args, name)}
     try:
-        return Config(**values)
+        return Config(**{**values, **from_file, **flags})
     except ConfigError as exc:
+        # Flags may mend the file (--style-layer-weights for its style_layers); if not, blame the file
+        # when it fails on its own too.
+        source = "invalid option"
+        if from_file:
+            try:
+                Config(**{**values, **from_file})
+            except ConfigError:
+                source = args.config
         raise ConfigError(f"{source}: {exc}") from None
 
 
@@ -246,6 +251,8 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
         raise ConfigError(f"{path}: no such file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid TOML (not UTF-8 text)") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
     values = {}
@@ -256,9 +263,9 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
             raise ConfigError(f"{path}: unknown setting {key!r}; {hint}")
         if isinstance(value, (dict, bool)) or (isinstance(value, list) and any(isinstance(v, (list, dict)) for v in value)):
             raise ConfigError(f"{path}: {key}: {value!r} is not a valid value")
-        text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
-        try:
-            values[key] = parse_setting(key, text)
+        try:  # list items one by one: a file name may hold a comma
+            values[key] = tuple(_parse_item(key, str(v)) for v in value) if isinstance(value, list) \
+                else parse_setting(key, str(value))
         except ConfigError as exc:
             raise ConfigError(f"{path}: {key}: {exc}") from None
     return values
@@ -364,15 +371,21 @@ def _plan_rerun(args: argparse.Namespace) -> Plan:
         base["init"] = paths["init"]  # absolute, so that a rerun from another folder finds it
     if "masks" in inputs:
         base["masks"] = tuple(paths["masks"])
+    if "weights" in inputs:
+        base["weights"] = paths["weights"]
     config = config_from_args(args, base)
     args.output = args.output or str(source.with_name(f"{source.stem}-rerun{source.suffix}"))
     if args.print_config:
         return Plan(config, [], [], False)
+    styles = [_demo_style_if_drawn(p, h) for p, h in zip(paths["style"], inputs["style"])]
     checks = [("content image", paths["content"], inputs["content"])]
-    checks += [(f"style image {i + 1}", p, h) for i, (p, h) in enumerate(zip(paths["style"], inputs["style"]))]
+    checks += [(f"style image {i + 1}", p, h) for i, (p, h, style) in
+               enumerate(zip(paths["style"], inputs["style"], styles)) if style is p]
     if "init" in inputs:
         checks.append(("init image", paths.get("init"), inputs["init"]))
     checks += [(f"mask {i + 1}", p, h) for i, (p, h) in enumerate(zip(paths.get("masks", []), inputs.get("masks", [])))]
+    if "weights" in inputs:
+        checks.append(("weights file", paths.get("weights"), inputs["weights"]))
     for what, path, digest in checks:
         if path is None:
             raise ImageError(f"{source}: its {what} was not a file, cannot rerun it")
@@ -380,7 +393,18 @@ def _plan_rerun(args: argparse.Namespace) -> Plan:
             raise ImageError(f"{path}: {what} of {source} is missing")
         if fingerprint(path) != digest:
             raise ImageError(f"{path}: {what} of {source} has changed since (its SHA-256 differs)")
-    return _finish_plan(args, config, [paths["content"]], list(paths["style"]), False)
+    return _finish_plan(args, config, [paths["content"]], styles, False)
+
+
+def _demo_style_if_drawn(path: str | None, digest: str) -> Any:
+    """A style input to rerun: its path, or, for the painting --demo draws, that painting drawn again."""
+    from .samples import sample_style_image
+
+    if path is None:
+        drawn = sample_style_image()
+        if fingerprint(drawn) == digest:
+            return drawn
+    return path
 
 
 def _finish_plan(args: argparse.Namespace, config: Config, contents: list[Any], styles: list[Any],
@@ -396,6 +420,8 @@ def _finish_plan(args: argparse.Namespace, config: Config, contents: list[Any], 
         read_image(mask, what="mask")  # an unreadable mask would fail every photo
     if config.init not in INITS:
         read_image(config.init, what="init image")
+    if config.weights:
+        load_weights(config.weights)  # a bad weights file would fail every photo
     resolve_device(config.device)
     style_names = "+".join(Path(s).stem if isinstance(s, (str, os.PathLike)) else "style" for s in styles)
     jobs = []
@@ -407,12 +433,12 @@ def _finish_plan(args: argparse.Namespace, config: Config, contents: list[Any], 
     for attr, what in (("output", "-o"), ("plot", "--plot")):
         paths = [getattr(job, attr) for job in jobs if getattr(job, attr) is not None]
         if len(set(paths)) < len(paths):
+            advice = "give a name with {index}, such as FOLDER/{stem}-{index}.png" if Path(getattr(args, attr)).is_dir() \
+                else "put {stem} or {index} in the name, or give a folder"
             raise ConfigError(f"{what} {getattr(args, attr)}: several photos would be written to the same file; "
-                              "put {stem} or {index} in the name, or give a folder")
-    inputs = {Path(p).resolve() for p in [*contents, *styles] if isinstance(p, (str, os.PathLike))}
+                              f"{advice}")
+    _check_nothing_overwritten(args, config, contents, styles, jobs)
     for job in jobs:
-        if job.output.resolve() in inputs:
-            raise ConfigError(f"{job.output}: the output would overwrite an input image")
         _check_writable(job.output, SAVE_FORMATS)
         if job.plot:
             _check_writable(job.plot, PLOT_FORMATS)
@@ -429,6 +455,25 @@ def _finish_plan(args: argparse.Namespace, config: Config, contents: list[Any], 
     elif args.save_dir:
         raise ConfigError("--save-dir needs --save-every N")
     return Plan(config, styles, jobs, batch)
+
+
+def _check_nothing_overwritten(args: argparse.Namespace, config: Config, contents: list[Any], styles: list[Any],
+                               jobs: list[Job]) -> None:
+    """No file the run writes may be one it reads, or one it writes for something else."""
+    reads = {"an input image": [*contents, *styles, *config.masks, *([config.init] if config.init not in INITS else [])],
+             "the weights file": [config.weights] if config.weights else [],
+             "the --config file": [args.config] if getattr(args, "config", None) else []}
+    read = {Path(p).resolve(): what for what, paths in reads.items() for p in paths if isinstance(p, (str, os.PathLike))}
+    writes = [(job.output, "-o") for job in jobs] + [(job.plot, "--plot") for job in jobs if job.plot]
+    writes += [(Path(args.log_json), "--log-json")] if args.log_json else []
+    written: dict[Path, str] = {}
+    for path, what in writes:
+        resolved = path.resolve()
+        if resolved in read:
+            raise ConfigError(f"{path}: {what} would overwrite {read[resolved]}")
+        if written.get(resolved, what) != what:
+            raise ConfigError(f"{path}: {written[resolved]} and {what} would write the same file")
+        written[resolved] = what
 
 
 def _output_path(template: str, names: dict[str, Any], what: str, in_folder: str) -> Path:

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import shutil
 import signal
 import struct
 import subprocess
@@ -19,7 +20,8 @@ from PIL import Image
 
 from impasto.cli import Interrupts, build_parser, config_from_args, config_to_toml, main
 from impasto.config import Config
-from impasto.imageio import read_metadata
+from impasto.imageio import read_metadata, save_image
+from impasto.vgg import default_weights_path
 
 QUICK = ["-q", "-s", "32", "-n", "2", "--tolerance", "0"]
 
@@ -120,6 +122,32 @@ def test_rerun_reproduces_bit_for_bit_and_checks_inputs(painting, tmp_path, caps
     assert not (tmp_path / "x.png").exists()
 
 
+def test_rerun_finds_a_relative_weights_file_and_checks_it(photo, painting, tmp_path, capsys, monkeypatch):
+    (tmp_path / "run").mkdir()
+    monkeypatch.chdir(tmp_path / "run")
+    shutil.copy(default_weights_path(), "w.bin")
+    assert main([photo, painting, "-o", "first.png", *QUICK, "--weights", "w.bin"]) == 0
+    inputs = read_metadata(Path("first.png"))["inputs"]
+    assert inputs["paths"]["weights"] == str(tmp_path / "run/w.bin") and len(inputs["weights"]) == 64
+    monkeypatch.chdir(tmp_path)  # the weights' path was relative to the other folder
+    assert main(["--rerun", "run/first.png", "-q"]) == 0
+    with Image.open("run/first.png") as a, Image.open("run/first-rerun.png") as b:
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+    with open("run/w.bin", "ab") as weights:
+        weights.write(b"\0")
+    assert main(["--rerun", "run/first.png", "-q"]) == 2
+    assert "w.bin: weights file of run/first.png has changed since" in capsys.readouterr().err
+
+
+def test_demo_can_be_rerun(tmp_path):
+    first = tmp_path / "demo.png"
+    assert main(["--demo", "-o", str(first), *QUICK]) == 0
+    assert read_metadata(first)["inputs"]["paths"]["style"] == [None]  # drawn in memory, not a file
+    assert main(["--rerun", str(first), "-q"]) == 0
+    with Image.open(first) as a, Image.open(tmp_path / "demo-rerun.png") as b:
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
 def test_batch_skips_a_broken_photo_and_exits_1(images, painting, tmp_path, capsys):
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -162,6 +190,14 @@ def test_config_file_and_print_config(tmp_path, capsys):
     (tmp_path / "printed.toml").write_text(printed)
     assert main(["--config", str(tmp_path / "printed.toml"), "--print-config"]) == 0
     assert capsys.readouterr().out == printed
+    # --style-layers alone weights its layers equally; flags may mend the file; list items keep commas
+    assert main(["--print-config", "--style-layers", "relu1_1,relu2_1"]) == 0
+    assert tomllib.loads(capsys.readouterr().out)["style_layers"] == ["relu1_1", "relu2_1"]
+    settings.write_text('style_layers = ["relu1_1", "relu2_1"]\nstyle_layer_weights = [1, 2, 3]\nmasks = ["a,b.png"]\n')
+    assert main(["--config", str(settings), "--print-config"]) == 2
+    assert "run.toml: style_layer_weights has 3 values for 2 style layers" in capsys.readouterr().err
+    assert main(["--config", str(settings), "--print-config", "--style-layer-weights", "1,1"]) == 0
+    assert tomllib.loads(capsys.readouterr().out)["masks"] == ["a,b.png"]
     groups = {f.metadata["group"] for f in dataclasses.fields(Config)}
     assert config_to_toml(Config()).count("\n\n# ") == len(groups) and "\n\n# optimisation\n" in printed
 
@@ -201,7 +237,25 @@ def _huge_png(path: Path) -> None:
         (["{content}", "{style}", "-o", "{tmp}/no/such/dir/out.png"], "folder '{tmp}/no/such/dir' does not exist"),
         (["{content}", "{style}", "-o", "/sys/impasto-out.png"], "/sys/impasto-out.png: cannot write in folder '/sys'"),
         (["{content}", "{style}", "-o", "{tmp}/out.gif"], "out.gif: unsupported extension '.gif'"),
-        (["{content}", "{style}", "-o", "{style}"], "the output would overwrite an input image"),
+        (["{content}", "{style}", "-o", "{style}"], "the_scream.jpg: -o would overwrite an input image"),
+        (["{content}", "{style}", "-o", "{out}", "--log-json", "{content}"],
+         "golden_gate.jpg: --log-json would overwrite an input image"),
+        (["{content}", "{style}", "-o", "{out}", "--plot", "{style}"], "--plot would overwrite an input image"),
+        (["{content}", "{style}", "-o", "{out}", "--init", "{tmp}/start.png", "--plot", "{tmp}/start.png"],
+         "start.png: --plot would overwrite an input image"),
+        (["{content}", "{style}", "-o", "{out}", "--plot", "{out}"], "out.png: -o and --plot would write the same file"),
+        (["{content}", "{style}", "-o", "{out}", "--log-json", "{out}"], "-o and --log-json would write the same file"),
+        (["{content}", "{style}", "-o", "{out}", "--config", "{tmp}/run.toml", "--log-json", "{tmp}/run.toml"],
+         "run.toml: --log-json would overwrite the --config file"),
+        (["{content}", "{style}", "-o", "{out}", "--style-weight", "nan"],
+         "invalid option: style_weight must be a finite number, not nan"),
+        (["{content}", "{style}", "-o", "{out}", "--denoise", "inf"], "invalid option: denoise must be a finite number"),
+        (["{content}", "{style}", "-o", "{out}", "-s", "20"],
+         "golden_gate.jpg: 20×15 at 20 px is too narrow (VGG-19's relu5_1 needs a short edge of at least 16 px"),
+        (["{content}", "{style}", "-o", "{out}", "--style-scale", "1e-9"], "the_scream.jpg: seen at 1×1 for a 32 px"),
+        (["{content}", "{style}", "-o", "{out}", "--weights", "{tmp}/text.jpg"],
+         "{tmp}/text.jpg: not a PyTorch weights file"),
+        (["--config", "{tmp}/cut.jpg", "--print-config"], "cut.jpg: not valid TOML (not UTF-8 text)"),
         (["{content}", "{style}", "-o", "{out}", "--plot", "{tmp}/loss.gif"], "loss.gif: unsupported extension"),
         (["{content}", "{style}", "-o", "{out}", "--content-layer", "relu9_9"],
          "invalid option: unknown VGG-19 layer 'relu9_9'"),
@@ -231,6 +285,8 @@ def test_errors_are_one_line_and_exit_2(images, tmp_path, capsys, argv, message)
     (tmp_path / "text.jpg").write_text("hello")
     (tmp_path / "cut.jpg").write_bytes((images / "style/the_scream.jpg").read_bytes()[:5000])
     _huge_png(tmp_path / "huge.png")
+    save_image(torch.full((3, 24, 32), 0.5), tmp_path / "start.png")
+    (tmp_path / "run.toml").write_text("seed = 1\n")
     code = main(["-q", "-s", "32", "-n", "1"] + [a.format(**values) for a in argv])  # later options win
     err = capsys.readouterr().err
     assert code == 2 and message.format(**values) in err
