@@ -20,15 +20,16 @@ import torch
 
 from . import __version__
 from .color import luminance, match_color, match_luminance, with_chroma_of
-from .config import INITS, Config
-from .errors import ConfigError
-from .imageio import read_image, resize, resize_to_long_edge, resize_to_pixels, save_image, to_pil
+from .config import INITS, Config, check_device
+from .errors import ConfigError, ImageError
+from .imageio import (long_edge_shape, pixels_shape, read_image, resize, resize_to_long_edge, resize_to_pixels,
+                      save_image, to_pil)
 from .masks import fit_mask, read_masks
 from .memory import plan as plan_memory, return_freed_memory
 from .objective import Objective, WithComposition
 from .optimize import Callback, LoopState, optimize
 from .postprocess import denoise
-from .vgg import VGGFeatures, load_weights
+from .vgg import LAYER_NAMES, VGGFeatures, load_weights, smallest_edge
 
 ImageSource = Union[str, os.PathLike, PIL.Image.Image, np.ndarray, torch.Tensor]
 
@@ -82,7 +83,8 @@ def stylize(
     config = config or Config()
     started = time.perf_counter()
     styles = list(style) if isinstance(style, (list, tuple)) else [style]
-    images = _read_images(content, styles, config)
+    images = _read_images(content, styles, config,
+                          [size for size, steps in zip(config.sizes(), config.steps_per_size()) if steps])
     photo, device = images.photo, images.device
     bfloat16 = uses_bfloat16(config.precision, device)
     memory = plan_memory(config, *photo.shape[1:], device, bfloat16)
@@ -139,9 +141,10 @@ def objective_for(content: ImageSource, style: ImageSource | Sequence[ImageSourc
     it out. With ``preserve_color = "luminance"`` it scores grey pictures (``impasto.color.luminance``).
     """
     config = config or Config()
+    size = config.max_size if size is None else size
     styles = list(style) if isinstance(style, (list, tuple)) else [style]
-    images = _read_images(content, styles, config)
-    content_image, style_images, masks = _at_size(images, size or config.max_size, config)
+    images = _read_images(content, styles, config, [size])
+    content_image, style_images, masks = _at_size(images, size, config)
     return _objective(_extractor(config, images.device), content_image, style_images, config, images.device, masks)
 
 
@@ -153,8 +156,10 @@ class _Images(NamedTuple):
     device: torch.device
 
 
-def _read_images(content: ImageSource, styles: list[ImageSource], config: Config) -> _Images:
-    """The run's images, read and checked against the settings, and its device."""
+def _read_images(content: ImageSource, styles: list[ImageSource], config: Config, sizes: list[int]) -> _Images:
+    """The run's images, read and checked against the settings and the ``sizes`` it runs at, and its device."""
+    if not styles:
+        raise ImageError("no style image: give at least one painting")
     if config.style_blend and len(config.style_blend) != len(styles):
         raise ConfigError(f"style_blend has {len(config.style_blend)} weights for {len(styles)} style images")
     if config.masks and len(config.masks) != len(styles):
@@ -163,8 +168,35 @@ def _read_images(content: ImageSource, styles: list[ImageSource], config: Config
     photo = read_image(content, what="content image")
     paintings = [read_image(s, what="style image") for s in styles]
     masks = read_masks(config.masks, photo) if config.masks else None
+    _check_edges(photo, _name(content, "content image"), {
+        _name(source, f"style image {i + 1}"): painting for i, (source, painting) in enumerate(zip(styles, paintings))},
+        sizes, config)
     target, paintings = color_inputs(photo, paintings, config.preserve_color)
     return _Images(photo, target, paintings, masks, device)
+
+
+def _check_edges(photo: torch.Tensor, photo_name: str, paintings: dict[str, torch.Tensor], sizes: list[int],
+                 config: Config) -> None:
+    """Refuse, naming the image, a photo or painting (``paintings`` by name) whose short edge at one
+    of ``sizes`` is too short for the deepest layer used (16 px for relu5_1, after four poolings)."""
+    layers = (config.content_layer, *config.style_layers)
+    shortest = smallest_edge(layers)
+    advice = f"VGG-19's {max(layers, key=LAYER_NAMES.index)} needs a short edge of at least {shortest} px"
+    for size in sizes:
+        height, width = long_edge_shape(*photo.shape[1:], size)
+        if min(height, width) < shortest:
+            raise ImageError(f"{photo_name}: {width}×{height} at {size} px is too narrow ({advice}: raise "
+                             f"max_size or crop the image)")
+        pixels = max(1, round(height * width * config.style_scale**2))
+        for name, painting in paintings.items():
+            painting_height, painting_width = pixels_shape(*painting.shape[1:], pixels)
+            if min(painting_height, painting_width) < shortest:
+                raise ImageError(f"{name}: seen at {painting_width}×{painting_height} for a {size} px picture, "
+                                 f"too narrow ({advice}: raise max_size or style_scale, or crop the painting)")
+
+
+def _name(source: ImageSource, what: str) -> str:
+    return os.fspath(source) if isinstance(source, (str, os.PathLike)) else what
 
 
 def _at_size(images: _Images, size: int, config: Config
@@ -204,7 +236,8 @@ def _in_color(callback: Callback | None, photo: torch.Tensor) -> Callback | None
 
 
 def _inputs(content: ImageSource, styles: list[ImageSource], config: Config) -> dict[str, Any]:
-    """SHA-256 of every input, and the absolute paths of those given as files (None otherwise)."""
+    """SHA-256 of every input (the weights file too), and the absolute paths of those given as files
+    (None otherwise)."""
     inputs: dict[str, Any] = {"content": fingerprint(content), "style": [fingerprint(s) for s in styles],
                               "paths": {"content": _abspath(content), "style": [_abspath(s) for s in styles]}}
     if config.init not in INITS:  # an image file
@@ -213,6 +246,9 @@ def _inputs(content: ImageSource, styles: list[ImageSource], config: Config) -> 
     if config.masks:
         inputs["masks"] = [fingerprint(m) for m in config.masks]
         inputs["paths"]["masks"] = [_abspath(m) for m in config.masks]
+    if config.weights:
+        inputs["weights"] = fingerprint(config.weights)
+        inputs["paths"]["weights"] = _abspath(config.weights)
     return inputs
 
 
@@ -231,7 +267,7 @@ def _objective(extractor: VGGFeatures, content: torch.Tensor, styles: list[torch
     return Objective(
         extractor, content[None].to(device), [s[None].to(device) for s in styles],
         content_layer=config.content_layer,
-        style_layer_weights=dict(zip(config.style_layers, config.style_layer_weights)),
+        style_layer_weights=config.layer_weights,
         # strength needs no size factor: both losses are means (see losses), so β/α is size-free.
         content_weight=config.content_weight, style_weight=config.style_weight * config.strength,
         tv_weight=config.tv_weight, style_blend=config.style_blend,
@@ -292,10 +328,8 @@ def resolve_device(name: str) -> torch.device:
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    check_device(name)
+    device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} asked for, but no CUDA GPU is available")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():

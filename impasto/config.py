@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +22,9 @@ POOLINGS = ("max", "avg")
 INITS = ("content", "palette", "noise", "style")  # or the path of an image file
 COLOR_MODES = ("none", "luminance", "histogram")
 PRECISIONS = ("auto", "float32", "bfloat16")
+MIN_SIZE = 16  # smallest long edge: relu5_1's feature maps are 16 times smaller than the image
+_DEVICES = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+_KINDS = {"int": "a whole number", "float": "a number", "str": "text"}  # field types, for messages
 
 
 def _field(default: Any, help: str, group: str) -> Any:
@@ -66,7 +71,7 @@ class Config:
     style_layers: tuple[str, ...] = _field(
         ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"), "VGG-19 layers whose Gram matrices define the style", "objective")
     style_layer_weights: tuple[float, ...] = _field(
-        (1.0, 1.0, 1.0, 1.0, 1.0), "relative weight of each style layer (normalised to sum to 1)", "objective")
+        (), "relative weight of each style layer (normalised to sum to 1; empty: equal)", "objective")
     style_weight: float = _field(200.0, "weight of the style term (β)", "objective")
     tv_weight: float = _field(0.0, "weight of the total-variation term, which smooths pixel noise", "objective")
     style_blend: tuple[float, ...] = _field(
@@ -117,32 +122,43 @@ class Config:
         0.0, "remove leftover pixel noise: radius (σ, pixels) of an edge-preserving smoothing of the result; 0: off", "output")
 
     def __post_init__(self) -> None:
+        # Lists become tuples (hashable, as from_dict makes them) and paths text, so metadata is JSON.
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, (list, tuple)):
+                object.__setattr__(self, f.name, tuple(_text_if_path(item) for item in value))
+            else:
+                object.__setattr__(self, f.name, _text_if_path(value))
         self.validate()
 
     def validate(self) -> None:
         """Raise ConfigError naming the first setting that cannot work."""
-        if self.max_size < 16:
-            raise ConfigError(f"max_size must be at least 16 pixels, not {self.max_size}")
+        for f in dataclasses.fields(self):
+            _check_type(f.name, f.type, getattr(self, f.name))
+        if self.max_size < MIN_SIZE:
+            raise ConfigError(f"max_size must be at least {MIN_SIZE} pixels, not {self.max_size}")
         if self.scales < 1:
             raise ConfigError(f"scales must be at least 1, not {self.scales}")
-        if self.min_size < 16:
-            raise ConfigError(f"min_size must be at least 16 pixels, not {self.min_size}")
+        if self.min_size < MIN_SIZE:
+            raise ConfigError(f"min_size must be at least {MIN_SIZE} pixels, not {self.min_size}")
         if not self.style_scale > 0:
             raise ConfigError(f"style_scale must be positive, not {self.style_scale}")
         check_layers([self.content_layer, *self.style_layers])
         if not self.style_layers:
             raise ConfigError("style_layers must name at least one layer")
-        if len(self.style_layer_weights) != len(self.style_layers):
+        if len(set(self.style_layers)) != len(self.style_layers):
+            raise ConfigError(f"style_layers names a layer twice: {', '.join(self.style_layers)}")
+        if self.style_layer_weights and len(self.style_layer_weights) != len(self.style_layers):
             raise ConfigError(
                 f"style_layer_weights has {len(self.style_layer_weights)} values for "
                 f"{len(self.style_layers)} style layers")
         for name in ("content_weight", "style_weight", "tv_weight", "strength", "composition_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, not {getattr(self, name)}")
-        if any(w < 0 for w in (*self.style_layer_weights, *self.style_blend)) or sum(self.style_layer_weights) <= 0:
-            raise ConfigError("style_layer_weights and style_blend must be non-negative with a positive sum")
-        if self.style_blend and sum(self.style_blend) <= 0:
-            raise ConfigError("style_blend must have a positive sum")
+        for name in ("style_layer_weights", "style_blend"):
+            weights = getattr(self, name)
+            if weights and (any(w < 0 for w in weights) or sum(weights) <= 0):
+                raise ConfigError(f"{name} must be non-negative with a positive sum, not {', '.join(map(str, weights))}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
         if self.preserve_color not in COLOR_MODES:
@@ -166,6 +182,9 @@ class Config:
             raise ConfigError(f"max_memory must be positive, not {self.max_memory}")
         if self.denoise < 0:
             raise ConfigError(f"denoise must not be negative, not {self.denoise}")
+        if not 0 <= self.seed < 2**63:
+            raise ConfigError(f"seed must be from 0 to 2**63 - 1, not {self.seed}")
+        check_device(self.device)
 
     def sizes(self) -> list[int]:
         """Long edges of the coarse-to-fine schedule, smallest first: min_size, then equal ratios up
@@ -183,6 +202,11 @@ class Config:
         if between < 0:
             return [self.iterations]
         return [self.coarse_iterations] + [self.refine_iterations] * between + [self.iterations]
+
+    @property
+    def layer_weights(self) -> dict[str, float]:
+        """Each style layer's weight as given (``style_layer_weights``, or 1 each when it is empty)."""
+        return dict(zip(self.style_layers, self.style_layer_weights or [1.0] * len(self.style_layers)))
 
     @property
     def step_size(self) -> float:
@@ -206,8 +230,35 @@ class Config:
         unknown = sorted(set(data) - set(names))
         if unknown:
             raise ConfigError(f"unknown setting {unknown[0]!r}; valid settings: {', '.join(names)}")
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-        return cls(**values)
+        return cls(**data)
+
+
+def check_device(name: str) -> None:
+    """Raise ConfigError unless ``name`` is a device impasto can run on (whether it is here or not)."""
+    if not _DEVICES.fullmatch(name):
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps")
+
+
+def _text_if_path(value: Any) -> Any:
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+
+def _check_type(name: str, annotation: str, value: Any) -> None:
+    """Raise ConfigError unless ``value`` is of the field's type; numbers must be finite."""
+    if value is None and annotation.endswith(" | None"):
+        return
+    kind = annotation.removesuffix(" | None")
+    if kind.startswith("tuple["):
+        if not isinstance(value, tuple):
+            raise ConfigError(f"{name} must be a list, not {value!r}")
+        for item in value:
+            _check_type(name, kind.removeprefix("tuple[").removesuffix(", ...]"), item)
+        return
+    allowed = {"int": (int,), "float": (int, float), "str": (str,)}[kind]
+    if isinstance(value, bool) or not isinstance(value, allowed):
+        raise ConfigError(f"{name} must be {_KINDS[kind]}, not {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, not {value}")
 
 
 def _jsonable(value: Any) -> Any:

@@ -197,11 +197,15 @@ def long_edge_shape(height: int, width: int, long_edge: int) -> tuple[int, int]:
 
 def resize_to_pixels(image: torch.Tensor, pixels: int) -> torch.Tensor:
     """Scale a (3, H, W) image, aspect kept, so that H * W is about `pixels`."""
-    height, width = _image_size(image)
+    return resize(image, *pixels_shape(*_image_size(image), pixels))
+
+
+def pixels_shape(height: int, width: int, pixels: int) -> tuple[int, int]:
+    """(H, W) of a height × width picture scaled, aspect kept, to about ``pixels`` pixels."""
     if pixels < 1:
         raise ConfigError(f"the pixel count must be at least 1, got {pixels}")
     scale = (pixels / (height * width)) ** 0.5
-    return resize(image, max(1, round(height * scale)), max(1, round(width * scale)))
+    return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 def _image_size(image: torch.Tensor) -> tuple[int, int]:

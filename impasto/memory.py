@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import Config
+from .config import MIN_SIZE, Config
 from .errors import ConfigError
 from .imageio import long_edge_shape
 from .optimize import LBFGS_HISTORY
@@ -147,7 +147,7 @@ def plan(config: Config, photo_height: int, photo_width: int, device: torch.devi
 def largest_fitting(config: Config, photo_height: int, photo_width: int, budget: float,
                     bfloat16: bool = False) -> int:
     """The largest max_size (long edge, pixels) that fits in ``budget`` bytes, checkpointed; 0 if none."""
-    low, high = 0, 1 << 16
+    low, high = MIN_SIZE - 1, 1 << 16
     while low < high:  # estimate grows with the size: bisect
         middle = (low + high + 1) // 2
         height, width = long_edge_shape(photo_height, photo_width, middle)
@@ -155,4 +155,4 @@ def largest_fitting(config: Config, photo_height: int, photo_width: int, budget:
             low = middle
         else:
             high = middle - 1
-    return low
+    return low if low >= MIN_SIZE else 0

@@ -105,7 +105,8 @@ class Objective:
         """The weighted terms of a (3, H, W) picture in [0, 1], resized to ``image_shape`` if it is not."""
         if tuple(picture.shape[1:]) != self.image_shape:
             picture = resize(picture, *self.image_shape)
-        return {name: float(value) for name, value in self(picture[None].to(self.device))[1].items()}
+        picture = picture[None].to(self.device, torch.float32)
+        return {name: float(value) for name, value in self(picture)[1].items()}
 
 
 class WithComposition:

@@ -67,7 +67,8 @@ class ProjectedLBFGS:
                 self.pairs = [*self.pairs[-(self.history - 1):], (s, y, 1.0 / ys)]
         direction = self._direction(g).masked_fill_(held, 0.0)
         # The first step has no curvature yet: take a short one, as torch's L-BFGS does.
-        step = self.lr if self.pairs else self.lr * min(1.0, 1.0 / float(g.abs().sum()))
+        first_norm = 0.0 if self.pairs else float(g.abs().sum())  # 0 too at a stationary point
+        step = self.lr * min(1.0, 1.0 / first_norm) if first_norm else self.lr
         largest = float(direction.abs().max()) * step
         if self.max_change and largest > self.max_change:
             step *= self.max_change / largest
@@ -178,4 +179,6 @@ def _stalled(losses: list[float], tolerance: float) -> bool:
     if tolerance <= 0 or len(losses) <= TOLERANCE_WINDOW:
         return False
     before, now = losses[-TOLERANCE_WINDOW - 1], losses[-1]
+    if before == 0:  # a loss of zero cannot fall further
+        return True
     return (before - now) / (abs(before) * TOLERANCE_WINDOW) < tolerance

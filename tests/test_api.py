@@ -7,7 +7,7 @@ from PIL import Image
 
 import impasto
 from impasto.api import _cpu_flags, initial_image, repeatable, resolve_device, uses_bfloat16
-from impasto.imageio import read_metadata
+from impasto.imageio import read_metadata, resize_to_long_edge
 from impasto.memory import GB, estimate
 
 FAST = dict(max_size=64, iterations=40, tolerance=0.0)
@@ -71,6 +71,7 @@ def test_objective_for_scores_pictures_as_the_run_did(painted, images):
     assert photo["content/relu4_2"] < 1e-3 * terms["content/relu4_2"]
     assert _style_total(photo) > 10 * _style_total(terms)
     assert impasto.objective_for(photo_path, painting_path, result.config, size=48).image_shape == (36, 48)
+    assert objective.score(result.image.double()) == terms  # any float dtype is scored in float32
 
 
 def test_progress_events(painted):
@@ -137,6 +138,59 @@ def test_bad_inputs_raise_clear_errors(images, tmp_path, problem):
     with pytest.raises(impasto.ImageError) as info:
         impasto.stylize(path, images / "style/starry_night.jpg", impasto.Config(**FAST))
     assert "photo.jpg" in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("photo, painting, changes, message", [
+    ("content/golden_gate.jpg", "style/starry_night.jpg", {"max_size": 16},
+     r"golden_gate.jpg: 16×12 at 16 px is too narrow \(VGG-19's relu5_1 needs a short edge of at least 16 px"),
+    (np.full((20, 2000, 3), 0.5), "style/starry_night.jpg", {}, r"content image: 64×1 at 64 px is too narrow"),
+    ("content/golden_gate.jpg", np.full((20, 2000, 3), 0.5), {},
+     r"style image 1: seen at 554×6 for a 64 px picture, too narrow"),
+    ("content/golden_gate.jpg", "style/starry_night.jpg", {"style_scale": 0.1},
+     r"starry_night.jpg: seen at 7×4 for a 64 px picture, too narrow .* raise max_size or style_scale"),
+    # coarse-to-fine: a size below max_size is checked too, before any step
+    ("content/golden_gate.jpg", "style/starry_night.jpg", {"min_size": 16, "scales": 2, "coarse_iterations": 1},
+     r"golden_gate.jpg: 16×12 at 16 px is too narrow"),
+])
+def test_images_too_narrow_for_the_network_are_refused(images, photo, painting, changes, message):
+    photo = images / photo if isinstance(photo, str) else photo
+    painting = images / painting if isinstance(painting, str) else painting
+    steps = []
+    with pytest.raises(impasto.ImageError, match=message):
+        impasto.stylize(photo, painting, impasto.Config(**{**FAST, **changes}), callback=steps.append)
+    assert steps == []
+
+
+def test_shallow_layers_allow_smaller_pictures_and_objective_for_checks_its_size(images):
+    photo, painting = images / "content/golden_gate.jpg", images / "style/starry_night.jpg"
+    shallow = impasto.Config(max_size=16, iterations=2, content_layer="relu2_2", style_layers=("relu1_1", "relu2_1"),
+                             style_layer_weights=(1.0, 1.0))
+    assert impasto.stylize(photo, painting, shallow).image.shape == (3, 12, 16)
+    with pytest.raises(impasto.ImageError, match="8×6 at 8 px is too narrow"):
+        impasto.objective_for(photo, painting, impasto.Config(**FAST), size=8)
+
+
+def test_no_painting_is_a_clear_error(images):
+    with pytest.raises(impasto.ImageError, match="no style image: give at least one painting"):
+        impasto.stylize(images / "content/golden_gate.jpg", [], impasto.Config(**FAST))
+
+
+def test_a_loss_of_zero_ends_the_run_with_the_start_image(images):
+    # strength 0 from the photo: nothing to do. float32, so the loss is exactly 0 and the gradient too.
+    photo = images / "content/golden_gate.jpg"
+    config = impasto.Config(max_size=48, iterations=30, init="content", strength=0, precision="float32")
+    for optimizer in ("lbfgs", "adam"):
+        result = impasto.stylize(photo, images / "style/starry_night.jpg", config.replace(optimizer=optimizer))
+        assert result.history[0]["loss"] == 0.0 and result.stop_reason == "tolerance" and result.steps == 11
+        torch.testing.assert_close(result.image, resize_to_long_edge(impasto.read_image(photo), 48))
+
+
+def test_paths_in_the_config_are_saved_as_text(images, tmp_path):
+    start = images / "content/golden_gate.jpg"
+    result = impasto.stylize(start, images / "style/starry_night.jpg",
+                             impasto.Config(max_size=32, iterations=2, init=start))
+    saved = read_metadata(result.save(tmp_path / "out.png"))
+    assert saved["config"]["init"] == str(start)
 
 
 def test_unwritable_output(painted, tmp_path):

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -42,6 +43,23 @@ def test_round_trip_through_json():
     assert Config.from_dict(data) == config
 
 
+def test_lists_become_tuples_and_paths_text():
+    config = Config(style_layers=["relu1_1", "relu2_1"], style_layer_weights=[1, 2], init=Path("/tmp/start.png"),
+                    masks=[Path("sky.png"), "land.png"])
+    assert config.style_layers == ("relu1_1", "relu2_1") and config.style_layer_weights == (1, 2)
+    assert config.init == "/tmp/start.png" and config.masks == ("sky.png", "land.png")
+    assert json.loads(json.dumps(config.to_dict()))["masks"] == ["sky.png", "land.png"]
+    assert hash(config) == hash(Config.from_dict(config.to_dict()))
+    assert Config(device="cuda:1").device == "cuda:1" and Config(seed=2**63 - 1).seed == 2**63 - 1
+
+
+def test_style_layers_weigh_equally_unless_weighted():
+    assert Config().layer_weights == dict.fromkeys(Config().style_layers, 1.0)
+    assert Config(style_layers=("relu1_1", "relu3_1")).layer_weights == {"relu1_1": 1.0, "relu3_1": 1.0}
+    assert Config(style_layers=("relu1_1", "relu3_1"), style_layer_weights=(2, 1)).layer_weights == {
+        "relu1_1": 2, "relu3_1": 1}
+
+
 def test_step_size_defaults_per_optimizer():
     assert Config().step_size == 1.0
     assert Config(optimizer="adam").step_size == 0.02
@@ -54,7 +72,8 @@ def test_step_size_defaults_per_optimizer():
         ({"max_size": 8}, "max_size must be at least 16"),
         ({"style_scale": 0}, "style_scale must be positive"),
         ({"content_layer": "relu9_1"}, "unknown VGG-19 layer 'relu9_1'; valid layers: conv1_1"),
-        ({"style_layers": ("relu1_1",)}, "style_layer_weights has 5 values for 1 style layers"),
+        ({"style_layers": ("relu1_1",), "style_layer_weights": (1.0, 2.0)},
+         "style_layer_weights has 2 values for 1 style layers"),
         ({"style_layers": (), "style_layer_weights": ()}, "at least one layer"),
         ({"tv_weight": -1.0}, "tv_weight must not be negative"),
         ({"style_blend": (0.0, 0.0)}, "positive sum"),
@@ -64,6 +83,21 @@ def test_step_size_defaults_per_optimizer():
         ({"iterations": 0}, "iterations must be at least 1"),
         ({"tolerance": -0.1}, "tolerance must not be negative"),
         ({"refine_iterations": -1}, "refine_iterations must not be negative"),
+        ({"iterations": 5.5}, "iterations must be a whole number, not 5.5"),
+        ({"max_size": "64"}, "max_size must be a whole number, not '64'"),
+        ({"seed": True}, "seed must be a whole number, not True"),
+        ({"style_weight": "a lot"}, "style_weight must be a number, not 'a lot'"),
+        ({"pooling": 2}, "pooling must be text, not 2"),
+        ({"style_layers": "relu1_1"}, "style_layers must be a list, not 'relu1_1'"),
+        ({"denoise": float("nan")}, "denoise must be a finite number, not nan"),
+        ({"strength": float("inf")}, "strength must be a finite number, not inf"),
+        ({"style_layer_weights": (1.0, 1.0, 1.0, 1.0, float("nan"))}, "style_layer_weights must be a finite number"),
+        ({"learning_rate": float("inf")}, "learning_rate must be a finite number"),
+        ({"max_memory": float("nan")}, "max_memory must be a finite number"),
+        ({"seed": -1}, r"seed must be from 0 to 2\*\*63 - 1, not -1"),
+        ({"seed": 2**70}, r"seed must be from 0 to 2\*\*63 - 1"),
+        ({"device": "meta"}, "unknown device 'meta'; use auto, cpu, cuda, cuda:N or mps"),
+        ({"style_layers": ("relu1_1", "relu1_1"), "style_layer_weights": (1.0, 3.0)}, "names a layer twice"),
     ],
 )
 def test_invalid_settings_name_the_field(changes, message):

@@ -82,6 +82,13 @@ def test_plan_refuses_a_size_that_cannot_fit_and_names_one_that_can():
         plan(config.replace(max_size=fits + 1), 1080, 1920, CPU)
 
 
+def test_a_budget_below_the_smallest_run_asks_for_memory():
+    config = Config(max_size=64, max_memory=0.1)  # below the fixed overhead
+    assert largest_fitting(config, 48, 64, 0.1 * GB) == 0
+    with pytest.raises(ConfigError, match="max_memory is 0.1 GB: free some memory"):
+        plan(config, 48, 64, CPU)
+
+
 def test_default_budget_is_the_memory_available_here():
     # A 512 px run fits any machine that can run the tests; 100k px fits none.
     assert not plan(Config(), 512, 512, CPU).checkpointed

@@ -67,6 +67,15 @@ def test_stalled_averages_over_the_window():
     assert not _stalled(falling, 5e-3) and _stalled(falling, 2e-2)
     assert not _stalled(falling[:10], 1.0)  # too few steps to judge
     assert not _stalled(falling, 0)  # 0 disables the test
+    assert _stalled([0.0] * 11, 1e-4)  # a loss of zero cannot fall further
+
+
+def test_lbfgs_stays_put_where_the_gradient_is_zero():
+    image = torch.full((1, 1, 2, 2), 0.5)
+    lbfgs = ProjectedLBFGS(lr=1.0)
+    for _ in range(3):
+        lbfgs.step(image, torch.zeros_like(image))
+    assert torch.equal(image, torch.full((1, 1, 2, 2), 0.5))
 
 
 def test_lbfgs_caps_the_change_of_a_pixel_per_step():

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from impasto.errors import ConfigError, WeightsError
-from impasto.vgg import CONV_NAMES, LAYER_NAMES, VGGFeatures, load_weights
+from impasto.vgg import CONV_NAMES, LAYER_NAMES, VGGFeatures, load_weights, smallest_edge
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +47,11 @@ def test_network_stops_at_deepest_layer_and_is_frozen(weights):
     assert not any(p.requires_grad for p in model.parameters())
     assert set(model(_test_image(16))) == {"relu2_1", "conv1_2"}
     assert (model(_test_image(16))["conv1_2"] < 0).any()  # conv features are taken before their ReLU
+
+
+def test_smallest_edge_halves_with_every_pooling_before_the_deepest_layer():
+    assert smallest_edge(["relu1_1"]) == 1 and smallest_edge(["relu2_1", "relu1_2"]) == 2
+    assert smallest_edge(["relu4_2", "relu5_1"]) == 16 and smallest_edge(["relu4_2"]) == 8
 
 
 def test_unknown_layer_lists_the_valid_ones(weights):
