@@ -19,7 +19,7 @@ import PIL.Image
 import torch
 
 from . import __version__
-from .color import luminance, match_color, match_luminance, with_chroma_of
+from .color import blended_mean_and_covariance, luminance, match_color, match_luminance, recolor, with_chroma_of
 from .config import INITS, Config, check_device
 from .errors import ConfigError, ImageError
 from .imageio import (long_edge_shape, pixels_shape, read_image, resize, resize_to_long_edge, resize_to_pixels,
@@ -95,6 +95,8 @@ def stylize(
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
     sizes, steps = config.sizes(), config.steps_per_size()
+    # With no style to paint (strength 0) there is no recolouring either: the photo comes back.
+    init = "content" if config.init == "palette" and not config.style_weight * config.strength else config.init
     state = LoopState(total=sum(steps), scales=len(sizes))
     setup = time.perf_counter() - started
     image = first = first_shape = None
@@ -104,7 +106,7 @@ def stylize(
                 continue
             content_image, style_images, scaled_masks = _at_size(images, size, config)
             if image is None:
-                start = initial_image(config.init, content_image, style_images, generator, scaled_masks)
+                start = initial_image(init, content_image, style_images, generator, scaled_masks, config.style_blend)
                 start = luminance(start) if grey else start
             else:  # coarse-to-fine: continue from the last size's result, upsampled
                 start = resize(image, *content_image.shape[1:])
@@ -293,17 +295,18 @@ def _cpu_flags() -> set[str]:
 
 
 def initial_image(init: str, content: torch.Tensor, styles: list[torch.Tensor], generator: torch.Generator,
-                  masks: list[torch.Tensor] | None = None) -> torch.Tensor:
-    """The starting pixels (3, H, W): the photo, noise, the painting or an image file, at the photo's size.
+                  masks: list[torch.Tensor] | None = None, blend: Sequence[float] = ()) -> torch.Tensor:
+    """The starting pixels (3, H, W): the photo, noise, the (first) painting or an image file, at the photo's size.
 
-    With masks, 'palette' recolours each masked region to its own painting and leaves the rest the photo.
+    'palette' recolours the photo to the paintings' colours, pooled in the ``blend`` proportions
+    (default equal); with masks, each masked region to its own painting, the rest left the photo.
     """
     size = content.shape[1:]
     if init == "content":
         return content.clone()
     if init == "palette":
         if not masks:
-            return match_color(content, styles[0])
+            return recolor(content, *blended_mean_and_covariance(styles, list(blend) or [1.0] * len(styles)))
         weights = [m.reshape(1, *size).cpu() for m in masks]
         unmasked = (1 - sum(weights)).clamp(min=0)
         mixed = unmasked * content + sum(w * match_color(content, s) for w, s in zip(weights, styles))

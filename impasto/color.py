@@ -50,8 +50,13 @@ def match_luminance(style: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
     Without this, a dark painting would darken the photo even though only its strokes are wanted.
     """
     y_style, y_content = rgb_to_yiq(style)[0], rgb_to_yiq(content)[0]
-    scaled = (y_style - y_style.mean()) * (y_content.std() / (y_style.std() + _EPS)) + y_content.mean()
+    scaled = (y_style - y_style.mean()) * (_spread(y_content) / (_spread(y_style) + _EPS)) + y_content.mean()
     return scaled.clamp(0.0, 1.0).expand(3, -1, -1).clone()
+
+
+def _spread(values: torch.Tensor) -> torch.Tensor:
+    """Standard deviation; 0 for a single value (a 1×1 image), where torch's sample estimate is NaN."""
+    return values.std() if values.numel() > 1 else values.new_zeros(())
 
 
 def with_chroma_of(grey: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
@@ -81,9 +86,26 @@ def match_color(style: torch.Tensor, content: torch.Tensor, *, clamp: bool = Tru
     x' = Σc^½ Σs^-½ (x − μs) + μc, with symmetric square roots: of the affine maps that match the two
     moments this one rotates colours least. Values leaving [0, 1] are clipped unless ``clamp`` is False.
     """
-    mu_s, cov_s = mean_and_covariance(style)
-    mu_c, cov_c = mean_and_covariance(content)
-    transform = _sqrtm(cov_c, 0.5) @ _sqrtm(cov_s, -0.5)
-    pixels = style.reshape(3, -1).double()  # (3, N)
-    out = (transform @ (pixels - mu_s[:, None]) + mu_c[:, None]).reshape(style.shape).to(style.dtype)
+    return recolor(style, *mean_and_covariance(content), clamp=clamp)
+
+
+def recolor(image: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor, *, clamp: bool = True) -> torch.Tensor:
+    """``image`` mapped to the colour ``mean`` (3,) and covariance (3, 3) by ``match_color``'s transform."""
+    mu_s, cov_s = mean_and_covariance(image)
+    transform = _sqrtm(cov, 0.5) @ _sqrtm(cov_s, -0.5)
+    pixels = image.reshape(3, -1).double()  # (3, N)
+    out = (transform @ (pixels - mu_s[:, None]) + mean[:, None]).reshape(image.shape).to(image.dtype)
     return out.clamp(0.0, 1.0) if clamp else out
+
+
+def blended_mean_and_covariance(images: list[torch.Tensor], weights: list[float]
+                                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The colour mean and covariance of the images' pixels pooled in the proportions ``weights``
+    (normalised): the palette of a style blend. One image with weight left is its own statistics."""
+    kept = [(w / sum(weights), image) for w, image in zip(weights, images) if w > 0]
+    if len(kept) == 1:
+        return mean_and_covariance(kept[0][1])
+    moments = [(w, *mean_and_covariance(image)) for w, image in kept]
+    mean = sum(w * m for w, m, _ in moments)
+    second = sum(w * (c + torch.outer(m, m)) for w, m, c in moments)
+    return mean, second - torch.outer(mean, mean)

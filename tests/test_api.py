@@ -97,6 +97,23 @@ def test_in_memory_inputs_and_blend(images):
     assert result.image.shape == (3, 34, 64) and result.steps == 3
 
 
+def test_a_blend_weight_of_zero_leaves_a_painting_out_entirely(images):
+    # the Gram targets and the palette start alike: (0, 1) is the second painting alone, bit for bit
+    photo, first, second = (images / p for p in ("content/golden_gate.jpg", "style/starry_night.jpg",
+                                                  "style/the_scream.jpg"))
+    config = impasto.Config(max_size=48, iterations=4)
+    blended = impasto.stylize(photo, [first, second], config.replace(style_blend=(0.0, 1.0)))
+    assert torch.equal(blended.image, impasto.stylize(photo, second, config).image)
+
+
+def test_strength_zero_gives_the_photo_back(images):
+    photo = images / "content/golden_gate.jpg"
+    result = impasto.stylize(photo, images / "style/starry_night.jpg", impasto.Config(max_size=48, iterations=20,
+                                                                                    strength=0))
+    resized = resize_to_long_edge(impasto.read_image(photo), 48)
+    assert (result.image - resized).abs().mean() < 2e-3  # the palette start would be ~0.1 away
+
+
 def test_cancel_keeps_the_best_image(images):
     result = impasto.stylize(images / "content/golden_gate.jpg", images / "style/starry_night.jpg",
                              impasto.Config(**FAST), callback=lambda event: event.step >= 4)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import impasto
-from impasto.color import (luminance, match_color, match_luminance, mean_and_covariance, rgb_to_yiq,
+from impasto.color import (blended_mean_and_covariance, luminance, match_color, match_luminance, mean_and_covariance, rgb_to_yiq,
                            with_chroma_of, yiq_to_rgb)
 from impasto.imageio import read_image, resize_to_long_edge
 
@@ -53,6 +53,12 @@ def test_match_luminance_gives_the_photos_mean_and_spread(images):
     assert matched.std().item() == pytest.approx(y_photo.std().item(), rel=0.05)
 
 
+def test_one_pixel_images_have_no_spread():
+    single, photo = torch.full((3, 1, 1), 0.3), torch.rand(3, 8, 8)
+    assert torch.equal(match_luminance(photo, single), torch.full((3, 8, 8), rgb_to_yiq(single)[0, 0, 0].item()))
+    assert torch.isfinite(match_luminance(single, photo)).all()
+
+
 def test_match_color_gives_the_photos_mean_and_covariance(images):
     photo, painting = _image(images / "content/golden_gate.jpg"), _image(images / "style/starry_night.jpg")
     mean_c, cov_c = mean_and_covariance(photo)
@@ -64,6 +70,18 @@ def test_match_color_gives_the_photos_mean_and_covariance(images):
     # Clipping to [0, 1] moves the pixels that left it: the spread shrinks by up to 10% here.
     mean, cov = mean_and_covariance(match_color(painting, photo))
     assert torch.allclose(mean, mean_c, atol=0.01) and torch.allclose(cov, cov_c, rtol=0.15, atol=0)
+
+
+def test_a_blends_palette_pools_the_paintings_pixels(images):
+    first, second = _image(images / "style/starry_night.jpg"), _image(images / "style/the_scream.jpg")
+    second = torch.nn.functional.interpolate(second[None], size=first.shape[1:], mode="bilinear")[0]
+    mean, cov = blended_mean_and_covariance([first, second], [2.0, 2.0])  # equal pixel counts, equal weights
+    pooled_mean, pooled_cov = mean_and_covariance(torch.cat([first, second], dim=2))
+    assert torch.allclose(mean, pooled_mean, atol=1e-9) and torch.allclose(cov, pooled_cov, atol=1e-9)
+    assert (cov - mean_and_covariance(first)[1]).abs().max() > 0.01  # not the first painting's
+    for weights, alone in (([1.0, 0.0], first), ([0.0, 3.0], second)):  # a weight of 0 drops a painting
+        assert all(torch.equal(a, b) for a, b in zip(blended_mean_and_covariance([first, second], weights),
+                                                       mean_and_covariance(alone)))
 
 
 def test_match_color_by_hand():
