@@ -30,7 +30,7 @@ from . import __version__
 from .api import fingerprint, resolve_device, stylize
 from .config import COLOR_MODES, INITS, OPTIMIZERS, POOLINGS, PRECISIONS, Config
 from .errors import ConfigError, ImageError, ImpastoError
-from .imageio import SAVE_FORMATS, read_image, read_metadata, save_image
+from .imageio import SAVE_FORMATS, check_writable, read_image, read_metadata, save_image, sidecar_path
 from .optimize import ProgressEvent
 from .plot import PLOT_FORMATS, loss_kinds, plot_losses
 from .vgg import load_weights
@@ -440,6 +440,8 @@ def _finish_plan(args: argparse.Namespace, config: Config, contents: list[Any], 
     _check_nothing_overwritten(args, config, contents, styles, jobs)
     for job in jobs:
         _check_writable(job.output, SAVE_FORMATS)
+        if sidecar_path(job.output):
+            check_writable(sidecar_path(job.output))
         if job.plot:
             _check_writable(job.plot, PLOT_FORMATS)
     if args.log_json:
@@ -465,6 +467,7 @@ def _check_nothing_overwritten(args: argparse.Namespace, config: Config, content
              "the --config file": [args.config] if getattr(args, "config", None) else []}
     read = {Path(p).resolve(): what for what, paths in reads.items() for p in paths if isinstance(p, (str, os.PathLike))}
     writes = [(job.output, "-o") for job in jobs] + [(job.plot, "--plot") for job in jobs if job.plot]
+    writes += [(sidecar_path(job.output), "-o's metadata") for job in jobs if sidecar_path(job.output)]
     writes += [(Path(args.log_json), "--log-json")] if args.log_json else []
     written: dict[Path, str] = {}
     for path, what in writes:
@@ -490,11 +493,8 @@ def _check_writable(path: Path, formats: Any) -> None:
     """Fail now, not after minutes of work, if ``path`` cannot be written."""
     if formats is not None and path.suffix.lower() not in formats:
         raise ImageError(f"{path}: unsupported extension {path.suffix!r}; use one of {', '.join(formats)}")
-    if path.is_dir():
-        raise ImageError(f"{path}: is a folder, cannot write a file there")
-    folder = path.parent
-    if not folder.is_dir():
-        raise ImageError(f"{path}: folder {str(folder)!r} does not exist")
+    check_writable(path)
+    folder = Path(os.path.realpath(path)).parent
     try:
         fd, probe = tempfile.mkstemp(prefix=".impasto-check-", dir=folder)
     except OSError as exc:

@@ -16,6 +16,7 @@ import functools
 import io
 import json
 import os
+import stat
 import struct
 import tempfile
 import warnings
@@ -43,25 +44,31 @@ _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 _ALPHA = ("RGBA", "RGBa", "LA", "La", "PA")
 
 
-def read_image(source: ImageSource, *, what: str = "image", max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:
+def read_image(source: ImageSource, *, what: str = "image", max_pixels: int = DEFAULT_MAX_PIXELS,
+               background: float = 1.0) -> torch.Tensor:
     """Read a path, PIL image, numpy array or tensor as a (3, H, W) float32 RGB tensor in [0, 1].
 
     EXIF orientation is applied, an embedded ICC profile converted to sRGB, and transparency
-    composited over white. The caller's object is never changed. Raises ImageError.
+    composited over ``background`` (1: white, for pictures; 0: black, for masks, where transparent
+    means none). The caller's object is never changed. Raises ImageError.
     """
     if isinstance(source, (str, os.PathLike)):
-        return _read_file(Path(source), max_pixels)
+        return _read_file(Path(source), max_pixels, background)
     if isinstance(source, Image.Image):
         _check_size(source, what, max_pixels)
-        return _from_pil(source, what)
+        try:
+            source.load()  # a no-op once loaded; a lazily opened, truncated file fails here
+        except _DECODE_ERRORS as e:
+            raise ImageError(f"{what}: truncated or corrupt image ({e})") from None
+        return _from_pil(source, what, background)
     if isinstance(source, np.ndarray):
-        return _from_array(source, what)
+        return _from_array(source, what, background)
     if isinstance(source, torch.Tensor):
         return _from_tensor(source, what)
     raise ImageError(f"{what}: expected a path, PIL image, numpy array or tensor, got {type(source).__name__}")
 
 
-def _read_file(path: Path, max_pixels: int) -> torch.Tensor:
+def _read_file(path: Path, max_pixels: int, background: float) -> torch.Tensor:
     try:
         with open(path, "rb") as file:
             # Pillow's harmless complaints (odd EXIF, palette transparency) must not reach the
@@ -74,7 +81,7 @@ def _read_file(path: Path, max_pixels: int) -> torch.Tensor:
                         im.load()  # decode everything now, so that a truncated file fails here
                     except _DECODE_ERRORS as e:
                         raise ImageError(f"{path}: truncated or corrupt image ({e})") from None
-                    return _from_pil(im, str(path))
+                    return _from_pil(im, str(path), background)
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -95,7 +102,7 @@ def _check_size(im: Image.Image, name: str, max_pixels: int) -> None:
         raise ImageError(f"{name}: {width}x{height} pixels is more than the limit of {max_pixels:,}")
 
 
-def _from_pil(im: Image.Image, name: str) -> torch.Tensor:
+def _from_pil(im: Image.Image, name: str, background: float) -> torch.Tensor:
     icc = im.info.get("icc_profile")
     try:
         im = ImageOps.exif_transpose(im)  # returns a new image, never the caller's
@@ -103,21 +110,29 @@ def _from_pil(im: Image.Image, name: str) -> torch.Tensor:
         pass  # a damaged EXIF block should not stop the picture from being read
     if icc:
         im = _to_srgb(im, icc)
-    return _from_array(_pil_to_array(im), name)
+    return _from_array(_pil_to_array(im), name, background)
 
 
 def _to_srgb(im: Image.Image, icc: bytes) -> Image.Image:
-    """Convert from the embedded profile to sRGB; a profile we cannot use is ignored (sRGB assumed)."""
-    out_mode = {"RGB": "RGB", "RGBA": "RGBA", "CMYK": "RGB", "L": "RGB"}.get(im.mode)
-    if out_mode is None:
+    """Convert from the embedded profile to sRGB; a profile we cannot use is ignored (sRGB assumed).
+
+    Transparency (an alpha channel, a palette's or a colour key) is set aside and put back after."""
+    if im.mode in ("P", "PA") or (im.mode in ("L", "RGB") and "transparency" in im.info):
+        im = im.convert("RGBA")
+    alpha = im.getchannel("A") if im.mode in ("RGBA", "LA") else None
+    colours = im.convert(im.mode[:-1]) if alpha is not None else im
+    if colours.mode not in ("RGB", "CMYK", "L"):
         return im
     try:
         profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
         if "sRGB" in ImageCms.getProfileDescription(profile) and im.mode != "CMYK":
             return im  # already sRGB: skip a transform that could only add rounding
-        return ImageCms.profileToProfile(im, profile, ImageCms.createProfile("sRGB"), outputMode=out_mode)
+        converted = ImageCms.profileToProfile(colours, profile, ImageCms.createProfile("sRGB"), outputMode="RGB")
     except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
         return im
+    if alpha is not None:
+        converted.putalpha(alpha)
+    return converted
 
 
 def _pil_to_array(im: Image.Image) -> np.ndarray:
@@ -136,8 +151,9 @@ def _pil_to_array(im: Image.Image) -> np.ndarray:
     return np.asarray(im.convert("RGB"))  # RGB, 1, P, CMYK, YCbCr, LAB, HSV, ...
 
 
-def _from_array(a: np.ndarray, name: str) -> torch.Tensor:
-    """(H, W), (H, W, 1|3|4) uint8 / uint16 / bool / float in [0, 1] -> (3, H, W) float32."""
+def _from_array(a: np.ndarray, name: str, background: float = 1.0) -> torch.Tensor:
+    """(H, W), (H, W, 1|3|4) uint8 / uint16 / bool / float in [0, 1] -> (3, H, W) float32, any alpha
+    composited over ``background``."""
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[..., 0]
     if not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (3, 4))) or 0 in a.shape:
@@ -155,7 +171,7 @@ def _from_array(a: np.ndarray, name: str) -> torch.Tensor:
         x = np.repeat(x[..., None], 3, axis=2)
     elif x.shape[2] == 4:
         alpha = x[..., 3:]
-        x = x[..., :3] * alpha + (1.0 - alpha)  # composite over a white canvas
+        x = x[..., :3] * alpha + background * (1.0 - alpha)
     return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))  # (H, W, 3) -> (3, H, W)
 
 
@@ -272,25 +288,43 @@ def save_image(
         im = im.convert("RGB") if im.mode not in ("RGB", "L") else im
         options.update(quality=quality, subsampling=0)  # 4:4:4: no colour bleeding on fine strokes
     elif fmt == "WEBP":
-        options["quality"] = quality
+        options["lossless"] = True  # lossy WebP is always 4:2:0: colours would bleed across strokes
     write_atomic(path, lambda f: im.save(f, format=fmt, **options))
-    sidecar = path.with_name(path.name + ".json")
-    if fmt != "PNG" and text is not None:
+    sidecar = sidecar_path(path)
+    if sidecar and text is not None:
         write_atomic(sidecar, lambda f: f.write(text.encode("utf-8")))
-    elif fmt != "PNG":
+    elif sidecar:
         with contextlib.suppress(OSError):
             sidecar.unlink(missing_ok=True)  # it described the image we just replaced
     return path
 
 
-def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
-    """Write through a hidden temporary file in the target folder, then rename over the target."""
-    if path.is_dir():
-        raise ImageError(f"{path}: is a folder, cannot write an image there")
-    if not path.parent.is_dir():
+def sidecar_path(path: str | os.PathLike) -> Path | None:
+    """Where the metadata of an image saved at ``path`` goes, beside it: ``<path>.json``; None for
+    a PNG, which keeps it in a text chunk."""
+    path = Path(path)
+    return None if path.suffix.lower() == ".png" else path.with_name(path.name + ".json")
+
+
+def check_writable(path: Path) -> None:
+    """Raise ImageError unless a file can be written at ``path``: not a folder, its folder there,
+    not a read-only file (a link is followed to the file it names)."""
+    target = Path(os.path.realpath(path))
+    if target.is_dir():
+        raise ImageError(f"{path}: is a folder, cannot write a file there")
+    if not target.parent.is_dir():
         raise ImageError(f"{path}: folder {str(path.parent)!r} does not exist")
+    if target.exists() and not os.access(target, os.W_OK):
+        raise ImageError(f"{path}: is read-only, not replacing it")
+
+
+def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+    """Write through a hidden temporary file in the target folder, then rename over the target (the
+    file a link names, so that the link stays), keeping an existing file's permissions."""
+    check_writable(path)
+    target = Path(os.path.realpath(path))
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as e:
         raise ImageError(f"{path}: cannot write ({e.strerror or e})") from None
     try:
@@ -298,8 +332,9 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, path)
+        # mkstemp makes 0600: take the replaced file's permissions, or the usual ones for a new file
+        os.chmod(tmp, stat.S_IMODE(target.stat().st_mode) if target.exists() else 0o666 & ~_umask())
+        os.replace(tmp, target)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(e, (OSError, ValueError)):
@@ -326,7 +361,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any] | None:
                 with Image.open(path) as im:
                     text = im.info.get(METADATA_KEY)
         else:
-            sidecar = path.with_name(path.name + ".json")
+            sidecar = sidecar_path(path)
             text = sidecar.read_text(encoding="utf-8") if sidecar.is_file() else None
         return None if text is None else json.loads(text)
     except (OSError, UnidentifiedImageError, ValueError) as e:

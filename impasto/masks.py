@@ -35,7 +35,7 @@ def read_mask(source: MaskSource, photo: torch.Tensor, *, what: str = "mask") ->
     or it is all black (a style with nowhere to go).
     """
     name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else what
-    image = read_image(source, what=name)
+    image = read_image(source, what=name, background=0.0)  # transparent: no style there
     height, width = image.shape[1:]
     photo_height, photo_width = photo.shape[1:]
     if abs((width / height) / (photo_width / photo_height) - 1) > ASPECT_TOLERANCE:

@@ -245,6 +245,8 @@ def _huge_png(path: Path) -> None:
          "start.png: --plot would overwrite an input image"),
         (["{content}", "{style}", "-o", "{out}", "--plot", "{out}"], "out.png: -o and --plot would write the same file"),
         (["{content}", "{style}", "-o", "{out}", "--log-json", "{out}"], "-o and --log-json would write the same file"),
+        (["{content}", "{style}", "-o", "{tmp}/out.jpg", "--log-json", "{tmp}/out.jpg.json"],
+         "out.jpg.json: -o's metadata and --log-json would write the same file"),
         (["{content}", "{style}", "-o", "{out}", "--config", "{tmp}/run.toml", "--log-json", "{tmp}/run.toml"],
          "run.toml: --log-json would overwrite the --config file"),
         (["{content}", "{style}", "-o", "{out}", "--style-weight", "nan"],

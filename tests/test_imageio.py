@@ -116,6 +116,71 @@ def test_icc_profiles(tmp_path):
     assert torch.equal(read_image(tmp_path / "bad.png"), read_image(a))  # ignored, taken as sRGB
 
 
+def _linear_profile(space: str) -> bytes:
+    """A minimal ICC v2 display profile with a linear tone curve (gamma 1): sRGB's primaries for
+    "RGB ", or grey for "GRAY". Pixel value 128 in it is about 188 in sRGB."""
+    def s15(*values):
+        return b"".join(struct.pack(">i", round(v * 65536)) for v in values)
+
+    def tag(kind, payload):
+        return kind + b"\0" * 4 + payload
+
+    name = b"linear test profile\0"
+    tags = {b"desc": tag(b"desc", struct.pack(">I", len(name)) + name + b"\0" * 79),
+            b"wtpt": tag(b"XYZ ", s15(0.9642, 1.0, 0.8249)), b"cprt": tag(b"text", b"none\0")}
+    curve = tag(b"curv", struct.pack(">IH", 1, 256) + b"\0\0")  # one entry: gamma 1.0
+    if space == "GRAY":
+        tags[b"kTRC"] = curve
+    else:
+        primaries = {b"rXYZ": (0.4361, 0.2225, 0.0139), b"gXYZ": (0.3851, 0.7169, 0.0971),
+                     b"bXYZ": (0.1431, 0.0606, 0.7141)}
+        tags.update({key: tag(b"XYZ ", s15(*xyz)) for key, xyz in primaries.items()})
+        tags.update({key: curve for key in (b"rTRC", b"gTRC", b"bTRC")})
+    table, data, offset = b"", b"", 128 + 4 + 12 * len(tags)
+    for key, payload in tags.items():
+        data += b"\0" * (-len(data) % 4)
+        table += key + struct.pack(">II", offset + len(data), len(payload))
+        data += payload
+    body = struct.pack(">I", len(tags)) + table + data
+    header = (struct.pack(">I", 128 + len(body)) + b"lcms" + bytes([2, 0x10, 0, 0]) + b"mntr" + space.encode()
+              + b"XYZ " + b"\0" * 12 + b"acsp" + b"\0" * 24 + b"\0" * 4 + s15(0.9642, 1.0, 0.8249) + b"\0" * 48)
+    return header + body
+
+
+def test_profiles_convert_every_mode_and_keep_transparency(tmp_path):
+    rgb, grey = _linear_profile("RGB "), _linear_profile("GRAY")
+    Image.new("RGB", (2, 1), (128, 128, 128)).save(tmp_path / "rgb.png", icc_profile=rgb)
+    assert pixel(read_image(tmp_path / "rgb.png"), 0, 0) == [188] * 3
+    la = Image.fromarray(np.array([[[128, 255], [128, 0]]], np.uint8), "LA")
+    la.save(tmp_path / "la.png", icc_profile=grey)
+    t = read_image(tmp_path / "la.png")
+    assert pixel(t, 0, 0) == [188] * 3 and pixel(t, 0, 1) == [255] * 3  # converted; transparent is white
+    palette = Image.new("P", (2, 1))
+    palette.putpalette([128, 128, 128, 0, 0, 0] + [0] * 762)
+    palette.putpixel((1, 0), 1)
+    palette.save(tmp_path / "p.png", icc_profile=rgb, transparency=1)
+    t = read_image(tmp_path / "p.png")
+    assert pixel(t, 0, 0) == [188] * 3 and pixel(t, 0, 1) == [255] * 3
+    keyed = Image.new("RGB", (2, 1), (128, 128, 128))
+    keyed.putpixel((1, 0), (0, 0, 0))
+    keyed.save(tmp_path / "key.png", icc_profile=rgb, transparency=(0, 0, 0))  # a colour key
+    t = read_image(tmp_path / "key.png")
+    assert pixel(t, 0, 0) == [188] * 3 and pixel(t, 0, 1) == [255] * 3
+
+
+def test_transparency_can_mean_black():
+    rgba = Image.fromarray(np.array([[[255, 255, 255, 0], [255, 255, 255, 255]]], np.uint8))
+    t = read_image(rgba, background=0.0)
+    assert pixel(t, 0, 0) == [0, 0, 0] and pixel(t, 0, 1) == [255] * 3
+
+
+def test_a_truncated_pil_image_is_an_image_error(tmp_path):
+    Image.fromarray(noise(64, 64)).save(tmp_path / "full.png")
+    (tmp_path / "cut.png").write_bytes((tmp_path / "full.png").read_bytes()[:3000])
+    with Image.open(tmp_path / "cut.png") as im, pytest.raises(ImageError, match="photo: truncated or corrupt"):
+        read_image(im, what="photo")
+
+
 def test_in_memory_sources_and_no_mutation():
     a = noise(5, 7)
     before = a.copy()
@@ -290,6 +355,8 @@ def test_save_formats_read_back(tmp_path, ext):
     assert path == tmp_path / f"out.{ext}"
     back = read_image(path)
     assert back.shape == (3, 32, 32) and (back - t).abs().mean() < 0.06
+    if ext in ("png", "PNG", "tif", "webp"):  # lossless: the 8-bit picture exactly
+        assert torch.equal(back, read_image(to_pil(t)))
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"out.{ext}"]  # no temp file left
 
 
@@ -336,6 +403,29 @@ def test_save_errors_name_the_path_and_leave_nothing(tmp_path, monkeypatch):
     with pytest.raises(TypeError):
         save_image(t, tmp_path / "meta.png", metadata={"bad": object()})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.png", "taken.png"]
+
+
+def test_saving_through_a_link_replaces_the_file_it_names(tmp_path):
+    save_image(torch.zeros(3, 2, 2), tmp_path / "target.png")
+    (tmp_path / "link.png").symlink_to("target.png")
+    save_image(torch.ones(3, 2, 2), tmp_path / "link.png")
+    assert (tmp_path / "link.png").is_symlink() and read_image(tmp_path / "target.png").min() == 1.0
+
+
+def test_saving_keeps_a_files_permissions_and_refuses_a_read_only_one(tmp_path):
+    path = tmp_path / "out.png"
+    save_image(torch.zeros(3, 2, 2), path)
+    path.chmod(0o640)
+    save_image(torch.ones(3, 2, 2), path)
+    assert path.stat().st_mode & 0o777 == 0o640
+    path.chmod(0o444)
+    if os.access(path, os.W_OK):  # root with CAP_DAC_OVERRIDE may write it: then so does impasto
+        save_image(torch.zeros(3, 2, 2), path)
+        assert read_image(path).max() == 0.0 and path.stat().st_mode & 0o777 == 0o444
+    else:
+        with pytest.raises(ImageError, match=r"out\.png: is read-only, not replacing it"):
+            save_image(torch.zeros(3, 2, 2), path)
+        assert read_image(path).min() == 1.0
 
 
 def test_read_metadata_errors(tmp_path):

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from PIL import Image
 
 import impasto
 from impasto.api import _scaled_styles, load_extractor
@@ -28,6 +29,14 @@ def test_read_mask_is_brightness(tmp_path):
     mask = read_mask(tmp_path / "m.png", photo)
     assert mask.shape == (60, 80) and mask[:, 40:].min() == 1.0 and mask[20:, :40].max() == 0.0
     assert mask[0, 0].item() == pytest.approx(1 / 3)
+
+
+def test_transparent_in_a_mask_means_no_style(tmp_path):
+    strokes = torch.zeros(60, 80, 4, dtype=torch.uint8)
+    strokes[:, 40:] = 255  # opaque white on the right, transparent on the left
+    Image.fromarray(strokes.numpy()).save(tmp_path / "strokes.png")
+    mask = read_mask(tmp_path / "strokes.png", torch.rand(3, 30, 40))
+    assert mask[:, 40:].min() == 1.0 and mask[:, :40].max() == 0.0
 
 
 @pytest.mark.parametrize("problem, message", [
