@@ -115,3 +115,35 @@ def test_paint_in_the_browser(server, page, images, tmp_path):
     assert "photo 'holiday.png': not an image file" in page.inner_text("#message")
     assert page.locator(".card").count() == 1
     assert errors == []
+
+
+def test_keyboard_and_phone(server, page, images):
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.set_viewport_size({"width": 375, "height": 700})
+    page.goto(server)
+    page.set_input_files("#content-file", str(images / "content/golden_gate.jpg"))
+    page.set_input_files("#style-file", str(images / "style/starry_night.jpg"))
+    assert page.inner_text("#status-text") == "Ready: press Paint."
+    page.fill("#setting-max_size", "")  # an empty field is the browser's to flag, not a silent default
+    page.click("#paint")
+    assert not page.evaluate("document.querySelector('#setting-max_size').validity.valid")
+    assert page.is_hidden("#cancel")  # nothing was sent
+    page.fill("#setting-max_size", "32")
+    page.fill("#setting-iterations", "3")
+    slider = page.locator("#setting-style_weight")
+    assert slider.get_attribute("aria-valuetext") == "200"  # what the page shows, not log10 of it
+    page.focus("#paint")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".card", timeout=120_000)
+    page.wait_for_function("document.activeElement.id === 'download'")  # focus followed the run, not lost
+    assert page.inner_text(".card .meta span") == "32×24 · 3 steps"
+    stage, picture = page.locator("#stage").bounding_box(), page.locator("#preview").bounding_box()
+    assert picture["x"] >= stage["x"] and picture["x"] + picture["width"] <= stage["x"] + stage["width"] + 0.5
+    page.evaluate("document.querySelector('#preview').hidden = true")
+    card = page.locator(".card")
+    card.focus()
+    page.keyboard.press("Enter")  # a gallery card opens from the keyboard
+    page.wait_for_selector("#preview:not([hidden])")
+    assert page.inner_text("#status-text").startswith("Finished: 3 steps")
+    assert errors == []

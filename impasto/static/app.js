@@ -120,7 +120,10 @@ function buildForm(settings) {
       range.step = 0.01;
       range.value = Math.log10(s.default);
       range.dataset.log = "1";
-      const show = () => { out.textContent = formatNumber(sliderValue(range)); };
+      const show = () => {
+        out.textContent = formatNumber(sliderValue(range));
+        range.setAttribute("aria-valuetext", out.textContent);  // the value, not its logarithm
+      };
       range.addEventListener("input", show);
       show();
       const scale = document.createElement("div");
@@ -175,6 +178,7 @@ function settingValues() {
 function updatePaintButton() {
   const busy = state.active && (state.active.status === "queued" || state.active.status === "running");
   $("paint").disabled = !(state.settings && files.content && files.style) || busy;
+  if (!state.view && files.content && files.style) setStatus("Ready: press Paint.", "");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -182,6 +186,7 @@ function updatePaintButton() {
 
 async function paint() {
   hideMessage();
+  if (!$("settings").reportValidity()) return;  // the browser points at the field that is out of range
   const form = new FormData();
   form.append("content", files.content);
   form.append("style", files.style);
@@ -211,6 +216,10 @@ function follow(job) {
   $("cancel").textContent = "Cancel";
   $("download").hidden = true;
   $("result-info").textContent = "";
+  $("preview").hidden = true;  // not the last picture: this job's own previews replace the placeholder
+  $("placeholder").hidden = false;
+  for (const card of document.querySelectorAll(".card")) card.classList.remove("selected");
+  if (document.activeElement === $("paint") || document.activeElement === document.body) $("cancel").focus();
   setBar(0, "");
   render(job);
   drawChart();
@@ -233,8 +242,10 @@ function follow(job) {
   source.addEventListener("progress", onEvent);
   source.addEventListener("done", onEvent);
   source.onerror = () => {
-    if (source.readyState === EventSource.CLOSED) showMessage("Lost the connection to the server.");
+    showMessage(source.readyState === EventSource.CLOSED ? "Lost the connection to the server."
+      : "Lost the connection to the server; trying again…", source.readyState === EventSource.CLOSED ? "error" : "info");
   };
+  source.onopen = () => { if ($("message").classList.contains("info")) hideMessage(); };
 }
 
 async function cancel() {
@@ -269,9 +280,11 @@ function render(job) {
 
 function finished(job) {
   state.view = job.id;
+  const hadFocus = document.activeElement === $("cancel");
   $("cancel").hidden = true;
   updatePaintButton();
   showJob(job, state.points);
+  if (hadFocus) (job.has_result ? $("download") : $("paint")).focus();  // not lost to <body>
   refreshGallery();
 }
 
@@ -382,7 +395,7 @@ async function refreshGallery() {
     const meta = document.createElement("div");
     meta.className = "meta";
     const info = document.createElement("span");
-    info.textContent = `${job.size ? job.size[0] + "×" + job.size[1] : ""} · ${job.step} steps`;
+    info.textContent = `${job.size ? job.size[0] + "×" + job.size[1] : ""} · ${job.step} step${job.step === 1 ? "" : "s"}`;
     if (job.status === "cancelled") {
       const badge = document.createElement("span");
       badge.className = "badge";
@@ -397,7 +410,13 @@ async function refreshGallery() {
     meta.append(info, link);
     caption.append(title, meta);
     card.append(img, caption);
+    card.tabIndex = 0;
+    card.setAttribute("role", "button");
+    card.setAttribute("aria-label", `Open ${title.textContent}`);
     card.addEventListener("click", () => openJob(job.id));
+    card.addEventListener("keydown", (e) => {
+      if (e.target === card && (e.key === "Enter" || e.key === " ")) { e.preventDefault(); openJob(job.id); }
+    });
     gallery.append(card);
   }
   $("gallery-empty").hidden = gallery.children.length > 0;
@@ -474,7 +493,8 @@ function drawChart() {
   for (const step of niceTicks(maxStep)) {
     const xx = Math.round(x(step)) + 0.5;
     ctx.beginPath(); ctx.moveTo(xx, top); ctx.lineTo(xx, top + plotH); ctx.stroke();
-    ctx.fillText(String(step), xx, top + plotH + 5);
+    const half = ctx.measureText(String(step)).width / 2;
+    ctx.fillText(String(step), Math.min(xx, width - half - 1), top + plotH + 5);  // the last one not clipped
   }
 
   for (const s of SERIES) {
@@ -490,13 +510,15 @@ function drawChart() {
       started = true;
     }
     ctx.stroke();
+    if (points.length === 1 && points[0][s.index] > 0) {  // one step: a dot, not an empty chart
+      ctx.fillStyle = s.color;
+      ctx.beginPath(); ctx.arc(x(points[0][0]), y(points[0][s.index]), 3, 0, 2 * Math.PI); ctx.fill();
+    }
   }
 
   // Legend and title.
   ctx.textBaseline = "middle";
   ctx.textAlign = "left";
-  ctx.fillStyle = "#1f2328";
-  ctx.fillText("loss (log scale) by step", left, 10);
   let lx = width - right;
   for (const s of [...SERIES].reverse()) {
     const w = ctx.measureText(s.name).width;
@@ -509,6 +531,9 @@ function drawChart() {
     ctx.beginPath(); ctx.moveTo(lx, 10); ctx.lineTo(lx + 16, 10); ctx.stroke();
     lx -= 14;
   }
+  const title = "loss (log scale) by step";
+  ctx.fillStyle = "#1f2328";
+  if (left + ctx.measureText(title).width + 12 <= lx) ctx.fillText(title, left, 10);  // narrow: the legend only
 }
 
 function niceTicks(maxStep) {

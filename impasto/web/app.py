@@ -40,7 +40,8 @@ FORM_SETTINGS: dict[str, dict[str, Any]] = {
     "max_size": {"label": "Size", "unit": "px", "widget": "number", "min": 16},
     "iterations": {"label": "Iterations", "widget": "number", "min": 1},
     "seed": {"label": "Seed", "widget": "number", "min": 0},
-    "preserve_color": {"label": "Colours", "widget": "select", "choices": [
+    "preserve_color": {"label": "Colours", "widget": "select", "help": "keep the photo's colours: take only "
+                       "the painting's brightness, or recolour the painting to the photo's colours first", "choices": [
         ["none", "the painting's"], ["luminance", "the photo's (luminance only)"],
         ["histogram", "the photo's (painting recoloured)"]]},
 }
