@@ -5,15 +5,40 @@
     result.save("out.png")
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.4.0"
 
-from .api import Result, objective_for, stylize
-from .config import Config
-from .errors import ConfigError, ImageError, ImpastoError, WeightsError
-from .imageio import read_image, save_image
-from .optimize import ProgressEvent
-
+# The public names, each from the module that defines it. They are imported on first use, so that
+# the command line can answer Ctrl-C with one line even while torch is still loading.
+_PUBLIC = {
+    "Config": "config", "ConfigError": "errors", "ImageError": "errors", "ImpastoError": "errors",
+    "ProgressEvent": "optimize", "Result": "api", "WeightsError": "errors", "objective_for": "api",
+    "read_image": "imageio", "save_image": "imageio", "stylize": "api",
+}
 __all__ = [
     "Config", "ConfigError", "ImageError", "ImpastoError", "ProgressEvent", "Result", "WeightsError",
     "__version__", "objective_for", "read_image", "save_image", "stylize",
 ]
+
+if TYPE_CHECKING:
+    from .api import Result, objective_for, stylize
+    from .config import Config
+    from .errors import ConfigError, ImageError, ImpastoError, WeightsError
+    from .imageio import read_image, save_image
+    from .optimize import ProgressEvent
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'impasto' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import functools
 import importlib
 import json
 import os
@@ -39,12 +40,13 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + the signal's number
 
 EPILOG = """\
-batch: give a folder as CONTENT, or --content several times; then -o is a template with {stem}
-(the photo's name), {style} (the paintings' names) and {index} (1, 2, ...), or a folder.
+batch: give a folder as CONTENT, or --content several times; then -o is a
+template with {stem} (the photo's name), {style} (the paintings' names) and
+{index} (1, 2, ...), or a folder.
 
-exit codes: 0 done; 1 some photos of a batch failed (the rest were written), or an unexpected error;
-2 bad input or usage; 130 / 143 interrupted by Ctrl-C / SIGTERM (the best image so far is written;
-a second Ctrl-C aborts at once)."""
+exit codes: 0 done; 1 some photos of a batch failed (the rest were written),
+or an unexpected error; 2 bad input or usage; 130 / 143 interrupted by Ctrl-C /
+SIGTERM (the best image so far is written; a second Ctrl-C aborts at once)."""
 
 # Single-letter aliases for the options people type most, and other spellings.
 _SHORT = {"max_size": ["-s"], "iterations": ["-n"], "style_weight": ["-w"], "denoise": ["--remove-noise"]}
@@ -119,10 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="impasto", formatter_class=_HelpFormatter, epilog=EPILOG,
         usage="impasto CONTENT STYLE [STYLE ...] -o OUT [options]\n"
-              "       impasto --content PHOTO [--content ...] STYLE [STYLE ...] -o 'out/{stem}.png' [options]\n"
+              "       impasto -c PHOTO [-c PHOTO ...] STYLE [STYLE ...] -o 'out/{stem}.png'\n"
               "       impasto --rerun PAINTED.png [-o NEW.png] [options]\n"
               "       impasto --demo [-o OUT] | impasto serve [...]",
-        description="Paint a photo in the style of one or more paintings (Gatys et al. style transfer).")
+        description="Paint a photo in the style of paintings (Gatys et al. style transfer).")
     parser.add_argument("inputs", nargs="*", metavar="IMAGE",
                         help="CONTENT (a photo, or a folder of photos), then one or more STYLE paintings; "
                              "with --content, all are STYLEs")
@@ -209,13 +211,11 @@ def _parse_item(name: str, text: str) -> Any:
 
 
 def _option_type(name: str):
-    flag = f"--{name.replace('_', '-')}"
-
     def convert(text: str) -> Any:
         try:
             return parse_setting(name, text)
         except ConfigError as exc:
-            raise argparse.ArgumentTypeError(f"{flag}: {exc}") from None
+            raise argparse.ArgumentTypeError(str(exc)) from None  # argparse names the option
 
     return convert
 
@@ -331,7 +331,8 @@ def plan(args: argparse.Namespace) -> Plan:
     else:
         contents, styles = (args.content, args.inputs) if args.content else (args.inputs[:1], args.inputs[1:])
         if not contents or not styles or not args.output:
-            raise ConfigError("give CONTENT, at least one STYLE and -o OUTPUT (or --rerun IMAGE, or --demo)")
+            raise ConfigError("give CONTENT, at least one STYLE and -o OUTPUT (or --rerun IMAGE, or --demo; "
+                              "see impasto --help)")
         batch = len(contents) > 1 or any(Path(c).is_dir() for c in contents)
         contents = [photo for c in contents for photo in _expand(c)]
     return _finish_plan(args, config, contents, styles, batch)
@@ -354,6 +355,9 @@ def _expand(content: str) -> list[str]:
 def _plan_rerun(args: argparse.Namespace) -> Plan:
     source = Path(args.rerun)
     meta = read_metadata(source)
+    if meta and "config" not in meta and "step" in meta:
+        raise ImageError(f"{source}: a --save-every snapshot records only its step and losses; rerun the "
+                         "painting it led to")
     if not meta or "config" not in meta:
         raise ImageError(f"{source}: carries no impasto metadata, cannot rerun it")
     inputs = meta.get("inputs", {})
@@ -433,10 +437,11 @@ def _finish_plan(args: argparse.Namespace, config: Config, contents: list[Any], 
     for attr, what in (("output", "-o"), ("plot", "--plot")):
         paths = [getattr(job, attr) for job in jobs if getattr(job, attr) is not None]
         if len(set(paths)) < len(paths):
-            advice = "give a name with {index}, such as FOLDER/{stem}-{index}.png" if Path(getattr(args, attr)).is_dir() \
-                else "put {stem} or {index} in the name, or give a folder"
-            raise ConfigError(f"{what} {getattr(args, attr)}: several photos would be written to the same file; "
-                              f"{advice}")
+            template = getattr(args, attr)
+            advice = "put {stem} or {index} in the name, or give a folder"
+            if "{stem}" in template or Path(template).is_dir() or template.endswith(("/", os.sep)):
+                advice = "two photos have the same name: put {index} in it, such as FOLDER/{stem}-{index}.png"
+            raise ConfigError(f"{what} {template}: several photos would be written to the same file; {advice}")
     _check_nothing_overwritten(args, config, contents, styles, jobs)
     for job in jobs:
         _check_writable(job.output, SAVE_FORMATS)
@@ -468,6 +473,11 @@ def _check_nothing_overwritten(args: argparse.Namespace, config: Config, content
     read = {Path(p).resolve(): what for what, paths in reads.items() for p in paths if isinstance(p, (str, os.PathLike))}
     writes = [(job.output, "-o") for job in jobs] + [(job.plot, "--plot") for job in jobs if job.plot]
     writes += [(sidecar_path(job.output), "-o's metadata") for job in jobs if sidecar_path(job.output)]
+    if args.save_every:  # snapshots are named after their photo's output: two alike would overwrite
+        snapshots = [_snapshot_path(args, job, 0) for job in jobs]
+        if len(set(snapshots)) < len(snapshots):
+            raise ConfigError(f"--save-every: two photos' snapshots would have the same names in "
+                              f"{snapshots[0].parent}; give the outputs different names")
     writes += [(Path(args.log_json), "--log-json")] if args.log_json else []
     written: dict[Path, str] = {}
     for path, what in writes:
@@ -527,8 +537,10 @@ def run(args: argparse.Namespace) -> int:
                     failed += 1
                     print(f"impasto: error: {exc} (skipped)", file=sys.stderr)
                 if interrupts.signum is not None:
-                    name = signal.Signals(interrupts.signum).name
-                    print(f"impasto: stopped by {name}; the best image so far is in {job.output}", file=sys.stderr)
+                    left = len(the_plan.jobs) - index - 1
+                    if left:
+                        print(f"impasto: stopped by {signal.Signals(interrupts.signum).name}; {left} "
+                              f"photo{'s' if left > 1 else ''} not painted", file=sys.stderr)
                     return EXIT_SIGNAL[interrupts.signum]
     finally:
         if log:
@@ -552,8 +564,17 @@ def _paint(args: argparse.Namespace, the_plan: Plan, job: Job, label: str, log: 
         plot_losses(result.history, job.plot, the_plan.config.sizes(), title=f"{path.name}: loss per step")
     if not args.quiet:
         squeezed = ", activations recomputed to fit in memory" if result.checkpointed else ""
+        reason = result.stop_reason
+        if interrupts.signum is not None and reason == "cancelled":
+            reason = f"{signal.Signals(interrupts.signum).name}: the best image so far"
         print(f"wrote {path} ({result.steps} steps, {result.timings['total']:.1f} s, "
-              f"stopped by {result.stop_reason}{squeezed})", file=sys.stderr)
+              f"stopped by {reason}{squeezed})", file=sys.stderr)
+
+
+def _snapshot_path(args: argparse.Namespace, job: Job, step: int) -> Path:
+    """Where --save-every writes a photo's picture after ``step`` steps."""
+    folder = Path(args.save_dir) if args.save_dir else job.output.parent
+    return (folder / f"{job.output.stem}-step{step:05d}.png").resolve()
 
 
 def _say_device(config: Config, quiet: bool) -> None:
@@ -576,8 +597,7 @@ class Progress:
         self.quiet, self.label, self.log, self.interrupts = args.quiet, label, log, interrupts
         self.content = str(job.content) if isinstance(job.content, (str, os.PathLike)) else "<image>"
         self.every = args.save_every
-        self.save_dir = Path(args.save_dir) if args.save_dir else job.output.parent
-        self.stem = job.output.stem
+        self.snapshot = functools.partial(_snapshot_path, args, job)
         self.bar: Any = None
 
     def __call__(self, event: ProgressEvent) -> bool:
@@ -592,18 +612,23 @@ class Progress:
             self.log.write(json.dumps(record) + "\n")
             self.log.flush()
         if self.every and event.step % self.every == 0:
-            save_image(event.image, self.save_dir / f"{self.stem}-step{event.step:05d}.png",
+            save_image(event.image, self.snapshot(event.step),
                        metadata={"step": event.step, "loss": event.loss, "losses": event.losses})
         return self.interrupts.signum is not None  # True stops the run, keeping the best image
 
     def _draw(self, event: ProgressEvent, kinds: dict[str, float], size: str) -> None:
+        terms = (f"{size} " if event.scales > 1 else "") + " ".join(f"{kind} {value:.3g}" for kind, value in kinds.items())
+        if not sys.stderr.isatty():  # a log file: a plain line every tenth of the run, not a redrawn bar
+            if event.step % max(1, event.total // 10) == 0 or event.step == event.total:
+                print(f"{self.label + ' ' if self.label else ''}step {event.step}/{event.total}, "
+                      f"{event.elapsed:.1f} s: {terms}", file=sys.stderr, flush=True)
+            return
         if self.bar is None:
             from tqdm import tqdm
 
             self.bar = tqdm(total=event.total, desc=self.label or None, unit="step", dynamic_ncols=True,
                             file=sys.stderr)
-        terms = " ".join(f"{kind} {value:.3g}" for kind, value in kinds.items())
-        self.bar.set_postfix_str((f"{size} " if event.scales > 1 else "") + terms, refresh=False)
+        self.bar.set_postfix_str(terms, refresh=False)
         self.bar.update(event.step - self.bar.n)
 
     def close(self) -> None:

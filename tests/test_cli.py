@@ -74,8 +74,11 @@ def test_run_writes_image_log_plot_and_steps(photo, images, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 0, err
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers  # restored
-    assert "wrote" in err and "3 steps" in err and "3/3" in err  # the progress bar reached the end
-    assert "content" in err and "style" in err and "tv" in err and ("step/s" in err or "s/step" in err)
+    # not a terminal: a plain line per tenth of the run (every step of 3), not a redrawn bar
+    lines = err.splitlines()
+    assert [line.split(",")[0] for line in lines[:3]] == ["step 1/3", "step 2/3", "step 3/3"] and "\r" not in err
+    assert "content" in lines[2] and "style" in lines[2] and "tv" in lines[2]
+    assert lines[3].startswith(f"wrote {out} (3 steps")
     with Image.open(out) as image:
         assert image.format == "JPEG" and image.size == (48, 36)
     meta = read_metadata(out)  # JSON sidecar for JPEG
@@ -93,6 +96,39 @@ def test_run_writes_image_log_plot_and_steps(photo, images, tmp_path, capsys):
         assert image.format == "PNG" and image.size == (840, 480)
     assert sorted(p.name for p in steps.iterdir()) == ["painted-step00002.png"]
     assert read_metadata(steps / "painted-step00002.png")["step"] == 2
+
+
+def test_a_terminal_gets_a_progress_bar(photo, painting, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main([photo, painting, "-o", str(tmp_path / "out.png"), "-s", "48", "-n", "3", "--tolerance", "0"]) == 0
+    err = capsys.readouterr().err
+    assert "\r" in err and "3/3" in err and ("step/s" in err or "s/step" in err) and "step 1/3," not in err
+
+
+def test_batch_snapshots_with_the_same_names_are_refused(images, painting, tmp_path, capsys):
+    photos = [str(images / "content" / name) for name in ("golden_gate.jpg", "rainier.jpg")]
+    argv = ["-c", photos[0], "-c", photos[1], painting, "-o", str(tmp_path / "r{index}" / "painted.png"),
+            "--save-every", "2", "--save-dir", str(tmp_path / "steps"), *QUICK]
+    (tmp_path / "r1").mkdir()
+    (tmp_path / "r2").mkdir()
+    assert main(argv) == 2
+    assert "--save-every: two photos' snapshots would have the same names" in capsys.readouterr().err
+    argv[argv.index("-o") + 1] = str(tmp_path / "{stem}.png")
+    assert main(argv) == 0
+    assert sorted(p.name for p in (tmp_path / "steps").iterdir()) == [
+        "golden_gate-step00002.png", "rainier-step00002.png"]
+    assert main(["--rerun", str(tmp_path / "steps/rainier-step00002.png")]) == 2
+    assert "a --save-every snapshot records only its step and losses" in capsys.readouterr().err
+
+
+def test_photos_with_the_same_name_need_index(painting, tmp_path, capsys):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        _write_photo(tmp_path / folder / "x.png", 0)
+    argv = ["-c", str(tmp_path / "a/x.png"), "-c", str(tmp_path / "b/x.png"), painting, *QUICK]
+    assert main([*argv, "-o", str(tmp_path / "{stem}.png")]) == 2
+    assert "two photos have the same name: put {index} in it" in capsys.readouterr().err
+    assert main([*argv, "-o", str(tmp_path / "{stem}-{index}.png")]) == 0
 
 
 def _write_photo(path: Path, seed: int) -> None:
@@ -299,7 +335,7 @@ def test_errors_are_one_line_and_exit_2(images, tmp_path, capsys, argv, message)
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["a.jpg", "b.jpg", "-o", "c.png", "--max-size", "big"], "--max-size: 'big' is not a valid int"),
+        (["a.jpg", "b.jpg", "-o", "c.png", "--max-size", "big"], "argument --max-size/-s: 'big' is not a valid int"),
         (["a.jpg", "b.jpg", "-o", "c.png", "--save-every", "0"], "'0' is not a positive whole number"),
         (["a.jpg", "b.jpg", "-o", "c.png", "--optimizer", "sgd"], "invalid choice: 'sgd'"),
         (["a.jpg", "b.jpg", "-o", "c.png", "--max-sise", "9"], "(did you mean --max-size?)"),
@@ -352,7 +388,7 @@ def test_signals_write_the_best_image_and_exit_130_or_143(photo, painting, tmp_p
         out, log = tmp_path / f"{sig.name}.png", tmp_path / f"{sig.name}.jsonl"
         proc = subprocess.Popen(
             [sys.executable, "-m", "impasto", *inputs[sig], "-o", str(out), "-s", "40", "-n", "100000",
-             "--tolerance", "0", "--log-json", str(log), "-q"],
+             "--tolerance", "0", "--log-json", str(log)],
             stderr=subprocess.PIPE, text=True,
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # even if our runner ignores it
         runs[sig] = proc, out, log
@@ -365,7 +401,8 @@ def test_signals_write_the_best_image_and_exit_130_or_143(photo, painting, tmp_p
     for sig, (proc, out, log) in runs.items():
         err = proc.communicate(timeout=240)[1]
         assert proc.returncode == {signal.SIGINT: 130, signal.SIGTERM: 143}[sig], err
-        assert f"stopped by {sig.name}; the best image so far is in {out}" in err
+        assert err.splitlines()[-1].startswith(f"wrote {out} (") and err.splitlines()[-1].endswith(
+            f"stopped by {sig.name}: the best image so far)")
         with Image.open(out) as image:
             assert image.size == {signal.SIGINT: (40, 30), signal.SIGTERM: (34, 40)}[sig]  # the demo photo: 512×600
         meta = read_metadata(out)

@@ -3,6 +3,7 @@ real engine (tiny images, few steps)."""
 
 import io
 import json
+import socket
 
 import pytest
 from PIL import Image
@@ -270,6 +271,16 @@ def test_serve_command_line(tmp_path, monkeypatch, capsys):
     assert main(["--help"]) == 0 and "--max-upload-mb" in capsys.readouterr().out
     assert main(["--workers", "0"]) == 2 and "--workers must be at least 1" in capsys.readouterr().err
     assert main(["--port", "70000"]) == 2
+    capsys.readouterr()
+    assert main(["--help"]) == 0
+    help_text = capsys.readouterr().out
+    assert "(default: None)" not in help_text and str(tmp_path / "xdg" / "impasto") in "".join(help_text.split())
+    with socket.create_server(("127.0.0.1", 0)) as taken:  # a port another program listens on
+        port = taken.getsockname()[1]
+        assert main(["--port", str(port), "--data-dir", str(tmp_path / "data")]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip() == f"impasto serve: error: cannot listen on 127.0.0.1 port {port} (Address already in use)"
+    assert "open http" not in captured.out  # it does not send the user to the other program
 
 
 def test_files_are_kept_per_job(client, uploads, tmp_path, images):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import socket
 import sys
 import threading
 from collections.abc import Sequence
@@ -39,8 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default=DEFAULT_HOST,
                         help="address to listen on; anything but 127.0.0.1/localhost opens it to the network")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on")
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help=f"folder for uploads and results (default: {default_data_dir()})")
+    parser.add_argument("--data-dir", type=Path, default=default_data_dir(), help="folder for uploads and results")
     parser.add_argument("--workers", type=int, default=1, help="jobs run at the same time")
     parser.add_argument("--max-upload-mb", type=float, default=limits.max_upload_bytes / 2**20,
                         help="largest request (both images together), in MB")
@@ -76,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problem:
         print(f"impasto serve: error: {problem}", file=sys.stderr)
         return 2
-    data_dir = (args.data_dir or default_data_dir()).expanduser()
+    data_dir = args.data_dir.expanduser()
     limits = Limits(max_upload_bytes=int(args.max_upload_mb * 2**20), max_size=args.max_size,
                     max_iterations=args.max_iterations, max_pixels=args.max_pixels)
     try:
@@ -87,7 +87,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not _is_loopback(args.host):
         print(f"impasto serve: warning: listening on {args.host}: anyone who can reach this machine can "
               "use the app and see its results", file=sys.stderr)
-    host = f"[{args.host}]" if ":" in args.host else args.host
+    try:  # before saying where to go: uvicorn would only log the clash, after our message
+        with socket.create_server((args.host, args.port), family=_family(args.host)):
+            pass
+    except OSError as e:
+        reason = (e.strerror or str(e)).split(" (while attempting")[0]
+        print(f"impasto serve: error: cannot listen on {args.host} port {args.port} ({reason})", file=sys.stderr)
+        return 2
+    host = socket.gethostname() if args.host in ("0.0.0.0", "::") else args.host  # any address: name this machine
+    host = f"[{host}]" if ":" in host else host
     print(f"impasto: open http://{host}:{args.port}/ (results in {data_dir}; Ctrl-C stops)", flush=True)
     manager = app.state.manager
 
@@ -103,11 +111,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                                    timeout_graceful_shutdown=30))
     try:
         server.run()
-    except SystemExit as e:  # uvicorn exits this way when it cannot listen (port in use)
-        return e.code if isinstance(e.code, int) else 1
+    except SystemExit:  # uvicorn exits this way when it cannot listen (taken since the check above)
+        return 2
     except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled, once it has shut down
         return 130
     return 0
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
 def _is_loopback(host: str) -> bool:
