@@ -219,6 +219,23 @@ def test_too_many_paintings_or_repeated_settings_get_one_message(client, uploads
     assert client.post("/api/jobs", files=[photo, *[painting] * 4], data=TINY).status_code == 201
 
 
+def test_other_sites_cannot_use_the_server_through_the_browser(tmp_path, uploads):
+    app = create_app(tmp_path, hosts=("127.0.0.1", "localhost", "::1"))
+    with TestClient(app, base_url="http://127.0.0.1:8000") as client:
+        assert client.get("/api/jobs").status_code == 200
+        assert client.get("/api/jobs", headers={"host": "[::1]:8000"}).status_code == 200
+        # DNS rebinding: a page on evil.example, its name resolving to 127.0.0.1, reading the results
+        rebound = client.get("/api/jobs", headers={"host": "evil.example:8000"})
+        assert rebound.status_code == 403 and "not 'evil.example:8000'" in rebound.json()["error"]
+        # a form posted from another site's page (no preflight for multipart)
+        forged = client.post("/api/jobs", files=uploads(), data=TINY, headers={"origin": "https://evil.example"})
+        assert forged.status_code == 403 and "https://evil.example may not send" in forged.json()["error"]
+        assert client.get("/api/jobs").json()["jobs"] == []
+        own = client.post("/api/jobs", files=uploads(), data=TINY, headers={"origin": "http://127.0.0.1:8000"})
+        assert own.status_code == 201
+        events(client, own.json()["id"])  # let it finish before the app stops
+
+
 def test_missing_images_and_wrong_encoding(client, uploads):
     content_only = uploads()[:1]
     response = client.post("/api/jobs", files=content_only, data=TINY)

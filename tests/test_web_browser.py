@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -118,6 +119,10 @@ def test_paint_in_the_browser(server, page, images, tmp_path):
 
 
 def test_keyboard_and_phone(server, page, images):
+    # `impasto serve` on 127.0.0.1 answers only to loopback names (a DNS-rebinding guard)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(urllib.request.Request(server + "api/jobs", headers={"Host": "evil.example"}))
+    assert refused.value.code == 403
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.set_viewport_size({"width": 375, "height": 700})

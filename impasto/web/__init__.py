@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 
 
 def default_data_dir() -> Path:
@@ -80,7 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     limits = Limits(max_upload_bytes=int(args.max_upload_mb * 2**20), max_size=args.max_size,
                     max_iterations=args.max_iterations, max_pixels=args.max_pixels)
     try:
-        app = create_app(data_dir, workers=args.workers, limits=limits)
+        hosts = {*LOOPBACK_NAMES, args.host} if _is_loopback(args.host) else None  # elsewhere: any name
+        app = create_app(data_dir, workers=args.workers, limits=limits, hosts=hosts)
     except OSError as e:
         print(f"impasto serve: error: cannot use the data folder {data_dir}: {e.strerror or e}", file=sys.stderr)
         return 2

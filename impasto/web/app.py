@@ -15,15 +15,17 @@ import math
 import re
 import shutil
 import unicodedata
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
@@ -66,8 +68,11 @@ class _TooLarge(Exception):
 
 
 def create_app(data_dir: str | Path, *, workers: int = 1, limits: Limits | None = None,
-               preview_every: int = 5) -> Starlette:
-    """The web app, with its jobs in ``data_dir`` (created if missing). Workers run while it is served."""
+               preview_every: int = 5, hosts: Sequence[str] | None = None) -> Starlette:
+    """The web app, with its jobs in ``data_dir`` (created if missing). Workers run while it is served.
+
+    ``hosts``: the only names a request may address the server by (its Host header), e.g. the
+    loopback names for a server on 127.0.0.1; None accepts any."""
     limits = limits or Limits()
     manager = JobManager(data_dir, workers=workers, preview_every=preview_every)
 
@@ -182,9 +187,41 @@ def create_app(data_dir: str | Path, *, workers: int = 1, limits: Limits | None 
         Route("/api/jobs/{job_id}/preview.png", preview),
         Mount("/static", StaticFiles(directory=static), name="static"),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error},
+                    middleware=[Middleware(_FromThisSiteOnly, hosts=None if hosts is None else frozenset(hosts))])
     app.state.manager, app.state.limits = manager, limits
     return app
+
+
+class _FromThisSiteOnly:
+    """Refuse what another web site could make the user's browser send here. A Host header that is
+    not one of ``hosts``: a page on evil.example whose name is made to resolve to 127.0.0.1 (DNS
+    rebinding) could otherwise read every result. A POST from a page of another origin: a multipart
+    form needs no CORS preflight, so any site could start or cancel jobs. Scripts (curl) send no Origin."""
+
+    def __init__(self, app: Any, hosts: frozenset[str] | None) -> None:
+        self.app, self.hosts = app, hosts
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+            host, origin = headers.get("host", ""), headers.get("origin")
+            problem = None
+            if self.hosts is not None and _host_name(host) not in self.hosts:
+                problem = f"this server answers to {', '.join(sorted(self.hosts))}, not {host!r}"
+            elif scope["method"] == "POST" and origin is not None and urlsplit(origin).netloc != host:
+                problem = f"a page from {origin} may not send requests to this server"
+            if problem:
+                await JSONResponse({"error": problem}, status_code=403)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _host_name(host: str) -> str:
+    """The name in a Host header, without its port ("[::1]:8000" -> "::1")."""
+    if host.startswith("["):
+        return host[1:host.find("]")]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 async def _new_job(form: FormData, manager: JobManager, limits: Limits) -> Job:
