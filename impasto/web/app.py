@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import logging
 import math
 import re
 import shutil
@@ -31,7 +32,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from .. import Config, ConfigError, ImageError, __version__, read_image
+from .. import Config, ConfigError, ImageError, ImpastoError, __version__, read_image
 from .jobs import FINISHED, Job, JobManager
 
 # The settings the page offers, in order, with how to show them. Every other field of Config keeps
@@ -50,6 +51,7 @@ FORM_SETTINGS: dict[str, dict[str, Any]] = {
 MAX_STYLES = 4  # style images one request may send (blended with Config.style_blend's default)
 KEEPALIVE_SECONDS = 15  # an SSE comment line this often lets a dead connection be noticed
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+log = logging.getLogger("impasto.web")
 
 
 @dataclass(frozen=True)
@@ -133,12 +135,14 @@ def create_app(data_dir: str | Path, *, workers: int = 1, limits: Limits | None 
                 job = await _new_job(form, manager, limits)
         except _TooLarge:
             return _too_large(limits)
+        except (OSError, ImpastoError) as e:  # the data folder is read-only or full
+            log.warning("cannot store a new job: %s", e)
+            raise HTTPException(500, "the server cannot write in its data folder (read-only or full?)") from None
         except HTTPException as e:
             if e.detail.startswith(("Too many files", "Too many fields")):  # Starlette's words, about its counts
                 raise HTTPException(400, f"send one photo, at most {MAX_STYLES} paintings, and each setting "
                                          f"at most once ({', '.join(FORM_SETTINGS)})") from None
             raise
-        manager.submit(job)
         return JSONResponse(job.summary(), status_code=201, headers={"Location": f"/api/jobs/{job.id}"})
 
     async def cancel(request: Request) -> Response:
@@ -174,6 +178,9 @@ def create_app(data_dir: str | Path, *, workers: int = 1, limits: Limits | None 
         assert isinstance(exc, HTTPException)
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
+    async def unexpected_error(request: Request, exc: Exception) -> Response:  # a bug: JSON like the rest
+        return JSONResponse({"error": f"unexpected {type(exc).__name__} (see the server's log)"}, status_code=500)
+
     static = Path(__file__).resolve().parent.parent / "static"
     routes = [
         Route("/", index),
@@ -187,7 +194,7 @@ def create_app(data_dir: str | Path, *, workers: int = 1, limits: Limits | None 
         Route("/api/jobs/{job_id}/preview.png", preview),
         Mount("/static", StaticFiles(directory=static), name="static"),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error},
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error, Exception: unexpected_error},
                     middleware=[Middleware(_FromThisSiteOnly, hosts=None if hosts is None else frozenset(hosts))])
     app.state.manager, app.state.limits = manager, limits
     return app
@@ -225,7 +232,7 @@ def _host_name(host: str) -> str:
 
 
 async def _new_job(form: FormData, manager: JobManager, limits: Limits) -> Job:
-    """Validate a submitted form, store its images in a new job folder, and return the (unqueued) job."""
+    """Validate a submitted form, store its images in a new job folder, and queue the job."""
     unknown = sorted(set(form.keys()) - {"content", "style", *FORM_SETTINGS})
     if unknown:
         raise HTTPException(400, f"unknown setting {unknown[0]!r}; the settings are {', '.join(FORM_SETTINGS)}")
@@ -243,6 +250,7 @@ async def _new_job(form: FormData, manager: JobManager, limits: Limits) -> Job:
         uploads = [(content, job.content_path, "photo"), *((s, p, "painting") for s, p in zip(styles, job.style_paths))]
         for upload, path, what in uploads:
             await _store_image(upload, path, f"{what} {_display_name(upload.filename, what)!r}", limits)
+        manager.submit(job)
         return job
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
@@ -334,7 +342,7 @@ async def _event_stream(job: Job, manager: JobManager) -> AsyncIterator[str]:
                 try:
                     await asyncio.wait_for(wake.wait(), KEEPALIVE_SECONDS)
                     break
-                except TimeoutError:
+                except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
                     yield ": keepalive\n\n"
     finally:
         manager.unlisten(job.id, notify)

@@ -29,6 +29,10 @@ from ..plot import loss_kinds
 log = logging.getLogger("impasto.web")
 
 JOB_ID = re.compile(r"[0-9a-f]{32}")
+_NUMBER, _NONE = (int, float), type(None)
+_FIELD_TYPES = {"status": str, "created": _NUMBER, "finished": (*_NUMBER, _NONE), "step": int, "total": int,
+                "elapsed": _NUMBER, "loss": (*_NUMBER, _NONE), "points": list, "stop_reason": (str, _NONE),
+                "error": (str, _NONE), "size": (list, _NONE)}  # of job.json's fields, checked when it is read
 FINISHED = ("done", "cancelled", "failed")  # the other states: "queued", "running"
 INTERRUPTED = "the server stopped before this job finished"
 
@@ -99,8 +103,10 @@ class Job:
 
     @classmethod
     def from_json(cls, data: dict[str, Any], folder: Path) -> Job:
-        known = {k: data[k] for k in ("status", "created", "finished", "step", "total", "elapsed", "loss",
-                                      "points", "stop_reason", "error", "size") if k in data}
+        known = {k: data[k] for k in _FIELD_TYPES if k in data}
+        for key, value in known.items():
+            if not isinstance(value, _FIELD_TYPES[key]) or isinstance(value, bool):
+                raise TypeError(f"{key} is {value!r}")
         return cls(id=folder.name, folder=folder, settings=dict(data["settings"]),
                    content_name=str(data["content_name"]), style_names=[str(s) for s in data["style_names"]],
                    **known)
@@ -139,7 +145,10 @@ class JobManager:
                 continue
             if job.status not in FINISHED:
                 job.status, job.error, job.finished = "failed", INTERRUPTED, job.finished or time.time()
-                job.save()
+                self._save(job)
+            elif job.status == "done" and not job.result_path.is_file():
+                job.status, job.error = "failed", "its result.png is missing from the data folder"
+                log.warning("job %s: %s", job.id, job.error)
             self.jobs[job.id] = job
 
     def new_folder(self) -> tuple[str, Path]:
@@ -152,7 +161,7 @@ class JobManager:
     def submit(self, job: Job) -> None:
         """Queue a job whose folder already holds its inputs."""
         job.total = job.total or _total_steps(job.settings)
-        job.save()
+        job.save()  # raises: the request that made the job is told
         with self._lock:
             self.jobs[job.id] = job
         self._queue.put(job.id)
@@ -180,7 +189,8 @@ class JobManager:
             job.cancel_requested.set()
             if job.status == "queued":
                 job.status, job.stop_reason, job.finished = "cancelled", "cancelled", time.time()
-                job.save()
+        if job.status == "cancelled":
+            self._save(job)
         self._notify(job)
         return True
 
@@ -235,7 +245,7 @@ class JobManager:
                 if job.status != "queued":  # cancelled while waiting
                     continue
                 job.status = "running"
-            job.save()
+            self._save(job)
             self._notify(job)
             try:
                 self._run(job)
@@ -257,12 +267,16 @@ class JobManager:
             config = Config.from_dict(job.settings)
             result = stylize(job.content_path, job.style_paths, config, callback=on_step)
         except ImpastoError as e:
-            self._finish(job, "failed", error=str(e).replace(str(job.folder) + os.sep, ""))
+            self._finish(job, "failed", error=_without_folder(str(e), job))
             return
         if result.steps == 0:
             self._finish(job, "failed", error=f"the run stopped before its first step ({result.stop_reason})")
             return
-        result.save(job.result_path)
+        try:
+            result.save(job.result_path)
+        except ImpastoError as e:  # the data folder is read-only or full
+            self._finish(job, "failed", error=f"cannot write the result: {_without_folder(str(e), job)}")
+            return
         job.size = [int(result.image.shape[2]), int(result.image.shape[1])]
         job.preview, job.preview_step = None, job.step
         status = "cancelled" if result.stop_reason == "cancelled" else "done"
@@ -273,8 +287,22 @@ class JobManager:
     def _finish(self, job: Job, status: str, *, stop_reason: str | None = None, error: str | None = None) -> None:
         with self._lock:
             job.status, job.stop_reason, job.error, job.finished = status, stop_reason, error, time.time()
-        job.save()
+        self._save(job)
         self._notify(job)
+
+    @staticmethod
+    def _save(job: Job) -> None:
+        """Write job.json; if the data folder cannot take it (read-only, full), say so in the log and
+        go on: the job's state lives in memory, and the workers must keep serving."""
+        try:
+            job.save()
+        except ImpastoError as e:
+            log.warning("cannot save job %s: %s", job.id, e)
+
+
+def _without_folder(message: str, job: Job) -> str:
+    """An error message with the job's folder left out of its paths: the page need not see the server's."""
+    return message.replace(str(job.folder) + os.sep, "")
 
 
 def _total_steps(settings: dict[str, Any]) -> int:
