@@ -23,7 +23,7 @@ from .color import blended_mean_and_covariance, luminance, match_color, match_lu
 from .config import INITS, Config, check_device
 from .errors import ConfigError, ImageError
 from .imageio import (long_edge_shape, pixels_shape, read_image, resize, resize_to_long_edge, resize_to_pixels,
-                      save_image, to_pil)
+                      same_aspect, save_image, to_pil)
 from .masks import fit_mask, read_masks
 from .memory import plan as plan_memory, return_freed_memory
 from .objective import Objective, WithComposition
@@ -87,7 +87,8 @@ def stylize(
                           [size for size, steps in zip(config.sizes(), config.steps_per_size()) if steps])
     photo, device = images.photo, images.device
     bfloat16 = uses_bfloat16(config.precision, device)
-    memory = plan_memory(config, *photo.shape[1:], device, bfloat16)
+    inputs = {id(t): t.nbytes for t in (photo, images.target, *images.paintings, *(images.masks or []))}
+    memory = plan_memory(config, *photo.shape[1:], device, bfloat16, held=sum(inputs.values()))
     if memory.checkpointed:
         return_freed_memory()
     grey = config.preserve_color == "luminance"
@@ -320,6 +321,9 @@ def initial_image(init: str, content: torch.Tensor, styles: list[torch.Tensor], 
         raise AssertionError(init)
     else:
         image = read_image(init, what="init image")
+        if not same_aspect(*image.shape[1:], *size):
+            raise ImageError(f"{init}: a start image must have the photo's shape; it is {image.shape[2]}x"
+                             f"{image.shape[1]}, the photo {size[1]}x{size[0]} (at this size)")
     return resize(image, *size)
 
 

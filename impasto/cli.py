@@ -628,6 +628,7 @@ class Progress:
 
             self.bar = tqdm(total=event.total, desc=self.label or None, unit="step", dynamic_ncols=True,
                             file=sys.stderr)
+        self.bar.total = event.total  # less once a size has stopped early (tolerance)
         self.bar.set_postfix_str(terms, refresh=False)
         self.bar.update(event.step - self.bar.n)
 

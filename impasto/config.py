@@ -54,8 +54,8 @@ class Config:
     # Image sizes
     max_size: int = _field(512, "long edge of the output in pixels (the photo is scaled to it)", "size")
     scales: int = _field(
-        4, "coarse-to-fine: most sizes, from min_size up to max_size in equal steps of at most 2x "
-        "(fewer sizes: bigger steps; 1: one size)", "size")
+        4, "coarse-to-fine: most sizes, from min_size up to max_size in equal steps of at most 2x as far as "
+        "that many sizes reach (beyond 4096 px with 4, bigger steps; 1: one size)", "size")
     min_size: int = _field(
         512, "size at which coarse-to-fine starts, from 2 x min_size up (below, one size): every print is "
         "composed there; much smaller, and the style erases the subject", "size")

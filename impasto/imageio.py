@@ -211,6 +211,11 @@ def long_edge_shape(height: int, width: int, long_edge: int) -> tuple[int, int]:
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
+def same_aspect(height: int, width: int, other_height: int, other_width: int, tolerance: float = 0.02) -> bool:
+    """Whether two pictures have the same shape, up to rounding (``tolerance``, relative)."""
+    return abs((width / height) / (other_width / other_height) - 1) <= tolerance
+
+
 def resize_to_pixels(image: torch.Tensor, pixels: int) -> torch.Tensor:
     """Scale a (3, H, W) image, aspect kept, so that H * W is about `pixels`."""
     return resize(image, *pixels_shape(*_image_size(image), pixels))

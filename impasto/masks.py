@@ -17,12 +17,10 @@ import torch
 import torch.nn.functional as F
 
 from .errors import ImageError
-from .imageio import read_image
+from .imageio import read_image, same_aspect
 
 MaskSource = Union[str, os.PathLike, torch.Tensor]
 
-# A mask's width/height may differ from the photo's by this fraction (rounding in resized files).
-ASPECT_TOLERANCE = 0.02
 # σ of the Gaussian that softens mask edges, as a fraction of the long edge: wide enough to hide the
 # seam between two styles, narrow enough that the regions stay where they were drawn.
 EDGE_BLUR = 0.01
@@ -38,7 +36,7 @@ def read_mask(source: MaskSource, photo: torch.Tensor, *, what: str = "mask") ->
     image = read_image(source, what=name, background=0.0)  # transparent: no style there
     height, width = image.shape[1:]
     photo_height, photo_width = photo.shape[1:]
-    if abs((width / height) / (photo_width / photo_height) - 1) > ASPECT_TOLERANCE:
+    if not same_aspect(height, width, photo_height, photo_width):
         raise ImageError(f"{name}: a mask must have the photo's shape; it is {width}x{height}, "
                          f"the photo {photo_width}x{photo_height}")
     mask = image.mean(0)  # any colour counts by its brightness

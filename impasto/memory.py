@@ -104,8 +104,12 @@ def estimate(config: Config, height: int, width: int, checkpointed: bool, bfloat
     pixels = height * width
     optimizer_floats = 3 * (2 * LBFGS_HISTORY + 6) if config.optimizer == "lbfgs" else 3 * 6
     feature_bytes = pass_bytes(layers, config.pooling, checkpointed, 2 if bfloat16 else 4)
-    # Coarse-to-fine's composition term runs a second pass on the picture shrunk to the first size.
-    sizes = config.replace(max_size=max(height, width)).sizes()
+    # With masks, each painting's region multiplies every style feature by its mask (float32, kept).
+    feature_bytes += len(config.masks) * sum(size for name, size in kept_tensors(layers, config.pooling)
+                                             if name in config.style_layers)
+    # Coarse-to-fine's composition term runs a second pass on the picture shrunk to the first size run.
+    schedule = config.replace(max_size=max(height, width))
+    sizes = [size for size, steps in zip(schedule.sizes(), schedule.steps_per_size()) if steps]
     composition = pixels * (sizes[0] / sizes[-1]) ** 2 if len(sizes) > 1 and config.composition_weight else 0
     optimisation = (pixels + composition) * feature_bytes + pixels * 4 * optimizer_floats
     # The paintings' Grams are taken in float32 without gradients: two layers alive at a time, at style_scale².
@@ -128,19 +132,22 @@ def available(device: torch.device) -> float:
 
 
 def plan(config: Config, photo_height: int, photo_width: int, device: torch.device,
-         bfloat16: bool = False) -> MemoryPlan:
-    """Checkpoint only if a plain run would not fit; raise ConfigError if neither fits."""
+         bfloat16: bool = False, held: float = 0.0) -> MemoryPlan:
+    """Checkpoint only if a plain run would not fit; raise ConfigError if neither fits. ``held``:
+    bytes the inputs already take (the photo and paintings as read, at their own sizes)."""
     budget = config.max_memory * GB if config.max_memory else available(device)
     height, width = long_edge_shape(photo_height, photo_width, config.max_size)
     for checkpointed in (False, True):
-        need = estimate(config, height, width, checkpointed, bfloat16)
+        need = estimate(config, height, width, checkpointed, bfloat16) + held
         if need <= budget:
             return MemoryPlan(checkpointed, need, budget)
-    fits = largest_fitting(config, photo_height, photo_width, budget, bfloat16)
-    limit = (f"max_memory is {config.max_memory:g} GB" if config.max_memory
-             else f"only {budget / GB:.1f} GB of memory is available")
-    advice = f"use max_size {fits} or less" if fits else "free some memory"
-    raise ConfigError(f"a {width}×{height} painting needs about {need / GB:.1f} GB even with checkpointing, "
+    fits = largest_fitting(config, photo_height, photo_width, budget - held, bfloat16)
+    if config.max_memory:
+        limit, advice = f"max_memory is {config.max_memory:g} GB", "raise max_memory"
+    else:
+        limit, advice = f"only {budget / GB:.2f} GB of memory is available", "free some memory"
+    advice = f"use max_size {fits} or less" if fits else advice
+    raise ConfigError(f"a {width}×{height} painting needs about {need / GB:.2f} GB even with checkpointing, "
                       f"but {limit}: {advice}")
 
 

@@ -26,7 +26,7 @@ class ProgressEvent:
     """What a callback receives after every step."""
 
     step: int  # 1-based, counted over the whole run
-    total: int  # the most steps the run can take
+    total: int  # the most steps the run can take (less once a size has stopped early)
     scale: int  # index of the current size in a coarse-to-fine schedule (0 for one size)
     scales: int  # number of sizes in the schedule
     loss: float  # weighted total
@@ -162,12 +162,15 @@ def optimize(
         term_values = {name: value.item() for name, value in terms.items()}
         state.history.append({"step": state.step, "scale": scale, "loss": loss_value, **term_values})
         losses.append(loss_value)
+        stalled = _stalled(losses, tolerance)
+        if stalled:  # the rest of this size's steps are not coming: the total says so from this step on
+            state.total -= iterations - len(losses)
         if callback is not None and callback(ProgressEvent(
                 state.step, state.total, scale, state.scales, loss_value, term_values,
                 time.perf_counter() - state.started, image.detach()[0])):
             state.stop_reason = "cancelled"
             break
-        if _stalled(losses, tolerance):
+        if stalled:
             state.stop_reason = "tolerance"
             break
         opt.step(image, grad)

@@ -141,8 +141,13 @@ def test_initial_images(images, tmp_path):
     masked = initial_image("palette", content, [painting], generator, [left])
     torch.testing.assert_close(masked[..., :15], palette[..., :15])
     torch.testing.assert_close(masked[..., 15:], content[..., 15:])
-    impasto.save_image(torch.ones(3, 5, 5), tmp_path / "white.png")
-    assert torch.equal(initial_image(str(tmp_path / "white.png"), content, [style], generator), torch.ones(3, 20, 30))
+    impasto.save_image(torch.ones(3, 4, 6), tmp_path / "white.png")
+    torch.testing.assert_close(initial_image(str(tmp_path / "white.png"), content, [style], generator),
+                               torch.ones(3, 20, 30))
+    impasto.save_image(torch.ones(3, 6, 4), tmp_path / "portrait.png")  # not stretched to fit: refused
+    with pytest.raises(impasto.ImageError, match="portrait.png: a start image must have the photo's shape; it is "
+                                                 r"4x6, the photo 30x20 \(at this size\)"):
+        initial_image(str(tmp_path / "portrait.png"), content, [style], generator)
 
 
 @pytest.mark.parametrize("problem", ["missing", "not an image", "truncated"])
@@ -262,6 +267,16 @@ def test_coarse_to_fine_schedule(images):
     assert not torch.equal(alone.image, result.image)  # the term moved the pixels (a run repeats exactly here)
 
 
+def test_a_size_that_stops_early_lowers_the_total(images):
+    totals = []
+    config = impasto.Config(max_size=96, min_size=32, scales=3, coarse_iterations=15, refine_iterations=15,
+                            iterations=15, tolerance=0.5)  # stalls after 11 steps at every size
+    result = impasto.stylize(images / "content/golden_gate.jpg", images / "style/starry_night.jpg", config,
+                             callback=lambda event: totals.append((event.step, event.total)))
+    # each size stops after 11 of its 15 steps, and its own last step already counts 4 fewer
+    assert result.steps == 33 and [total for step, total in totals if step in (1, 10, 11, 22, 33)] == [45, 45, 41, 37, 33]
+
+
 def test_cancel_at_a_coarse_size_still_gives_the_full_size(images):
     config = impasto.Config(max_size=128, scales=2, min_size=64, coarse_iterations=5, iterations=5, tolerance=0.0)
     result = impasto.stylize(images / "content/golden_gate.jpg", images / "style/starry_night.jpg", config,
@@ -274,7 +289,9 @@ def test_checkpointing_to_fit_in_memory_paints_the_same_picture(images):
     config = impasto.Config(max_size=64, iterations=4, tolerance=0.0, scales=1)
     height, width = 48, 64  # golden_gate at a 64 px long edge
     bfloat16 = uses_bfloat16(config.precision, resolve_device(config.device))  # as the run will
-    between = sum(estimate(config, height, width, checkpointed, bfloat16) for checkpointed in (False, True)) / 2 / GB
+    held = impasto.read_image(content).nbytes + impasto.read_image(style).nbytes  # the inputs as read
+    between = (sum(estimate(config, height, width, checkpointed, bfloat16) for checkpointed in (False, True)) / 2
+               + held) / GB
     plain = impasto.stylize(content, style, config)
     squeezed = impasto.stylize(content, style, config.replace(max_memory=between))
     assert not plain.checkpointed and squeezed.checkpointed and squeezed.metadata()["checkpointed"]

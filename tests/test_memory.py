@@ -73,7 +73,7 @@ def test_plan_checkpoints_only_when_a_plain_run_would_not_fit():
 
 def test_plan_refuses_a_size_that_cannot_fit_and_names_one_that_can():
     config = Config(max_size=3840, max_memory=8.0)
-    with pytest.raises(ConfigError, match=r"a 3840×2160 painting needs about \d+\.\d GB even with checkpointing, but max_memory is 8 GB") as caught:
+    with pytest.raises(ConfigError, match=r"a 3840×2160 painting needs about \d+\.\d\d GB even with checkpointing, but max_memory is 8 GB") as caught:
         plan(config, 1080, 1920, CPU)
     fits = largest_fitting(config, 1080, 1920, 8 * GB)
     assert f"use max_size {fits} or less" in str(caught.value)
@@ -82,10 +82,28 @@ def test_plan_refuses_a_size_that_cannot_fit_and_names_one_that_can():
         plan(config.replace(max_size=fits + 1), 1080, 1920, CPU)
 
 
+def test_masks_and_the_inputs_are_counted():
+    config = Config(max_size=1000)  # one size: no composition pass
+    plain, one, two = (estimate(config.replace(masks=("m.png",) * n), 750, 1000, False) for n in (0, 1, 2))
+    assert two - one == pytest.approx(one - plain)
+    # float32 products of the five style layers' features with the mask: 64 + 32 + 16 + 8 + 2 values a pixel
+    assert (one - plain) / SLACK[False] == pytest.approx(750 * 1000 * 122 * 4)
+    held = 0.3 * GB
+    assert plan(config, 750, 1000, CPU, held=held).estimate == pytest.approx(estimate(config, 750, 1000, False) + held)
+
+
+def test_the_composition_pass_is_counted_at_the_first_size_that_runs():
+    config = Config(max_size=2048, composition_weight=1.0)
+    without = estimate(config.replace(composition_weight=0.0), 1536, 2048, False)
+    first_runs = estimate(config, 1536, 2048, False) - without  # at 512 px
+    first_skipped = estimate(config.replace(coarse_iterations=0), 1536, 2048, False) - without  # at 1024 px
+    assert first_skipped == pytest.approx(4 * first_runs)
+
+
 def test_a_budget_below_the_smallest_run_asks_for_memory():
     config = Config(max_size=64, max_memory=0.1)  # below the fixed overhead
     assert largest_fitting(config, 48, 64, 0.1 * GB) == 0
-    with pytest.raises(ConfigError, match="max_memory is 0.1 GB: free some memory"):
+    with pytest.raises(ConfigError, match="max_memory is 0.1 GB: raise max_memory"):
         plan(config, 48, 64, CPU)
 
 
