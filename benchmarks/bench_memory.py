@@ -33,6 +33,7 @@ from impasto.imageio import long_edge_shape, read_image, read_metadata, save_ima
 from impasto.memory import GB, available, estimate, largest_fitting  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "images"
+PAINTING = SHARED / "style/starry_night.jpg"
 
 
 def wide_photo(folder: Path) -> Path:
@@ -46,7 +47,7 @@ def wide_photo(folder: Path) -> Path:
 def run(photo: Path, size: int, steps: int, folder: Path, max_memory: float | None, precision: str) -> dict:
     """One impasto process; returns its peak RSS, seconds per step and whether it checkpointed."""
     log, output = folder / f"log-{size}.jsonl", folder / f"out-{size}.png"
-    command = ["impasto", str(photo), str(SHARED / "style/starry_night.jpg"), "-o", str(output), "-s", str(size),
+    command = ["impasto", str(photo), str(PAINTING), "-o", str(output), "-s", str(size),
                "--scales", "1", "-n", str(steps), "--tolerance", "0", "--log-json", str(log), "-q",
                "--precision", precision]
     if max_memory:
@@ -79,9 +80,10 @@ def main() -> None:
         folder = Path(temp)
         photo = wide_photo(folder)
         photo_height, photo_width = read_image(photo).shape[1:]
+        held = read_image(photo).nbytes + read_image(PAINTING).nbytes  # the inputs as read, counted by the guard
         for size in map(int, args.sizes.split(",")):
             height, width = long_edge_shape(photo_height, photo_width, size)
-            plain, checkpointed = (estimate(config, height, width, c, bfloat16) for c in (False, True))
+            plain, checkpointed = (estimate(config, height, width, c, bfloat16) + held for c in (False, True))
             auto_checkpointed = False
             for mode, max_memory in (("auto", None), ("checkpointed", (plain + checkpointed) / 2 / GB)):
                 if auto_checkpointed:
@@ -96,9 +98,9 @@ def main() -> None:
                 gflops = step_flops((config.content_layer,), config.style_layers, height, width) / row["step_s"] / 1e9
                 dtype = "bf16" if row["bfloat16"] else "fp32"
                 print(f"{label:>10} {height * width / 1e6:6.2f}M {mode:>12} {dtype:>5} {row['rss'] / GB:8.2f}G "
-                      f"{estimate(config, height, width, row['checkpointed'], row['bfloat16']) / GB:8.2f}G "
+                      f"{(estimate(config, height, width, row['checkpointed'], row['bfloat16']) + held) / GB:8.2f}G "
                       f"{row['rss'] / (height * width):8.0f} {row['step_s']:7.2f} {gflops:8.1f}", flush=True)
-    fits = largest_fitting(impasto.Config(), photo_height, photo_width, budget, bfloat16)  # the default schedule
+    fits = largest_fitting(impasto.Config(), photo_height, photo_width, budget - held, bfloat16)  # the default schedule
     print(f"largest 16:9 size the default schedule fits in {budget / GB:.1f} GB (checkpointed): {fits} px long edge; "
           f"layers {', '.join(layers)}")
 

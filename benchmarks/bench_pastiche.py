@@ -80,17 +80,19 @@ def float32_convolutions():
     return torch.backends.cudnn.flags(enabled=True, allow_tf32=False)
 
 
-def run_pastiche(size: int, folder: Path, device: torch.device) -> tuple[list[tuple[float, Path]], float, float]:
-    """pastiche's CLI at its defaults; returns (seconds, snapshot) pairs, its wall time and peak RSS (MB)."""
+def run_pastiche(size: int, folder: Path, device: torch.device, steps: int
+                 ) -> tuple[list[tuple[float, Path]], float, float]:
+    """pastiche's CLI at its defaults but ``steps``; returns (seconds, snapshot) pairs, its wall time and peak
+    RSS (MB)."""
     workspace = folder / "pastiche"
     shutil.rmtree(workspace, ignore_errors=True)
     workspace.mkdir(parents=True)
     output = folder / f"pastiche-{size}.png"
-    step = max(PASTICHE_STEPS[size] // 30, 5)
+    step = max(steps // 30, 5)
     started = time.time()
     subprocess.run([sys.executable, "-m", "pastiche", "--device", str(device), "--content", str(CONTENT),
                     "--styles", str(STYLE), "--output", str(output), "--size", str(size),
-                    "--num-steps", str(PASTICHE_STEPS[size]), "--seed", "0", "--workspace", str(workspace),
+                    "--num-steps", str(steps), "--seed", "0", "--workspace", str(workspace),
                     "--workspace-step", str(step), "--no-verbose"],
                    check=True)
     wall = time.time() - started
@@ -219,14 +221,21 @@ def main() -> None:
     parser.add_argument("--schedules", default='{};{"precision": "float32"}',
                         help="impasto schedules to run, as ';'-separated JSON Config changes")
     parser.add_argument("--device", default="auto", help="where both tools run: auto (a GPU if there is one), cpu, cuda")
+    parser.add_argument("--peer-steps", type=int, help="pastiche's steps (default: its own, 300 at 256 px and 1000 "
+                                                       "at 512 px; needed at other sizes)")
     args = parser.parse_args()
     device = resolve_device(args.device)
     summary = {}
     schedules = tuple(json.loads(part) for part in args.schedules.split(";"))
-    for size in map(int, args.sizes.split(",")):
+    sizes = list(map(int, args.sizes.split(",")))
+    if not args.peer_steps and not args.reuse_peer and set(sizes) - set(PASTICHE_STEPS):
+        parser.error(f"pastiche's default steps are known at {' and '.join(map(str, PASTICHE_STEPS))} px only: "
+                     "give --peer-steps N (or --reuse-peer)")
+    for size in sizes:
         folder = args.out / str(size)
         folder.mkdir(parents=True, exist_ok=True)
-        peer, peer_wall, peer_rss = (args.reuse_peer and earlier_pastiche(folder)) or run_pastiche(size, folder, device)
+        peer, peer_wall, peer_rss = (args.reuse_peer and earlier_pastiche(folder)) or run_pastiche(
+            size, folder, device, args.peer_steps or PASTICHE_STEPS[size])
         evaluate = Evaluator(size, device)
         scored = {"pastiche": [(t, *evaluate(p)) for t, p in peer]}
         reference = scored["pastiche"][-1][1:]
@@ -240,7 +249,9 @@ def main() -> None:
               f"this process (impasto and the evaluator) {peak_rss_mb(resource.RUSAGE_SELF):.0f} MB ==")
         print(f"{'run':>9} {'seconds':>8} {'content':>10} {'style':>10}")
         for name, rows in scored.items():
-            for t, c, s in rows[:: max(1, len(rows) // 8)] + rows[-1:]:
+            shown = rows[:: max(1, len(rows) // 8)]
+            shown += [] if shown[-1] is rows[-1] else rows[-1:]
+            for t, c, s in shown:
                 print(f"{name:>9} {t:8.1f} {c:10.4g} {s:10.4g}")
         print(f"pastiche final after {peer_wall:.1f} s: content {reference[0]:.4g}, style {reference[1]:.4g}")
         summary[size] = {"pastiche_s": peer_wall, "scores": scored}
@@ -266,7 +277,8 @@ def main() -> None:
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     height, width = read_image(CONTENT).shape[1:]
     budget, config = available(device), impasto.Config()
-    fits = largest_fitting(config, height, width, budget, uses_bfloat16(config.precision, device))
+    held = read_image(CONTENT).nbytes + read_image(STYLE).nbytes  # the inputs as read, counted by the guard
+    fits = largest_fitting(config, height, width, budget - held, uses_bfloat16(config.precision, device))
     print(f"largest golden_gate painting that fits in the {budget / GB:.1f} GB available (impasto's estimate, "
           f"checkpointed): {fits} px long edge")
 

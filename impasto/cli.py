@@ -228,6 +228,8 @@ def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = Non
     values = dict(base or {})
     from_file = read_config_file(args.config) if getattr(args, "config", None) else {}
     flags = {name: getattr(args, name) for name in _FIELDS if hasattr(args, name)}
+    if "style_layers" in flags and "style_layer_weights" not in flags:
+        flags["style_layer_weights"] = ()  # the file's or rerun's weights were for its own layers: equal
     try:
         return Config(**{**values, **from_file, **flags})
     except ConfigError as exc:

@@ -143,8 +143,9 @@ def optimize(
 ) -> torch.Tensor:
     """Minimise ``objective`` over the pixels of ``image`` (1, 3, H, W); return the best image seen.
 
-    Stops after ``iterations`` steps, when the loss stalls (``tolerance``), or when ``callback``
-    returns True; ``state.stop_reason`` says which.
+    Stops after ``iterations`` steps, when the loss stalls (``tolerance``), when ``callback``
+    returns True ("cancelled"), or when the loss is not finite ("diverged"); ``state.stop_reason``
+    says which.
     """
     image = image.detach().clone().clamp_(0, 1).requires_grad_(True)
     opt = make_optimizer(optimizer, image, lr)

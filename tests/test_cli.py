@@ -61,7 +61,7 @@ def test_help_groups_options_with_defaults(capsys):
         assert heading in out
     assert "--max-size N, -s N" in out and "(default: relu4_2)" in out and "--remove-noise [X]" in out
     assert "130 / 143 interrupted" in out and "{stem}" in out
-    assert main(["--version"]) == 0 and capsys.readouterr().out.strip() == "impasto 0.4.0"
+    assert main(["--version"]) == 0 and capsys.readouterr().out.strip() == "impasto 0.5.0"
 
 
 def test_run_writes_image_log_plot_and_steps(photo, images, tmp_path, capsys):
@@ -234,6 +234,9 @@ def test_config_file_and_print_config(tmp_path, capsys):
     assert "run.toml: style_layer_weights has 3 values for 2 style layers" in capsys.readouterr().err
     assert main(["--config", str(settings), "--print-config", "--style-layer-weights", "1,1"]) == 0
     assert tomllib.loads(capsys.readouterr().out)["masks"] == ["a,b.png"]
+    settings.write_text("style_layer_weights = [1, 2, 3, 4, 5]\n")  # other layers on the command line: equal
+    assert main(["--config", str(settings), "--print-config", "--style-layers", "relu1_1,relu2_1"]) == 0
+    assert tomllib.loads(capsys.readouterr().out)["style_layer_weights"] == []
     groups = {f.metadata["group"] for f in dataclasses.fields(Config)}
     assert config_to_toml(Config()).count("\n\n# ") == len(groups) and "\n\n# optimisation\n" in printed
 

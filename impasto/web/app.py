@@ -342,7 +342,7 @@ async def _event_stream(job: Job, manager: JobManager) -> AsyncIterator[str]:
                 try:
                     await asyncio.wait_for(wake.wait(), KEEPALIVE_SECONDS)
                     break
-                except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
+                except TimeoutError:
                     yield ": keepalive\n\n"
     finally:
         manager.unlisten(job.id, notify)
