@@ -1,5 +1,6 @@
 # `make demo` and `make test` are the README's two set-up commands.
-PIP_INSTALL = python -m pip install -q -c constraints.txt
+PYTHON ?= python3
+PIP_INSTALL = $(PYTHON) -m pip install -q -c constraints.txt
 
 .PHONY: install demo test test-deps bench
 
@@ -10,10 +11,11 @@ demo: install
 	impasto --demo -o painting.png
 
 # Installs everything the tests need, then runs them. The browser test drives Debian's Chromium
-# (Playwright's own browser download does not work offline), installed only when it is missing.
+# (Playwright's own browser download does not work offline), installed only when it is missing and
+# apt-get is there; elsewhere (macOS) that test is skipped unless a chromium is on the PATH.
 test-deps:
 	$(PIP_INSTALL) -e ".[test,web]"
-	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+	command -v chromium >/dev/null || ! command -v apt-get >/dev/null || (apt-get update && apt-get install -y chromium)
 
 test: test-deps
-	python -m pytest
+	$(PYTHON) -m pytest

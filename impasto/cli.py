@@ -9,6 +9,7 @@ the last. Every problem becomes one line on stderr and an exit code (see ``EPILO
 from __future__ import annotations
 
 import argparse
+import codecs
 import dataclasses
 import difflib
 import functools
@@ -248,7 +249,7 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
     """Settings from a TOML file whose keys are Config field names."""
     try:
         with open(path, "rb") as file:
-            data = tomllib.load(file)
+            data = tomllib.loads(_toml_text(file.read()))
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
     except tomllib.TOMLDecodeError as exc:
@@ -271,6 +272,13 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
         except ConfigError as exc:
             raise ConfigError(f"{path}: {key}: {exc}") from None
     return values
+
+
+def _toml_text(raw: bytes) -> str:
+    """TOML is UTF-8; Windows tools also write UTF-8 with a byte-order mark, or UTF-16 (PowerShell's >)."""
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return raw.decode("utf-16")
+    return raw.decode("utf-8-sig")
 
 
 def config_to_toml(config: Config) -> str:
@@ -437,7 +445,7 @@ def _finish_plan(args: argparse.Namespace, config: Config, contents: list[Any], 
         plot = _output_path(args.plot, names, "--plot", "{stem}-{style}-losses.png") if args.plot else None
         jobs.append(Job(content, output, plot))
     for attr, what in (("output", "-o"), ("plot", "--plot")):
-        paths = [getattr(job, attr) for job in jobs if getattr(job, attr) is not None]
+        paths = [_file_key(getattr(job, attr)) for job in jobs if getattr(job, attr) is not None]
         if len(set(paths)) < len(paths):
             template = getattr(args, attr)
             advice = "put {stem} or {index} in the name, or give a folder"
@@ -472,23 +480,30 @@ def _check_nothing_overwritten(args: argparse.Namespace, config: Config, content
     reads = {"an input image": [*contents, *styles, *config.masks, *([config.init] if config.init not in INITS else [])],
              "the weights file": [config.weights] if config.weights else [],
              "the --config file": [args.config] if getattr(args, "config", None) else []}
-    read = {Path(p).resolve(): what for what, paths in reads.items() for p in paths if isinstance(p, (str, os.PathLike))}
+    read = {_file_key(p): what for what, paths in reads.items() for p in paths if isinstance(p, (str, os.PathLike))}
     writes = [(job.output, "-o") for job in jobs] + [(job.plot, "--plot") for job in jobs if job.plot]
     writes += [(sidecar_path(job.output), "-o's metadata") for job in jobs if sidecar_path(job.output)]
     if args.save_every:  # snapshots are named after their photo's output: two alike would overwrite
         snapshots = [_snapshot_path(args, job, 0) for job in jobs]
-        if len(set(snapshots)) < len(snapshots):
+        if len({_file_key(path) for path in snapshots}) < len(snapshots):
             raise ConfigError(f"--save-every: two photos' snapshots would have the same names in "
                               f"{snapshots[0].parent}; give the outputs different names")
     writes += [(Path(args.log_json), "--log-json")] if args.log_json else []
-    written: dict[Path, str] = {}
+    written: dict[str, str] = {}
     for path, what in writes:
-        resolved = path.resolve()
+        resolved = _file_key(path)
         if resolved in read:
             raise ConfigError(f"{path}: {what} would overwrite {read[resolved]}")
         if written.get(resolved, what) != what:
             raise ConfigError(f"{path}: {written[resolved]} and {what} would write the same file")
         written[resolved] = what
+
+
+def _file_key(path: str | os.PathLike) -> str:
+    """What names one file: the absolute path, without case where the file system ignores it
+    (Windows; macOS by default)."""
+    resolved = os.path.normcase(str(Path(path).resolve()))
+    return resolved.casefold() if sys.platform == "darwin" else resolved
 
 
 def _output_path(template: str, names: dict[str, Any], what: str, in_folder: str) -> Path:
@@ -521,8 +536,10 @@ def _check_writable(path: Path, formats: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Carry out parsed arguments; ImpastoError for bad input (the caller reports it)."""
     the_plan = plan(args)
-    if args.print_config:
-        print(config_to_toml(the_plan.config), end="")
+    if args.print_config:  # UTF-8 whatever the console's code page: it is a TOML file
+        sys.stdout.flush()
+        sys.stdout.buffer.write(config_to_toml(the_plan.config).encode("utf-8"))
+        sys.stdout.buffer.flush()
         return EXIT_OK
     _say_device(the_plan.config, args.quiet)
     log = open(args.log_json, "w", encoding="utf-8") if args.log_json else None

@@ -6,6 +6,9 @@ import sys
 
 
 def main() -> int:
+    # --help has α and β in it: a console that cannot show them (Windows' cp1252) gets \u escapes, not a crash.
+    if hasattr(sys.stdout, "reconfigure"):  # not when a caller has put a plain stream there
+        sys.stdout.reconfigure(errors="backslashreplace")
     try:
         from .cli import main as run
     except KeyboardInterrupt:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import math
 import os
 from dataclasses import dataclass
 
@@ -128,7 +129,11 @@ def available(device: torch.device) -> float:
             info = dict(line.split(":", 1) for line in f)
         return float(info["MemAvailable"].split()[0]) * 1024
     except (OSError, KeyError, ValueError):
+        pass
+    try:  # macOS and other Unixes: all of the RAM
         return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, OSError, ValueError):  # Windows has no sysconf: no guard but max_memory
+        return math.inf
 
 
 def plan(config: Config, photo_height: int, photo_width: int, device: torch.device,

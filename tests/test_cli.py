@@ -121,6 +121,13 @@ def test_batch_snapshots_with_the_same_names_are_refused(images, painting, tmp_p
     assert "a --save-every snapshot records only its step and losses" in capsys.readouterr().err
 
 
+def test_names_differing_only_in_case_are_one_file_on_macos(photo, painting, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "platform", "darwin")  # APFS ignores case by default
+    shutil.copy(photo, tmp_path / "Photo.jpg")
+    assert main([str(tmp_path / "Photo.jpg"), painting, "-o", str(tmp_path / "photo.JPG"), *QUICK]) == 2
+    assert "-o would overwrite an input image" in capsys.readouterr().err
+
+
 def test_photos_with_the_same_name_need_index(painting, tmp_path, capsys):
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()
@@ -226,6 +233,12 @@ def test_config_file_and_print_config(tmp_path, capsys):
     (tmp_path / "printed.toml").write_text(printed)
     assert main(["--config", str(tmp_path / "printed.toml"), "--print-config"]) == 0
     assert capsys.readouterr().out == printed
+    # Windows editors and PowerShell's > write UTF-8 with a byte-order mark, or UTF-16
+    for encoding in ("utf-8-sig", "utf-16"):
+        settings.write_bytes('seed = 3\nmasks = ["café.png"]\n'.encode(encoding))
+        assert main(["--config", str(settings), "--print-config"]) == 0
+        printed = capsys.readouterr().out
+        assert tomllib.loads(printed)["seed"] == 3 and tomllib.loads(printed)["masks"] == ["café.png"]
     # --style-layers alone weights its layers equally; flags may mend the file; list items keep commas
     assert main(["--print-config", "--style-layers", "relu1_1,relu2_1"]) == 0
     assert tomllib.loads(capsys.readouterr().out)["style_layers"] == ["relu1_1", "relu2_1"]

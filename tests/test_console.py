@@ -1,5 +1,6 @@
 """The `impasto` command's entry point and the package's lazy public names."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -43,3 +44,9 @@ def test_public_names():
     assert all(getattr(impasto, name) is not None for name in impasto.__all__)
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         impasto.nope
+
+
+def test_help_on_a_console_that_cannot_show_greek_letters():
+    run = subprocess.run([sys.executable, "-m", "impasto", "--help"], capture_output=True,
+                         env={**os.environ, "PYTHONIOENCODING": "cp1252"})
+    assert run.returncode == 0 and b"weight of the content term (\\u03b1)" in run.stdout

@@ -1,11 +1,14 @@
 """The memory model and the guard: numbers counted by hand, and refusals before any work."""
 
+import math
+import os
+
 import pytest
 import torch
 
 from impasto.config import Config
 from impasto.errors import ConfigError
-from impasto.memory import GB, OVERHEAD, SLACK, estimate, kept_tensors, largest_fitting, pass_bytes, plan
+from impasto.memory import GB, OVERHEAD, SLACK, available, estimate, kept_tensors, largest_fitting, pass_bytes, plan
 
 LAYERS = ("relu4_2", "relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 CPU = torch.device("cpu")
@@ -112,6 +115,23 @@ def test_default_budget_is_the_memory_available_here():
     assert not plan(Config(), 512, 512, CPU).checkpointed
     with pytest.raises(ConfigError, match="available"):
         plan(Config(max_size=100_000), 512, 512, CPU)
+
+
+def test_without_proc_or_sysconf_only_max_memory_guards(monkeypatch):
+    # Windows has neither /proc/meminfo nor os.sysconf: no guess, the run is not refused
+    real_open = open
+
+    def no_proc(path, *args, **kwargs):
+        if str(path) == "/proc/meminfo":
+            raise FileNotFoundError(path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", no_proc)
+    monkeypatch.delattr(os, "sysconf")
+    assert available(CPU) == math.inf
+    assert not plan(Config(max_size=20_000), 512, 512, CPU).checkpointed
+    with pytest.raises(ConfigError, match="max_memory is 1 GB"):
+        plan(Config(max_size=20_000, max_memory=1.0), 512, 512, CPU)
 
 
 def test_max_memory_must_be_positive():
