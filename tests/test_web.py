@@ -18,7 +18,7 @@ from impasto.config import COLOR_MODES  # noqa: E402
 from impasto.imageio import read_metadata  # noqa: E402
 from impasto.web import default_data_dir, main  # noqa: E402
 from impasto.web.app import FORM_SETTINGS, Limits, create_app  # noqa: E402
-from impasto.web.jobs import FINISHED, INTERRUPTED, Job, JobManager  # noqa: E402
+from impasto.web.jobs import FINISHED, INTERRUPTED, Job, JobManager, QueueFull  # noqa: E402
 
 TINY = {"max_size": "48", "iterations": "4"}
 LONG = {"max_size": "48", "iterations": "1000"}  # only ever run until cancelled
@@ -112,6 +112,8 @@ def test_paint_with_progress_events_and_download(client, uploads, tmp_path):
     saved.write_bytes(result.content)
     meta = read_metadata(saved)
     assert meta["config"]["max_size"] == 48 and meta["steps"] == 4 and meta["config"]["style_weight"] == 200.0
+    # the uploads' names, not the server's folders: `impasto --rerun` works beside the user's own files
+    assert meta["inputs"]["paths"] == {"content": "golden_gate.jpg", "style": ["starry_night.jpg"]}
     download = client.get(f"/api/jobs/{job['id']}/result.png?download=1")
     assert download.headers["content-disposition"] == (
         f'attachment; filename="impasto-golden_gate-starry_night-{job["id"][:8]}.png"')
@@ -226,6 +228,10 @@ def test_other_sites_cannot_use_the_server_through_the_browser(tmp_path, uploads
     with TestClient(app, base_url="http://127.0.0.1:8000") as client:
         assert client.get("/api/jobs").status_code == 200
         assert client.get("/api/jobs", headers={"host": "[::1]:8000"}).status_code == 200
+        assert client.get("/api/jobs", headers={"host": "192.168.1.20:8000"}).status_code == 200  # no DNS in it
+        page = client.get("/")
+        assert page.headers["x-frame-options"] == "DENY" and page.headers["x-content-type-options"] == "nosniff"
+        assert page.headers["content-security-policy"] == "frame-ancestors 'none'"
         # DNS rebinding: a page on evil.example, its name resolving to 127.0.0.1, reading the results
         rebound = client.get("/api/jobs", headers={"host": "evil.example:8000"})
         assert rebound.status_code == 403 and "not 'evil.example:8000'" in rebound.json()["error"]
@@ -332,6 +338,16 @@ def test_a_data_folder_that_cannot_be_written_fails_the_job_not_the_worker(tmp_p
     assert second.status == "failed"
     assert second.error == "cannot write the result: result.png: is a folder, cannot write a file there"
     assert third.status == "done" and third.result_path.is_file()  # the worker went on
+
+
+def test_the_queue_limit_holds_for_uploads_that_arrive_together(tmp_path, images):
+    manager = JobManager(tmp_path)  # not started: queued jobs stay queued
+    _queue_jobs(manager, images, 2)
+    job_id, folder = manager.new_folder()
+    late = Job(job_id, folder, impasto.Config(max_size=32, iterations=2).to_dict(), "a.jpg", ["b.jpg"])
+    with pytest.raises(QueueFull, match="2 jobs are already waiting"):
+        manager.submit(late, most_waiting=2)
+    assert manager.get(job_id) is None and manager.pending() == 2
 
 
 def test_a_request_the_data_folder_cannot_store_gets_a_json_500(tmp_path, uploads):

@@ -36,7 +36,7 @@ def server(tmp_path):
     log_path = tmp_path / "serve.log"
     with log_path.open("w") as log:
         proc = subprocess.Popen([sys.executable, "-c", SERVE, "--port", str(port), "--data-dir", str(tmp_path / "data"),
-                                 "--max-size", "256"], stdout=log, stderr=subprocess.STDOUT)
+                                 "--max-size", "256", "--allowed-host", "impasto.test"], stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
         for _ in range(600):  # until it answers (importing torch takes a few seconds)
@@ -123,6 +123,8 @@ def test_keyboard_and_phone(server, page, images):
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(urllib.request.Request(server + "api/jobs", headers={"Host": "evil.example"}))
     assert refused.value.code == 403
+    allowed = urllib.request.Request(server + "api/jobs", headers={"Host": "impasto.test"})  # --allowed-host
+    assert urllib.request.urlopen(allowed).status == 200
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.set_viewport_size({"width": 375, "height": 700})

@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default=DEFAULT_HOST,
                         help="address to listen on; anything but 127.0.0.1/localhost opens it to the network")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on")
+    parser.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                        help="another name the page may be opened by (besides IP addresses, localhost and this "
+                             "machine's name); others get 403, against DNS rebinding")
     parser.add_argument("--data-dir", type=Path, default=default_data_dir(), help="folder for uploads and results")
     parser.add_argument("--workers", type=int, default=1, help="jobs run at the same time")
     parser.add_argument("--max-upload-mb", type=float, default=limits.max_upload_bytes / 2**20,
@@ -81,7 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     limits = Limits(max_upload_bytes=int(args.max_upload_mb * 2**20), max_size=args.max_size,
                     max_iterations=args.max_iterations, max_pixels=args.max_pixels)
     try:
-        hosts = {*LOOPBACK_NAMES, args.host} if _is_loopback(args.host) else None  # elsewhere: any name
+        hosts = {*LOOPBACK_NAMES, args.host, *args.allowed_host}
+        if not _is_loopback(args.host):  # open to the network: this machine's own names too (IPs always pass)
+            hosts |= {socket.gethostname(), socket.getfqdn()}
         app = create_app(data_dir, workers=args.workers, limits=limits, hosts=hosts)
     except OSError as e:
         print(f"impasto serve: error: cannot use the data folder {data_dir}: {e.strerror or e}", file=sys.stderr)

@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import ipaddress
 import json
 import logging
 import math
 import re
 import shutil
+import threading
 import unicodedata
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -33,7 +35,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from .. import Config, ConfigError, ImageError, ImpastoError, __version__, read_image
-from .jobs import FINISHED, Job, JobManager
+from .jobs import FINISHED, Job, JobManager, QueueFull
 
 # The settings the page offers, in order, with how to show them. Every other field of Config keeps
 # its default: a request can never name a file (weights, init) or a device. A new setting (colour
@@ -49,6 +51,7 @@ FORM_SETTINGS: dict[str, dict[str, Any]] = {
         ["histogram", "the photo's (painting recoloured)"]]},
 }
 MAX_STYLES = 4  # style images one request may send (blended with Config.style_blend's default)
+_DECODING = threading.Lock()  # one upload decoded at a time: a 40-megapixel check takes ~1.4 GB
 KEEPALIVE_SECONDS = 15  # an SSE comment line this often lets a dead connection be noticed
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 log = logging.getLogger("impasto.web")
@@ -73,8 +76,8 @@ def create_app(data_dir: str | Path, *, workers: int = 1, limits: Limits | None 
                preview_every: int = 5, hosts: Sequence[str] | None = None) -> Starlette:
     """The web app, with its jobs in ``data_dir`` (created if missing). Workers run while it is served.
 
-    ``hosts``: the only names a request may address the server by (its Host header), e.g. the
-    loopback names for a server on 127.0.0.1; None accepts any."""
+    ``hosts``: the only names a request may address the server by (its Host header) besides IP
+    addresses, e.g. the loopback names and the machine's; None accepts any."""
     limits = limits or Limits()
     manager = JobManager(data_dir, workers=workers, preview_every=preview_every)
 
@@ -202,8 +205,8 @@ def create_app(data_dir: str | Path, *, workers: int = 1, limits: Limits | None 
 
 class _FromThisSiteOnly:
     """Refuse what another web site could make the user's browser send here. A Host header that is
-    not one of ``hosts``: a page on evil.example whose name is made to resolve to 127.0.0.1 (DNS
-    rebinding) could otherwise read every result. A POST from a page of another origin: a multipart
+    neither one of ``hosts`` nor an IP address: a page on evil.example whose name is made to resolve
+    to this machine (DNS rebinding) could otherwise read every result. A POST from a page of another origin: a multipart
     form needs no CORS preflight, so any site could start or cancel jobs. Scripts (curl) send no Origin."""
 
     def __init__(self, app: Any, hosts: frozenset[str] | None) -> None:
@@ -214,14 +217,36 @@ class _FromThisSiteOnly:
             headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
             host, origin = headers.get("host", ""), headers.get("origin")
             problem = None
-            if self.hosts is not None and _host_name(host) not in self.hosts:
+            name = _host_name(host)
+            if self.hosts is not None and name not in self.hosts and not _is_address(name):
                 problem = f"this server answers to {', '.join(sorted(self.hosts))}, not {host!r}"
             elif scope["method"] == "POST" and origin is not None and urlsplit(origin).netloc != host:
                 problem = f"a page from {origin} may not send requests to this server"
             if problem:
                 await JSONResponse({"error": problem}, status_code=403)(scope, receive, send)
                 return
+
+            async def send_with_headers(message: dict[str, Any]) -> None:
+                if message["type"] == "http.response.start":  # no framing by other sites, no type sniffing
+                    message["headers"] = [*message.get("headers", []), *_SAFETY_HEADERS]
+                await send(message)
+
+            await self.app(scope, receive, send_with_headers)
+            return
         await self.app(scope, receive, send)
+
+
+_SAFETY_HEADERS = [(b"x-frame-options", b"DENY"), (b"content-security-policy", b"frame-ancestors 'none'"),
+                   (b"x-content-type-options", b"nosniff")]
+
+
+def _is_address(name: str) -> bool:
+    """An IP address, not a name: a browser that sends it was pointed at it, no DNS involved."""
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _host_name(host: str) -> str:
@@ -250,7 +275,10 @@ async def _new_job(form: FormData, manager: JobManager, limits: Limits) -> Job:
         uploads = [(content, job.content_path, "photo"), *((s, p, "painting") for s, p in zip(styles, job.style_paths))]
         for upload, path, what in uploads:
             await _store_image(upload, path, f"{what} {_display_name(upload.filename, what)!r}", limits)
-        manager.submit(job)
+        try:
+            manager.submit(job, most_waiting=limits.max_queued)
+        except QueueFull as e:
+            raise HTTPException(429, str(e)) from None
         return job
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
@@ -308,9 +336,14 @@ async def _store_image(upload: UploadFile, path: Path, label: str, limits: Limit
         raise HTTPException(400, f"{label} is empty")
     await run_in_threadpool(path.write_bytes, data)
     try:
-        await run_in_threadpool(read_image, path, max_pixels=limits.max_pixels)
+        await run_in_threadpool(_check_image, path, limits.max_pixels)
     except ImageError as e:
         raise HTTPException(400, str(e).replace(str(path), label)) from None
+
+
+def _check_image(path: Path, max_pixels: int) -> None:
+    with _DECODING:
+        read_image(path, max_pixels=max_pixels)
 
 
 async def _event_stream(job: Job, manager: JobManager) -> AsyncIterator[str]:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import Config, ImpastoError, ProgressEvent, stylize
-from ..imageio import to_pil, write_atomic
+from ..imageio import save_image, to_pil, write_atomic
 from ..plot import loss_kinds
 
 log = logging.getLogger("impasto.web")
@@ -35,6 +35,10 @@ _FIELD_TYPES = {"status": str, "created": _NUMBER, "finished": (*_NUMBER, _NONE)
                 "error": (str, _NONE), "size": (list, _NONE)}  # of job.json's fields, checked when it is read
 FINISHED = ("done", "cancelled", "failed")  # the other states: "queued", "running"
 INTERRUPTED = "the server stopped before this job finished"
+
+
+class QueueFull(Exception):
+    pass
 
 
 @dataclass
@@ -158,12 +162,20 @@ class JobManager:
         folder.mkdir()
         return job_id, folder
 
-    def submit(self, job: Job) -> None:
-        """Queue a job whose folder already holds its inputs."""
+    def submit(self, job: Job, most_waiting: int | None = None) -> None:
+        """Queue a job whose folder already holds its inputs; QueueFull if ``most_waiting`` jobs
+        already wait (checked here too: uploads that arrive together all passed the early check)."""
         job.total = job.total or _total_steps(job.settings)
-        job.save()  # raises: the request that made the job is told
         with self._lock:
+            if most_waiting is not None and sum(j.status == "queued" for j in self.jobs.values()) >= most_waiting:
+                raise QueueFull(f"{most_waiting} jobs are already waiting; try again later")
             self.jobs[job.id] = job
+        try:
+            job.save()  # raises: the request that made the job is told
+        except BaseException:
+            with self._lock:
+                del self.jobs[job.id]
+            raise
         self._queue.put(job.id)
 
     def get(self, job_id: str) -> Job | None:
@@ -272,8 +284,10 @@ class JobManager:
         if result.steps == 0:
             self._finish(job, "failed", error=f"the run stopped before its first step ({result.stop_reason})")
             return
+        metadata = result.metadata()  # the upload names, not this server's folders: results get shared
+        metadata["inputs"]["paths"] = {"content": job.content_name, "style": job.style_names}
         try:
-            result.save(job.result_path)
+            save_image(result.image, job.result_path, metadata=metadata)
         except ImpastoError as e:  # the data folder is read-only or full
             self._finish(job, "failed", error=f"cannot write the result: {_without_folder(str(e), job)}")
             return
