@@ -33,8 +33,11 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _PUBLIC:
-        raise AttributeError(f"module 'impasto' has no attribute {name!r}")
+    if name not in _PUBLIC:  # a submodule (impasto.api), imported on first use like the names
+        try:
+            return importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError:
+            raise AttributeError(f"module 'impasto' has no attribute {name!r}") from None
     value = getattr(importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
     globals()[name] = value
     return value

@@ -321,7 +321,8 @@ def initial_image(init: str, content: torch.Tensor, styles: list[torch.Tensor], 
         raise AssertionError(init)
     else:
         image = read_image(init, what="init image")
-        if not same_aspect(*image.shape[1:], *size):
+        rounded = long_edge_shape(*image.shape[1:], max(size))  # small sizes round by up to a pixel
+        if not same_aspect(*image.shape[1:], *size) and any(abs(a - b) > 1 for a, b in zip(rounded, size)):
             raise ImageError(f"{init}: a start image must have the photo's shape; it is {image.shape[2]}x"
                              f"{image.shape[1]}, the photo {size[1]}x{size[0]} (at this size)")
     return resize(image, *size)

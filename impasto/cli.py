@@ -229,17 +229,19 @@ def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = Non
     values = dict(base or {})
     from_file = read_config_file(args.config) if getattr(args, "config", None) else {}
     flags = {name: getattr(args, name) for name in _FIELDS if hasattr(args, name)}
-    if "style_layers" in flags and "style_layer_weights" not in flags:
-        flags["style_layer_weights"] = ()  # the file's or rerun's weights were for its own layers: equal
+    for source in (from_file, flags):
+        values.update(source)
+        if "style_layers" in source and "style_layer_weights" not in source:
+            values["style_layer_weights"] = ()  # earlier weights were for other layers: equal ones
     try:
-        return Config(**{**values, **from_file, **flags})
+        return Config(**values)
     except ConfigError as exc:
         # Flags may mend the file (--style-layer-weights for its style_layers); if not, blame the file
         # when it fails on its own too.
         source = "invalid option"
         if from_file:
             try:
-                Config(**{**values, **from_file})
+                Config(**{**(base or {}), **from_file})
             except ConfigError:
                 source = args.config
         raise ConfigError(f"{source}: {exc}") from None
@@ -537,9 +539,13 @@ def run(args: argparse.Namespace) -> int:
     """Carry out parsed arguments; ImpastoError for bad input (the caller reports it)."""
     the_plan = plan(args)
     if args.print_config:  # UTF-8 whatever the console's code page: it is a TOML file
+        text, binary = config_to_toml(the_plan.config), getattr(sys.stdout, "buffer", None)
+        if binary is None:  # a text stream put in place of stdout: it takes text
+            print(text, end="")
+            return EXIT_OK
         sys.stdout.flush()
-        sys.stdout.buffer.write(config_to_toml(the_plan.config).encode("utf-8"))
-        sys.stdout.buffer.flush()
+        binary.write(text.encode("utf-8"))
+        binary.flush()
         return EXIT_OK
     _say_device(the_plan.config, args.quiet)
     log = open(args.log_json, "w", encoding="utf-8") if args.log_json else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import os
 import re
 from dataclasses import dataclass, field
@@ -122,13 +123,13 @@ class Config:
         0.0, "remove leftover pixel noise: radius (σ, pixels) of an edge-preserving smoothing of the result; 0: off", "output")
 
     def __post_init__(self) -> None:
-        # Lists become tuples (hashable, as from_dict makes them) and paths text, so metadata is JSON.
+        # Lists become tuples (hashable), paths text and numpy numbers Python ones, so metadata is JSON.
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, (list, tuple)):
-                object.__setattr__(self, f.name, tuple(_text_if_path(item) for item in value))
+                object.__setattr__(self, f.name, tuple(_plain(item) for item in value))
             else:
-                object.__setattr__(self, f.name, _text_if_path(value))
+                object.__setattr__(self, f.name, _plain(value))
         self.validate()
 
     def validate(self) -> None:
@@ -239,8 +240,15 @@ def check_device(name: str) -> None:
         raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps")
 
 
-def _text_if_path(value: Any) -> Any:
-    return os.fspath(value) if isinstance(value, os.PathLike) else value
+def _plain(value: Any) -> Any:
+    """Paths as text and numpy's numbers as Python's (both for JSON); anything else as it is."""
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, numbers.Integral) and not isinstance(value, (int, bool)):
+        return int(value)
+    if isinstance(value, numbers.Real) and not isinstance(value, (int, float)):
+        return float(value)
+    return value
 
 
 def _check_type(name: str, annotation: str, value: Any) -> None:

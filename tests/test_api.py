@@ -144,6 +144,9 @@ def test_initial_images(images, tmp_path):
     impasto.save_image(torch.ones(3, 4, 6), tmp_path / "white.png")
     torch.testing.assert_close(initial_image(str(tmp_path / "white.png"), content, [style], generator),
                                torch.ones(3, 20, 30))
+    thin = torch.rand(3, 345, 1000)  # at a 48 px long edge: 48×17, a 2.5 % rounding of the shape
+    impasto.save_image(thin, tmp_path / "thin.png")
+    assert initial_image(str(tmp_path / "thin.png"), resize_to_long_edge(thin, 48), [style], generator).shape == (3, 17, 48)
     impasto.save_image(torch.ones(3, 6, 4), tmp_path / "portrait.png")  # not stretched to fit: refused
     with pytest.raises(impasto.ImageError, match="portrait.png: a start image must have the photo's shape; it is "
                                                  r"4x6, the photo 30x20 \(at this size\)"):

@@ -1,6 +1,8 @@
 """The command line, through main(argv) and real subprocesses. Images are tiny (32-48 px), runs a few steps."""
 
+import contextlib
 import dataclasses
+import io
 import json
 import shutil
 import signal
@@ -250,6 +252,12 @@ def test_config_file_and_print_config(tmp_path, capsys):
     settings.write_text("style_layer_weights = [1, 2, 3, 4, 5]\n")  # other layers on the command line: equal
     assert main(["--config", str(settings), "--print-config", "--style-layers", "relu1_1,relu2_1"]) == 0
     assert tomllib.loads(capsys.readouterr().out)["style_layer_weights"] == []
+    settings.write_text('style_layers = ["relu1_1", "relu2_1"]\n')  # the file's layers over a base's weights
+    args = build_parser().parse_args(["--config", str(settings)])
+    assert config_from_args(args, {"style_layer_weights": (1, 1, 1, 1, 2)}).style_layer_weights == ()
+    with contextlib.redirect_stdout(io.StringIO()) as text:  # a text stream without .buffer
+        assert main(["--print-config"]) == 0
+    assert tomllib.loads(text.getvalue())["max_size"] == 512
     groups = {f.metadata["group"] for f in dataclasses.fields(Config)}
     assert config_to_toml(Config()).count("\n\n# ") == len(groups) and "\n\n# optimisation\n" in printed
 

@@ -1,6 +1,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from impasto.config import Config
@@ -51,6 +52,9 @@ def test_lists_become_tuples_and_paths_text():
     assert json.loads(json.dumps(config.to_dict()))["masks"] == ["sky.png", "land.png"]
     assert hash(config) == hash(Config.from_dict(config.to_dict()))
     assert Config(device="cuda:1").device == "cuda:1" and Config(seed=2**63 - 1).seed == 2**63 - 1
+    numpy_numbers = Config(max_size=np.int64(64), style_weight=np.float32(100.0), style_blend=[np.float64(1)])
+    assert json.dumps(numpy_numbers.to_dict()) and type(numpy_numbers.max_size) is int
+    assert (numpy_numbers.style_weight, numpy_numbers.style_blend) == (100.0, (1.0,))
 
 
 def test_style_layers_weigh_equally_unless_weighted():

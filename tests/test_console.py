@@ -44,6 +44,7 @@ def test_public_names():
     assert all(getattr(impasto, name) is not None for name in impasto.__all__)
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         impasto.nope
+    assert impasto.api.stylize is impasto.stylize  # submodules load on first use too
 
 
 def test_help_on_a_console_that_cannot_show_greek_letters():

@@ -412,6 +412,12 @@ def test_saving_through_a_link_replaces_the_file_it_names(tmp_path):
     assert (tmp_path / "link.png").is_symlink() and read_image(tmp_path / "target.png").min() == 1.0
 
 
+def test_a_link_into_a_missing_folder_is_named(tmp_path):
+    (tmp_path / "dangling.png").symlink_to("nowhere/x.png")
+    with pytest.raises(ImageError, match=r"dangling\.png: folder '.*nowhere' does not exist \(where the link"):
+        save_image(torch.zeros(3, 2, 2), tmp_path / "dangling.png")
+
+
 def test_saving_keeps_a_files_permissions_and_refuses_a_read_only_one(tmp_path):
     path = tmp_path / "out.png"
     save_image(torch.zeros(3, 2, 2), path)

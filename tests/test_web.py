@@ -224,11 +224,14 @@ def test_too_many_paintings_or_repeated_settings_get_one_message(client, uploads
 
 
 def test_other_sites_cannot_use_the_server_through_the_browser(tmp_path, uploads):
-    app = create_app(tmp_path, hosts=("127.0.0.1", "localhost", "::1"))
+    app = create_app(tmp_path, hosts=("127.0.0.1", "LocalHost", "::1"))  # a machine's name may be mixed-case
     with TestClient(app, base_url="http://127.0.0.1:8000") as client:
         assert client.get("/api/jobs").status_code == 200
         assert client.get("/api/jobs", headers={"host": "[::1]:8000"}).status_code == 200
         assert client.get("/api/jobs", headers={"host": "192.168.1.20:8000"}).status_code == 200  # no DNS in it
+        assert client.get("/api/jobs", headers={"host": "LOCALHOST:8000"}).status_code == 200  # any case
+        bad_origin = client.post("/api/jobs", files=uploads(), data=TINY, headers={"origin": "http://[::1"})
+        assert bad_origin.status_code == 403 and bad_origin.headers["x-frame-options"] == "DENY"
         page = client.get("/")
         assert page.headers["x-frame-options"] == "DENY" and page.headers["x-content-type-options"] == "nosniff"
         assert page.headers["content-security-policy"] == "frame-ancestors 'none'"

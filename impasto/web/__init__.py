@@ -42,8 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="address to listen on; anything but 127.0.0.1/localhost opens it to the network")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on")
     parser.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
-                        help="another name the page may be opened by (besides IP addresses, localhost and this "
-                             "machine's name); others get 403, against DNS rebinding")
+                        help="another name the page may be opened by, besides IP addresses, localhost and (with a "
+                             "--host open to the network) this machine's names; others get 403, against DNS rebinding")
     parser.add_argument("--data-dir", type=Path, default=default_data_dir(), help="folder for uploads and results")
     parser.add_argument("--workers", type=int, default=1, help="jobs run at the same time")
     parser.add_argument("--max-upload-mb", type=float, default=limits.max_upload_bytes / 2**20,
@@ -60,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         import uvicorn  # noqa: PLC0415
 
+        from ..config import MIN_SIZE  # noqa: PLC0415
         from .app import Limits, create_app  # noqa: PLC0415
     except ImportError as e:
         print(f"impasto serve: error: the web app needs the 'web' extra ({e.name} is missing): "
@@ -73,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         (not 0 <= args.port <= 65535, f"--port must be 0..65535, not {args.port}"),
         (args.workers < 1, f"--workers must be at least 1, not {args.workers}"),
         (not args.max_upload_mb > 0, "--max-upload-mb must be positive"),
-        (args.max_size < 16, "--max-size must be at least 16"),
+        (args.max_size < MIN_SIZE, f"--max-size must be at least {MIN_SIZE}"),
         (args.max_iterations < 1, "--max-iterations must be at least 1"),
         (args.max_pixels < 1, "--max-pixels must be positive"),
     ] if bad), None)

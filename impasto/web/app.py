@@ -35,6 +35,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from .. import Config, ConfigError, ImageError, ImpastoError, __version__, read_image
+from ..config import MIN_SIZE
 from .jobs import FINISHED, Job, JobManager, QueueFull
 
 # The settings the page offers, in order, with how to show them. Every other field of Config keeps
@@ -42,7 +43,7 @@ from .jobs import FINISHED, Job, JobManager, QueueFull
 # preservation, style blend) is one entry here; the page builds its form from GET /api/settings.
 FORM_SETTINGS: dict[str, dict[str, Any]] = {
     "style_weight": {"label": "Style strength", "widget": "log-slider", "min": 1, "max": 10_000},
-    "max_size": {"label": "Size", "unit": "px", "widget": "number", "min": 16},
+    "max_size": {"label": "Size", "unit": "px", "widget": "number", "min": MIN_SIZE},
     "iterations": {"label": "Iterations", "widget": "number", "min": 1},
     "seed": {"label": "Seed", "widget": "number", "min": 0},
     "preserve_color": {"label": "Colours", "widget": "select", "help": "keep the photo's colours: take only "
@@ -206,38 +207,50 @@ def create_app(data_dir: str | Path, *, workers: int = 1, limits: Limits | None 
 class _FromThisSiteOnly:
     """Refuse what another web site could make the user's browser send here. A Host header that is
     neither one of ``hosts`` nor an IP address: a page on evil.example whose name is made to resolve
-    to this machine (DNS rebinding) could otherwise read every result. A POST from a page of another origin: a multipart
-    form needs no CORS preflight, so any site could start or cancel jobs. Scripts (curl) send no Origin."""
+    to this machine (DNS rebinding) could otherwise read every result. A POST from a page of another
+    origin: a multipart form needs no CORS preflight, so any site could start or cancel jobs. Scripts
+    (curl) send no Origin. Every response also forbids framing and type sniffing."""
 
     def __init__(self, app: Any, hosts: frozenset[str] | None) -> None:
-        self.app, self.hosts = app, hosts
+        self.app, self.hosts = app, None if hosts is None else frozenset(h.lower() for h in hosts)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
-            host, origin = headers.get("host", ""), headers.get("origin")
-            problem = None
-            name = _host_name(host)
-            if self.hosts is not None and name not in self.hosts and not _is_address(name):
-                problem = f"this server answers to {', '.join(sorted(self.hosts))}, not {host!r}"
-            elif scope["method"] == "POST" and origin is not None and urlsplit(origin).netloc != host:
-                problem = f"a page from {origin} may not send requests to this server"
-            if problem:
-                await JSONResponse({"error": problem}, status_code=403)(scope, receive, send)
-                return
-
-            async def send_with_headers(message: dict[str, Any]) -> None:
-                if message["type"] == "http.response.start":  # no framing by other sites, no type sniffing
-                    message["headers"] = [*message.get("headers", []), *_SAFETY_HEADERS]
-                await send(message)
-
-            await self.app(scope, receive, send_with_headers)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+
+        async def send_with_headers(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":  # no framing by other sites, no type sniffing
+                message["headers"] = [*message.get("headers", []), *_SAFETY_HEADERS]
+            await send(message)
+
+        problem = self._problem(scope)
+        if problem:
+            await JSONResponse({"error": problem}, status_code=403)(scope, receive, send_with_headers)
+        else:
+            await self.app(scope, receive, send_with_headers)
+
+    def _problem(self, scope: dict[str, Any]) -> str | None:
+        """Why a request must be refused, or None."""
+        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+        host, origin = headers.get("host", ""), headers.get("origin")
+        name = _host_name(host).lower()  # browsers send host names in lower case
+        if self.hosts is not None and name not in self.hosts and not _is_address(name):
+            return f"this server answers to {', '.join(sorted(self.hosts))}, not {host!r}"
+        if scope["method"] == "POST" and origin is not None and _netloc(origin) != host:
+            return f"a page from {origin} may not send requests to this server"
+        return None
 
 
 _SAFETY_HEADERS = [(b"x-frame-options", b"DENY"), (b"content-security-policy", b"frame-ancestors 'none'"),
                    (b"x-content-type-options", b"nosniff")]
+
+
+def _netloc(url: str) -> str | None:
+    try:
+        return urlsplit(url).netloc
+    except ValueError:  # not a URL (http://[::1): nobody's origin
+        return None
 
 
 def _is_address(name: str) -> bool:
