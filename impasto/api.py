@@ -23,7 +23,7 @@ from .color import blended_mean_and_covariance, luminance, match_color, match_lu
 from .config import INITS, Config, check_device
 from .errors import ConfigError, ImageError
 from .imageio import (long_edge_shape, pixels_shape, read_image, resize, resize_to_long_edge, resize_to_pixels,
-                      same_aspect, save_image, to_pil)
+                      same_aspect, save_image, source_name, to_pil)
 from .masks import fit_mask, read_masks
 from .memory import plan as plan_memory, return_freed_memory
 from .objective import Objective, WithComposition
@@ -83,8 +83,8 @@ def stylize(
     config = config or Config()
     started = time.perf_counter()
     styles = list(style) if isinstance(style, (list, tuple)) else [style]
-    images = _read_images(content, styles, config,
-                          [size for size, steps in zip(config.sizes(), config.steps_per_size()) if steps])
+    sizes, steps = config.sizes(), config.steps_per_size()
+    images = _read_images(content, styles, config, [size for size, count in zip(sizes, steps) if count])
     photo, device = images.photo, images.device
     bfloat16 = uses_bfloat16(config.precision, device)
     inputs = {id(t): t.nbytes for t in (photo, images.target, *images.paintings, *(images.masks or []))}
@@ -95,7 +95,6 @@ def stylize(
     extractor = _extractor(config, device, memory.checkpointed)
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
-    sizes, steps = config.sizes(), config.steps_per_size()
     # With no style to paint (strength 0) there is no recolouring either: the photo comes back.
     init = "content" if config.init == "palette" and not config.style_weight * config.strength else config.init
     state = LoopState(total=sum(steps), scales=len(sizes))
@@ -171,8 +170,8 @@ def _read_images(content: ImageSource, styles: list[ImageSource], config: Config
     photo = read_image(content, what="content image")
     paintings = [read_image(s, what="style image") for s in styles]
     masks = read_masks(config.masks, photo) if config.masks else None
-    _check_edges(photo, _name(content, "content image"), {
-        _name(source, f"style image {i + 1}"): painting for i, (source, painting) in enumerate(zip(styles, paintings))},
+    _check_edges(photo, source_name(content, "content image"), {
+        source_name(source, f"style image {i + 1}"): painting for i, (source, painting) in enumerate(zip(styles, paintings))},
         sizes, config)
     target, paintings = color_inputs(photo, paintings, config.preserve_color)
     return _Images(photo, target, paintings, masks, device)
@@ -196,10 +195,6 @@ def _check_edges(photo: torch.Tensor, photo_name: str, paintings: dict[str, torc
             if min(painting_height, painting_width) < shortest:
                 raise ImageError(f"{name}: seen at {painting_width}×{painting_height} for a {size} px picture, "
                                  f"too narrow ({advice}: raise max_size or style_scale, or crop the painting)")
-
-
-def _name(source: ImageSource, what: str) -> str:
-    return os.fspath(source) if isinstance(source, (str, os.PathLike)) else what
 
 
 def _at_size(images: _Images, size: int, config: Config

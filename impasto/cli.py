@@ -226,25 +226,31 @@ def _option_type(name: str):
 
 def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = None) -> Config:
     """The settings in force: ``base`` (defaults, or a rerun's), then --config FILE, then the flags."""
-    values = dict(base or {})
     from_file = read_config_file(args.config) if getattr(args, "config", None) else {}
     flags = {name: getattr(args, name) for name in _FIELDS if hasattr(args, name)}
-    for source in (from_file, flags):
-        values.update(source)
-        if "style_layers" in source and "style_layer_weights" not in source:
-            values["style_layer_weights"] = ()  # earlier weights were for other layers: equal ones
     try:
-        return Config(**values)
+        return Config(**_merged(base or {}, from_file, flags))
     except ConfigError as exc:
         # Flags may mend the file (--style-layer-weights for its style_layers); if not, blame the file
         # when it fails on its own too.
         source = "invalid option"
         if from_file:
             try:
-                Config(**{**(base or {}), **from_file})
+                Config(**_merged(base or {}, from_file))
             except ConfigError:
                 source = args.config
         raise ConfigError(f"{source}: {exc}") from None
+
+
+def _merged(*sources: dict[str, Any]) -> dict[str, Any]:
+    """Settings from several sources, later ones winning; a source that sets style_layers without
+    style_layer_weights weighs them equally (earlier weights were for other layers)."""
+    values: dict[str, Any] = {}
+    for source in sources:
+        values.update(source)
+        if "style_layers" in source and "style_layer_weights" not in source:
+            values["style_layer_weights"] = ()
+    return values
 
 
 def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
@@ -542,10 +548,10 @@ def run(args: argparse.Namespace) -> int:
         text, binary = config_to_toml(the_plan.config), getattr(sys.stdout, "buffer", None)
         if binary is None:  # a text stream put in place of stdout: it takes text
             print(text, end="")
-            return EXIT_OK
-        sys.stdout.flush()
-        binary.write(text.encode("utf-8"))
-        binary.flush()
+        else:
+            sys.stdout.flush()
+            binary.write(text.encode("utf-8"))
+            binary.flush()
         return EXIT_OK
     _say_device(the_plan.config, args.quiet)
     log = open(args.log_json, "w", encoding="utf-8") if args.log_json else None

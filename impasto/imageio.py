@@ -68,6 +68,11 @@ def read_image(source: ImageSource, *, what: str = "image", max_pixels: int = DE
     raise ImageError(f"{what}: expected a path, PIL image, numpy array or tensor, got {type(source).__name__}")
 
 
+def source_name(source: ImageSource, what: str) -> str:
+    """How messages name an input: its path, or ``what`` it is when it is an image in memory."""
+    return os.fspath(source) if isinstance(source, (str, os.PathLike)) else what
+
+
 def _read_file(path: Path, max_pixels: int, background: float) -> torch.Tensor:
     try:
         with open(path, "rb") as file:

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import ImageError
-from .imageio import read_image, same_aspect
+from .imageio import read_image, same_aspect, source_name
 
 MaskSource = Union[str, os.PathLike, torch.Tensor]
 
@@ -32,7 +32,7 @@ def read_mask(source: MaskSource, photo: torch.Tensor, *, what: str = "mask") ->
     Raises ImageError naming the file when it cannot be read, its aspect ratio is not the photo's,
     or it is all black (a style with nowhere to go).
     """
-    name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else what
+    name = source_name(source, what)
     image = read_image(source, what=name, background=0.0)  # transparent: no style there
     height, width = image.shape[1:]
     photo_height, photo_width = photo.shape[1:]
