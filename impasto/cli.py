@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import contextlib
 import dataclasses
 import difflib
 import functools
 import importlib
 import json
 import os
+import re
 import signal
+import string
 import sys
 import tempfile
 import threading
@@ -279,7 +282,7 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
                 else parse_setting(key, str(value))
         except ConfigError as exc:
             raise ConfigError(f"{path}: {key}: {exc}") from None
-    return values
+    return _paths_from(values, Path(path).parent)
 
 
 def _toml_text(raw: bytes) -> str:
@@ -289,8 +292,26 @@ def _toml_text(raw: bytes) -> str:
     return raw.decode("utf-8-sig")
 
 
+def _paths_from(values: dict[str, Any], folder: Path | None) -> dict[str, Any]:
+    """The settings with their file names (init image, masks, weights) relative to ``folder``, or
+    made absolute when ``folder`` is None: a --config file's names are relative to the file."""
+    def located(name: str) -> str:
+        return os.path.abspath(name if folder is None else folder / name)
+
+    values = dict(values)
+    if isinstance(values.get("init"), str) and values["init"] not in INITS:
+        values["init"] = located(values["init"])
+    if values.get("weights"):
+        values["weights"] = located(values["weights"])
+    if values.get("masks"):
+        values["masks"] = tuple(located(mask) for mask in values["masks"])
+    return values
+
+
 def config_to_toml(config: Config) -> str:
-    """The settings as a TOML file that --config reads back (unset optional values are comments)."""
+    """The settings as a TOML file that --config reads back (unset optional values are comments;
+    file names absolute, so the file works from any folder)."""
+    config = Config(**_paths_from(dataclasses.asdict(config), None))
     lines = [f"# impasto {__version__} settings (use with --config FILE)"]
     group = None
     for name, f in _FIELDS.items():
@@ -396,17 +417,23 @@ def _plan_rerun(args: argparse.Namespace) -> Plan:
     if "weights" in inputs:
         base["weights"] = paths["weights"]
     config = config_from_args(args, base)
-    args.output = args.output or str(source.with_name(f"{source.stem}-rerun{source.suffix}"))
+    rerun_name = f"{source.stem}-rerun{source.suffix}"
+    if not args.output:
+        args.output = str(source.with_name(rerun_name))
+    elif Path(args.output).is_dir() or args.output.endswith(("/", os.sep)):  # into a folder: the same name
+        args.output = os.path.join(args.output, rerun_name)
     if args.print_config:
         return Plan(config, [], [], False)
     styles = [_demo_style_if_drawn(p, h) for p, h in zip(paths["style"], inputs["style"])]
     checks = [("content image", paths["content"], inputs["content"])]
     checks += [(f"style image {i + 1}", p, h) for i, (p, h, style) in
                enumerate(zip(paths["style"], inputs["style"], styles)) if style is p]
-    if "init" in inputs:
+    # the recorded init image, masks and weights only where the new settings still use them
+    if "init" in inputs and config.init == paths.get("init"):
         checks.append(("init image", paths.get("init"), inputs["init"]))
-    checks += [(f"mask {i + 1}", p, h) for i, (p, h) in enumerate(zip(paths.get("masks", []), inputs.get("masks", [])))]
-    if "weights" in inputs:
+    if "masks" in inputs and config.masks == tuple(paths.get("masks", [])):
+        checks += [(f"mask {i + 1}", p, h) for i, (p, h) in enumerate(zip(paths["masks"], inputs["masks"]))]
+    if "weights" in inputs and config.weights == paths.get("weights"):
         checks.append(("weights file", paths.get("weights"), inputs["weights"]))
     for what, path, digest in checks:
         if path is None:
@@ -449,8 +476,8 @@ def _finish_plan(args: argparse.Namespace, config: Config, contents: list[Any], 
     jobs = []
     for index, content in enumerate(contents, 1):
         names = {"stem": Path(content).stem, "style": style_names, "index": index}
-        output = _output_path(args.output, names, "-o", "{stem}-{style}.png")
-        plot = _output_path(args.plot, names, "--plot", "{stem}-{style}-losses.png") if args.plot else None
+        output = _output_path(args.output, names, "-o", "{stem}-{style}.png", batch)
+        plot = _output_path(args.plot, names, "--plot", "{stem}-{style}-losses.png", batch) if args.plot else None
         jobs.append(Job(content, output, plot))
     for attr, what in (("output", "-o"), ("plot", "--plot")):
         paths = [_file_key(getattr(job, attr)) for job in jobs if getattr(job, attr) is not None]
@@ -497,6 +524,12 @@ def _check_nothing_overwritten(args: argparse.Namespace, config: Config, content
             raise ConfigError(f"--save-every: two photos' snapshots would have the same names in "
                               f"{snapshots[0].parent}; give the outputs different names")
     writes += [(Path(args.log_json), "--log-json")] if args.log_json else []
+    if args.save_every:  # no other output may have a snapshot's name (OUT-step00050.png)
+        snapshot_names = {(_file_key(_snapshot_path(args, job, 0).parent), job.output.stem) for job in jobs}
+        for path, what in writes:
+            if any(_file_key(path.parent) == folder and re.fullmatch(re.escape(stem) + r"-step\d{5}\.png", path.name)
+                   for folder, stem in snapshot_names):
+                raise ConfigError(f"{path}: {what} has the name of a --save-every snapshot")
     written: dict[str, str] = {}
     for path, what in writes:
         resolved = _file_key(path)
@@ -514,14 +547,22 @@ def _file_key(path: str | os.PathLike) -> str:
     return resolved.casefold() if sys.platform == "darwin" else resolved
 
 
-def _output_path(template: str, names: dict[str, Any], what: str, in_folder: str) -> Path:
-    """The file for one photo: the template filled in, or a name inside a folder."""
+def _output_path(template: str, names: dict[str, Any], what: str, in_folder: str, batch: bool) -> Path:
+    """The file for one photo: the template filled in, or a name inside a folder. For a single photo
+    a name whose braces are not placeholders is kept as it is."""
     if Path(template).is_dir() or template.endswith(("/", os.sep)):
         template = os.path.join(template, in_folder)
     try:
-        return Path(template.format(**names))
-    except (KeyError, IndexError, ValueError) as exc:
-        raise ConfigError(f"{what} {template}: bad placeholder ({exc}); use {{stem}}, {{style}} or {{index}}") from None
+        fields = [field for _, field, _, _ in string.Formatter().parse(template) if field is not None]
+    except ValueError:  # an unmatched brace
+        fields = ["{"]
+    unknown = [field for field in fields if field not in names]
+    if unknown and not batch:  # one photo: the name is taken as it is
+        return Path(template)
+    if unknown:
+        raise ConfigError(f"{what} {template}: bad placeholder {{{unknown[0]}}}; use {{stem}}, {{style}} or {{index}} "
+                          "(a brace in the name is written twice)")
+    return Path(template.format(**names))
 
 
 def _check_writable(path: Path, formats: Any) -> None:
@@ -575,7 +616,8 @@ def run(args: argparse.Namespace) -> int:
                     return EXIT_SIGNAL[interrupts.signum]
     finally:
         if log:
-            log.close()
+            with contextlib.suppress(OSError):  # its failure was reported at the step it happened
+                log.close()
     if failed:
         print(f"impasto: {failed} of {len(the_plan.jobs)} photos failed", file=sys.stderr)
         return EXIT_FAILED
@@ -640,12 +682,26 @@ class Progress:
             record = {"input": self.content, "step": event.step, "total": event.total, "scale": event.scale,
                       "size": [height, width], "loss": event.loss, **kinds, "terms": event.losses,
                       "elapsed": round(event.elapsed, 4)}
-            self.log.write(json.dumps(record) + "\n")
-            self.log.flush()
+            try:
+                self.log.write(json.dumps(record) + "\n")
+                self.log.flush()
+            except OSError as exc:  # the painting matters more than its log: go on without it
+                self._give_up("--log-json", self.log.name, exc.strerror or exc)
+                self.log = None
         if self.every and event.step % self.every == 0:
-            save_image(event.image, self.snapshot(event.step),
-                       metadata={"step": event.step, "loss": event.loss, "losses": event.losses})
+            try:
+                save_image(event.image, self.snapshot(event.step),
+                           metadata={"step": event.step, "loss": event.loss, "losses": event.losses})
+            except ImpastoError as exc:
+                path = self.snapshot(event.step)
+                self._give_up("--save-every", path, str(exc).removeprefix(f"{path}: "))
+                self.every = 0
         return self.interrupts.signum is not None  # True stops the run, keeping the best image
+
+    def _give_up(self, option: str, path: Any, reason: Any) -> None:
+        if self.bar is not None:
+            self.bar.clear()
+        print(f"impasto: warning: {option}: cannot write {path} ({reason}); going on without it", file=sys.stderr)
 
     def _draw(self, event: ProgressEvent, kinds: dict[str, float], size: str) -> None:
         terms = (f"{size} " if event.scales > 1 else "") + " ".join(f"{kind} {value:.3g}" for kind, value in kinds.items())

@@ -4,6 +4,7 @@ import contextlib
 import dataclasses
 import io
 import json
+import os
 import shutil
 import signal
 import struct
@@ -130,6 +131,42 @@ def test_names_differing_only_in_case_are_one_file_on_macos(photo, painting, tmp
     assert "-o would overwrite an input image" in capsys.readouterr().err
 
 
+def test_a_log_or_snapshot_that_cannot_be_written_does_not_lose_the_painting(photo, painting, tmp_path, capsys):
+    (tmp_path / "out-step00002.png").mkdir()  # the snapshot cannot be written there
+    code = main([photo, painting, "-o", str(tmp_path / "out.png"), *QUICK, "--log-json", "/dev/full",
+                 "--save-every", "2"])
+    err = capsys.readouterr().err
+    assert code == 0 and (tmp_path / "out.png").is_file()
+    assert "warning: --log-json: cannot write /dev/full (No space left on device); going on without it" in err
+    assert "warning: --save-every: cannot write" in err and "out-step00002.png" in err
+
+
+def test_braces_in_one_photos_name_are_kept_and_a_batch_needs_known_placeholders(images, painting, tmp_path, capsys):
+    photo = str(images / "content/golden_gate.jpg")
+    assert main([photo, painting, "-o", str(tmp_path / "final {v2}.png"), *QUICK]) == 0
+    assert (tmp_path / "final {v2}.png").is_file()
+    batch = ["-c", photo, "-c", str(images / "content/rainier.jpg"), painting]
+    assert main([*batch, "-o", str(tmp_path / "{stem.upper}.png"), *QUICK]) == 2
+    assert "bad placeholder {stem.upper}; use {stem}, {style} or {index}" in capsys.readouterr().err
+    assert main([photo, painting, "-o", str(tmp_path / "x.png"), "--plot", str(tmp_path / "x-step00002.png"),
+                 "--save-every", "2", *QUICK]) == 2
+    assert "--plot has the name of a --save-every snapshot" in capsys.readouterr().err
+
+
+def test_a_rerun_into_a_folder_keeps_the_name_and_a_changed_input_need_not_exist(painting, tmp_path, capsys):
+    content, start = tmp_path / "photo.png", tmp_path / "start.png"
+    _write_photo(content, 0)
+    _write_photo(start, 1)
+    first = tmp_path / "first.jpg"
+    assert main([str(content), painting, "-o", str(first), *QUICK, "--init", str(start)]) == 0
+    start.unlink()  # the new run starts from the photo: the old start image is not needed
+    (tmp_path / "again").mkdir()
+    assert main(["--rerun", str(first), "-o", str(tmp_path / "again"), "--init", "content", "-q"]) == 0
+    assert read_metadata(tmp_path / "again/first-rerun.jpg")["config"]["init"] == "content"
+    assert main(["--rerun", str(first), "-o", str(tmp_path / "again"), "-q"]) == 2  # the same settings need it
+    assert "start.png: init image of" in capsys.readouterr().err
+
+
 def test_photos_with_the_same_name_need_index(painting, tmp_path, capsys):
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()
@@ -217,7 +254,7 @@ def test_batch_output_needs_a_placeholder(images, painting, tmp_path, capsys):
     assert main([*photos, painting, "-o", str(tmp_path / "out.png"), *QUICK]) == 2
     assert "several photos would be written to the same file; put {stem} or {index}" in capsys.readouterr().err
     assert main([*photos, painting, "-o", str(tmp_path / "{nope}.png"), *QUICK]) == 2
-    assert "bad placeholder ('nope'); use {stem}, {style} or {index}" in capsys.readouterr().err
+    assert "bad placeholder {nope}; use {stem}, {style} or {index}" in capsys.readouterr().err
 
 
 def test_config_file_and_print_config(tmp_path, capsys):
@@ -240,7 +277,7 @@ def test_config_file_and_print_config(tmp_path, capsys):
         settings.write_bytes('seed = 3\nmasks = ["café.png"]\n'.encode(encoding))
         assert main(["--config", str(settings), "--print-config"]) == 0
         printed = capsys.readouterr().out
-        assert tomllib.loads(printed)["seed"] == 3 and tomllib.loads(printed)["masks"] == ["café.png"]
+        assert tomllib.loads(printed)["seed"] == 3 and tomllib.loads(printed)["masks"] == [str(tmp_path / "café.png")]
     # --style-layers alone weights its layers equally; flags may mend the file; list items keep commas
     assert main(["--print-config", "--style-layers", "relu1_1,relu2_1"]) == 0
     assert tomllib.loads(capsys.readouterr().out)["style_layers"] == ["relu1_1", "relu2_1"]
@@ -248,7 +285,11 @@ def test_config_file_and_print_config(tmp_path, capsys):
     assert main(["--config", str(settings), "--print-config"]) == 2
     assert "run.toml: style_layer_weights has 3 values for 2 style layers" in capsys.readouterr().err
     assert main(["--config", str(settings), "--print-config", "--style-layer-weights", "1,1"]) == 0
-    assert tomllib.loads(capsys.readouterr().out)["masks"] == ["a,b.png"]
+    assert tomllib.loads(capsys.readouterr().out)["masks"] == [str(tmp_path / "a,b.png")]  # beside the file
+    # a flag's file name is the current folder's; printed, it is absolute
+    assert main(["--print-config", "--init", "start.png", "--masks", "sky.png"]) == 0
+    absolute = tomllib.loads(capsys.readouterr().out)
+    assert absolute["init"] == os.path.abspath("start.png") and absolute["masks"] == [os.path.abspath("sky.png")]
     settings.write_text("style_layer_weights = [1, 2, 3, 4, 5]\n")  # other layers on the command line: equal
     assert main(["--config", str(settings), "--print-config", "--style-layers", "relu1_1,relu2_1"]) == 0
     assert tomllib.loads(capsys.readouterr().out)["style_layer_weights"] == []
