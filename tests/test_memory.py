@@ -118,7 +118,7 @@ def test_default_budget_is_the_memory_available_here():
 
 
 def test_without_proc_or_sysconf_only_max_memory_guards(monkeypatch):
-    # Windows has neither /proc/meminfo nor os.sysconf: no guess, the run is not refused
+    # macOS has no /proc/meminfo; Windows has no os.sysconf either: no guess, the run is not refused
     real_open = open
 
     def no_proc(path, *args, **kwargs):
@@ -127,6 +127,7 @@ def test_without_proc_or_sysconf_only_max_memory_guards(monkeypatch):
         return real_open(path, *args, **kwargs)
 
     monkeypatch.setattr("builtins.open", no_proc)
+    assert available(CPU) == os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")  # macOS: all of the RAM
     monkeypatch.delattr(os, "sysconf")
     assert available(CPU) == math.inf
     assert not plan(Config(max_size=20_000), 512, 512, CPU).checkpointed

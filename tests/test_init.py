@@ -1,0 +1,23 @@
+"""The package itself (impasto/__init__.py): public names and submodules load on first use."""
+
+import subprocess
+import sys
+
+import pytest
+
+import impasto
+
+
+def test_importing_impasto_loads_torch_only_when_needed():
+    code = ("import sys, impasto; print('torch' in sys.modules); impasto.Config; print('torch' in sys.modules); "
+            "from impasto import stylize; print(stylize.__module__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "True", "impasto.api"]
+
+
+def test_public_names():
+    assert set(impasto.__all__) <= set(dir(impasto))
+    assert all(getattr(impasto, name) is not None for name in impasto.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        impasto.nope
+    assert impasto.api.stylize is impasto.stylize  # submodules load on first use too

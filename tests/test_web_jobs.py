@@ -1,0 +1,82 @@
+"""The web app's job queue (impasto/web/jobs.py), without HTTP: reloading, damaged folders, a data
+folder that cannot be written, and the waiting limit, with real runs at tiny sizes."""
+
+import json
+import shutil
+import time
+
+import pytest
+
+import impasto
+from impasto.web.jobs import FINISHED, INTERRUPTED, Job, JobManager, QueueFull
+
+
+def test_a_job_interrupted_by_a_crash_is_reported_not_rerun(tmp_path):
+    manager = JobManager(tmp_path)
+    job_id, folder = manager.new_folder()
+    job = Job(job_id, folder, impasto.Config().to_dict(), "a.jpg", ["b.jpg"], status="running", step=7)
+    job.save()
+    reloaded = JobManager(tmp_path).get(job_id)
+    assert reloaded.status == "failed" and reloaded.error == INTERRUPTED and reloaded.step == 7
+    assert json.loads((folder / "job.json").read_text())["status"] == "failed"
+
+
+def test_damaged_job_folders_are_reported_and_skipped(tmp_path, caplog):
+    manager = JobManager(tmp_path)
+    made = []
+    for changes in ({"status": "done"}, {"status": "done", "created": "2024-01-01"}, {"status": "cancelled"}):
+        job_id, folder = manager.new_folder()
+        Job(job_id, folder, impasto.Config().to_dict(), "a.jpg", ["b.jpg"], **changes).save()
+        made.append(job_id)
+    reloaded = JobManager(tmp_path)
+    assert {job.id for job in reloaded.list()} == {made[0], made[2]}  # the one with a text date is skipped
+    assert "created is '2024-01-01'" in caplog.text
+    assert reloaded.get(made[0]).status == "failed"  # done, but its result.png is gone
+    assert reloaded.get(made[0]).error == "its result.png is missing from the data folder"
+    assert reloaded.get(made[2]).status == "cancelled"  # cancelled while queued: it never had a result
+
+
+def _queue_jobs(manager, images, count):
+    jobs = []
+    for _ in range(count):
+        job_id, folder = manager.new_folder()
+        job = Job(job_id, folder, impasto.Config(max_size=32, iterations=2).to_dict(), "a.jpg", ["b.jpg"])
+        shutil.copy(images / "content/golden_gate.jpg", job.content_path)
+        shutil.copy(images / "style/starry_night.jpg", job.style_paths[0])
+        manager.submit(job)
+        jobs.append(job)
+    return jobs
+
+
+def _wait_until_finished(jobs):
+    deadline = time.monotonic() + 120  # a guard against hanging only
+    while any(job.status not in FINISHED for job in jobs):
+        assert time.monotonic() < deadline, [job.status for job in jobs]
+        time.sleep(0.05)
+
+
+def test_a_data_folder_that_cannot_be_written_fails_the_job_not_the_worker(tmp_path, images, caplog):
+    manager = JobManager(tmp_path)
+    first, second, third = _queue_jobs(manager, images, 3)
+    (first.folder / "job.json").unlink()
+    (first.folder / "job.json").mkdir()  # job.json cannot be written there any more
+    (second.folder / "result.png").mkdir()  # nor the result
+    manager.start()
+    try:
+        _wait_until_finished([first, second, third])
+    finally:
+        manager.stop()
+    assert first.status == "done" and "cannot save job" in caplog.text  # its state lives on in memory
+    assert second.status == "failed"
+    assert second.error == "cannot write the result: result.png: is a folder, cannot write a file there"
+    assert third.status == "done" and third.result_path.is_file()  # the worker went on
+
+
+def test_the_queue_limit_holds_for_uploads_that_arrive_together(tmp_path, images):
+    manager = JobManager(tmp_path)  # not started: queued jobs stay queued
+    _queue_jobs(manager, images, 2)
+    job_id, folder = manager.new_folder()
+    late = Job(job_id, folder, impasto.Config(max_size=32, iterations=2).to_dict(), "a.jpg", ["b.jpg"])
+    with pytest.raises(QueueFull, match="2 jobs are already waiting"):
+        manager.submit(late, most_waiting=2)
+    assert manager.get(job_id) is None and manager.pending() == 2
