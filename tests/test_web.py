@@ -186,6 +186,7 @@ def test_oversize_uploads_get_413(tmp_path, uploads):
     ({"max_size": "4096"}, "max_size 4096 is above this server's limit of 1024 px"),
     ({"iterations": "5000"}, "iterations 5000 is above this server's limit of 1000"),
     ({"iterations": "ten"}, "iterations must be a whole number, not 'ten'"),
+    ({"seed": "2.5"}, "seed must be a whole number, not '2.5'"),
     ({"style_weight": "nan"}, "style_weight must be a finite number"),
     ({"max_size": "8"}, "max_size must be at least 16 pixels"),
     ({"style_weight": "-1"}, "style_weight must not be negative"),
@@ -201,6 +202,12 @@ def test_oversize_uploads_get_413(tmp_path, uploads):
 def test_settings_outside_the_limits_get_400(client, uploads, settings, message):
     response = client.post("/api/jobs", files=uploads(), data={**TINY, **settings})
     assert response.status_code == 400 and message in response.json()["error"]
+
+
+def test_whole_numbers_as_a_browser_may_write_them(client, uploads):
+    job = submit(client, uploads(), **TINY, seed="1e3")
+    assert job["config"]["seed"] == 1000
+    events(client, job["id"])
 
 
 def test_settings_left_out_take_the_defaults_within_the_servers_limits(tmp_path, uploads):

@@ -136,6 +136,10 @@ def test_keyboard_and_phone(server, page, images):
     page.click("#paint")
     assert not page.evaluate("document.querySelector('#setting-max_size').validity.valid")
     assert page.is_hidden("#cancel")  # nothing was sent
+    page.fill("#setting-seed", "99999999999999999999")  # above the server's limit: the browser says so
+    page.click("#paint")
+    assert not page.evaluate("document.querySelector('#setting-seed').validity.valid") and page.is_hidden("#cancel")
+    page.fill("#setting-seed", "0")
     page.fill("#setting-max_size", "32")
     page.fill("#setting-iterations", "3")
     slider = page.locator("#setting-style_weight")

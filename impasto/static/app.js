@@ -199,6 +199,8 @@ async function paint() {
   } catch (err) {
     showMessage(err.message);
     updatePaintButton();
+    const field = state.settings.settings.find((s) => err.message.startsWith(`${s.name} `));
+    (field ? $(`setting-${field.name}`) : $("paint")).focus();  // where the problem is, not <body>
   } finally {
     $("paint").textContent = "Paint";
   }
@@ -280,8 +282,10 @@ function render(job) {
 
 function finished(job) {
   state.view = job.id;
-  const hadFocus = document.activeElement === $("cancel");
+  // Cancel disables itself when pressed, so focus may already have fallen to <body>.
+  const hadFocus = document.activeElement === $("cancel") || document.activeElement === document.body;
   $("cancel").hidden = true;
+  if ($("message").classList.contains("info")) hideMessage();  // "a painting is in progress" is over
   updatePaintButton();
   showJob(job, state.points);
   if (hadFocus) (job.has_result ? $("download") : $("paint")).focus();  // not lost to <body>
@@ -372,9 +376,13 @@ async function refreshGallery() {
   try {
     jobs = (await api("/api/jobs")).jobs;
   } catch (err) {
-    showMessage(`Cannot load the gallery: ${err.message}`);
+    showMessage(`Cannot load the gallery: ${err.message}; trying again…`, "info");
+    setTimeout(refreshGallery, 5000);  // the server may be restarting
     return jobs;
   }
+  if ($("message").textContent.startsWith("Cannot load the gallery")) hideMessage();
+  const focused = document.activeElement && document.activeElement.classList.contains("card")
+    ? document.activeElement.dataset.id : null;
   const gallery = $("gallery");
   gallery.replaceChildren();
   for (const job of jobs.filter((j) => j.has_result)) {
@@ -420,6 +428,8 @@ async function refreshGallery() {
     gallery.append(card);
   }
   $("gallery-empty").hidden = gallery.children.length > 0;
+  const again = focused && gallery.querySelector(`.card[data-id="${focused}"]`);
+  if (again) again.focus();  // rebuilt: the card the keyboard was on keeps the focus
   return jobs;
 }
 
@@ -432,6 +442,8 @@ async function openJob(id) {
     const job = await api(`/api/jobs/${id}`);
     hideMessage();
     showJob(job, job.points);
+    const stage = $("stage").getBoundingClientRect();
+    if (stage.bottom < 0 || stage.top > window.innerHeight) $("stage").scrollIntoView({ block: "start" });
   } catch (err) {
     showMessage(err.message);
   }

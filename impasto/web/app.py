@@ -45,7 +45,7 @@ FORM_SETTINGS: dict[str, dict[str, Any]] = {
     "style_weight": {"label": "Style strength", "widget": "log-slider", "min": 1, "max": 10_000},
     "max_size": {"label": "Size", "unit": "px", "widget": "number", "min": MIN_SIZE},
     "iterations": {"label": "Iterations", "widget": "number", "min": 1},
-    "seed": {"label": "Seed", "widget": "number", "min": 0},
+    "seed": {"label": "Seed", "widget": "number", "min": 0, "max": 2**63 - 1},
     "preserve_color": {"label": "Colours", "widget": "select", "help": "keep the photo's colours: take only "
                        "the painting's brightness, or recolour the painting to the photo's colours first", "choices": [
         ["none", "the painting's"], ["luminance", "the photo's (luminance only)"],
@@ -309,7 +309,7 @@ def _config(form: FormData, limits: Limits) -> Config:
             raise HTTPException(400, f"{name} must be a value, not a file")
         kind = type(getattr(Config(), name))
         try:
-            value = kind(raw.strip())
+            value = kind(raw.strip()) if kind is not int else _whole_number(raw.strip())
         except ValueError:
             raise HTTPException(400, f"{name} must be {'a whole number' if kind is int else 'a number'}, "
                                      f"not {raw[:40]!r}") from None
@@ -327,6 +327,17 @@ def _config(form: FormData, limits: Limits) -> Config:
         if "min" in view and value < view["min"]:
             raise HTTPException(400, f"{name} {value} is below this server's minimum of {view['min']}{unit}")
     return config
+
+
+def _whole_number(text: str) -> int:
+    """An int from "12", or from what a browser's number box may send for it ("1e3", "12.0")."""
+    try:
+        return int(text)
+    except ValueError:
+        value = float(text)
+        if not value.is_integer():
+            raise
+        return int(value)
 
 
 def _form_settings(limits: Limits) -> dict[str, dict[str, Any]]:
