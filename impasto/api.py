@@ -292,7 +292,7 @@ def _cpu_flags() -> set[str]:
 
 def initial_image(init: str, content: torch.Tensor, styles: list[torch.Tensor], generator: torch.Generator,
                   masks: list[torch.Tensor] | None = None, blend: Sequence[float] = ()) -> torch.Tensor:
-    """The starting pixels (3, H, W): the photo, noise, the (first) painting or an image file, at the photo's size.
+    """The starting pixels (3, H, W): the photo, noise, the (heaviest) painting or an image file, at the photo's size.
 
     'palette' recolours the photo to the paintings' colours, pooled in the ``blend`` proportions
     (default equal); with masks, each masked region to its own painting, the rest left the photo.
@@ -310,8 +310,9 @@ def initial_image(init: str, content: torch.Tensor, styles: list[torch.Tensor], 
     if init == "noise":
         # Noise around mid-grey: uniform noise in [0, 1] is far from any natural image's statistics.
         return (0.5 + 0.25 * torch.randn(content.shape, generator=generator)).clamp(0, 1)
-    if init == "style":
-        image = styles[0]
+    if init == "style":  # the painting the blend weighs most (the first of equals)
+        weights = list(blend) or [1.0] * len(styles)
+        image = styles[weights.index(max(weights))]
     elif init in INITS:
         raise AssertionError(init)
     else:

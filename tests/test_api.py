@@ -128,6 +128,8 @@ def test_initial_images(images, tmp_path):
     noise = initial_image("noise", content, [style], generator)
     assert noise.shape == (3, 20, 30) and 0.4 < noise.mean() < 0.6 and noise.std() > 0.15
     assert torch.equal(initial_image("style", content, [style], generator), torch.zeros(3, 20, 30))
+    white = torch.ones(3, 10, 10)  # with a blend, the painting weighed most
+    assert torch.equal(initial_image("style", content, [style, white], generator, blend=(0.2, 0.8)), torch.ones(3, 20, 30))
     # palette: the photo's pixels moved to the painting's colour mean and covariance, the shapes kept.
     painting = torch.stack([torch.rand(40, 10) * 0.2 + 0.6, torch.rand(40, 10) * 0.2 + 0.1,
                             torch.rand(40, 10) * 0.1 + 0.4])
