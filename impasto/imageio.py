@@ -323,7 +323,7 @@ def check_writable(path: Path) -> None:
     if target.is_dir():
         raise ImageError(f"{path}: is a folder, cannot write a file there")
     if not target.parent.is_dir():
-        where = "" if target == Path(path).absolute() else f" (where the link {path} points)"
+        where = f" (where the link {path} points)" if Path(path).is_symlink() else ""
         raise ImageError(f"{path}: folder {str(target.parent if where else path.parent)!r} does not exist{where}")
     if target.exists() and not os.access(target, os.W_OK):
         raise ImageError(f"{path}: is read-only, not replacing it")

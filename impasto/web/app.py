@@ -198,8 +198,9 @@ def create_app(data_dir: str | Path, *, workers: int = 1, limits: Limits | None 
         Route("/api/jobs/{job_id}/preview.png", preview),
         Mount("/static", StaticFiles(directory=static), name="static"),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error, Exception: unexpected_error},
-                    middleware=[Middleware(_FromThisSiteOnly, hosts=None if hosts is None else frozenset(hosts))])
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    exception_handlers={HTTPException: http_error, Exception: unexpected_error},
+                    middleware=[Middleware(_FromThisSiteOnly, hosts=hosts)])
     app.state.manager, app.state.limits = manager, limits
     return app
 
@@ -211,7 +212,7 @@ class _FromThisSiteOnly:
     origin: a multipart form needs no CORS preflight, so any site could start or cancel jobs. Scripts
     (curl) send no Origin. Every response also forbids framing and type sniffing."""
 
-    def __init__(self, app: Any, hosts: frozenset[str] | None) -> None:
+    def __init__(self, app: Any, hosts: Sequence[str] | None) -> None:
         self.app, self.hosts = app, None if hosts is None else frozenset(h.lower() for h in hosts)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
