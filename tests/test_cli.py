@@ -7,17 +7,16 @@ import json
 import os
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import time
 import tomllib
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import noise, png_claiming
 from PIL import Image
 
 from impasto.cli import Interrupts, build_parser, config_from_args, config_to_toml, main
@@ -177,8 +176,7 @@ def test_photos_with_the_same_name_need_index(painting, tmp_path, capsys):
 
 
 def _write_photo(path: Path, seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(path)
+    Image.fromarray(noise(seed=seed)).save(path)
 
 
 def test_rerun_reproduces_bit_for_bit_and_checks_inputs(painting, tmp_path, capsys):
@@ -318,15 +316,6 @@ def test_bad_config_file_exits_2(tmp_path, capsys, text, message):
     assert message in err and err.count("\n") == 1
 
 
-def _huge_png(path: Path) -> None:
-    """A PNG whose header claims 100000 x 100000 pixels (the decompression-bomb guard must refuse it)."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    header = struct.pack(">IIBBBBB", 100000, 100000, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-                     + chunk(b"IEND", b""))
-
-
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -386,7 +375,7 @@ def test_errors_are_one_line_and_exit_2(images, tmp_path, capsys, argv, message)
               "no_gpu7": "there is no such CUDA GPU" if torch.cuda.is_available() else "no CUDA GPU is available"}
     (tmp_path / "text.jpg").write_text("hello")
     (tmp_path / "cut.jpg").write_bytes((images / "style/the_scream.jpg").read_bytes()[:5000])
-    _huge_png(tmp_path / "huge.png")
+    (tmp_path / "huge.png").write_bytes(png_claiming(100_000, 100_000))
     save_image(torch.full((3, 24, 32), 0.5), tmp_path / "start.png")
     (tmp_path / "run.toml").write_text("seed = 1\n")
     code = main(["-q", "-s", "32", "-n", "1"] + [a.format(**values) for a in argv])  # later options win

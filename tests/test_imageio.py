@@ -3,12 +3,11 @@
 import io
 import os
 import struct
-import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import noise, png_claiming
 from PIL import Image, ImageCms, ImageFile
 
 from impasto import imageio
@@ -23,13 +22,6 @@ from impasto.imageio import (
     save_image,
     to_pil,
 )
-
-IMAGES = Path(__file__).parents[1] / ".." / "shared" / "images"
-
-
-def noise(height=24, width=32, seed=0):
-    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
-
 
 def pixel(t, y, x):
     return [round(v * 255) for v in t[:, y, x].tolist()]
@@ -219,8 +211,8 @@ def test_bad_in_memory_sources_name_the_role(bad, words):
     assert words in str(err.value)
 
 
-def test_real_photo():
-    t = read_image(IMAGES / "content" / "golden_gate.jpg")
+def test_real_photo(images):
+    t = read_image(images / "content" / "golden_gate.jpg")
     assert t.shape == (3, 734, 979) and 0.2 < t.mean() < 0.8
 
 
@@ -276,12 +268,7 @@ def test_pixel_limit_checked_before_decoding(tmp_path):
 
 
 def test_pillow_bomb_limit_is_reported(tmp_path):
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", 20_000, 10_000, 8, 2, 0, 0, 0)  # claims 200 megapixels
-    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
-    (tmp_path / "bomb.png").write_bytes(png)
+    (tmp_path / "bomb.png").write_bytes(png_claiming(20_000, 10_000))  # 200 megapixels
     with pytest.raises(ImageError, match=r"bomb\.png: too large to read safely .*200000000 pixels"):
         read_image(tmp_path / "bomb.png")
 

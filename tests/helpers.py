@@ -1,0 +1,19 @@
+"""Small image factories shared by several test modules (imported as `helpers`: pytest puts tests/ on
+the path)."""
+import struct
+import zlib
+
+import numpy as np
+
+
+def noise(height: int = 24, width: int = 32, seed: int = 0) -> np.ndarray:
+    """Random 8-bit RGB pixels, height × width × 3."""
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims width × height pixels: a decompression bomb for the size guards."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
