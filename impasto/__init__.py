@@ -17,18 +17,18 @@ __version__ = "0.5.0"
 _PUBLIC = {
     "Config": "config", "ConfigError": "errors", "ImageError": "errors", "ImpastoError": "errors",
     "ProgressEvent": "optimize", "Result": "api", "WeightsError": "errors", "objective_for": "api",
-    "read_image": "imageio", "save_image": "imageio", "stylize": "api",
+    "read_image": "imageio", "read_metadata": "imageio", "save_image": "imageio", "stylize": "api",
 }
 __all__ = [
     "Config", "ConfigError", "ImageError", "ImpastoError", "ProgressEvent", "Result", "WeightsError",
-    "__version__", "objective_for", "read_image", "save_image", "stylize",
+    "__version__", "objective_for", "read_image", "read_metadata", "save_image", "stylize",
 ]
 
 if TYPE_CHECKING:
     from .api import Result, objective_for, stylize
     from .config import Config
     from .errors import ConfigError, ImageError, ImpastoError, WeightsError
-    from .imageio import read_image, save_image
+    from .imageio import read_image, read_metadata, save_image
     from .optimize import ProgressEvent
 
 

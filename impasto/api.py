@@ -80,7 +80,7 @@ def stylize(
     receives a ``ProgressEvent`` after every step and may return True to stop early. Raises
     ``ImpastoError`` subclasses for bad inputs or settings; never prints.
     """
-    config = config or Config()
+    config = _checked_config(config)
     started = time.perf_counter()
     styles = list(style) if isinstance(style, (list, tuple)) else [style]
     sizes, steps = config.sizes(), config.steps_per_size()
@@ -142,12 +142,21 @@ def objective_for(content: ImageSource, style: ImageSource | Sequence[ImageSourc
     At the sizes after a coarse-to-fine run's first, the run adds the composition term; this leaves
     it out. With ``preserve_color = "luminance"`` it scores grey pictures (``impasto.color.luminance``).
     """
-    config = config or Config()
+    config = _checked_config(config)
     size = config.max_size if size is None else size
     styles = list(style) if isinstance(style, (list, tuple)) else [style]
     images = _read_images(content, styles, config, [size])
     content_image, style_images, masks = _at_size(images, size, config)
     return _objective(_extractor(config, images.device), content_image, style_images, config, images.device, masks)
+
+
+def _checked_config(config: Config | None) -> Config:
+    if config is None:
+        return Config()
+    if not isinstance(config, Config):
+        raise ConfigError(f"config must be an impasto.Config, not {type(config).__name__} "
+                          "(Config.from_dict makes one from a dict)")
+    return config
 
 
 class _Images(NamedTuple):

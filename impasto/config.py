@@ -130,6 +130,8 @@ class Config:
                 object.__setattr__(self, f.name, tuple(_plain(item) for item in value))
             else:
                 object.__setattr__(self, f.name, _plain(value))
+        if self.weights == "":  # as on the command line: empty means the built-in weights
+            object.__setattr__(self, "weights", None)
         self.validate()
 
     def validate(self) -> None:
@@ -164,6 +166,10 @@ class Config:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
         if self.preserve_color not in COLOR_MODES:
             raise ConfigError(f"preserve_color must be one of {', '.join(COLOR_MODES)}, not {self.preserve_color!r}")
+        if not self.init or self.init.lower() in INITS and self.init not in INITS:
+            raise ConfigError(f"init must be one of {', '.join(INITS)} or an image file, not {self.init!r}")
+        if any(not mask for mask in self.masks):
+            raise ConfigError("masks has an empty file name")
         if self.masks and self.style_blend:
             raise ConfigError("masks and style_blend cannot be combined: with masks each painting has its own region")
         if self.pooling not in POOLINGS:
@@ -217,8 +223,8 @@ class Config:
         return 1.0 if self.optimizer == "lbfgs" else 0.02
 
     def replace(self, **changes: Any) -> "Config":
-        """A copy with some fields changed (validated)."""
-        return dataclasses.replace(self, **changes)
+        """A copy with some fields changed (validated); unknown names are an error."""
+        return self.from_dict({**dataclasses.asdict(self), **changes})
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready settings (tuples become lists)."""

@@ -40,7 +40,7 @@ METADATA_KEY = "impasto"
 
 # What a damaged file raises while Pillow decodes it.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error)
-_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
 _ALPHA = ("RGBA", "RGBa", "LA", "La", "PA")
 
 
@@ -145,6 +145,11 @@ def _pil_to_array(im: Image.Image) -> np.ndarray:
     if im.mode in _SIXTEEN_BIT:
         # Keep all 16 bits: Pillow's own conversion to "L" would drop the low byte.
         return np.clip(np.asarray(im, dtype=np.float32) / 65535.0, 0.0, 1.0)
+    if im.mode == "I":
+        # 32-bit integers with no stated range: 8-bit values (as Pillow's conversions take them) when
+        # none is above 255, such as an 8-bit picture converted to "I"; else 16-bit ones.
+        a = np.asarray(im, dtype=np.float32)
+        return np.clip(a / (255.0 if a.max(initial=0.0) <= 255 else 65535.0), 0.0, 1.0)
     if im.mode == "F":
         a = np.nan_to_num(np.asarray(im, dtype=np.float32))
         # Float images in [0, 1] are taken as they are; larger values as 0-255 like Pillow does.
@@ -195,12 +200,17 @@ def _from_tensor(t: torch.Tensor, name: str) -> torch.Tensor:
     return x
 
 
+_RANGE_SLACK = 1e-5  # float colour maths overshoots [0, 1] by a few units in the last place
+
+
 def _check_range(x: np.ndarray, name: str) -> None:
+    """Refuse non-finite or out-of-range floats; clip ``x`` in place where it overshoots by rounding only."""
     if not np.isfinite(x).all():
         raise ImageError(f"{name}: pixel values contain NaN or infinity")
     lo, hi = float(x.min()), float(x.max())
-    if lo < 0.0 or hi > 1.0:
-        raise ImageError(f"{name}: float pixel values must lie in [0, 1], found [{lo:.3g}, {hi:.3g}]")
+    if lo < -_RANGE_SLACK or hi > 1.0 + _RANGE_SLACK:
+        raise ImageError(f"{name}: float pixel values must lie in [0, 1], found [{lo:.7g}, {hi:.7g}]")
+    np.clip(x, 0.0, 1.0, out=x)
 
 
 def resize_to_long_edge(image: torch.Tensor, long_edge: int) -> torch.Tensor:

@@ -202,6 +202,13 @@ def test_no_painting_is_a_clear_error(images):
         impasto.stylize(images / "content/golden_gate.jpg", [], impasto.Config(**FAST))
 
 
+def test_settings_that_are_not_a_config_are_a_clear_error(images):
+    photo, painting = images / "content/golden_gate.jpg", images / "style/starry_night.jpg"
+    for call in (impasto.stylize, impasto.objective_for):
+        with pytest.raises(impasto.ConfigError, match="config must be an impasto.Config, not dict"):
+            call(photo, painting, {"max_size": 64})
+
+
 def test_a_loss_of_zero_ends_the_run_with_the_start_image(images):
     # strength 0 from the photo: nothing to do. float32, so the loss is exactly 0 and the gradient too.
     photo = images / "content/golden_gate.jpg"

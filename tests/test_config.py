@@ -102,11 +102,20 @@ def test_step_size_defaults_per_optimizer():
         ({"seed": 2**70}, r"seed must be from 0 to 2\*\*63 - 1"),
         ({"device": "meta"}, "unknown device 'meta'; use auto, cpu, cuda, cuda:N or mps"),
         ({"style_layers": ("relu1_1", "relu1_1"), "style_layer_weights": (1.0, 3.0)}, "names a layer twice"),
+        ({"init": "Noise"}, "init must be one of content, palette, noise, style or an image file, not 'Noise'"),
+        ({"init": ""}, "init must be one of .* or an image file, not ''"),
+        ({"masks": ("",)}, "masks has an empty file name"),
+        ({"iters": 3}, "unknown setting 'iters'; valid settings: max_size"),
     ],
 )
 def test_invalid_settings_name_the_field(changes, message):
     with pytest.raises(ConfigError, match=message):
         Config().replace(**changes)
+
+
+def test_an_empty_weights_file_means_the_built_in_weights():
+    assert Config(weights="").weights is None
+    assert Config.from_dict({"weights": ""}) == Config()
 
 
 def test_unknown_setting_in_a_dict():

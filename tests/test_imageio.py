@@ -211,6 +211,25 @@ def test_bad_in_memory_sources_name_the_role(bad, words):
     assert words in str(err.value)
 
 
+def test_float_rounding_past_one_is_clipped_and_a_real_overshoot_is_shown_in_full():
+    photo = np.full((2, 2, 3), 0.5, np.float32)
+    photo[0, 0] = np.float32(1.0000001)
+    photo[1, 1] = np.float32(-1e-7)
+    t = read_image(photo)
+    assert t.max() == 1.0 and t.min() == 0.0 and t[0, 0, 1] == 0.5
+    assert photo[0, 0, 0] == np.float32(1.0000001)  # the caller's array is left alone
+    tensor = torch.full((3, 2, 2), 1.0001)
+    with pytest.raises(ImageError, match=r"found \[1\.0001, 1\.0001\]"):
+        read_image(tensor)
+
+
+def test_integer_mode_i_images_are_read_at_their_own_depth():
+    eight_bit = Image.fromarray(noise(4, 6))
+    assert torch.equal(read_image(eight_bit.convert("I")), read_image(eight_bit.convert("L")))
+    sixteen_bit = Image.fromarray(np.array([[65535, 32768, 300]], np.int32), "I")
+    assert read_image(sixteen_bit)[0, 0].tolist() == pytest.approx([1.0, 32768 / 65535, 300 / 65535])
+
+
 def test_real_photo(images):
     t = read_image(images / "content" / "golden_gate.jpg")
     assert t.shape == (3, 734, 979) and 0.2 < t.mean() < 0.8

@@ -24,8 +24,11 @@ def test_python_example_runs(images, tmp_path, monkeypatch):
     code = code.replace('"painting.jpg"', repr(str(images / "style/starry_night.jpg")))
     code = code.replace("max_size=512", "max_size=48, iterations=2")  # tiny, same calls
     monkeypatch.chdir(tmp_path)
-    exec(compile(code, "README.md", "exec"), {})
+    names: dict = {}
+    exec(compile(code, "README.md", "exec"), names)
     assert impasto.read_image(tmp_path / "out.png").shape == (3, 36, 48)
+    assert names["again"].config == names["result"].config  # read back from the saved picture
+    assert torch.equal(names["again"].image, names["result"].image)
 
 
 def test_settings_table_lists_every_field():
