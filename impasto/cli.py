@@ -295,11 +295,11 @@ def _toml_text(raw: bytes) -> str:
 def _paths_from(values: dict[str, Any], folder: Path | None) -> dict[str, Any]:
     """The settings with their file names (init image, masks, weights) relative to ``folder``, or
     made absolute when ``folder`` is None: a --config file's names are relative to the file."""
-    def located(name: str) -> str:
-        return os.path.abspath(name if folder is None else folder / name)
+    def located(name: str) -> str:  # an empty name stays empty, for Config to refuse
+        return name and os.path.abspath(name if folder is None else folder / name)
 
     values = dict(values)
-    if isinstance(values.get("init"), str) and values["init"] not in INITS:
+    if isinstance(values.get("init"), str) and values["init"].lower() not in INITS:
         values["init"] = located(values["init"])
     if values.get("weights"):
         values["weights"] = located(values["weights"])

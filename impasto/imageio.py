@@ -3,7 +3,7 @@
 Inside the library an image is a float32 tensor of shape (3, H, W), RGB (sRGB), values in [0, 1].
 Reading turns whatever a user hands us into that; saving turns it back into a file.
 
-Precision: 16-bit grayscale (I;16, I;16B, I) keeps all 16 bits. 16-bit RGB PNGs are opened by
+Precision: 16-bit grayscale (I;16, I;16B, and I from a file) keeps all 16 bits. 16-bit RGB PNGs are opened by
 Pillow as 8-bit RGB (the high byte of each sample), so they arrive with 8-bit precision.
 Size: `max_pixels` is checked from the header before decoding; Pillow's own hard limit
 (2 x Image.MAX_IMAGE_PIXELS) still applies above it and is reported the same way.
@@ -108,14 +108,14 @@ def _check_size(im: Image.Image, name: str, max_pixels: int) -> None:
 
 
 def _from_pil(im: Image.Image, name: str, background: float) -> torch.Tensor:
-    icc = im.info.get("icc_profile")
+    icc, decoded = im.info.get("icc_profile"), im.format is not None  # before the copies below lose it
     try:
         im = ImageOps.exif_transpose(im)  # returns a new image, never the caller's
     except _DECODE_ERRORS:
         pass  # a damaged EXIF block should not stop the picture from being read
     if icc:
         im = _to_srgb(im, icc)
-    return _from_array(_pil_to_array(im), name, background)
+    return _from_array(_pil_to_array(im, decoded), name, background)
 
 
 def _to_srgb(im: Image.Image, icc: bytes) -> Image.Image:
@@ -140,16 +140,19 @@ def _to_srgb(im: Image.Image, icc: bytes) -> Image.Image:
     return converted
 
 
-def _pil_to_array(im: Image.Image) -> np.ndarray:
-    """Any Pillow mode -> an (H, W) or (H, W, 3|4) array that _from_array understands."""
+def _pil_to_array(im: Image.Image, decoded: bool) -> np.ndarray:
+    """Any Pillow mode -> an (H, W) or (H, W, 3|4) array that _from_array understands (``decoded``:
+    the image came from a file)."""
     if im.mode in _SIXTEEN_BIT:
         # Keep all 16 bits: Pillow's own conversion to "L" would drop the low byte.
         return np.clip(np.asarray(im, dtype=np.float32) / 65535.0, 0.0, 1.0)
     if im.mode == "I":
-        # 32-bit integers with no stated range: 8-bit values (as Pillow's conversions take them) when
-        # none is above 255, such as an 8-bit picture converted to "I"; else 16-bit ones.
+        # From a file (16-bit PGM, TIFF) Pillow scales the samples to 0-65535. Made in memory, "I" has
+        # no stated range: 8-bit values (as Pillow's conversions take them) when none is above 255,
+        # such as an 8-bit picture converted to "I", else 16-bit ones.
         a = np.asarray(im, dtype=np.float32)
-        return np.clip(a / (255.0 if a.max(initial=0.0) <= 255 else 65535.0), 0.0, 1.0)
+        eight_bit = not decoded and a.max(initial=0.0) <= 255
+        return np.clip(a / (255.0 if eight_bit else 65535.0), 0.0, 1.0)
     if im.mode == "F":
         a = np.nan_to_num(np.asarray(im, dtype=np.float32))
         # Float images in [0, 1] are taken as they are; larger values as 0-255 like Pillow does.
@@ -209,7 +212,8 @@ def _check_range(x: np.ndarray, name: str) -> None:
         raise ImageError(f"{name}: pixel values contain NaN or infinity")
     lo, hi = float(x.min()), float(x.max())
     if lo < -_RANGE_SLACK or hi > 1.0 + _RANGE_SLACK:
-        raise ImageError(f"{name}: float pixel values must lie in [0, 1], found [{lo:.7g}, {hi:.7g}]")
+        shortest = [np.format_float_positional(x.dtype.type(v), trim="-") for v in (lo, hi)]
+        raise ImageError(f"{name}: float pixel values must lie in [0, 1], found [{shortest[0]}, {shortest[1]}]")
     np.clip(x, 0.0, 1.0, out=x)
 
 

@@ -307,6 +307,9 @@ def test_config_file_and_print_config(tmp_path, capsys):
         ("max_size = 2.5\n", "run.toml: max_size: '2.5' is not a valid int"),
         ("max_size = 8\n", "run.toml: max_size must be at least 16 pixels, not 8"),
         ("max_size = \n", "run.toml: not valid TOML"),
+        ('init = "Noise"\n', "run.toml: init must be one of content, palette, noise, style or an image file, not 'Noise'"),
+        ('init = ""\n', "run.toml: init must be one of content, palette, noise, style or an image file, not ''"),
+        ('masks = [""]\n', "run.toml: masks has an empty file name"),
     ],
 )
 def test_bad_config_file_exits_2(tmp_path, capsys, text, message):

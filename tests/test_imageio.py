@@ -221,6 +221,8 @@ def test_float_rounding_past_one_is_clipped_and_a_real_overshoot_is_shown_in_ful
     tensor = torch.full((3, 2, 2), 1.0001)
     with pytest.raises(ImageError, match=r"found \[1\.0001, 1\.0001\]"):
         read_image(tensor)
+    with pytest.raises(ImageError, match=r"found \[1\.0000105, 1\.0000105\]"):  # just past the slack
+        read_image(torch.full((3, 2, 2), 1.0000105))
 
 
 def test_integer_mode_i_images_are_read_at_their_own_depth():
@@ -228,6 +230,14 @@ def test_integer_mode_i_images_are_read_at_their_own_depth():
     assert torch.equal(read_image(eight_bit.convert("I")), read_image(eight_bit.convert("L")))
     sixteen_bit = Image.fromarray(np.array([[65535, 32768, 300]], np.int32), "I")
     assert read_image(sixteen_bit)[0, 0].tolist() == pytest.approx([1.0, 32768 / 65535, 300 / 65535])
+
+
+def test_a_dark_sixteen_bit_pgm_stays_dark(tmp_path):
+    # Pillow opens a PGM whose maximum is above 255 as mode "I", even when no sample is above 255.
+    (tmp_path / "dark.pgm").write_bytes(b"P5 2 2 65535\n" + np.array([0, 100, 255, 200], ">u2").tobytes())
+    with Image.open(tmp_path / "dark.pgm") as im:
+        assert im.mode == "I"
+    assert read_image(tmp_path / "dark.pgm")[0].flatten().tolist() == pytest.approx([0, 100 / 65535, 255 / 65535, 200 / 65535])
 
 
 def test_real_photo(images):
