@@ -3,8 +3,9 @@
 Inside the library an image is a float32 tensor of shape (3, H, W), RGB (sRGB), values in [0, 1].
 Reading turns whatever a user hands us into that; saving turns it back into a file.
 
-Precision: 16-bit grayscale (I;16, I;16B, and I from a file) keeps all 16 bits. 16-bit RGB PNGs are opened by
-Pillow as 8-bit RGB (the high byte of each sample), so they arrive with 8-bit precision.
+Precision: 16-bit grayscale (I;16, I;16B, and I from a file) keeps all 16 bits. 16-bit RGB PNGs
+are opened by Pillow as 8-bit RGB (the high byte of each sample), so they arrive with 8-bit
+precision.
 Size: `max_pixels` is checked from the header before decoding; Pillow's own hard limit
 (2 x Image.MAX_IMAGE_PIXELS) still applies above it and is reported the same way.
 """
