@@ -26,7 +26,7 @@ import threading
 import tomllib
 import traceback
 import typing
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -632,14 +632,17 @@ def _paint(args: argparse.Namespace, the_plan: Plan, job: Job, label: str, log: 
         result = stylize(job.content, the_plan.styles, the_plan.config, callback=progress)
     finally:
         progress.close()
-    path = result.save(job.output)
+    with interrupts.hold():
+        path = result.save(job.output)
     if job.plot:
         plot_losses(result.history, job.plot, the_plan.config.sizes(), title=f"{path.name}: loss per step")
     if not args.quiet:
         squeezed = ", activations recomputed to fit in memory" if result.checkpointed else ""
         reason = result.stop_reason
-        if interrupts.signum is not None and reason == "cancelled":
-            reason = f"{signal.Signals(interrupts.signum).name}: the best image so far"
+        if interrupts.signum is not None:
+            signal_name = signal.Signals(interrupts.signum).name
+            reason = (f"{signal_name}: the best image so far" if reason == "cancelled"
+                      else f"{reason}; {signal_name} came after the last step")
         print(f"wrote {path} ({result.steps} steps, {result.timings['total']:.1f} s, "
               f"stopped by {reason}{squeezed})", file=sys.stderr)
 
@@ -732,12 +735,15 @@ class _Aborted(KeyboardInterrupt):
 
 class Interrupts:
     """While active, the first SIGINT or SIGTERM only sets ``signum``: the progress callback then stops
-    the run, which keeps the best image so far. A second signal aborts at once. Previous handlers are
-    restored on exit; a signal that was being ignored stays ignored."""
+    the run, which keeps the best image so far. A second signal aborts at once, or once the result
+    being written is whole (``hold``). Previous handlers are restored on exit; a signal that was
+    being ignored stays ignored."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
         self.previous: dict[int, Any] = {}
+        self.holding = False  # while a result is written: a second signal waits until it is
+        self.pending: int | None = None  # the exit code of a signal that waited
 
     def __enter__(self) -> "Interrupts":
         if threading.current_thread() is threading.main_thread():
@@ -749,9 +755,23 @@ class Interrupts:
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.signum is not None:
+        if self.signum is None:
+            self.signum = signum
+        elif self.holding:
+            self.pending = EXIT_SIGNAL.get(signum, EXIT_SIGNAL[signal.SIGINT])
+        else:
             raise _Aborted(EXIT_SIGNAL.get(signum, EXIT_SIGNAL[signal.SIGINT]))
-        self.signum = signum
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """Write a result (an image and its sidecar) whole: a second signal aborts only after it."""
+        self.holding = True
+        try:
+            yield
+        finally:
+            self.holding = False
+        if self.pending is not None:
+            raise _Aborted(self.pending)
 
     def __exit__(self, *exc: Any) -> None:
         for sig, previous in self.previous.items():

@@ -1,19 +1,32 @@
-"""The ``impasto`` command's entry point: the command line, with a Ctrl-C during start-up (while
-torch loads, a second or two) or shutdown answered like any other, without a traceback."""
+"""The ``impasto`` command's entry point: the command line, with a Ctrl-C or SIGTERM during start-up
+(while torch loads, a second or two) or shutdown answered like any other, without a traceback."""
 
 import signal
 import sys
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM before the run's own handlers are in place: handled as Ctrl-C is, with its exit code."""
+
+    exit_code = 143  # 128 + SIGTERM
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise Terminated()
 
 
 def main() -> int:
     # --help has α and β in it: a console that cannot show them (Windows' cp1252) gets \u escapes, not a crash.
     if hasattr(sys.stdout, "reconfigure"):  # not when a caller has put a plain stream there
         sys.stdout.reconfigure(errors="backslashreplace")
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         from .cli import main as run
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("impasto: error: interrupted", file=sys.stderr)
-        return 130
+        return getattr(exc, "exit_code", 130)
     code = run()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the run is over: let the interpreter exit in peace
+    for sig in (signal.SIGINT, signal.SIGTERM):  # the run is over: let the interpreter exit in peace
+        signal.signal(sig, signal.SIG_IGN)
     return code

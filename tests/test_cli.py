@@ -19,6 +19,7 @@ import torch
 from helpers import noise, png_claiming
 from PIL import Image
 
+from impasto import cli
 from impasto.cli import Interrupts, build_parser, config_from_args, config_to_toml, main
 from impasto.config import Config
 from impasto.imageio import read_metadata, save_image
@@ -434,6 +435,33 @@ def test_a_second_signal_aborts_at_once():
             signal.raise_signal(signal.SIGINT)
     assert info.value.exit_code == 130
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_a_second_signal_while_the_result_is_written_waits_for_it():
+    written = False
+    with pytest.raises(KeyboardInterrupt) as info:
+        with Interrupts() as interrupts:
+            signal.raise_signal(signal.SIGINT)
+            with interrupts.hold():
+                signal.raise_signal(signal.SIGTERM)  # a JPEG and its sidecar must not be cut apart
+                written = True
+    assert written and info.value.exit_code == 143
+
+
+def test_a_signal_after_the_last_step_is_reported_with_the_finished_picture(photo, painting, tmp_path, capsys,
+                                                                            monkeypatch):
+    real_stylize = cli.stylize
+
+    def stylize_then_signal(*args, **kwargs):  # the run ends by its steps; Ctrl-C comes before the write
+        result = real_stylize(*args, **kwargs)
+        signal.raise_signal(signal.SIGINT)
+        return result
+
+    monkeypatch.setattr("impasto.cli.stylize", stylize_then_signal)
+    out = tmp_path / "late.png"
+    assert main([photo, painting, "-o", str(out), *QUICK[1:]]) == 130
+    assert "stopped by iterations; SIGINT came after the last step" in capsys.readouterr().err
+    assert read_metadata(out)["stop_reason"] == "iterations"
 
 
 def test_signals_write_the_best_image_and_exit_130_or_143(photo, painting, tmp_path):

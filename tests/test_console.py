@@ -6,6 +6,8 @@ import subprocess
 import sys
 import types
 
+import pytest
+
 import impasto
 from impasto import console
 
@@ -15,19 +17,37 @@ class _InterruptedImport(types.ModuleType):
         raise KeyboardInterrupt  # as a Ctrl-C while torch loads would
 
 
-def test_ctrl_c_while_starting_is_one_line(monkeypatch, capsys):
+class _TerminatedImport(types.ModuleType):
+    def __getattr__(self, name):
+        signal.raise_signal(signal.SIGTERM)  # as a `kill` while torch loads would
+        raise AssertionError("SIGTERM did not stop the start-up")
+
+
+@pytest.fixture
+def signal_handlers():
+    """console.main sets the process's SIGINT and SIGTERM handlers: put pytest's back."""
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
+
+
+def test_ctrl_c_while_starting_is_one_line(monkeypatch, capsys, signal_handlers):
     monkeypatch.setitem(sys.modules, "impasto.cli", _InterruptedImport("impasto.cli"))
     assert console.main() == 130
     assert capsys.readouterr().err == "impasto: error: interrupted\n"
 
 
-def test_the_command_runs_the_cli_and_then_ignores_ctrl_c(monkeypatch, capsys):
+def test_sigterm_while_starting_is_one_line_and_143(monkeypatch, capsys, signal_handlers):
+    monkeypatch.setitem(sys.modules, "impasto.cli", _TerminatedImport("impasto.cli"))
+    assert console.main() == 143
+    assert capsys.readouterr().err == "impasto: error: interrupted\n"
+
+
+def test_the_command_runs_the_cli_and_then_ignores_signals(monkeypatch, capsys, signal_handlers):
     monkeypatch.setattr(sys, "argv", ["impasto", "--version"])
-    handler = signal.getsignal(signal.SIGINT)
-    try:
-        assert console.main() == 0 and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
-    finally:
-        signal.signal(signal.SIGINT, handler)
+    assert console.main() == 0
+    assert signal.getsignal(signal.SIGINT) is signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
     assert capsys.readouterr().out == f"impasto {impasto.__version__}\n"
 
 
