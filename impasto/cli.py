@@ -34,7 +34,7 @@ from typing import Any, TextIO
 from . import __version__
 from .api import fingerprint, resolve_device, stylize
 from .config import COLOR_MODES, INITS, OPTIMIZERS, POOLINGS, PRECISIONS, Config
-from .errors import ConfigError, ImageError, ImpastoError
+from .errors import ConfigError, ImageError, ImpastoError, Interrupted
 from .imageio import SAVE_FORMATS, check_writable, read_image, read_metadata, save_image, sidecar_path
 from .optimize import ProgressEvent
 from .plot import PLOT_FORMATS, loss_kinds, plot_losses
@@ -727,12 +727,6 @@ class Progress:
             self.bar.close()
 
 
-class _Aborted(KeyboardInterrupt):
-    def __init__(self, exit_code: int) -> None:
-        super().__init__()
-        self.exit_code = exit_code
-
-
 class Interrupts:
     """While active, the first SIGINT or SIGTERM only sets ``signum``: the progress callback then stops
     the run, which keeps the best image so far. A second signal aborts at once, or once the result
@@ -760,7 +754,7 @@ class Interrupts:
         elif self.holding:
             self.pending = EXIT_SIGNAL.get(signum, EXIT_SIGNAL[signal.SIGINT])
         else:
-            raise _Aborted(EXIT_SIGNAL.get(signum, EXIT_SIGNAL[signal.SIGINT]))
+            raise Interrupted(EXIT_SIGNAL.get(signum, EXIT_SIGNAL[signal.SIGINT]))
 
     @contextlib.contextmanager
     def hold(self) -> Iterator[None]:
@@ -771,7 +765,7 @@ class Interrupts:
         finally:
             self.holding = False
         if self.pending is not None:
-            raise _Aborted(self.pending)
+            raise Interrupted(self.pending)
 
     def __exit__(self, *exc: Any) -> None:
         for sig, previous in self.previous.items():

@@ -4,15 +4,12 @@
 import signal
 import sys
 
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM before the run's own handlers are in place: handled as Ctrl-C is, with its exit code."""
-
-    exit_code = 143  # 128 + SIGTERM
+from .errors import Interrupted
 
 
 def _terminated(signum: int, frame: object) -> None:
-    raise Terminated()
+    """SIGTERM before the run's own handlers are in place: handled as Ctrl-C is, with its exit code."""
+    raise Interrupted(143)
 
 
 def main() -> int:

@@ -15,3 +15,11 @@ class ConfigError(ImpastoError):
 
 class WeightsError(ImpastoError):
     """A VGG-19 weights file that is missing or does not hold what was expected."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """A command cut short by a signal, with the exit code that says which (128 + its number)."""
+
+    def __init__(self, exit_code: int = 130) -> None:
+        super().__init__()
+        self.exit_code = exit_code
