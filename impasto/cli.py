@@ -609,10 +609,11 @@ def run(args: argparse.Namespace) -> int:
                     failed += 1
                     print(f"impasto: error: {exc} (skipped)", file=sys.stderr)
                 if interrupts.signum is not None:
-                    left = len(the_plan.jobs) - index - 1
+                    left = [Path(job.content).name for job in the_plan.jobs[index + 1:]]
                     if left:
-                        print(f"impasto: stopped by {signal.Signals(interrupts.signum).name}; {left} "
-                              f"photo{'s' if left > 1 else ''} not painted", file=sys.stderr)
+                        named = ", ".join(left[:5]) + (", …" if len(left) > 5 else "")
+                        print(f"impasto: stopped by {signal.Signals(interrupts.signum).name}; {len(left)} "
+                              f"photo{'s' if len(left) > 1 else ''} not painted: {named}", file=sys.stderr)
                     return EXIT_SIGNAL[interrupts.signum]
     finally:
         if log:

@@ -464,6 +464,26 @@ def test_a_signal_after_the_last_step_is_reported_with_the_finished_picture(phot
     assert read_metadata(out)["stop_reason"] == "iterations"
 
 
+def test_a_batch_stopped_by_a_signal_names_the_photos_left(painting, tmp_path, capsys, monkeypatch):
+    real_stylize = cli.stylize
+
+    def signal_then_stylize(*args, **kwargs):  # Ctrl-C as the first photo starts: it stops after a step
+        signal.raise_signal(signal.SIGINT)
+        return real_stylize(*args, **kwargs)
+
+    monkeypatch.setattr("impasto.cli.stylize", signal_then_stylize)
+    photos = []
+    for seed, name in enumerate(("a", "b", "c")):
+        photos.append(tmp_path / f"{name}.png")
+        _write_photo(photos[-1], seed)
+    code = main([*(arg for p in photos for arg in ("-c", str(p))), painting, "-o", str(tmp_path / "{stem}-out.png"),
+                 *QUICK[1:]])
+    err = capsys.readouterr().err
+    assert code == 130 and "impasto: stopped by SIGINT; 2 photos not painted: b.png, c.png" in err
+    assert read_metadata(tmp_path / "a-out.png")["steps"] == 1
+    assert not (tmp_path / "b-out.png").exists()
+
+
 def test_signals_write_the_best_image_and_exit_130_or_143(photo, painting, tmp_path):
     """Real processes: SIGINT on a normal run, SIGTERM on the built-in demo (python -m impasto --demo)."""
     inputs = {signal.SIGINT: [photo, painting], signal.SIGTERM: ["--demo"]}
