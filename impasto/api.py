@@ -84,7 +84,7 @@ def stylize(
     started = time.perf_counter()
     styles = list(style) if isinstance(style, (list, tuple)) else [style]
     sizes, steps = config.sizes(), config.steps_per_size()
-    images = _read_images(content, styles, config, [size for size, count in zip(sizes, steps) if count])
+    images = _read_images(content, styles, config, config.painted_sizes())
     photo, device = images.photo, images.device
     bfloat16 = uses_bfloat16(config.precision, device)
     inputs = {id(t): t.nbytes for t in (photo, images.target, *images.paintings, *(images.masks or []))}
@@ -179,28 +179,29 @@ def _read_images(content: ImageSource, styles: list[ImageSource], config: Config
     photo = read_image(content, what="content image")
     paintings = [read_image(s, what="style image") for s in styles]
     masks = read_masks(config.masks, photo) if config.masks else None
-    _check_edges(photo, source_name(content, "content image"), {
-        source_name(source, f"style image {i + 1}"): painting for i, (source, painting) in enumerate(zip(styles, paintings))},
-        sizes, config)
+    check_edges(tuple(photo.shape[1:]), source_name(content, "content image"), {
+        source_name(source, f"style image {i + 1}"): tuple(painting.shape[1:])
+        for i, (source, painting) in enumerate(zip(styles, paintings))}, sizes, config)
     target, paintings = color_inputs(photo, paintings, config.preserve_color)
     return _Images(photo, target, paintings, masks, device)
 
 
-def _check_edges(photo: torch.Tensor, photo_name: str, paintings: dict[str, torch.Tensor], sizes: list[int],
-                 config: Config) -> None:
-    """Refuse, naming the image, a photo or painting (``paintings`` by name) whose short edge at one
-    of ``sizes`` is too short for the deepest layer used (16 px for relu5_1, after four poolings)."""
+def check_edges(photo: tuple[int, int], photo_name: str, paintings: dict[str, tuple[int, int]], sizes: list[int],
+                config: Config) -> None:
+    """Refuse, naming the image, a photo or painting (their (H, W), ``paintings`` by name) whose short
+    edge at one of ``sizes`` is too short for the deepest layer used (16 px for relu5_1, after four
+    poolings)."""
     layers = (config.content_layer, *config.style_layers)
     shortest = smallest_edge(layers)
     advice = f"VGG-19's {max(layers, key=LAYER_NAMES.index)} needs a short edge of at least {shortest} px"
     for size in sizes:
-        height, width = long_edge_shape(*photo.shape[1:], size)
+        height, width = long_edge_shape(*photo, size)
         if min(height, width) < shortest:
             raise ImageError(f"{photo_name}: {width}×{height} at {size} px is too narrow ({advice}: raise "
                              f"max_size or crop the image)")
         pixels = max(1, round(height * width * config.style_scale**2))
         for name, painting in paintings.items():
-            painting_height, painting_width = pixels_shape(*painting.shape[1:], pixels)
+            painting_height, painting_width = pixels_shape(*painting, pixels)
             if min(painting_height, painting_width) < shortest:
                 raise ImageError(f"{name}: seen at {painting_width}×{painting_height} for a {size} px picture, "
                                  f"too narrow ({advice}: raise max_size or style_scale, or crop the painting)")

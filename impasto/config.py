@@ -210,6 +210,10 @@ class Config:
             return [self.iterations]
         return [self.coarse_iterations] + [self.refine_iterations] * between + [self.iterations]
 
+    def painted_sizes(self) -> list[int]:
+        """The sizes of ``sizes()`` at which a run takes steps (a size given none is skipped)."""
+        return [size for size, steps in zip(self.sizes(), self.steps_per_size()) if steps]
+
     @property
     def layer_weights(self) -> dict[str, float]:
         """Each style layer's weight as given (``style_layer_weights``, or 1 each when it is empty)."""

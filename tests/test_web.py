@@ -226,6 +226,19 @@ def test_too_many_paintings_or_repeated_settings_get_one_message(client, uploads
     assert response.json()["error"] == ("send one photo, at most 4 paintings, and each setting at most once "
                                         "(style_weight, max_size, iterations, seed, preserve_color)")
     assert client.post("/api/jobs", files=[photo, *[painting] * 4], data=TINY).status_code == 201
+    for files, data, repeated in (([photo, photo, painting], TINY, "content was sent 2 times: "),
+                                  ([photo, painting], {**TINY, "seed": ["5", "6"]},
+                                   "seed was sent 2 times: ")):
+        response = client.post("/api/jobs", files=files, data=data)
+        assert response.status_code == 400 and response.json()["error"].startswith(repeated + "send one photo")
+
+
+def test_a_photo_too_small_for_max_size_is_refused_before_it_is_queued(tmp_path, uploads):
+    with TestClient(create_app(tmp_path)) as client:
+        response = client.post("/api/jobs", files=uploads(), data={"max_size": "16", "iterations": "1"})
+        assert response.status_code == 400
+        assert response.json()["error"].startswith("photo 'golden_gate.jpg': 16×12 at 16 px is too narrow")
+        assert client.get("/api/jobs").json()["jobs"] == [] and not any((tmp_path / "jobs").iterdir())
 
 
 def test_other_sites_cannot_use_the_server_through_the_browser(tmp_path, uploads):

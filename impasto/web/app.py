@@ -35,6 +35,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from .. import Config, ConfigError, ImageError, ImpastoError, __version__, read_image
+from ..api import check_edges
 from ..config import MIN_SIZE
 from .jobs import FINISHED, Job, JobManager, QueueFull
 
@@ -144,8 +145,7 @@ def create_app(data_dir: str | Path, *, workers: int = 1, limits: Limits | None 
             raise HTTPException(500, "the server cannot write in its data folder (read-only or full?)") from None
         except HTTPException as e:
             if e.detail.startswith(("Too many files", "Too many fields")):  # Starlette's words, about its counts
-                raise HTTPException(400, f"send one photo, at most {MAX_STYLES} paintings, and each setting "
-                                         f"at most once ({', '.join(FORM_SETTINGS)})") from None
+                raise HTTPException(400, _ONE_EACH) from None
             raise
         return JSONResponse(job.summary(), status_code=201, headers={"Location": f"/api/jobs/{job.id}"})
 
@@ -270,11 +270,18 @@ def _host_name(host: str) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
+_ONE_EACH = (f"send one photo, at most {MAX_STYLES} paintings, and each setting at most once "
+             f"({', '.join(FORM_SETTINGS)})")
+
+
 async def _new_job(form: FormData, manager: JobManager, limits: Limits) -> Job:
     """Validate a submitted form, store its images in a new job folder, and queue the job."""
     unknown = sorted(set(form.keys()) - {"content", "style", *FORM_SETTINGS})
     if unknown:
         raise HTTPException(400, f"unknown setting {unknown[0]!r}; the settings are {', '.join(FORM_SETTINGS)}")
+    repeated = sorted(key for key in set(form.keys()) - {"style"} if len(form.getlist(key)) > 1)
+    if repeated:  # a form keeps the last of them: say so rather than guess
+        raise HTTPException(400, f"{repeated[0]} was sent {len(form.getlist(repeated[0]))} times: {_ONE_EACH}")
     content = form.get("content")
     styles = form.getlist("style")
     if not isinstance(content, UploadFile):
@@ -287,8 +294,14 @@ async def _new_job(form: FormData, manager: JobManager, limits: Limits) -> Job:
         job = Job(job_id, folder, config.to_dict(), _display_name(content.filename, "photo"),
                   [_display_name(s.filename, "painting") for s in styles])
         uploads = [(content, job.content_path, "photo"), *((s, p, "painting") for s, p in zip(styles, job.style_paths))]
+        shapes = []  # (label, (H, W)) of the photo, then of each painting
         for upload, path, what in uploads:
-            await _store_image(upload, path, f"{what} {_display_name(upload.filename, what)!r}", limits)
+            label = f"{what} {_display_name(upload.filename, what)!r}"
+            shapes.append((label, await _store_image(upload, path, label, limits)))
+        try:  # a photo too small for max_size would fail in the queue: refuse it now
+            check_edges(shapes[0][1], shapes[0][0], dict(shapes[1:]), config.painted_sizes(), config)
+        except ImageError as e:
+            raise HTTPException(400, str(e)) from None
         try:
             manager.submit(job, most_waiting=limits.max_queued)
         except QueueFull as e:
@@ -354,21 +367,22 @@ def _defaults(limits: Limits) -> Config:
                             iterations=min(defaults.iterations, limits.max_iterations))
 
 
-async def _store_image(upload: UploadFile, path: Path, label: str, limits: Limits) -> None:
-    """Write an upload to ``path`` and check that it decodes as an image (its name and type are not trusted)."""
+async def _store_image(upload: UploadFile, path: Path, label: str, limits: Limits) -> tuple[int, int]:
+    """Write an upload to ``path`` and check that it decodes as an image (its name and type are not
+    trusted); its (H, W)."""
     data = await upload.read()
     if not data:
         raise HTTPException(400, f"{label} is empty")
     await run_in_threadpool(path.write_bytes, data)
     try:
-        await run_in_threadpool(_check_image, path, limits.max_pixels)
+        return await run_in_threadpool(_check_image, path, limits.max_pixels)
     except ImageError as e:
         raise HTTPException(400, str(e).replace(str(path), label)) from None
 
 
-def _check_image(path: Path, max_pixels: int) -> None:
+def _check_image(path: Path, max_pixels: int) -> tuple[int, int]:
     with _DECODING:
-        read_image(path, max_pixels=max_pixels)
+        return tuple(read_image(path, max_pixels=max_pixels).shape[1:])
 
 
 async def _event_stream(job: Job, manager: JobManager) -> AsyncIterator[str]:
