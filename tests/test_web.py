@@ -204,6 +204,12 @@ def test_settings_outside_the_limits_get_400(client, uploads, settings, message)
     assert response.status_code == 400 and message in response.json()["error"]
 
 
+def test_digit_separators_are_not_numbers(client, uploads):
+    for name in ("max_size", "style_weight"):
+        response = client.post("/api/jobs", files=uploads(), data={**TINY, name: "1_6"})
+        assert response.status_code == 400 and response.json()["error"].endswith("not '1_6'")
+
+
 def test_whole_numbers_as_a_browser_may_write_them(client, uploads):
     job = submit(client, uploads(), **TINY, seed="1e3")
     assert job["config"]["seed"] == 1000

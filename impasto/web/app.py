@@ -323,6 +323,8 @@ def _config(form: FormData, limits: Limits) -> Config:
             raise HTTPException(400, f"{name} must be a value, not a file")
         kind = type(getattr(Config(), name))
         try:
+            if "_" in raw and kind in (int, float):
+                raise ValueError("Python's digit separators are not a number a form sends")
             value = kind(raw.strip()) if kind is not int else _whole_number(raw.strip())
         except ValueError:
             raise HTTPException(400, f"{name} must be {'a whole number' if kind is int else 'a number'}, "
