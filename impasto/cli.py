@@ -34,14 +34,13 @@ from typing import Any, TextIO
 from . import __version__
 from .api import fingerprint, resolve_device, stylize
 from .config import COLOR_MODES, INITS, OPTIMIZERS, POOLINGS, PRECISIONS, Config
-from .errors import ConfigError, ImageError, ImpastoError, Interrupted
+from .errors import EXIT_SIGNAL, ConfigError, ImageError, ImpastoError, Interrupted
 from .imageio import SAVE_FORMATS, check_writable, read_image, read_metadata, save_image, sidecar_path
 from .optimize import ProgressEvent
 from .plot import PLOT_FORMATS, loss_kinds, plot_losses
 from .vgg import load_weights
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + the signal's number
 
 EPILOG = """\
 batch: give a folder as CONTENT, or --content several times; then -o is a
@@ -752,10 +751,12 @@ class Interrupts:
     def _handle(self, signum: int, frame: Any) -> None:
         if self.signum is None:
             self.signum = signum
-        elif self.holding:
-            self.pending = EXIT_SIGNAL.get(signum, EXIT_SIGNAL[signal.SIGINT])
+            return
+        exit_code = EXIT_SIGNAL.get(signum, EXIT_SIGNAL[signal.SIGINT])
+        if self.holding:
+            self.pending = exit_code
         else:
-            raise Interrupted(EXIT_SIGNAL.get(signum, EXIT_SIGNAL[signal.SIGINT]))
+            raise Interrupted(exit_code)
 
     @contextlib.contextmanager
     def hold(self) -> Iterator[None]:

@@ -4,12 +4,12 @@
 import signal
 import sys
 
-from .errors import Interrupted
+from .errors import EXIT_SIGNAL, Interrupted
 
 
 def _terminated(signum: int, frame: object) -> None:
     """SIGTERM before the run's own handlers are in place: handled as Ctrl-C is, with its exit code."""
-    raise Interrupted(143)
+    raise Interrupted(EXIT_SIGNAL[signal.SIGTERM])
 
 
 def main() -> int:
@@ -22,7 +22,7 @@ def main() -> int:
         from .cli import main as run
     except KeyboardInterrupt as exc:
         print("impasto: error: interrupted", file=sys.stderr)
-        return getattr(exc, "exit_code", 130)
+        return getattr(exc, "exit_code", EXIT_SIGNAL[signal.SIGINT])
     code = run()
     for sig in (signal.SIGINT, signal.SIGTERM):  # the run is over: let the interpreter exit in peace
         signal.signal(sig, signal.SIG_IGN)

@@ -1,5 +1,9 @@
 """Exceptions the library raises; front ends turn them into one-line messages."""
 
+import signal
+
+EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}  # a command's exit code per signal: 128 + its number
+
 
 class ImpastoError(Exception):
     """Base class of every error impasto reports to a user (bad input, bad setting)."""

@@ -53,6 +53,8 @@ FORM_SETTINGS: dict[str, dict[str, Any]] = {
         ["histogram", "the photo's (painting recoloured)"]]},
 }
 MAX_STYLES = 4  # style images one request may send (blended with Config.style_blend's default)
+_ONE_EACH = (f"send one photo, at most {MAX_STYLES} paintings, and each setting at most once "
+             f"({', '.join(FORM_SETTINGS)})")
 _DECODING = threading.Lock()  # one upload decoded at a time: a 40-megapixel check takes ~1.4 GB
 KEEPALIVE_SECONDS = 15  # an SSE comment line this often lets a dead connection be noticed
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
@@ -268,10 +270,6 @@ def _host_name(host: str) -> str:
     if host.startswith("["):
         return host[1:host.find("]")]
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-
-
-_ONE_EACH = (f"send one photo, at most {MAX_STYLES} paintings, and each setting at most once "
-             f"({', '.join(FORM_SETTINGS)})")
 
 
 async def _new_job(form: FormData, manager: JobManager, limits: Limits) -> Job:
