@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
+import json
 import os
 import threading
 import time
@@ -22,8 +23,8 @@ from . import __version__
 from .color import blended_mean_and_covariance, luminance, match_color, match_luminance, recolor, with_chroma_of
 from .config import INITS, Config, check_device
 from .errors import ConfigError, ImageError
-from .imageio import (long_edge_shape, pixels_shape, read_image, resize, resize_to_long_edge, resize_to_pixels,
-                      same_aspect, save_image, source_name, to_pil)
+from .imageio import (long_edge_shape, pixels_shape, read_image, read_metadata, resize, resize_to_long_edge,
+                      resize_to_pixels, same_aspect, save_image, source_name, to_pil, unenlarge)
 from .masks import fit_mask, read_masks
 from .memory import plan as plan_memory, return_freed_memory
 from .objective import Objective, WithComposition
@@ -46,10 +47,15 @@ class Result:
     inputs: dict[str, Any] = field(default_factory=dict)  # SHA-256 of each input, for reproduction
     checkpointed: bool = False  # whether activations were recomputed to fit in memory (see memory)
     bfloat16: bool = False  # whether the features were computed in bfloat16 (precision 'auto' decides per machine)
+    # Where a cancelled run stopped, for ``stylize(..., resume=)``: "size_index" (into config.sizes()),
+    # "size" (px) and "steps_at_size"; None when it has nothing left to do.
+    stopped_at: dict[str, int] | None = None
+    resumed_from: dict[str, float] | None = None  # a resumed run: "steps" and "seconds" made before it
 
     @property
     def steps(self) -> int:
-        return len(self.history)
+        """Steps made in all (a resumed run's count goes on from where it stopped)."""
+        return int(self.history[-1]["step"]) if self.history else int((self.resumed_from or {}).get("steps", 0))
 
     def to_pil(self) -> PIL.Image.Image:
         return to_pil(self.image)
@@ -57,10 +63,16 @@ class Result:
     def metadata(self) -> dict[str, Any]:
         """Everything needed to repeat the run: settings, version, inputs, outcome."""
         final = self.history[-1] if self.history else {}
-        return {"impasto": __version__, "config": self.config.to_dict(), "inputs": self.inputs,
+        before = self.resumed_from or {}
+        meta = {"impasto": __version__, "config": self.config.to_dict(), "inputs": self.inputs,
                 "steps": self.steps, "stop_reason": self.stop_reason, "final_losses": final,
-                "seconds": round(self.timings.get("total", 0.0), 3), "checkpointed": self.checkpointed,
-                "bfloat16": self.bfloat16}
+                "seconds": round(before.get("seconds", 0.0) + self.timings.get("total", 0.0), 3),
+                "checkpointed": self.checkpointed, "bfloat16": self.bfloat16}
+        if self.stopped_at:
+            meta["stopped_at"] = self.stopped_at
+        if self.resumed_from:
+            meta["resumed_from"] = self.resumed_from
+        return meta
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the image (format from the extension) atomically, with the run's metadata."""
@@ -73,12 +85,16 @@ def stylize(
     config: Config | None = None,
     *,
     callback: Callback | None = None,
+    resume: Result | str | os.PathLike | None = None,
 ) -> Result:
     """Paint ``content`` in the style of ``style`` (one image, or several blended).
 
     Images may be paths, PIL images, arrays (H, W[, C]) or tensors (3, H, W) in [0, 1]. ``callback``
-    receives a ``ProgressEvent`` after every step and may return True to stop early. Raises
-    ``ImpastoError`` subclasses for bad inputs or settings; never prints.
+    receives a ``ProgressEvent`` after every step and may return True to stop early. ``resume`` goes
+    on with a stopped run (its cancelled ``Result``, or the file it was saved to) from the size and
+    step where it stopped; the inputs and settings must be the same, bar ``MACHINE_SETTINGS``. The
+    optimizer's memory starts afresh, so the picture is alike, not identical to an uninterrupted
+    run's. Raises ``ImpastoError`` subclasses for bad inputs or settings; never prints.
     """
     config = _checked_config(config)
     started = time.perf_counter()
@@ -86,9 +102,12 @@ def stylize(
     sizes, steps = config.sizes(), config.steps_per_size()
     images = _read_images(content, styles, config, config.painted_sizes())
     photo, device = images.photo, images.device
+    inputs = _inputs(content, styles, config)
+    final_size = long_edge_shape(*photo.shape[1:], config.max_size)
+    point = None if resume is None else _resume_point(resume, config, inputs, final_size)
     bfloat16 = uses_bfloat16(config.precision, device)
-    inputs = {id(t): t.nbytes for t in (photo, images.target, *images.paintings, *(images.masks or []))}
-    memory = plan_memory(config, *photo.shape[1:], device, bfloat16, held=sum(inputs.values()))
+    held = {id(t): t.nbytes for t in (photo, images.target, *images.paintings, *(images.masks or []))}
+    memory = plan_memory(config, *photo.shape[1:], device, bfloat16, held=sum(held.values()))
     if memory.checkpointed:
         return_freed_memory()
     grey = config.preserve_color == "luminance"
@@ -97,31 +116,42 @@ def stylize(
     torch.manual_seed(config.seed)
     # With no style to paint (strength 0) there is no recolouring either: the photo comes back.
     init = "content" if config.init == "palette" and not config.style_weight * config.strength else config.init
-    state = LoopState(total=sum(steps), scales=len(sizes))
+    state = LoopState(total=sum(steps), scales=len(sizes), step=point.steps if point else 0)
     setup = time.perf_counter() - started
-    image = first = first_shape = None
+    image = first = first_shape = stopped_at = None
     with repeatable(device):
         for scale, (size, iterations) in enumerate(zip(sizes, steps)):
-            if iterations == 0:
-                continue
+            if iterations == 0 or (point and scale < point.size_index
+                                   and (first is not None or not config.composition_weight)):
+                continue  # painted before the run stopped, and not needed for the composition term
             content_image, style_images, scaled_masks = _at_size(images, size, config)
-            if image is None:
-                start = initial_image(init, content_image, style_images, generator, scaled_masks, config.style_blend)
-                start = luminance(start) if grey else start
-            else:  # coarse-to-fine: continue from the last size's result, upsampled
-                start = resize(image, *content_image.shape[1:])
             objective = _objective(extractor, content_image, style_images, config, device, scaled_masks)
             if first is None:
                 first, first_shape = objective, tuple(content_image.shape[1:])
             elif config.composition_weight:
                 objective = WithComposition(objective, first, config.composition_weight, first_shape)
-            state.stop_reason = "iterations"
+            if point and scale < point.size_index:
+                continue
+            done = 0
+            if point and scale == point.size_index:  # the stopped run's picture, at the size it was painting
+                image, done = unenlarge(point.image, *content_image.shape[1:]), point.steps_at_size
+                image = luminance(image) if grey else image
+            if image is None:
+                start = initial_image(init, content_image, style_images, generator, scaled_masks, config.style_blend)
+                start = luminance(start) if grey else start
+            else:  # coarse-to-fine: continue from the last size's result, upsampled
+                start = resize(image, *content_image.shape[1:])
+            if done >= iterations:
+                continue
+            state.stop_reason, before = "iterations", state.step
             image = optimize(start[None].to(device), objective, optimizer=config.optimizer, lr=config.step_size,
-                             iterations=iterations, tolerance=config.tolerance, state=state, scale=scale,
+                             iterations=iterations - done, tolerance=config.tolerance, state=state, scale=scale,
                              callback=_in_color(callback, resize_to_long_edge(photo, size)) if grey else callback)[0].cpu()
             if state.stop_reason in ("cancelled", "diverged"):
+                made = done + state.step - before
+                if state.stop_reason == "cancelled" and (made < iterations or any(steps[scale + 1:])):
+                    stopped_at = {"size_index": scale, "size": size, "steps_at_size": made}
                 break
-    final_size = resize_to_long_edge(photo, config.max_size).shape[1:]
     image = resize(image, *final_size)
     if grey:  # the optimised luminance with the photo's chroma
         image = with_chroma_of(image, resize_to_long_edge(photo, config.max_size))
@@ -129,7 +159,75 @@ def stylize(
         image = denoise(image, config.denoise)
     total = time.perf_counter() - started
     return Result(image, config, state.history, {"setup": setup, "optimize": total - setup, "total": total},
-                  state.stop_reason, _inputs(content, styles, config), memory.checkpointed, bfloat16)
+                  state.stop_reason, inputs, memory.checkpointed, bfloat16, stopped_at,
+                  point and {"steps": point.steps, "seconds": point.seconds})
+
+
+# Settings that say where and how a run computes, not what it paints: a stopped run may resume with others.
+MACHINE_SETTINGS = ("device", "precision", "max_memory")
+
+
+class _ResumePoint(NamedTuple):
+    """Where a stopped run left off."""
+
+    image: torch.Tensor  # its picture (3, H, W), at the output's size
+    size_index: int  # the size it was painting, an index into config.sizes()
+    steps_at_size: int  # steps made at that size
+    steps: int  # steps made in all
+    seconds: float  # time spent in all
+
+
+def _resume_point(stopped: Result | str | os.PathLike, config: Config, inputs: dict[str, Any],
+                 shape: tuple[int, int]) -> _ResumePoint:
+    """Where ``stopped`` (a cancelled Result, or the file it was saved to) left off, after checking
+    that it was painted from the same ``inputs`` (as ``_inputs`` fingerprints them) with the same
+    ``config``, bar ``MACHINE_SETTINGS``, and is of the output's ``shape`` (H, W)."""
+    if isinstance(stopped, Result):
+        name, meta = "the run to resume", stopped.metadata()
+    else:
+        name, meta = str(stopped), read_metadata(stopped)
+        if not meta or "config" not in meta:
+            raise ImageError(f"{name}: carries no impasto metadata, cannot resume it")
+    at = meta.get("stopped_at")
+    if not at:
+        raise ImageError(f"{name}: not stopped part way (its run stopped by {meta.get('stop_reason')}), "
+                         "nothing to resume")
+    try:
+        saved = Config.from_dict(meta["config"])
+    except (ConfigError, TypeError) as exc:
+        raise ImageError(f"{name}: its settings cannot be used ({exc})") from None
+    for f in dataclasses.fields(Config):
+        ours, theirs = (_as_compared(f.name, getattr(c, f.name)) for c in (config, saved))
+        if f.name not in MACHINE_SETTINGS and ours != theirs:
+            raise ConfigError(f"{name}: painted with {f.name} {theirs!r}, not {ours!r}; resume it with its own settings")
+    recorded = meta.get("inputs", {})
+    for key, what in (("content", "content image"), ("style", "style images"), ("init", "init image"),
+                      ("masks", "masks"), ("weights", "weights file")):
+        if recorded.get(key) != inputs.get(key):
+            raise ImageError(f"{name}: painted from other {what} (their SHA-256 differs)")
+    sizes, steps = config.sizes(), config.steps_per_size()
+    try:
+        index, made = at["size_index"], at["steps_at_size"]
+        if not (0 <= index < len(sizes) and 0 <= made <= steps[index]):
+            raise ValueError
+        before = int(meta["steps"]), float(meta["seconds"])
+    except (KeyError, TypeError, ValueError):
+        raise ImageError(f"{name}: its record of where it stopped is damaged ({json.dumps(at)})") from None
+    image = stopped.image if isinstance(stopped, Result) else read_image(stopped, what="image to resume")
+    if tuple(image.shape[1:]) != shape:
+        raise ImageError(f"{name}: is {image.shape[2]}x{image.shape[1]}, but the run it stopped paints "
+                         f"{shape[1]}x{shape[0]}")
+    return _ResumePoint(image, index, made, *before)
+
+
+def _as_compared(name: str, value: Any) -> Any:
+    """A setting as resuming compares it: files by how many there are (their contents are compared by
+    fingerprint, as their paths may differ)."""
+    if name == "init" and value not in INITS:
+        return "an image file"
+    if name == "masks":
+        return f"{len(value)} image(s)"
+    return ("a file" if value else "built-in") if name == "weights" else value
 
 
 def objective_for(content: ImageSource, style: ImageSource | Sequence[ImageSource], config: Config | None = None,

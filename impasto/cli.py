@@ -18,6 +18,7 @@ import importlib
 import json
 import os
 import re
+import shlex
 import signal
 import string
 import sys
@@ -126,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
         usage="impasto CONTENT STYLE [STYLE ...] -o OUT [options]\n"
               "       impasto -c PHOTO [-c PHOTO ...] STYLE [STYLE ...] -o 'out/{stem}.png'\n"
               "       impasto --rerun PAINTED.png [-o NEW.png] [options]\n"
+              "       impasto --resume STOPPED.png [-o OUT.png]\n"
               "       impasto --demo [-o OUT] | impasto serve [...]",
         description="Paint a photo in the style of paintings (Gatys et al. style transfer).")
     parser.add_argument("inputs", nargs="*", metavar="IMAGE",
@@ -141,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     files.add_argument("--print-config", action="store_true", help="print the settings in force as TOML and exit")
     files.add_argument("--rerun", metavar="PAINTED.png",
                        help="repeat the run that made this image, from its metadata (default output: NAME-rerun.EXT)")
+    files.add_argument("--resume", metavar="STOPPED.png",
+                       help="go on with a run stopped part way (Ctrl-C), from the size and step where it stopped, "
+                            "with its inputs and settings (default output: the same file)")
     files.add_argument("--demo", action="store_true", help="paint the built-in sample photo in the built-in sample style")
     report = parser.add_argument_group("progress and reports")
     report.add_argument("-q", "--quiet", action="store_true", help="no progress bar or messages, only errors")
@@ -354,9 +359,12 @@ class Plan:
 
 def plan(args: argparse.Namespace) -> Plan:
     """Work out the settings, inputs and outputs, and check them all before any optimisation."""
-    if args.rerun:
+    if args.rerun and args.resume:
+        raise ConfigError("give --rerun or --resume, not both")
+    if args.rerun or args.resume:
+        option = "--rerun" if args.rerun else "--resume"
         if args.inputs or args.content or args.demo:
-            raise ConfigError("--rerun takes no CONTENT, STYLE, --content or --demo: the inputs come from the image")
+            raise ConfigError(f"{option} takes no CONTENT, STYLE, --content or --demo: the inputs come from the image")
         return _plan_rerun(args)
     config = config_from_args(args)
     if args.print_config:
@@ -391,17 +399,18 @@ def _expand(content: str) -> list[str]:
 
 
 def _plan_rerun(args: argparse.Namespace) -> Plan:
-    source = Path(args.rerun)
+    """The plan of --rerun (the same run again) or --resume (the rest of a stopped run)."""
+    source, verb = (Path(args.rerun), "rerun") if args.rerun else (Path(args.resume), "resume")
     meta = read_metadata(source)
     if meta and "config" not in meta and "step" in meta:
-        raise ImageError(f"{source}: a --save-every snapshot records only its step and losses; rerun the "
+        raise ImageError(f"{source}: a --save-every snapshot records only its step and losses; {verb} the "
                          "painting it led to")
     if not meta or "config" not in meta:
-        raise ImageError(f"{source}: carries no impasto metadata, cannot rerun it")
+        raise ImageError(f"{source}: carries no impasto metadata, cannot {verb} it")
     inputs = meta.get("inputs", {})
     paths = inputs.get("paths")
     if not isinstance(paths, dict) or not {"content", "style"} <= set(paths) or "content" not in inputs:
-        raise ImageError(f"{source}: its metadata records no input paths (an older impasto); cannot rerun it")
+        raise ImageError(f"{source}: its metadata records no input paths (an older impasto); cannot {verb} it")
     if meta.get("impasto") != __version__ and not args.quiet:
         print(f"impasto: note: {source} was made by impasto {meta.get('impasto')}, this is {__version__}; "
               "the result may differ", file=sys.stderr)
@@ -416,11 +425,11 @@ def _plan_rerun(args: argparse.Namespace) -> Plan:
     if "weights" in inputs:
         base["weights"] = paths["weights"]
     config = config_from_args(args, base)
-    rerun_name = f"{source.stem}-rerun{source.suffix}"
+    new_name = source.name if args.resume else f"{source.stem}-rerun{source.suffix}"
     if not args.output:
-        args.output = str(source.with_name(rerun_name))
+        args.output = str(source.with_name(new_name))
     elif Path(args.output).is_dir() or args.output.endswith(("/", os.sep)):  # into a folder: the same name
-        args.output = os.path.join(args.output, rerun_name)
+        args.output = os.path.join(args.output, new_name)
     if args.print_config:
         return Plan(config, [], [], False)
     styles = [_demo_style_if_drawn(p, h) for p, h in zip(paths["style"], inputs["style"])]
@@ -436,11 +445,15 @@ def _plan_rerun(args: argparse.Namespace) -> Plan:
         checks.append(("weights file", paths.get("weights"), inputs["weights"]))
     for what, path, digest in checks:
         if path is None:
-            raise ImageError(f"{source}: its {what} was not a file, cannot rerun it")
+            raise ImageError(f"{source}: its {what} was not a file, cannot {verb} it")
         if not Path(path).is_file():
             raise ImageError(f"{path}: {what} of {source} is missing")
         if fingerprint(path) != digest:
             raise ImageError(f"{path}: {what} of {source} has changed since (its SHA-256 differs)")
+    stopped = meta.get("stopped_at")
+    if args.resume and isinstance(stopped, dict) and not args.quiet:
+        print(f"impasto: resuming {source} after step {meta.get('steps')} of {sum(config.steps_per_size())} "
+              f"({stopped.get('size')} px)", file=sys.stderr)
     return _finish_plan(args, config, [paths["content"]], styles, False)
 
 
@@ -629,7 +642,7 @@ def _paint(args: argparse.Namespace, the_plan: Plan, job: Job, label: str, log: 
     """Paint one photo and write its image, plot and intermediate saves."""
     progress = Progress(args, the_plan.config, job, label, log, interrupts)
     try:
-        result = stylize(job.content, the_plan.styles, the_plan.config, callback=progress)
+        result = stylize(job.content, the_plan.styles, the_plan.config, callback=progress, resume=args.resume)
     finally:
         progress.close()
     with interrupts.hold():
@@ -645,6 +658,8 @@ def _paint(args: argparse.Namespace, the_plan: Plan, job: Job, label: str, log: 
                       else f"{reason}; {signal_name} came after the last step")
         print(f"wrote {path} ({result.steps} steps, {result.timings['total']:.1f} s, "
               f"stopped by {reason}{squeezed})", file=sys.stderr)
+        if result.stopped_at:
+            print(f"impasto: to go on where it stopped: impasto --resume {shlex.quote(str(path))}", file=sys.stderr)
 
 
 def _snapshot_path(args: argparse.Namespace, job: Job, step: int) -> Path:
@@ -717,7 +732,7 @@ class Progress:
             from tqdm import tqdm
 
             self.bar = tqdm(total=event.total, desc=self.label or None, unit="step", dynamic_ncols=True,
-                            file=sys.stderr)
+                            file=sys.stderr, initial=event.step - 1)  # a resumed run starts part way
         self.bar.total = event.total  # less once a size has stopped early (tolerance)
         self.bar.set_postfix_str(terms, refresh=False)
         self.bar.update(event.step - self.bar.n)

@@ -279,6 +279,16 @@ def resize_operators(height: int, width: int, new_height: int, new_width: int
     return rows, columns
 
 
+def unenlarge(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """The (3, height, width) image whose enlargement by ``resize`` comes closest to ``image`` (least
+    squares): a picture painted at a smaller size and saved enlarged, back at its size up to the
+    file's rounding (shrinking it with ``resize`` instead would blur it)."""
+    if (height, width) == tuple(image.shape[1:]):
+        return image.clone()
+    rows, columns = resize_operators(height, width, *image.shape[1:])
+    return (torch.linalg.pinv(rows) @ image @ torch.linalg.pinv(columns).T).clamp(0.0, 1.0)
+
+
 def to_pil(image: torch.Tensor) -> Image.Image:
     """A (3, H, W) tensor in [0, 1] as an 8-bit RGB PIL image (values rounded, not truncated)."""
     _image_size(image)

@@ -329,3 +329,81 @@ def test_precision_auto_uses_bfloat16_only_on_cpus_that_have_it():
         flags = set()  # not Linux: auto is float32 there
     assert _cpu_flags() == flags
     assert uses_bfloat16("auto", cpu) == bool({"avx512_bf16", "amx_bf16"} & flags)
+
+
+# Two sizes (32 then 64 px), 12 steps each: small enough to stop and resume in a few seconds.
+TWO_SIZES = dict(max_size=64, min_size=32, coarse_iterations=12, iterations=12, tolerance=0.0)
+
+
+@pytest.fixture(scope="module")
+def stopped(images, tmp_path_factory):
+    """A two-size run cancelled after step 8 (at the first size), saved as a file."""
+    photo, art = images / "content/golden_gate.jpg", images / "style/starry_night.jpg"
+    config = impasto.Config(**TWO_SIZES)
+    result = impasto.stylize(photo, art, config, callback=lambda event: event.step == 8)
+    path = result.save(tmp_path_factory.mktemp("stopped") / "stopped.png")
+    return photo, art, config, result, path
+
+
+def test_a_stopped_run_records_where_it_stopped(stopped):
+    *_, result, path = stopped
+    assert result.stop_reason == "cancelled" and result.steps == 8
+    assert result.stopped_at == {"size_index": 0, "size": 32, "steps_at_size": 8}
+    assert read_metadata(path)["stopped_at"] == result.stopped_at
+
+
+def test_resume_goes_on_from_the_stopped_picture(stopped):
+    photo, art, config, result, path = stopped
+    resumed = impasto.stylize(photo, art, config, resume=path)
+    assert [row["step"] for row in resumed.history] == list(range(9, 25))  # 4 more at 32 px, 12 at 64 px
+    assert [row["scale"] for row in resumed.history] == [0] * 4 + [1] * 12
+    assert resumed.steps == 24 and resumed.stop_reason == "iterations" and resumed.stopped_at is None
+    # It starts from the stopped picture (rounded to 8 bits and back from 64 px), not from the photo again.
+    best_before = min(row["loss"] for row in result.history)
+    assert abs(resumed.history[0]["loss"] - best_before) < 0.05 * best_before
+    assert resumed.history[0]["loss"] < 0.5 * result.history[0]["loss"]
+    meta = resumed.metadata()
+    assert meta["resumed_from"] == {"steps": 8, "seconds": read_metadata(path)["seconds"]}
+    assert meta["seconds"] > meta["resumed_from"]["seconds"] and "stopped_at" not in meta
+
+
+def test_a_run_stopped_at_the_end_of_a_size_resumes_at_the_next(stopped):
+    photo, art, config, *_ = stopped
+    result = impasto.stylize(photo, art, config, callback=lambda event: event.step == 12)
+    assert result.stopped_at == {"size_index": 0, "size": 32, "steps_at_size": 12}
+    resumed = impasto.stylize(photo, art, config.replace(device="cpu"), resume=result)  # a machine setting may change
+    assert [row["scale"] for row in resumed.history] == [1] * 12 and resumed.steps == 24
+    finished = impasto.stylize(photo, art, config, callback=lambda event: event.step == 24)
+    assert finished.stop_reason == "cancelled" and finished.stopped_at is None  # nothing was left to do
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(iterations=13), "painted with iterations 12, not 13; resume it with its own settings"),
+    (dict(init="noise"), "painted with init 'palette', not 'noise'"),
+    (dict(content="content/rainier.jpg"), "painted from other content image (their SHA-256 differs)"),
+    (dict(style="style/the_scream.jpg"), "painted from other style images (their SHA-256 differs)"),
+])
+def test_resume_refuses_other_inputs_or_settings(stopped, images, change, message):
+    photo, art, config, _, path = stopped
+    photo = images / change.pop("content", photo)
+    art = images / change.pop("style", art)
+    with pytest.raises(impasto.ImpastoError, match="^" + str(path) + ": " + message.replace("(", r"\(").replace(")", r"\)")):
+        impasto.stylize(photo, art, config.replace(**change), resume=path)
+
+
+def test_resume_refuses_what_cannot_be_resumed(stopped, tmp_path):
+    photo, art, config, result, path = stopped
+    finished = impasto.stylize(photo, art, config.replace(iterations=2, coarse_iterations=2))
+    with pytest.raises(impasto.ImageError, match="the run to resume: not stopped part way .its run stopped by "
+                                                 "iterations., nothing to resume"):
+        impasto.stylize(photo, art, finished.config, resume=finished)
+    impasto.save_image(result.image, tmp_path / "plain.png")
+    with pytest.raises(impasto.ImageError, match="plain.png: carries no impasto metadata, cannot resume it"):
+        impasto.stylize(photo, art, config, resume=tmp_path / "plain.png")
+    impasto.save_image(result.image[:, :, :60], tmp_path / "cropped.png", metadata=result.metadata())
+    with pytest.raises(impasto.ImageError, match="cropped.png: is 60x48, but the run it stopped paints 64x48"):
+        impasto.stylize(photo, art, config, resume=tmp_path / "cropped.png")
+    damaged = {**result.metadata(), "stopped_at": {"size_index": 5, "size": 32, "steps_at_size": 8}}
+    impasto.save_image(result.image, tmp_path / "damaged.png", metadata=damaged)
+    with pytest.raises(impasto.ImageError, match="damaged.png: its record of where it stopped is damaged"):
+        impasto.stylize(photo, art, config, resume=tmp_path / "damaged.png")

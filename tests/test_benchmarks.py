@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import bench_optimizers  # noqa: E402
 import bench_pastiche  # noqa: E402
 import bench_print  # noqa: E402
+import bench_resume  # noqa: E402
 
 CPU = torch.device("cpu")
 
@@ -55,3 +56,10 @@ def test_continuation_runs_its_stages():
     # Every step matches an infinite reference; no content term rises above it, so nothing is counted.
     assert line.startswith("step    1,") and "| never |" in line
     assert " 3: " in line and " 6: " in line and seconds > 0
+
+
+def test_resume_benchmark_stops_and_finishes_a_run(tmp_path):
+    config = impasto.Config(max_size=64, min_size=32, coarse_iterations=4, iterations=4, tolerance=0.0)
+    run = bench_resume.paint(config, tmp_path / "stopped.png", 3)
+    assert run["stopped_at"] == {"size_index": 0, "size": 32, "steps_at_size": 3} and run["steps"] == 8
+    assert impasto.read_metadata(tmp_path / "stopped.png")["resumed_from"]["steps"] == 3

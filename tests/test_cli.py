@@ -19,7 +19,7 @@ import torch
 from helpers import noise, png_claiming
 from PIL import Image
 
-from impasto import cli
+from impasto import cli, stylize
 from impasto.cli import Interrupts, build_parser, config_from_args, config_to_toml, main
 from impasto.config import Config
 from impasto.imageio import read_metadata, save_image
@@ -226,6 +226,27 @@ def test_demo_can_be_rerun(tmp_path):
     assert main(["--rerun", str(first), "-q"]) == 0
     with Image.open(first) as a, Image.open(tmp_path / "demo-rerun.png") as b:
         assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_resume_finishes_a_stopped_run_in_its_own_file(photo, painting, tmp_path, capsys):
+    config = Config(max_size=64, min_size=32, coarse_iterations=6, iterations=6, tolerance=0.0)
+    stopped = tmp_path / "stopped.png"
+    stylize(photo, painting, config, callback=lambda event: event.step == 4).save(stopped)
+    assert main(["--resume", str(stopped), "--iterations", "7"]) == 2
+    assert f"{stopped}: painted with iterations 6, not 7; resume it with its own settings" in capsys.readouterr().err
+    assert main(["--resume", str(stopped), "--device", "cpu", "--log-json", str(tmp_path / "log.jsonl")]) == 0
+    err = capsys.readouterr().err
+    assert f"impasto: resuming {stopped} after step 4 of 12 (32 px)" in err and f"wrote {stopped} (12 steps" in err
+    assert [json.loads(line)["step"] for line in (tmp_path / "log.jsonl").read_text().splitlines()] == list(range(5, 13))
+    meta = read_metadata(stopped)
+    assert meta["steps"] == 12 and meta["stop_reason"] == "iterations" and meta["resumed_from"]["steps"] == 4
+    assert "stopped_at" not in meta and meta["config"]["device"] == "cpu"
+    assert main(["--resume", str(stopped)]) == 2
+    assert f"{stopped}: not stopped part way (its run stopped by iterations), nothing to resume" in capsys.readouterr().err
+    assert main(["--resume", str(stopped), "--rerun", str(stopped)]) == 2
+    assert "give --rerun or --resume, not both" in capsys.readouterr().err
+    assert main(["--resume", str(stopped), photo]) == 2
+    assert "--resume takes no CONTENT, STYLE, --content or --demo" in capsys.readouterr().err
 
 
 def test_batch_skips_a_broken_photo_and_exits_1(images, painting, tmp_path, capsys):
@@ -505,8 +526,9 @@ def test_signals_write_the_best_image_and_exit_130_or_143(photo, painting, tmp_p
     for sig, (proc, out, log) in runs.items():
         err = proc.communicate(timeout=240)[1]
         assert proc.returncode == {signal.SIGINT: 130, signal.SIGTERM: 143}[sig], err
-        assert err.splitlines()[-1].startswith(f"wrote {out} (") and err.splitlines()[-1].endswith(
+        assert err.splitlines()[-2].startswith(f"wrote {out} (") and err.splitlines()[-2].endswith(
             f"stopped by {sig.name}: the best image so far)")
+        assert err.splitlines()[-1] == f"impasto: to go on where it stopped: impasto --resume {out}"
         with Image.open(out) as image:
             assert image.size == {signal.SIGINT: (40, 30), signal.SIGTERM: (34, 40)}[sig]  # the demo photo: 512×600
         meta = read_metadata(out)

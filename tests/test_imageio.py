@@ -21,6 +21,7 @@ from impasto.imageio import (
     resize_to_pixels,
     save_image,
     to_pil,
+    unenlarge,
 )
 
 def pixel(t, y, x):
@@ -353,6 +354,16 @@ def test_resize_operators_are_resize_and_its_gradient(new_size):
     gradient = torch.autograd.grad((by_products * weights).sum(), image)[0]
     torch.testing.assert_close(gradient, expected, atol=1e-5, rtol=0)
     assert torch.allclose(rows.sum(dim=1), torch.tensor(1.0), atol=1e-6)  # each output pixel averages
+
+
+def test_unenlarge_recovers_a_picture_saved_enlarged(images):
+    # A painting stopped at 64 px of a 128 px run is saved enlarged and rounded to 8 bits.
+    painted = resize_to_long_edge(read_image(images / "style/starry_night.jpg"), 64)  # 64×40
+    saved = read_image(to_pil(resize(painted, 96, 153)))  # 1.5× and 2.4×, as the sizes of prints are
+    recovered = unenlarge(saved, 40, 64)
+    assert (recovered - painted).abs().max() < 3 / 255  # the file's rounding, barely grown
+    assert (resize(saved, 40, 64) - painted).abs().max() > 0.1  # shrinking it again blurs strokes away
+    assert torch.equal(unenlarge(saved, 96, 153), saved)
 
 
 def test_to_pil_rounds():

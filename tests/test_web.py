@@ -139,6 +139,26 @@ def test_cancel_keeps_the_best_image_and_queued_jobs_never_run(client, uploads):
     assert client.get(f"/api/jobs/{waiting['id']}").json()["step"] == 0
 
 
+def test_a_stopped_painting_resumes_where_it_stopped(client, uploads):
+    job = submit(client, uploads(), max_size="48", iterations="200")
+    events(client, job["id"], until=lambda data: data["step"] >= 2)
+    assert client.post(f"/api/jobs/{job['id']}/cancel").status_code == 202
+    stopped = events(client, job["id"])[-1][1]
+    assert stopped["status"] == "cancelled" and stopped["resumable"] and stopped["step"] < 200
+    resumed = client.post(f"/api/jobs/{job['id']}/resume")
+    assert resumed.status_code == 202 and resumed.json()["status"] == "queued"
+    assert client.get(f"/api/jobs/{job['id']}/preview.png").status_code == 200  # the picture it goes on from
+    final = events(client, job["id"])[-1][1]
+    assert final["status"] == "done" and final["step"] > stopped["step"] and not final["resumable"]
+    points = client.get(f"/api/jobs/{job['id']}").json()["points"]
+    assert [p[0] for p in points] == list(range(1, final["step"] + 1))  # the chart goes on, no step twice
+    with Image.open(io.BytesIO(client.get(f"/api/jobs/{job['id']}/result.png").content)) as image:
+        meta = json.loads(image.info["impasto"])
+    assert meta["steps"] == final["step"] and meta["resumed_from"]["steps"] == stopped["step"]
+    again = client.post(f"/api/jobs/{job['id']}/resume")
+    assert again.status_code == 409 and again.json()["error"] == "job is done; only a painting stopped part way can resume"
+
+
 @pytest.mark.parametrize("make, message", [
     (lambda good: b"just some text, not a picture\n", "not an image file"),
     (lambda good: good[: len(good) // 2], "truncated or corrupt"),

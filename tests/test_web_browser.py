@@ -158,3 +158,29 @@ def test_keyboard_and_phone(server, page, images):
     page.wait_for_selector("#preview:not([hidden])")
     assert page.inner_text("#status-text").startswith("Finished: 3 steps")
     assert errors == []
+
+
+def test_cancel_then_resume_in_the_browser(server, page, images):
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(server)
+    page.set_input_files("#content-file", str(images / "content/golden_gate.jpg"))
+    page.set_input_files("#style-file", str(images / "style/starry_night.jpg"))
+    page.fill("#setting-max_size", "48")
+    page.fill("#setting-iterations", "100")
+    page.click("#paint")
+    page.wait_for_function("/^Step [3-9]/.test(document.querySelector('#status-text').textContent)", timeout=120_000)
+    assert page.is_hidden("#resume")
+    page.click("#cancel")
+    page.wait_for_selector("#resume:not([hidden])", timeout=120_000)
+    stopped = page.inner_text("#status-text")
+    assert stopped.startswith("Cancelled after") and page.inner_text(".card .badge") == "stopped"
+    steps_before = int(stopped.split()[2])
+    page.click("#resume")
+    page.wait_for_selector("#cancel:not([hidden])")
+    assert page.is_hidden("#resume")
+    page.wait_for_function("document.querySelector('#status-text').textContent.startsWith('Finished')",
+                           timeout=120_000)
+    steps = int(page.inner_text("#status-text").split()[1])
+    assert steps > steps_before and page.is_hidden("#resume") and page.locator(".card .badge").count() == 0
+    assert page.locator(".card").count() == 1 and errors == []

@@ -80,3 +80,24 @@ def test_the_queue_limit_holds_for_uploads_that_arrive_together(tmp_path, images
     with pytest.raises(QueueFull, match="2 jobs are already waiting"):
         manager.submit(late, most_waiting=2)
     assert manager.get(job_id) is None and manager.pending() == 2
+
+
+def test_a_resume_that_cannot_go_on_keeps_the_stopped_picture(tmp_path, images):
+    manager = JobManager(tmp_path)
+    (job,) = _queue_jobs(manager, images, 1)
+    job.settings = impasto.Config(max_size=32, iterations=50, tolerance=0.0).to_dict()
+    job.total = 50
+    job.cancel_requested.set()  # stops after its first step
+    manager.start()
+    try:
+        _wait_until_finished([job])
+        assert job.status == "cancelled" and job.step == 1 and job.resumable
+        assert JobManager(tmp_path).get(job.id).resumable  # a restarted server can resume it too
+        impasto.save_image(impasto.read_image(job.result_path), job.result_path)  # its metadata lost
+        assert manager.resume(job) and job.status == "queued"
+        _wait_until_finished([job])
+    finally:
+        manager.stop()
+    assert job.status == "cancelled" and job.has_result and not job.resumable
+    assert job.error == "cannot resume: result.png: carries no impasto metadata, cannot resume it"
+    assert not manager.resume(job)

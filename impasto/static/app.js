@@ -24,6 +24,7 @@ document.addEventListener("DOMContentLoaded", async () => {
   setUpDrop("style");
   $("paint").addEventListener("click", paint);
   $("cancel").addEventListener("click", cancel);
+  $("resume").addEventListener("click", resume);
   window.addEventListener("resize", drawChart);
   drawChart();
   try {
@@ -217,6 +218,7 @@ function follow(job) {
   $("cancel").disabled = false;
   $("cancel").textContent = "Cancel";
   $("download").hidden = true;
+  $("resume").hidden = true;
   $("result-info").textContent = "";
   $("preview").hidden = true;  // not the last picture: this job's own previews replace the placeholder
   $("placeholder").hidden = false;
@@ -258,6 +260,19 @@ async function cancel() {
     await api(state.active.urls.cancel, { method: "POST" });
   } catch (err) {
     showMessage(err.message);
+  }
+}
+
+// A painting stopped part way goes on from its picture, where it stopped.
+async function resume() {
+  hideMessage();
+  $("resume").disabled = true;
+  try {
+    follow(await api(`/api/jobs/${state.view}/resume`, { method: "POST" }));
+  } catch (err) {
+    showMessage(err.message);
+  } finally {
+    $("resume").disabled = false;
   }
 }
 
@@ -304,6 +319,7 @@ function showJob(job, points) {
   } else if (job.status === "cancelled") {
     setStatus(job.has_result ? `Cancelled after ${took}; kept the best image so far` : "Cancelled before it started", "");
     setBar(job.total ? job.step / job.total : 0, "stopped");
+    if (job.error) showMessage(job.error);  // a resume that could not go on
   } else if (job.status === "failed") {
     setStatus("Failed", "");
     setBar(job.total ? job.step / job.total : 0, "failed");
@@ -320,6 +336,7 @@ function showJob(job, points) {
     $("download").hidden = true;
     $("result-info").textContent = "";
   }
+  $("resume").hidden = !job.resumable;
   for (const card of document.querySelectorAll(".card")) card.classList.toggle("selected", card.dataset.id === job.id);
   drawChart();
 }

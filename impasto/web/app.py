@@ -157,6 +157,15 @@ def create_app(data_dir: str | Path, *, workers: int = 1, limits: Limits | None 
             raise HTTPException(409, f"job already {job.status}")
         return JSONResponse(job.summary(), status_code=202)
 
+    async def resume(request: Request) -> Response:
+        job = job_or_404(request)
+        try:
+            if not manager.resume(job, most_waiting=limits.max_queued):
+                raise HTTPException(409, f"job is {job.status}; only a painting stopped part way can resume")
+        except QueueFull as e:
+            raise HTTPException(429, str(e)) from None
+        return JSONResponse(job.summary(), status_code=202)
+
     async def result(request: Request) -> Response:
         job = job_or_404(request)
         if not job.has_result:
@@ -171,7 +180,7 @@ def create_app(data_dir: str | Path, *, workers: int = 1, limits: Limits | None 
         png = job.preview
         if png is not None:
             return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
-        if job.has_result:
+        if job.has_result or (job.stopped_at and job.result_path.is_file()):  # resumed: where it stopped
             return FileResponse(job.result_path, media_type="image/png", headers={"Cache-Control": "no-cache"})
         raise HTTPException(404, f"job is {job.status} and has no preview yet")
 
@@ -196,6 +205,7 @@ def create_app(data_dir: str | Path, *, workers: int = 1, limits: Limits | None 
         Route("/api/jobs/{job_id}", get_job),
         Route("/api/jobs/{job_id}/events", events),
         Route("/api/jobs/{job_id}/cancel", cancel, methods=["POST"]),
+        Route("/api/jobs/{job_id}/resume", resume, methods=["POST"]),
         Route("/api/jobs/{job_id}/result.png", result),
         Route("/api/jobs/{job_id}/preview.png", preview),
         Mount("/static", StaticFiles(directory=static), name="static"),

@@ -32,7 +32,7 @@ JOB_ID = re.compile(r"[0-9a-f]{32}")
 _NUMBER, _NONE = (int, float), type(None)
 _FIELD_TYPES = {"status": str, "created": _NUMBER, "finished": (*_NUMBER, _NONE), "step": int, "total": int,
                 "elapsed": _NUMBER, "loss": (*_NUMBER, _NONE), "points": list, "stop_reason": (str, _NONE),
-                "error": (str, _NONE), "size": (list, _NONE)}  # of job.json's fields, checked when it is read
+                "error": (str, _NONE), "size": (list, _NONE), "stopped_at": (dict, _NONE)}  # job.json's, checked when read
 FINISHED = ("done", "cancelled", "failed")  # the other states: "queued", "running"
 INTERRUPTED = "the server stopped before this job finished"
 
@@ -60,6 +60,7 @@ class Job:
     stop_reason: str | None = None
     error: str | None = None
     size: list[int] | None = None  # [width, height] of the result
+    stopped_at: dict[str, int] | None = None  # where a cancelled run stopped (Result.stopped_at): it can resume
     finished: float | None = None
     preview: bytes | None = None  # the latest preview PNG (memory only)
     preview_step: int = 0
@@ -81,6 +82,11 @@ class Job:
     def has_result(self) -> bool:
         return self.status in ("done", "cancelled") and self.result_path.is_file()
 
+    @property
+    def resumable(self) -> bool:
+        """Cancelled part way, with its picture: it can go on from where it stopped."""
+        return self.status == "cancelled" and self.stopped_at is not None and self.has_result
+
     def eta(self) -> float | None:
         """Seconds left if every remaining step takes as long as the average so far."""
         if self.status != "running" or self.step == 0:
@@ -95,14 +101,14 @@ class Job:
             "content_name": self.content_name, "style_names": self.style_names, "config": self.settings,
             "step": self.step, "total": self.total, "elapsed": round(self.elapsed, 3), "eta": self.eta(),
             "loss": self.loss, "stop_reason": self.stop_reason, "error": self.error, "size": self.size,
-            "has_result": self.has_result, "preview_step": self.preview_step,
-            "urls": {"self": base, "events": f"{base}/events", "cancel": f"{base}/cancel",
+            "has_result": self.has_result, "resumable": self.resumable, "preview_step": self.preview_step,
+            "urls": {"self": base, "events": f"{base}/events", "cancel": f"{base}/cancel", "resume": f"{base}/resume",
                      "preview": f"{base}/preview.png", "result": f"{base}/result.png"},
         }
 
     def to_json(self) -> dict[str, Any]:
         keys = ("id", "status", "created", "finished", "content_name", "style_names", "settings", "step",
-                "total", "elapsed", "loss", "points", "stop_reason", "error", "size")
+                "total", "elapsed", "loss", "points", "stop_reason", "error", "size", "stopped_at")
         return {key: getattr(self, key) for key in keys}
 
     @classmethod
@@ -167,8 +173,7 @@ class JobManager:
         already wait (checked here too: uploads that arrive together all passed the early check)."""
         job.total = job.total or _total_steps(job.settings)
         with self._lock:
-            if most_waiting is not None and sum(j.status == "queued" for j in self.jobs.values()) >= most_waiting:
-                raise QueueFull(f"{most_waiting} jobs are already waiting; try again later")
+            self._check_room(most_waiting)
             self.jobs[job.id] = job
         try:
             job.save()  # raises: the request that made the job is told
@@ -177,6 +182,25 @@ class JobManager:
                 del self.jobs[job.id]
             raise
         self._queue.put(job.id)
+
+    def resume(self, job: Job, most_waiting: int | None = None) -> bool:
+        """Queue a cancelled job again, to go on from its picture where it stopped (False if it cannot:
+        finished, failed, or cancelled before its first step); QueueFull as for ``submit``."""
+        with self._lock:
+            if not job.resumable:
+                return False
+            self._check_room(most_waiting)
+            job.status, job.stop_reason, job.error, job.finished = "queued", None, None, None
+            job.cancel_requested = threading.Event()
+        self._save(job)
+        self._notify(job)
+        self._queue.put(job.id)
+        return True
+
+    def _check_room(self, most_waiting: int | None) -> None:
+        """QueueFull if ``most_waiting`` jobs already wait (the caller holds the lock)."""
+        if most_waiting is not None and sum(j.status == "queued" for j in self.jobs.values()) >= most_waiting:
+            raise QueueFull(f"{most_waiting} jobs are already waiting; try again later")
 
     def get(self, job_id: str) -> Job | None:
         """The job with this id, or None (also for anything that is not a well-formed id)."""
@@ -266,19 +290,26 @@ class JobManager:
                 self._finish(job, "failed", error=f"unexpected {type(e).__name__}: {e}")
 
     def _run(self, job: Job) -> None:
+        resume, elapsed_before = (job.result_path, job.elapsed) if job.stopped_at else (None, 0.0)
+
         def on_step(event: ProgressEvent) -> bool:
-            job.step, job.total, job.elapsed, job.loss = event.step, event.total, event.elapsed, event.loss
+            job.step, job.total, job.loss = event.step, event.total, event.loss
+            job.elapsed = elapsed_before + event.elapsed  # over the whole run, for the time left
             kinds = loss_kinds(event.losses)
             job.points.append([event.step, event.loss, kinds.get("content", 0.0), kinds.get("style", 0.0)])
-            if event.step == 1 or event.step % self.preview_every == 0 or event.step == event.total:
+            if job.preview is None or event.step % self.preview_every == 0 or event.step == event.total:
                 job.preview, job.preview_step = _png(event.image), event.step
             self._notify(job)
             return job.cancel_requested.is_set()
 
         try:
             config = Config.from_dict(job.settings)
-            result = stylize(job.content_path, job.style_paths, config, callback=on_step)
+            result = stylize(job.content_path, job.style_paths, config, callback=on_step, resume=resume)
         except ImpastoError as e:
+            if resume:  # its picture is still there, only not to be resumed
+                job.stopped_at = None
+                self._finish(job, "cancelled", stop_reason="cancelled", error=f"cannot resume: {_without_folder(str(e), job)}")
+                return
             self._finish(job, "failed", error=_without_folder(str(e), job))
             return
         if result.steps == 0:
@@ -291,7 +322,7 @@ class JobManager:
         except ImpastoError as e:  # the data folder is read-only or full
             self._finish(job, "failed", error=f"cannot write the result: {_without_folder(str(e), job)}")
             return
-        job.size = [int(result.image.shape[2]), int(result.image.shape[1])]
+        job.size, job.stopped_at = [int(result.image.shape[2]), int(result.image.shape[1])], result.stopped_at
         job.preview, job.preview_step = None, job.step
         status = "cancelled" if result.stop_reason == "cancelled" else "done"
         if result.stop_reason == "diverged":
