@@ -7,6 +7,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import math
 import os
 import threading
 import time
@@ -207,10 +208,11 @@ def _resume_point(stopped: Result | str | os.PathLike, config: Config, inputs: d
             raise ImageError(f"{name}: painted from other {what} (their SHA-256 differs)")
     sizes, steps = config.sizes(), config.steps_per_size()
     try:
-        index, made = at["size_index"], at["steps_at_size"]
-        if not (0 <= index < len(sizes) and 0 <= made <= steps[index]):
+        index, made, before = at["size_index"], at["steps_at_size"], (meta["steps"], float(meta["seconds"]))
+        whole = all(isinstance(n, int) and not isinstance(n, bool) for n in (index, made, before[0]))
+        if not (whole and 0 <= index < len(sizes) and 0 <= made <= steps[index] and made <= before[0]
+                and math.isfinite(before[1])):
             raise ValueError
-        before = int(meta["steps"]), float(meta["seconds"])
     except (KeyError, TypeError, ValueError):
         raise ImageError(f"{name}: its record of where it stopped is damaged ({json.dumps(at)})") from None
     image = stopped.image if isinstance(stopped, Result) else read_image(stopped, what="image to resume")

@@ -403,7 +403,9 @@ def test_resume_refuses_what_cannot_be_resumed(stopped, tmp_path):
     impasto.save_image(result.image[:, :, :60], tmp_path / "cropped.png", metadata=result.metadata())
     with pytest.raises(impasto.ImageError, match="cropped.png: is 60x48, but the run it stopped paints 64x48"):
         impasto.stylize(photo, art, config, resume=tmp_path / "cropped.png")
-    damaged = {**result.metadata(), "stopped_at": {"size_index": 5, "size": 32, "steps_at_size": 8}}
-    impasto.save_image(result.image, tmp_path / "damaged.png", metadata=damaged)
-    with pytest.raises(impasto.ImageError, match="damaged.png: its record of where it stopped is damaged"):
-        impasto.stylize(photo, art, config, resume=tmp_path / "damaged.png")
+    for at, steps in (({"size_index": 5, "steps_at_size": 8}, 8), ({"size_index": 0, "steps_at_size": 2.5}, 8),
+                      ({"size_index": 0, "steps_at_size": 8}, -5)):
+        damaged = {**result.metadata(), "stopped_at": at, "steps": steps}
+        impasto.save_image(result.image, tmp_path / "damaged.png", metadata=damaged)
+        with pytest.raises(impasto.ImageError, match="damaged.png: its record of where it stopped is damaged"):
+            impasto.stylize(photo, art, config, resume=tmp_path / "damaged.png")
