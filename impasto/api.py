@@ -122,28 +122,28 @@ def stylize(
     image = first = first_shape = stopped_at = None
     with repeatable(device):
         for scale, (size, iterations) in enumerate(zip(sizes, steps)):
-            if iterations == 0 or (point and scale < point.size_index
-                                   and (first is not None or not config.composition_weight)):
-                continue  # painted before the run stopped, and not needed for the composition term
+            painted = point is not None and scale < point.size_index  # before the run stopped
+            if iterations == 0 or (painted and (first is not None or not config.composition_weight)):
+                continue  # nor needed for the composition term
             content_image, style_images, scaled_masks = _at_size(images, size, config)
             objective = _objective(extractor, content_image, style_images, config, device, scaled_masks)
             if first is None:
                 first, first_shape = objective, tuple(content_image.shape[1:])
             elif config.composition_weight:
                 objective = WithComposition(objective, first, config.composition_weight, first_shape)
-            if point and scale < point.size_index:
+            if painted:
                 continue
             done = 0
             if point and scale == point.size_index:  # the stopped run's picture, at the size it was painting
                 image, done = unenlarge(point.image, *content_image.shape[1:]), point.steps_at_size
                 image = luminance(image) if grey else image
+                if done >= iterations:
+                    continue  # it stopped on this size's last step: the next size goes on from it
             if image is None:
                 start = initial_image(init, content_image, style_images, generator, scaled_masks, config.style_blend)
                 start = luminance(start) if grey else start
             else:  # coarse-to-fine: continue from the last size's result, upsampled
                 start = resize(image, *content_image.shape[1:])
-            if done >= iterations:
-                continue
             state.stop_reason, before = "iterations", state.step
             image = optimize(start[None].to(device), objective, optimizer=config.optimizer, lr=config.step_size,
                              iterations=iterations - done, tolerance=config.tolerance, state=state, scale=scale,

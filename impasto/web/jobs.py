@@ -306,11 +306,12 @@ class JobManager:
             config = Config.from_dict(job.settings)
             result = stylize(job.content_path, job.style_paths, config, callback=on_step, resume=resume)
         except ImpastoError as e:
+            message = _without_folder(str(e), job)
             if resume:  # its picture is still there, only not to be resumed
                 job.stopped_at = None
-                self._finish(job, "cancelled", stop_reason="cancelled", error=f"cannot resume: {_without_folder(str(e), job)}")
-                return
-            self._finish(job, "failed", error=_without_folder(str(e), job))
+                self._finish(job, "cancelled", stop_reason="cancelled", error=f"cannot resume: {message}")
+            else:
+                self._finish(job, "failed", error=message)
             return
         if result.steps == 0:
             self._finish(job, "failed", error=f"the run stopped before its first step ({result.stop_reason})")
