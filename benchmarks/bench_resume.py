@@ -33,6 +33,8 @@ def paint(config: impasto.Config, out: Path, stop: int | None) -> dict:
         stopped = impasto.stylize(PHOTO, PAINTING, config, callback=lambda event: event.step == stop)
         stopped.save(out)
         stopped_at = stopped.stopped_at
+        if stopped_at is None:  # the run ended (its steps, or the tolerance) before the stop
+            return {"stopped_at": None, "steps": stopped.steps, "seconds": time.perf_counter() - started}
     result = impasto.stylize(PHOTO, PAINTING, config, resume=out if stop is not None else None)
     result.save(out)
     return {"stopped_at": stopped_at, "steps": result.steps, "seconds": time.perf_counter() - started}
@@ -55,7 +57,12 @@ def main() -> None:
         run = paint(config, out, stop)
         terms = loss_kinds(objective.score(read_image(out)))
         baseline = baseline or terms
-        where = "-" if stop is None else f"after step {stop}, at {run['stopped_at']['size']} px"
+        if stop is None:
+            where = "-"
+        elif run["stopped_at"] is None:
+            where = f"step {stop}: ended before it"
+        else:
+            where = f"after step {stop}, at {run['stopped_at']['size']} px"
         print(f"{where:>26}: {run['steps']} steps, {run['seconds']:7.1f} s, content {terms['content']:.4g} "
               f"({terms['content'] / baseline['content']:.3f}×), style {terms['style']:.4g} "
               f"({terms['style'] / baseline['style']:.3f}×)  {out}", flush=True)

@@ -14,12 +14,14 @@
 #             and its sheet of the pictures, in OUT_FOLDER;
 #   repeat    whether the same seed repeats a run, and the time of runs, with cuDNN's default
 #             algorithms and with the deterministic ones impasto uses (alternating, medians of 3);
-#   tests     the test suite with the GPU as the default device (but the web tests, which need
-#             the web extra).
+#   resume    bench_resume.py at 2048 px: a print stopped at each size and resumed, against the
+#             same print uninterrupted;
+#   tests     the test suite with the GPU as the default device (but the browser test; the web
+#             tests only where the web extra is installed).
 set -uo pipefail
 out=${1:?usage: bash benchmarks/gpu.sh OUT_FOLDER [PART ...]}
 shift
-parts=" ${*:-pastiche step paint print repeat tests} "
+parts=" ${*:-pastiche step paint print repeat resume tests} "
 here=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$out"
 cd "$here"
@@ -108,7 +110,11 @@ for size, config in sizes.items():
 EOF
 fi
 
+if [[ $parts == *" resume "* ]]; then
+    timeout 120 python3 benchmarks/bench_resume.py --device cuda --size 2048 --stops 100,175,250 --out /tmp/resume-gpu
+fi
+
 if [[ $parts == *" tests "* ]]; then
-    timeout 100 python3 -m pytest -q -p no:cacheprovider tests --ignore=tests/test_web.py \
-        --ignore=tests/test_web_browser.py
+    skip_web=$(python3 -c "import starlette" 2>/dev/null || echo "--ignore=tests/test_web.py --ignore=tests/test_web_jobs.py")
+    timeout 300 python3 -m pytest -q -p no:cacheprovider tests --ignore=tests/test_web_browser.py $skip_web
 fi

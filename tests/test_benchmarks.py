@@ -63,3 +63,10 @@ def test_resume_benchmark_stops_and_finishes_a_run(tmp_path):
     run = bench_resume.paint(config, tmp_path / "stopped.png", 3)
     assert run["stopped_at"] == {"size_index": 0, "size": 32, "steps_at_size": 3} and run["steps"] == 8
     assert impasto.read_metadata(tmp_path / "stopped.png")["resumed_from"]["steps"] == 3
+
+
+def test_resume_benchmark_reports_a_stop_the_run_never_reached(tmp_path):
+    config = impasto.Config(max_size=48, scales=1, iterations=4, tolerance=0.0)
+    run = bench_resume.paint(config, tmp_path / "stopped.png", 9)
+    assert run["stopped_at"] is None and run["steps"] == 4
+    assert "resumed_from" not in impasto.read_metadata(tmp_path / "stopped.png")
