@@ -16,16 +16,18 @@ __version__ = "0.5.0"
 # the command line can answer Ctrl-C with one line even while torch is still loading.
 _PUBLIC = {
     "Config": "config", "ConfigError": "errors", "ImageError": "errors", "ImpastoError": "errors",
-    "ProgressEvent": "optimize", "Result": "api", "WeightsError": "errors", "objective_for": "api",
-    "read_image": "imageio", "read_metadata": "imageio", "save_image": "imageio", "stylize": "api",
+    "ProgressEvent": "optimize", "Result": "api", "ResumePoint": "api", "WeightsError": "errors", "objective_for": "api",
+    "read_image": "imageio", "read_metadata": "imageio", "resume_point": "api", "save_image": "imageio",
+    "stylize": "api",
 }
 __all__ = [
-    "Config", "ConfigError", "ImageError", "ImpastoError", "ProgressEvent", "Result", "WeightsError",
-    "__version__", "objective_for", "read_image", "read_metadata", "save_image", "stylize",
+    "Config", "ConfigError", "ImageError", "ImpastoError", "ProgressEvent", "Result", "ResumePoint",
+    "WeightsError", "__version__", "objective_for", "read_image", "read_metadata", "resume_point", "save_image",
+    "stylize",
 ]
 
 if TYPE_CHECKING:
-    from .api import Result, objective_for, stylize
+    from .api import Result, ResumePoint, objective_for, resume_point, stylize
     from .config import Config
     from .errors import ConfigError, ImageError, ImpastoError, WeightsError
     from .imageio import read_image, read_metadata, save_image

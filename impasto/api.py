@@ -105,7 +105,7 @@ def stylize(
     photo, device = images.photo, images.device
     inputs = _inputs(content, styles, config)
     final_size = long_edge_shape(*photo.shape[1:], config.max_size)
-    point = None if resume is None else _resume_point(resume, config, inputs, final_size)
+    point, stopped_image = _resumed(resume, config, inputs, final_size) if resume is not None else (None, None)
     bfloat16 = uses_bfloat16(config.precision, device)
     held = {id(t): t.nbytes for t in (photo, images.target, *images.paintings, *(images.masks or []))}
     memory = plan_memory(config, *photo.shape[1:], device, bfloat16, held=sum(held.values()))
@@ -117,7 +117,9 @@ def stylize(
     torch.manual_seed(config.seed)
     # With no style to paint (strength 0) there is no recolouring either: the photo comes back.
     init = "content" if config.init == "palette" and not config.style_weight * config.strength else config.init
-    state = LoopState(total=sum(steps), scales=len(sizes), step=point.steps if point else 0)
+    state = LoopState(total=sum(steps), scales=len(sizes))
+    if point:  # the count of steps and the clock go on from where the run stopped
+        state = LoopState(point.total, len(sizes), point.steps, time.perf_counter() - point.seconds)
     setup = time.perf_counter() - started
     image = first = first_shape = stopped_at = None
     with repeatable(device):
@@ -135,7 +137,7 @@ def stylize(
                 continue
             done = 0
             if point and scale == point.size_index:  # the stopped run's picture, at the size it was painting
-                image, done = unenlarge(point.image, *content_image.shape[1:]), point.steps_at_size
+                image, done = unenlarge(stopped_image, *content_image.shape[1:]), point.steps_at_size
                 image = luminance(image) if grey else image
                 if done >= iterations:
                     continue  # it stopped on this size's last step: the next size goes on from it
@@ -148,10 +150,13 @@ def stylize(
             image = optimize(start[None].to(device), objective, optimizer=config.optimizer, lr=config.step_size,
                              iterations=iterations - done, tolerance=config.tolerance, state=state, scale=scale,
                              callback=_in_color(callback, resize_to_long_edge(photo, size)) if grey else callback)[0].cpu()
+            if state.stop_reason == "cancelled":
+                left_here = state.total - state.step - sum(steps[scale + 1:])  # 0 once this size has stalled
+                if state.total > state.step:
+                    stopped_at = {"size_index": scale, "size": size, "steps_at_size": iterations - left_here}
+                else:  # the stop came with the run's last step: it had nothing left to do
+                    state.stop_reason = "iterations" if done + state.step - before == iterations else "tolerance"
             if state.stop_reason in ("cancelled", "diverged"):
-                made = done + state.step - before
-                if state.stop_reason == "cancelled" and (made < iterations or any(steps[scale + 1:])):
-                    stopped_at = {"size_index": scale, "size": size, "steps_at_size": made}
                 break
     image = resize(image, *final_size)
     if grey:  # the optimised luminance with the photo's chroma
@@ -168,27 +173,27 @@ def stylize(
 MACHINE_SETTINGS = ("device", "precision", "max_memory")
 
 
-class _ResumePoint(NamedTuple):
-    """Where a stopped run left off."""
+class ResumePoint(NamedTuple):
+    """Where a stopped run left off (``resume_point``)."""
 
-    image: torch.Tensor  # its picture (3, H, W), at the output's size
     size_index: int  # the size it was painting, an index into config.sizes()
-    steps_at_size: int  # steps made at that size
+    size: int  # that size (px)
+    steps_at_size: int  # steps made at that size (all of them once the loss had stalled there)
     steps: int  # steps made in all
     seconds: float  # time spent in all
+    total: int  # the most steps the whole run can take: those planned, less those skipped as the loss stalled
+    inputs: dict[str, Any]  # the SHA-256 of each input it was painted from, as ``Result.inputs``
 
 
-def _resume_point(stopped: Result | str | os.PathLike, config: Config, inputs: dict[str, Any],
-                 shape: tuple[int, int]) -> _ResumePoint:
+def resume_point(stopped: Result | str | os.PathLike, config: Config) -> ResumePoint:
     """Where ``stopped`` (a cancelled Result, or the file it was saved to) left off, after checking
-    that it was painted from the same ``inputs`` (as ``_inputs`` fingerprints them) with the same
-    ``config``, bar ``MACHINE_SETTINGS``, and is of the output's ``shape`` (H, W)."""
-    if isinstance(stopped, Result):
-        name, meta = "the run to resume", stopped.metadata()
-    else:
-        name, meta = str(stopped), read_metadata(stopped)
-        if not meta or "config" not in meta:
-            raise ImageError(f"{name}: carries no impasto metadata, cannot resume it")
+    that it can go on with ``config``: it stopped part way, was painted with the same settings, bar
+    ``MACHINE_SETTINGS``, and its record of where it stopped is sound. ``stylize(..., resume=)``
+    checks this first, then the inputs and the picture. Raises ``ImageError`` or ``ConfigError``."""
+    name = _resume_name(stopped)
+    meta = stopped.metadata() if isinstance(stopped, Result) else read_metadata(stopped)
+    if not meta or "config" not in meta:
+        raise ImageError(f"{name}: carries no impasto metadata, cannot resume it")
     at = meta.get("stopped_at")
     if not at:
         raise ImageError(f"{name}: not stopped part way (its run stopped by {meta.get('stop_reason')}), "
@@ -201,25 +206,39 @@ def _resume_point(stopped: Result | str | os.PathLike, config: Config, inputs: d
         ours, theirs = (_as_compared(f.name, getattr(c, f.name)) for c in (config, saved))
         if f.name not in MACHINE_SETTINGS and ours != theirs:
             raise ConfigError(f"{name}: painted with {f.name} {theirs!r}, not {ours!r}; resume it with its own settings")
-    recorded = meta.get("inputs", {})
-    for key, what in (("content", "content image"), ("style", "style images"), ("init", "init image"),
-                      ("masks", "masks"), ("weights", "weights file")):
-        if recorded.get(key) != inputs.get(key):
-            raise ImageError(f"{name}: painted from other {what} (their SHA-256 differs)")
+    if not isinstance(meta.get("inputs"), dict):
+        raise ImageError(f"{name}: its metadata records no inputs, cannot resume it")
     sizes, steps = config.sizes(), config.steps_per_size()
     try:
         index, made, before = at["size_index"], at["steps_at_size"], (meta["steps"], float(meta["seconds"]))
         whole = all(isinstance(n, int) and not isinstance(n, bool) for n in (index, made, before[0]))
-        if not (whole and 0 <= index < len(sizes) and 0 <= made <= steps[index] and made <= before[0]
-                and math.isfinite(before[1])):
+        if not (whole and 0 <= index < len(sizes) and 0 <= made <= steps[index] and 0 <= before[0]
+                <= sum(steps[:index]) + made and math.isfinite(before[1])):
             raise ValueError
     except (KeyError, TypeError, ValueError):
         raise ImageError(f"{name}: its record of where it stopped is damaged ({json.dumps(at)})") from None
+    skipped = sum(steps[:index]) + made - before[0]  # by earlier sizes whose loss stalled
+    return ResumePoint(index, sizes[index], made, *before, sum(steps) - skipped, meta["inputs"])
+
+
+def _resumed(stopped: Result | str | os.PathLike, config: Config, inputs: dict[str, Any],
+             shape: tuple[int, int]) -> tuple[ResumePoint, torch.Tensor]:
+    """``resume_point(stopped, config)`` and the stopped picture (3, H, W), after checking that it was
+    painted from the same ``inputs`` (as ``_inputs`` fingerprints them) and is of the output's ``shape``."""
+    point, name = resume_point(stopped, config), _resume_name(stopped)
+    for key, what in (("content", "content image"), ("style", "style images"), ("init", "init image"),
+                      ("masks", "masks"), ("weights", "weights file")):
+        if point.inputs.get(key) != inputs.get(key):
+            raise ImageError(f"{name}: painted from other {what} (their SHA-256 differs)")
     image = stopped.image if isinstance(stopped, Result) else read_image(stopped, what="image to resume")
     if tuple(image.shape[1:]) != shape:
         raise ImageError(f"{name}: is {image.shape[2]}x{image.shape[1]}, but the run it stopped paints "
                          f"{shape[1]}x{shape[0]}")
-    return _ResumePoint(image, index, made, *before)
+    return point, image
+
+
+def _resume_name(stopped: Result | str | os.PathLike) -> str:
+    return "the run to resume" if isinstance(stopped, Result) else str(stopped)
 
 
 def _as_compared(name: str, value: Any) -> Any:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import __version__
-from .api import fingerprint, resolve_device, stylize
+from .api import fingerprint, resolve_device, resume_point, stylize
 from .config import COLOR_MODES, INITS, OPTIMIZERS, POOLINGS, PRECISIONS, Config
 from .errors import EXIT_SIGNAL, ConfigError, ImageError, ImpastoError, Interrupted
 from .imageio import SAVE_FORMATS, check_writable, read_image, read_metadata, save_image, sidecar_path
@@ -79,8 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, MemoryError) or "out of memory" in str(exc):
             return _fail(args, "out of memory; try a smaller --max-size (or --device cpu)", EXIT_FAILED)
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        return _fail(args, f"unexpected {type(exc).__name__}: {first_line} (run with --debug for the traceback)",
-                     EXIT_FAILED)
+        hint = "" if args.debug else " (run with --debug for the traceback)"  # with it, the traceback is above
+        return _fail(args, f"unexpected {type(exc).__name__}: {first_line}{hint}", EXIT_FAILED)
 
 
 def _fail(args: argparse.Namespace, message: str, code: int) -> int:
@@ -407,7 +407,7 @@ def _plan_rerun(args: argparse.Namespace) -> Plan:
                          "painting it led to")
     if not meta or "config" not in meta:
         raise ImageError(f"{source}: carries no impasto metadata, cannot {verb} it")
-    inputs = meta.get("inputs", {})
+    inputs = meta["inputs"] if isinstance(meta.get("inputs"), dict) else {}
     paths = inputs.get("paths")
     if not isinstance(paths, dict) or not {"content", "style"} <= set(paths) or "content" not in inputs:
         raise ImageError(f"{source}: its metadata records no input paths (an older impasto); cannot {verb} it")
@@ -450,10 +450,11 @@ def _plan_rerun(args: argparse.Namespace) -> Plan:
             raise ImageError(f"{path}: {what} of {source} is missing")
         if fingerprint(path) != digest:
             raise ImageError(f"{path}: {what} of {source} has changed since (its SHA-256 differs)")
-    stopped = meta.get("stopped_at")
-    if args.resume and isinstance(stopped, dict) and not args.quiet:
-        print(f"impasto: resuming {source} after step {meta.get('steps')} of {sum(config.steps_per_size())} "
-              f"({stopped.get('size')} px)", file=sys.stderr)
+    if args.resume:
+        point = resume_point(source, config)  # a run that cannot go on is refused before any output is touched
+        if not args.quiet:
+            print(f"impasto: resuming {source} after step {point.steps} of {point.total} ({point.size} px)",
+                  file=sys.stderr)
     return _finish_plan(args, config, [paths["content"]], styles, False)
 
 
@@ -656,8 +657,10 @@ def _paint(args: argparse.Namespace, the_plan: Plan, job: Job, label: str, log: 
             signal_name = signal.Signals(interrupts.signum).name
             reason = (f"{signal_name}: the best image so far" if reason == "cancelled"
                       else f"{reason}; {signal_name} came after the last step")
-        print(f"wrote {path} ({result.steps} steps, {result.timings['total']:.1f} s, "
-              f"stopped by {reason}{squeezed})", file=sys.stderr)
+        timing = f"{result.timings['total']:.1f} s"
+        if result.resumed_from:
+            timing += f" resumed, {result.timings['total'] + result.resumed_from['seconds']:.1f} s in all"
+        print(f"wrote {path} ({result.steps} steps, {timing}, stopped by {reason}{squeezed})", file=sys.stderr)
         if result.stopped_at:
             print(f"impasto: to go on where it stopped: impasto --resume {shlex.quote(str(path))}", file=sys.stderr)
 

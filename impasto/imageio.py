@@ -388,6 +388,8 @@ def _umask() -> int:
 def read_metadata(path: str | os.PathLike) -> dict[str, Any] | None:
     """The metadata `save_image` stored with an image (PNG chunk or JSON sidecar), or None."""
     path = Path(path)
+    if path.is_dir():
+        raise ImageError(f"{path}: is a folder, not an image file")
     if not path.is_file():
         raise ImageError(f"{path}: no such file")
     try:

@@ -354,8 +354,10 @@ def test_a_stopped_run_records_where_it_stopped(stopped):
 
 def test_resume_goes_on_from_the_stopped_picture(stopped):
     photo, art, config, result, path = stopped
-    resumed = impasto.stylize(photo, art, config, resume=path)
+    clock: list[float] = []
+    resumed = impasto.stylize(photo, art, config, resume=path, callback=lambda event: clock.append(event.elapsed))
     assert [row["step"] for row in resumed.history] == list(range(9, 25))  # 4 more at 32 px, 12 at 64 px
+    assert clock[0] > read_metadata(path)["seconds"]  # the clock goes on from the stopped part's time
     assert [row["scale"] for row in resumed.history] == [0] * 4 + [1] * 12
     assert resumed.steps == 24 and resumed.stop_reason == "iterations" and resumed.stopped_at is None
     # It starts from the stopped picture (rounded to 8 bits and back from 64 px), not from the photo again.
@@ -374,7 +376,31 @@ def test_a_run_stopped_at_the_end_of_a_size_resumes_at_the_next(stopped):
     resumed = impasto.stylize(photo, art, config.replace(device="cpu"), resume=result)  # a machine setting may change
     assert [row["scale"] for row in resumed.history] == [1] * 12 and resumed.steps == 24
     finished = impasto.stylize(photo, art, config, callback=lambda event: event.step == 24)
-    assert finished.stop_reason == "cancelled" and finished.stopped_at is None  # nothing was left to do
+    assert finished.stop_reason == "iterations" and finished.stopped_at is None  # nothing was left to do
+
+
+def test_resuming_counts_the_steps_that_sizes_skipped_as_their_loss_stalled(stopped):
+    photo, art, config, *_ = stopped
+    config = config.replace(coarse_iterations=14, iterations=14, tolerance=1.0)  # each size stalls after 11 steps
+    result = impasto.stylize(photo, art, config, callback=lambda event: event.step == 13)
+    assert result.stopped_at == {"size_index": 1, "size": 64, "steps_at_size": 2}
+    point = impasto.resume_point(result, config)
+    assert (point.size_index, point.steps_at_size, point.steps, point.total) == (1, 2, 13, 25)  # 3 skipped at 32 px
+    totals: list[int] = []
+    resumed = impasto.stylize(photo, art, config, resume=result, callback=lambda event: totals.append(event.total))
+    assert totals[0] == 25 and totals[-1] == resumed.steps == 24 and resumed.stop_reason == "tolerance"
+
+
+def test_a_stop_as_the_loss_stalls_records_the_size_as_done(stopped):
+    photo, art, config, *_ = stopped
+    config = config.replace(coarse_iterations=14, iterations=14, tolerance=1.0)
+    result = impasto.stylize(photo, art, config, callback=lambda event: event.step == 11)  # 32 px stalls then
+    assert result.stopped_at == {"size_index": 0, "size": 32, "steps_at_size": 14}
+    assert impasto.resume_point(result, config).total == 25
+    resumed = impasto.stylize(photo, art, config, resume=result)
+    assert [row["scale"] for row in resumed.history] == [1] * 11 and resumed.history[0]["step"] == 12
+    last = impasto.stylize(photo, art, config, callback=lambda event: event.step == 22)  # 64 px stalls then
+    assert last.stop_reason == "tolerance" and last.stopped_at is None
 
 
 @pytest.mark.parametrize("change, message", [
@@ -404,8 +430,11 @@ def test_resume_refuses_what_cannot_be_resumed(stopped, tmp_path):
     with pytest.raises(impasto.ImageError, match="cropped.png: is 60x48, but the run it stopped paints 64x48"):
         impasto.stylize(photo, art, config, resume=tmp_path / "cropped.png")
     for at, steps in (({"size_index": 5, "steps_at_size": 8}, 8), ({"size_index": 0, "steps_at_size": 2.5}, 8),
-                      ({"size_index": 0, "steps_at_size": 8}, -5)):
+                      ({"size_index": 0, "steps_at_size": 8}, -5), ({"size_index": 0, "steps_at_size": 8}, 9)):
         damaged = {**result.metadata(), "stopped_at": at, "steps": steps}
         impasto.save_image(result.image, tmp_path / "damaged.png", metadata=damaged)
         with pytest.raises(impasto.ImageError, match="damaged.png: its record of where it stopped is damaged"):
             impasto.stylize(photo, art, config, resume=tmp_path / "damaged.png")
+    impasto.save_image(result.image, tmp_path / "no-inputs.png", metadata={**result.metadata(), "inputs": []})
+    with pytest.raises(impasto.ImageError, match="no-inputs.png: its metadata records no inputs, cannot resume it"):
+        impasto.resume_point(tmp_path / "no-inputs.png", config)

@@ -5,6 +5,7 @@ import dataclasses
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -22,7 +23,7 @@ from PIL import Image
 from impasto import cli, stylize
 from impasto.cli import Interrupts, build_parser, config_from_args, config_to_toml, main
 from impasto.config import Config
-from impasto.imageio import read_metadata, save_image
+from impasto.imageio import read_image, read_metadata, save_image
 from impasto.vgg import default_weights_path
 
 QUICK = ["-q", "-s", "32", "-n", "2", "--tolerance", "0"]
@@ -232,12 +233,19 @@ def test_resume_finishes_a_stopped_run_in_its_own_file(photo, painting, tmp_path
     config = Config(max_size=64, min_size=32, coarse_iterations=6, iterations=6, tolerance=0.0)
     stopped = tmp_path / "stopped.png"
     stylize(photo, painting, config, callback=lambda event: event.step == 4).save(stopped)
-    assert main(["--resume", str(stopped), "--iterations", "7"]) == 2
-    assert f"{stopped}: painted with iterations 6, not 7; resume it with its own settings" in capsys.readouterr().err
+    earlier_log = tmp_path / "earlier.jsonl"
+    earlier_log.write_text("kept\n")
+    assert main(["--resume", str(stopped), "--iterations", "7", "--log-json", str(earlier_log)]) == 2
+    err = capsys.readouterr().err  # refused before it announces the run or touches its outputs
+    assert err == f"impasto: error: {stopped}: painted with iterations 6, not 7; resume it with its own settings\n"
+    assert earlier_log.read_text() == "kept\n"
     assert main(["--resume", str(stopped), "--device", "cpu", "--log-json", str(tmp_path / "log.jsonl")]) == 0
     err = capsys.readouterr().err
-    assert f"impasto: resuming {stopped} after step 4 of 12 (32 px)" in err and f"wrote {stopped} (12 steps" in err
-    assert [json.loads(line)["step"] for line in (tmp_path / "log.jsonl").read_text().splitlines()] == list(range(5, 13))
+    assert f"impasto: resuming {stopped} after step 4 of 12 (32 px)" in err
+    assert re.search(f"wrote {re.escape(str(stopped))} \\(12 steps, [0-9.]+ s resumed, [0-9.]+ s in all, stopped by iterations\\)", err)
+    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [record["step"] for record in records] == list(range(5, 13))
+    assert records[0]["elapsed"] > read_metadata(stopped)["resumed_from"]["seconds"]  # the clock goes on too
     meta = read_metadata(stopped)
     assert meta["steps"] == 12 and meta["stop_reason"] == "iterations" and meta["resumed_from"]["steps"] == 4
     assert "stopped_at" not in meta and meta["config"]["device"] == "cpu"
@@ -247,6 +255,9 @@ def test_resume_finishes_a_stopped_run_in_its_own_file(photo, painting, tmp_path
     assert "give --rerun or --resume, not both" in capsys.readouterr().err
     assert main(["--resume", str(stopped), photo]) == 2
     assert "--resume takes no CONTENT, STYLE, --content or --demo" in capsys.readouterr().err
+    save_image(read_image(stopped), stopped, metadata={**read_metadata(stopped), "inputs": []})
+    assert main(["--resume", str(stopped)]) == 2
+    assert f"{stopped}: its metadata records no input paths (an older impasto); cannot resume it" in capsys.readouterr().err
 
 
 def test_batch_skips_a_broken_photo_and_exits_1(images, painting, tmp_path, capsys):
@@ -435,7 +446,8 @@ def test_unexpected_error_is_one_line_exit_1(photo, painting, tmp_path, capsys, 
     assert capsys.readouterr().err == \
         "impasto: error: unexpected ValueError: something broke (run with --debug for the traceback)\n"
     assert main([*argv, "--debug"]) == 1
-    assert "Traceback" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.endswith("impasto: error: unexpected ValueError: something broke\n")
 
 
 def test_serve_dispatches_to_the_web_app(capsys, monkeypatch):

@@ -464,6 +464,9 @@ def test_saving_keeps_a_files_permissions_and_refuses_a_read_only_one(tmp_path):
 def test_read_metadata_errors(tmp_path):
     with pytest.raises(ImageError, match=r"gone\.png: no such file"):
         read_metadata(tmp_path / "gone.png")
+    (tmp_path / "folder.png").mkdir()
+    with pytest.raises(ImageError, match=r"folder\.png: is a folder, not an image file"):
+        read_metadata(tmp_path / "folder.png")
     save_image(torch.rand(3, 2, 2), tmp_path / "a.jpg")
     (tmp_path / "a.jpg.json").write_text("{broken")
     with pytest.raises(ImageError, match=r"a\.jpg: cannot read its metadata"):

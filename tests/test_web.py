@@ -4,7 +4,11 @@ real engine (tiny images, few steps)."""
 import io
 import json
 import shutil
+import signal
 import socket
+import subprocess
+import sys
+import time
 
 import pytest
 from PIL import Image
@@ -352,6 +356,30 @@ def test_serve_command_line(tmp_path, monkeypatch, capsys):
     captured = capsys.readouterr()
     assert captured.err.strip() == f"impasto serve: error: cannot listen on 127.0.0.1 port {port} (Address already in use)"
     assert "open http" not in captured.out  # it does not send the user to the other program
+
+
+def _answers(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_serve_stops_on_a_signal_with_its_exit_code(tmp_path, signum, code):
+    with socket.create_server(("127.0.0.1", 0)) as probe:  # a port free a moment ago
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "impasto", "serve", "--port", str(port), "--data-dir",
+                               str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout.readline().startswith(f"impasto: open http://127.0.0.1:{port}/")
+        deadline = time.monotonic() + 60  # listening follows the line closely; a guard against hanging only
+        while not _answers(port):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        server.send_signal(signum)
+        assert server.wait(timeout=60) == code, server.stderr.read()
+    finally:
+        server.kill()
+        server.communicate()
 
 
 def test_files_are_kept_per_job(client, uploads, tmp_path, images):

@@ -6,6 +6,7 @@ import shutil
 import time
 
 import pytest
+from PIL import Image
 
 import impasto
 from impasto.web.jobs import FINISHED, INTERRUPTED, Job, JobManager, QueueFull
@@ -19,6 +20,23 @@ def test_a_job_interrupted_by_a_crash_is_reported_not_rerun(tmp_path):
     reloaded = JobManager(tmp_path).get(job_id)
     assert reloaded.status == "failed" and reloaded.error == INTERRUPTED and reloaded.step == 7
     assert json.loads((folder / "job.json").read_text())["status"] == "failed"
+
+
+@pytest.mark.parametrize("status", ["queued", "running"])
+def test_a_resume_interrupted_by_a_crash_can_resume_again(tmp_path, status):
+    manager = JobManager(tmp_path)
+    job_id, folder = manager.new_folder()
+    stopped_at = {"size_index": 0, "size": 32, "steps_at_size": 3}
+    job = Job(job_id, folder, impasto.Config().to_dict(), "a.jpg", ["b.jpg"], status=status, step=3,
+              points=[[1, 9.0, 5.0, 4.0], [2, 8.0, 5.0, 3.0], [3, 7.0, 5.0, 2.0]], stopped_at=stopped_at)
+    job.save()
+    Image.new("RGB", (8, 8)).save(job.result_path)  # the stopped picture
+    reloaded = JobManager(tmp_path).get(job_id)
+    assert reloaded.status == "cancelled" and reloaded.resumable and reloaded.step == 3 and len(reloaded.points) == 3
+    assert reloaded.error == f"{INTERRUPTED}; Resume goes on from where it stopped"
+    job.result_path.unlink()  # without its picture it cannot
+    job.save()
+    assert JobManager(tmp_path).get(job_id).status == "failed"
 
 
 def test_damaged_job_folders_are_reported_and_skipped(tmp_path, caplog):

@@ -9,11 +9,14 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import signal
 import socket
 import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+
+from ..errors import EXIT_SIGNAL
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
@@ -121,8 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         server.run()
     except SystemExit:  # uvicorn exits this way when it cannot listen (taken since the check above)
         return 2
-    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled, once it has shut down
-        return 130
+    except KeyboardInterrupt as exc:  # uvicorn re-raises the signal it handled, once it has shut down
+        return getattr(exc, "exit_code", EXIT_SIGNAL[signal.SIGINT])  # SIGTERM's is 143 (impasto.console)
     return 0
 
 

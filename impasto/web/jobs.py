@@ -144,7 +144,8 @@ class JobManager:
     # --- Jobs ---
 
     def _load(self) -> None:
-        """Reload the jobs of earlier sessions; one that was still queued or running is marked failed."""
+        """Reload the jobs of earlier sessions. One that was still queued or running is marked failed, or,
+        if it was to go on from a stopped picture that is still there, cancelled again: it can resume."""
         for folder in self.jobs_dir.iterdir():
             if not (JOB_ID.fullmatch(folder.name) and (folder / "job.json").is_file()):
                 continue
@@ -154,7 +155,13 @@ class JobManager:
                 log.warning("skipping job folder %s: %s", folder, e)
                 continue
             if job.status not in FINISHED:
-                job.status, job.error, job.finished = "failed", INTERRUPTED, job.finished or time.time()
+                # job.json was last written as it was queued or started, so it holds the stopped run's step
+                # and points: the resumed part is lost, the picture it started from is not.
+                if job.stopped_at and job.result_path.is_file():
+                    job.status, job.error = "cancelled", f"{INTERRUPTED}; Resume goes on from where it stopped"
+                else:
+                    job.status, job.error = "failed", INTERRUPTED
+                job.finished = job.finished or time.time()
                 self._save(job)
             elif job.status == "done" and not job.result_path.is_file():
                 job.status, job.error = "failed", "its result.png is missing from the data folder"
@@ -290,11 +297,10 @@ class JobManager:
                 self._finish(job, "failed", error=f"unexpected {type(e).__name__}: {e}")
 
     def _run(self, job: Job) -> None:
-        resume, elapsed_before = (job.result_path, job.elapsed) if job.stopped_at else (None, 0.0)
+        resume = job.result_path if job.stopped_at else None
 
         def on_step(event: ProgressEvent) -> bool:
-            job.step, job.total, job.loss = event.step, event.total, event.loss
-            job.elapsed = elapsed_before + event.elapsed  # over the whole run, for the time left
+            job.step, job.total, job.loss, job.elapsed = event.step, event.total, event.loss, event.elapsed
             kinds = loss_kinds(event.losses)
             job.points.append([event.step, event.loss, kinds.get("content", 0.0), kinds.get("style", 0.0)])
             if job.preview is None or event.step % self.preview_every == 0 or event.step == event.total:
