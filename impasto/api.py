@@ -117,9 +117,9 @@ def stylize(
     torch.manual_seed(config.seed)
     # With no style to paint (strength 0) there is no recolouring either: the photo comes back.
     init = "content" if config.init == "palette" and not config.style_weight * config.strength else config.init
-    state = LoopState(total=sum(steps), scales=len(sizes))
-    if point:  # the count of steps and the clock go on from where the run stopped
-        state = LoopState(point.total, len(sizes), point.steps, time.perf_counter() - point.seconds)
+    # A resumed run's count of steps and its clock go on from where it stopped.
+    state = (LoopState(point.total, len(sizes), point.steps, time.perf_counter() - point.seconds) if point
+             else LoopState(sum(steps), len(sizes)))
     setup = time.perf_counter() - started
     image = first = first_shape = stopped_at = None
     with repeatable(device):
@@ -190,6 +190,8 @@ def resume_point(stopped: Result | str | os.PathLike, config: Config) -> ResumeP
     that it can go on with ``config``: it stopped part way, was painted with the same settings, bar
     ``MACHINE_SETTINGS``, and its record of where it stopped is sound. ``stylize(..., resume=)``
     checks this first, then the inputs and the picture. Raises ``ImageError`` or ``ConfigError``."""
+    if not isinstance(stopped, (Result, str, os.PathLike)):
+        raise ImageError(f"resume: expected a stopped Result or the file it was saved to, not {type(stopped).__name__}")
     name = _resume_name(stopped)
     meta = stopped.metadata() if isinstance(stopped, Result) else read_metadata(stopped)
     if not meta or "config" not in meta:
@@ -203,22 +205,23 @@ def resume_point(stopped: Result | str | os.PathLike, config: Config) -> ResumeP
     except (ConfigError, TypeError) as exc:
         raise ImageError(f"{name}: its settings cannot be used ({exc})") from None
     for f in dataclasses.fields(Config):
-        ours, theirs = (_as_compared(f.name, getattr(c, f.name)) for c in (config, saved))
+        ours, theirs = (_as_compared(c, f.name) for c in (config, saved))
         if f.name not in MACHINE_SETTINGS and ours != theirs:
             raise ConfigError(f"{name}: painted with {f.name} {theirs!r}, not {ours!r}; resume it with its own settings")
     if not isinstance(meta.get("inputs"), dict):
         raise ImageError(f"{name}: its metadata records no inputs, cannot resume it")
     sizes, steps = config.sizes(), config.steps_per_size()
     try:
-        index, made, before = at["size_index"], at["steps_at_size"], (meta["steps"], float(meta["seconds"]))
+        index, made, before = at["size_index"], at["steps_at_size"], (meta["steps"], meta["seconds"])
         whole = all(isinstance(n, int) and not isinstance(n, bool) for n in (index, made, before[0]))
-        if not (whole and 0 <= index < len(sizes) and 0 <= made <= steps[index] and 0 <= before[0]
-                <= sum(steps[:index]) + made and math.isfinite(before[1])):
+        seconds = isinstance(before[1], (int, float)) and not isinstance(before[1], bool) and 0 <= before[1] < math.inf
+        if not (whole and seconds and 0 <= index < len(sizes) and 0 <= made <= steps[index]
+                and 0 <= before[0] <= sum(steps[:index]) + made):
             raise ValueError
     except (KeyError, TypeError, ValueError):
         raise ImageError(f"{name}: its record of where it stopped is damaged ({json.dumps(at)})") from None
     skipped = sum(steps[:index]) + made - before[0]  # by earlier sizes whose loss stalled
-    return ResumePoint(index, sizes[index], made, *before, sum(steps) - skipped, meta["inputs"])
+    return ResumePoint(index, sizes[index], made, before[0], float(before[1]), sum(steps) - skipped, meta["inputs"])
 
 
 def _resumed(stopped: Result | str | os.PathLike, config: Config, inputs: dict[str, Any],
@@ -229,7 +232,9 @@ def _resumed(stopped: Result | str | os.PathLike, config: Config, inputs: dict[s
     for key, what in (("content", "content image"), ("style", "style images"), ("init", "init image"),
                       ("masks", "masks"), ("weights", "weights file")):
         if point.inputs.get(key) != inputs.get(key):
-            raise ImageError(f"{name}: painted from other {what} (their SHA-256 differs)")
+            hint = ("; a file is fingerprinted by its bytes, an image in memory by its pixels: give it as then"
+                    if _given_in_memory(point.inputs, key) != _given_in_memory(inputs, key) else "")
+            raise ImageError(f"{name}: painted from other {what} (their SHA-256 differs{hint})")
     image = stopped.image if isinstance(stopped, Result) else read_image(stopped, what="image to resume")
     if tuple(image.shape[1:]) != shape:
         raise ImageError(f"{name}: is {image.shape[2]}x{image.shape[1]}, but the run it stopped paints "
@@ -241,9 +246,20 @@ def _resume_name(stopped: Result | str | os.PathLike) -> str:
     return "the run to resume" if isinstance(stopped, Result) else str(stopped)
 
 
-def _as_compared(name: str, value: Any) -> Any:
-    """A setting as resuming compares it: files by how many there are (their contents are compared by
-    fingerprint, as their paths may differ)."""
+def _given_in_memory(inputs: dict[str, Any], key: str) -> list[bool]:
+    """Which of ``inputs``' images under ``key`` were given in memory (they have no path)."""
+    paths = inputs.get("paths")
+    given = paths.get(key) if isinstance(paths, dict) else None
+    return [path is None for path in (given if isinstance(given, list) else [given])]
+
+
+def _as_compared(config: Config, name: str) -> Any:
+    """A setting of ``config`` as resuming compares it: the learning rate in force (an empty one is the
+    optimizer's default), files by how many there are (their contents are compared by fingerprint, as
+    their paths may differ)."""
+    value = getattr(config, name)
+    if name == "learning_rate":
+        return config.step_size
     if name == "init" and value not in INITS:
         return "an image file"
     if name == "masks":

@@ -407,10 +407,7 @@ def _plan_rerun(args: argparse.Namespace) -> Plan:
                          "painting it led to")
     if not meta or "config" not in meta:
         raise ImageError(f"{source}: carries no impasto metadata, cannot {verb} it")
-    inputs = meta["inputs"] if isinstance(meta.get("inputs"), dict) else {}
-    paths = inputs.get("paths")
-    if not isinstance(paths, dict) or not {"content", "style"} <= set(paths) or "content" not in inputs:
-        raise ImageError(f"{source}: its metadata records no input paths (an older impasto); cannot {verb} it")
+    inputs, paths = _recorded_inputs(meta, source, verb)
     if meta.get("impasto") != __version__ and not args.quiet:
         print(f"impasto: note: {source} was made by impasto {meta.get('impasto')}, this is {__version__}; "
               "the result may differ", file=sys.stderr)
@@ -450,12 +447,35 @@ def _plan_rerun(args: argparse.Namespace) -> Plan:
             raise ImageError(f"{path}: {what} of {source} is missing")
         if fingerprint(path) != digest:
             raise ImageError(f"{path}: {what} of {source} has changed since (its SHA-256 differs)")
-    if args.resume:
-        point = resume_point(source, config)  # a run that cannot go on is refused before any output is touched
-        if not args.quiet:
-            print(f"impasto: resuming {source} after step {point.steps} of {point.total} ({point.size} px)",
-                  file=sys.stderr)
+    if args.resume:  # a run that cannot go on is refused before any output is touched (the rest: stylize)
+        resume_point(source, config)
     return _finish_plan(args, config, [paths["content"]], styles, False)
+
+
+def _recorded_inputs(meta: dict[str, Any], source: Path, verb: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The inputs that ``meta`` records (SHA-256s, and their paths), checked to be of the shape
+    ``stylize`` writes: a file edited by hand gets a one-line error, not a crash."""
+    inputs = meta["inputs"] if isinstance(meta.get("inputs"), dict) else {}
+    paths = inputs.get("paths")
+    if not isinstance(paths, dict) or not {"content", "style"} <= set(paths) or "content" not in inputs:
+        raise ImageError(f"{source}: its metadata records no input paths (an older impasto); cannot {verb} it")
+
+    def digests(key: str) -> bool:
+        return isinstance(inputs[key], list) and all(isinstance(d, str) for d in inputs[key])
+
+    def named(key: str) -> bool:  # a path for each digest; None for an image that was not a file
+        given = paths.get(key)
+        return (isinstance(given, list) and len(given) == len(inputs[key])
+                and all(p is None or isinstance(p, str) for p in given))
+
+    sound = (isinstance(inputs["content"], str) and isinstance(paths["content"], str | None)
+             and "style" in inputs and digests("style") and inputs["style"] and named("style")
+             and all(digests(key) and named(key) for key in ("masks",) if key in inputs)
+             and all(isinstance(inputs[key], str) and isinstance(paths.get(key), str) for key in ("init", "weights")
+                     if key in inputs))
+    if not sound:
+        raise ImageError(f"{source}: its metadata's record of its inputs is damaged; cannot {verb} it")
+    return inputs, paths
 
 
 def _demo_style_if_drawn(path: str | None, digest: str) -> Any:
@@ -693,10 +713,15 @@ class Progress:
         self.every = args.save_every
         self.snapshot = functools.partial(_snapshot_path, args, job)
         self.bar: Any = None
+        self.resuming = args.resume  # said at the first step, once stylize has checked all it resumes
 
     def __call__(self, event: ProgressEvent) -> bool:
         kinds = loss_kinds(event.losses)
         height, width = event.image.shape[1:]
+        if self.resuming and not self.quiet:
+            print(f"impasto: resuming {self.resuming} at step {event.step} of {event.total} "
+                  f"({max(height, width)} px)", file=sys.stderr)
+        self.resuming = None
         if not self.quiet:
             self._draw(event, kinds, f"{width}x{height}")
         if self.log is not None:

@@ -401,6 +401,9 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any] | None:
         else:
             sidecar = sidecar_path(path)
             text = sidecar.read_text(encoding="utf-8") if sidecar.is_file() else None
-        return None if text is None else json.loads(text)
+        meta = None if text is None else json.loads(text)
     except (OSError, UnidentifiedImageError, ValueError) as e:
         raise ImageError(f"{path}: cannot read its metadata ({e})") from None
+    if meta is not None and not isinstance(meta, dict):
+        raise ImageError(f"{path}: cannot read its metadata (a JSON {type(meta).__name__}, not an object)")
+    return meta

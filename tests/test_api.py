@@ -373,7 +373,8 @@ def test_a_run_stopped_at_the_end_of_a_size_resumes_at_the_next(stopped):
     photo, art, config, *_ = stopped
     result = impasto.stylize(photo, art, config, callback=lambda event: event.step == 12)
     assert result.stopped_at == {"size_index": 0, "size": 32, "steps_at_size": 12}
-    resumed = impasto.stylize(photo, art, config.replace(device="cpu"), resume=result)  # a machine setting may change
+    # A machine setting may change, and a setting may be spelled out at the value it had (the default step).
+    resumed = impasto.stylize(photo, art, config.replace(device="cpu", learning_rate=1.0), resume=result)
     assert [row["scale"] for row in resumed.history] == [1] * 12 and resumed.steps == 24
     finished = impasto.stylize(photo, art, config, callback=lambda event: event.step == 24)
     assert finished.stop_reason == "iterations" and finished.stopped_at is None  # nothing was left to do
@@ -429,12 +430,19 @@ def test_resume_refuses_what_cannot_be_resumed(stopped, tmp_path):
     impasto.save_image(result.image[:, :, :60], tmp_path / "cropped.png", metadata=result.metadata())
     with pytest.raises(impasto.ImageError, match="cropped.png: is 60x48, but the run it stopped paints 64x48"):
         impasto.stylize(photo, art, config, resume=tmp_path / "cropped.png")
-    for at, steps in (({"size_index": 5, "steps_at_size": 8}, 8), ({"size_index": 0, "steps_at_size": 2.5}, 8),
-                      ({"size_index": 0, "steps_at_size": 8}, -5), ({"size_index": 0, "steps_at_size": 8}, 9)):
-        damaged = {**result.metadata(), "stopped_at": at, "steps": steps}
+    at = {"size_index": 0, "steps_at_size": 8}
+    for change in ({"stopped_at": {"size_index": 5, "steps_at_size": 8}},
+                   {"stopped_at": {"size_index": 0, "steps_at_size": 2.5}}, {"steps": -5}, {"steps": 9},
+                   {"seconds": -100.0}, {"seconds": True}, {"seconds": "1.5"}, {"seconds": None}):
+        damaged = {**result.metadata(), "stopped_at": at, **change}
         impasto.save_image(result.image, tmp_path / "damaged.png", metadata=damaged)
         with pytest.raises(impasto.ImageError, match="damaged.png: its record of where it stopped is damaged"):
             impasto.stylize(photo, art, config, resume=tmp_path / "damaged.png")
     impasto.save_image(result.image, tmp_path / "no-inputs.png", metadata={**result.metadata(), "inputs": []})
     with pytest.raises(impasto.ImageError, match="no-inputs.png: its metadata records no inputs, cannot resume it"):
         impasto.resume_point(tmp_path / "no-inputs.png", config)
+    with pytest.raises(impasto.ImageError, match="resume: expected a stopped Result or the file it was saved to, not int"):
+        impasto.stylize(photo, art, config, resume=123)
+    with pytest.raises(impasto.ImageError, match="painted from other content image .their SHA-256 differs; a file is "
+                                                 "fingerprinted by its bytes, an image in memory by its pixels"):
+        impasto.stylize(impasto.read_image(photo), art, config, resume=path)  # the same photo, given in memory

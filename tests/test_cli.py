@@ -241,7 +241,7 @@ def test_resume_finishes_a_stopped_run_in_its_own_file(photo, painting, tmp_path
     assert earlier_log.read_text() == "kept\n"
     assert main(["--resume", str(stopped), "--device", "cpu", "--log-json", str(tmp_path / "log.jsonl")]) == 0
     err = capsys.readouterr().err
-    assert f"impasto: resuming {stopped} after step 4 of 12 (32 px)" in err
+    assert f"impasto: resuming {stopped} at step 5 of 12 (32 px)" in err
     assert re.search(f"wrote {re.escape(str(stopped))} \\(12 steps, [0-9.]+ s resumed, [0-9.]+ s in all, stopped by iterations\\)", err)
     records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [record["step"] for record in records] == list(range(5, 13))
@@ -258,6 +258,40 @@ def test_resume_finishes_a_stopped_run_in_its_own_file(photo, painting, tmp_path
     save_image(read_image(stopped), stopped, metadata={**read_metadata(stopped), "inputs": []})
     assert main(["--resume", str(stopped)]) == 2
     assert f"{stopped}: its metadata records no input paths (an older impasto); cannot resume it" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda meta: 5, "cannot read its metadata (a JSON int, not an object)"),
+    (lambda meta: {**meta, "inputs": {**meta["inputs"], "init": "abc"}}, "record of its inputs is damaged"),
+    (lambda meta: {**meta, "inputs": {**meta["inputs"], "paths": {**meta["inputs"]["paths"], "content": 5}}},
+     "record of its inputs is damaged"),
+    (lambda meta: {**meta, "inputs": {**meta["inputs"], "paths": {**meta["inputs"]["paths"], "style": "/a.jpg"}}},
+     "record of its inputs is damaged"),
+    (lambda meta: {**meta, "inputs": {**meta["inputs"], "style": [], "paths": {**meta["inputs"]["paths"], "style": []}}},
+     "record of its inputs is damaged"),
+    (lambda meta: {**meta, "seconds": -100.0}, "its record of where it stopped is damaged"),
+])
+def test_resume_and_rerun_refuse_metadata_edited_by_hand(photo, painting, tmp_path, capsys, damage, message):
+    stopped = tmp_path / "stopped.jpg"
+    stylize(photo, painting, Config(max_size=32, scales=1, iterations=6, tolerance=0.0),
+            callback=lambda event: event.step == 2).save(stopped)
+    sidecar = tmp_path / "stopped.jpg.json"
+    sidecar.write_text(json.dumps(damage(json.loads(sidecar.read_text()))))
+    verbs = ["--resume"] if "stopped" in message else ["--resume", "--rerun"]  # a rerun starts afresh
+    for verb in verbs:
+        assert main([verb, str(stopped), "-o", str(tmp_path / "out.png")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"impasto: error: {stopped}: ") and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_a_resume_whose_picture_is_damaged_is_one_line(photo, painting, tmp_path, capsys):
+    stopped = tmp_path / "stopped.png"
+    result = stylize(photo, painting, Config(max_size=32, scales=1, iterations=6, tolerance=0.0),
+                     callback=lambda event: event.step == 2)
+    save_image(result.image[:, :, :30], stopped, metadata=result.metadata())  # cropped since
+    assert main(["--resume", str(stopped)]) == 2
+    assert capsys.readouterr().err == f"impasto: error: {stopped}: is 30x24, but the run it stopped paints 32x24\n"
 
 
 def test_batch_skips_a_broken_photo_and_exits_1(images, painting, tmp_path, capsys):
