@@ -31,7 +31,7 @@ from .memory import plan as plan_memory, return_freed_memory
 from .objective import Objective, WithComposition
 from .optimize import Callback, LoopState, optimize
 from .postprocess import denoise
-from .vgg import LAYER_NAMES, VGGFeatures, load_weights, smallest_edge
+from .vgg import LAYER_NAMES, VGGFeatures, check_weights_file, load_weights, smallest_edge
 
 ImageSource = Union[str, os.PathLike, PIL.Image.Image, np.ndarray, torch.Tensor]
 
@@ -390,7 +390,7 @@ def _inputs(content: ImageSource, styles: list[ImageSource], config: Config) -> 
         inputs["masks"] = [fingerprint(m) for m in config.masks]
         inputs["paths"]["masks"] = [_abspath(m) for m in config.masks]
     if config.weights:
-        inputs["weights"] = fingerprint(config.weights)
+        inputs["weights"] = fingerprint(check_weights_file(config.weights))
         inputs["paths"]["weights"] = _abspath(config.weights)
     return inputs
 
@@ -538,8 +538,15 @@ def fingerprint(source: ImageSource) -> str:
     """SHA-256 of an input file, or of the pixels of an in-memory image."""
     if isinstance(source, (str, os.PathLike)):
         digest = hashlib.sha256()
-        with open(source, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
+        try:
+            with open(source, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(chunk)
+        except FileNotFoundError:
+            raise ImageError(f"{source}: no such file") from None
+        except IsADirectoryError:
+            raise ImageError(f"{source}: is a folder, not a file") from None
+        except OSError as exc:
+            raise ImageError(f"{source}: cannot read it ({exc.strerror or exc})") from None
         return digest.hexdigest()
     return hashlib.sha256(read_image(source).numpy().tobytes()).hexdigest()

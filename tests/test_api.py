@@ -446,3 +446,13 @@ def test_resume_refuses_what_cannot_be_resumed(stopped, tmp_path):
     with pytest.raises(impasto.ImageError, match="painted from other content image .their SHA-256 differs; a file is "
                                                  "fingerprinted by its bytes, an image in memory by its pixels"):
         impasto.stylize(impasto.read_image(photo), art, config, resume=path)  # the same photo, given in memory
+
+
+def test_a_missing_init_or_weights_file_is_an_impasto_error(images, tmp_path):
+    photo, art = images / "content/golden_gate.jpg", images / "style/starry_night.jpg"
+    with pytest.raises(impasto.ImageError, match="banana.png: no such file"):
+        impasto.stylize(photo, art, impasto.Config(max_size=32, iterations=1, init=str(tmp_path / "banana.png")))
+    with pytest.raises(impasto.WeightsError, match="nofile.pth: no such weights file"):
+        impasto.stylize(photo, art, impasto.Config(max_size=32, iterations=1, weights=str(tmp_path / "nofile.pth")))
+    with pytest.raises(impasto.WeightsError, match=": is a folder, not a weights file"):
+        impasto.stylize(photo, art, impasto.Config(max_size=32, iterations=1, weights=str(tmp_path)))

@@ -285,6 +285,19 @@ def test_resume_and_rerun_refuse_metadata_edited_by_hand(photo, painting, tmp_pa
     assert not (tmp_path / "out.png").exists()
 
 
+def test_rerun_and_resume_write_nothing_but_the_painting_over_their_picture(photo, painting, tmp_path, capsys):
+    stopped = tmp_path / "stopped.jpg"
+    stylize(photo, painting, Config(max_size=32, scales=1, iterations=6, tolerance=0.0),
+            callback=lambda event: event.step == 2).save(stopped)
+    before = stopped.read_bytes(), (tmp_path / "stopped.jpg.json").read_bytes()
+    for argv, message in ((["--rerun", str(stopped), "--plot", str(stopped)], "--plot would overwrite the picture to rerun"),
+                          (["--resume", str(stopped), "--log-json", str(tmp_path / "stopped.jpg.json")],
+                           "--log-json would overwrite the picture to resume")):
+        assert main(argv) == 2
+        assert message in capsys.readouterr().err
+    assert (stopped.read_bytes(), (tmp_path / "stopped.jpg.json").read_bytes()) == before
+
+
 def test_a_resume_whose_picture_is_damaged_is_one_line(photo, painting, tmp_path, capsys):
     stopped = tmp_path / "stopped.png"
     result = stylize(photo, painting, Config(max_size=32, scales=1, iterations=6, tolerance=0.0),
@@ -292,6 +305,14 @@ def test_a_resume_whose_picture_is_damaged_is_one_line(photo, painting, tmp_path
     save_image(result.image[:, :, :30], stopped, metadata=result.metadata())  # cropped since
     assert main(["--resume", str(stopped), "-q"]) == 2  # -q: on a GPU, no line naming it
     assert capsys.readouterr().err == f"impasto: error: {stopped}: is 30x24, but the run it stopped paints 32x24\n"
+
+
+def test_a_loss_that_is_not_finite_from_the_start_paints_nothing(photo, painting, tmp_path, capsys):
+    out = tmp_path / "out.png"
+    assert main([photo, painting, "-o", str(out), "-s", "32", "-n", "3", "--style-weight", "1e300", "-q"]) == 2
+    assert capsys.readouterr().err == (f"impasto: error: {photo}: the loss is not finite (NaN or infinity) from the "
+                                       "first step; nothing was painted: are the weights too large?\n")
+    assert not out.exists()
 
 
 def test_batch_skips_a_broken_photo_and_exits_1(images, painting, tmp_path, capsys):
@@ -417,6 +438,8 @@ def test_bad_config_file_exits_2(tmp_path, capsys, text, message):
         (["{content}", "{style}", "-o", "{out}", "--weights", "{tmp}/text.jpg"],
          "{tmp}/text.jpg: not a PyTorch weights file"),
         (["--config", "{tmp}/cut.jpg", "--print-config"], "cut.jpg: not valid TOML (not UTF-8 text)"),
+        (["--demo", "{content}", "-o", "{out}"], "--demo takes no CONTENT, STYLE or --content"),
+        (["--demo", "-c", "{content}", "-o", "{out}"], "--demo takes no CONTENT, STYLE or --content"),
         (["{content}", "{style}", "-o", "{out}", "--plot", "{tmp}/loss.gif"], "loss.gif: unsupported extension"),
         (["{content}", "{style}", "-o", "{out}", "--content-layer", "relu9_9"],
          "invalid option: unknown VGG-19 layer 'relu9_9'"),

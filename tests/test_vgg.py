@@ -101,11 +101,16 @@ def test_torchvision_state_dict_gives_the_same_features(weights, tmp_path):
         ({"features.0.weight": torch.zeros(64, 3, 5, 5), "features.0.bias": torch.zeros(64)}, r"features.0 has shape \(64, 3, 5, 5\)"),
         ({"features.0.weight": torch.zeros(64, 3, 3, 3), "features.0.bias": torch.zeros(64)}, "missing features.2.weight for conv1_2"),
         ([1, 2, 3], "expected a dict of tensors"),
+        ({"features.0.weight": torch.full((64, 3, 3, 3), torch.nan), "features.0.bias": torch.zeros(64)},
+         "features.0 holds values that are not finite"),
+        ("folder", "is a folder, not a weights file"),
     ],
 )
 def test_bad_weights_files(tmp_path, content, message):
     path = tmp_path / "weights.pth"
-    if isinstance(content, bytes):
+    if content == "folder":
+        path.mkdir()
+    elif isinstance(content, bytes):
         path.write_bytes(content)
     elif content is not None:
         torch.save(content, path)
