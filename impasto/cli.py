@@ -240,13 +240,16 @@ def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = Non
     except ConfigError as exc:
         # Flags may mend the file (--style-layer-weights for its style_layers); if not, blame the file
         # when it fails on its own too.
-        source = "invalid option"
+        source, message = "invalid option", str(exc)
         if from_file:
             try:
                 Config(**_merged(base or {}, from_file))
             except ConfigError:
                 source = args.config
-        raise ConfigError(f"{source}: {exc}") from None
+        name, _, rest = message.partition(" ")
+        if source == "invalid option" and name in _FIELDS:  # named as the user typed it (a file's keys stay)
+            message = f"--{name.replace('_', '-')} {rest}"
+        raise ConfigError(f"{source}: {message}") from None
 
 
 def _merged(*sources: dict[str, Any]) -> dict[str, Any]:
