@@ -473,12 +473,12 @@ def _recorded_inputs(meta: dict[str, Any], source: Path, verb: str) -> tuple[dic
         return (isinstance(given, list) and len(given) == len(inputs[key])
                 and all(p is None or isinstance(p, str) for p in given))
 
-    sound = (isinstance(inputs["content"], str) and isinstance(paths["content"], str | None)
-             and "style" in inputs and digests("style") and inputs["style"] and named("style")
-             and all(digests(key) and named(key) for key in ("masks",) if key in inputs)
-             and all(isinstance(inputs[key], str) and isinstance(paths.get(key), str) for key in ("init", "weights")
-                     if key in inputs))
-    if not sound:
+    content = isinstance(inputs["content"], str) and isinstance(paths["content"], str | None)
+    styles = "style" in inputs and digests("style") and len(inputs["style"]) > 0 and named("style")
+    masks = "masks" not in inputs or (digests("masks") and named("masks"))
+    files = all(isinstance(inputs[key], str) and isinstance(paths.get(key), str)
+                for key in ("init", "weights") if key in inputs)
+    if not (content and styles and masks and files):
         raise ImageError(f"{source}: its metadata's record of its inputs is damaged; cannot {verb} it")
     return inputs, paths
 
