@@ -222,6 +222,7 @@ def test_oversize_uploads_get_413(tmp_path, uploads):
     ({"style_weight": "0.5"}, "style_weight 0.5 is below this server's minimum of 1"),
     ({"seed": "-1"}, "seed must be from 0 to 2**63 - 1, not -1"),
     ({"seed": "99999999999999999999999"}, "seed must be from 0 to 2**63 - 1"),
+    ({"seed": str(2**63 - 1)}, "seed 9223372036854775807 is above this server's limit of 9007199254740991"),
 ])
 def test_settings_outside_the_limits_get_400(client, uploads, settings, message):
     response = client.post("/api/jobs", files=uploads(), data={**TINY, **settings})

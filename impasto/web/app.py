@@ -46,7 +46,9 @@ FORM_SETTINGS: dict[str, dict[str, Any]] = {
     "style_weight": {"label": "Style strength", "widget": "log-slider", "min": 1, "max": 10_000},
     "max_size": {"label": "Size", "unit": "px", "widget": "number", "min": MIN_SIZE},
     "iterations": {"label": "Iterations", "widget": "number", "min": 1},
-    "seed": {"label": "Seed", "widget": "number", "min": 0, "max": 2**63 - 1},
+    # Config takes seeds up to 2**63 - 1, but a browser's numbers are doubles: past 2**53 its number box
+    # rounds them (it showed 2**63 - 1 as 9223372036854776000) and lets through seeds the server refuses.
+    "seed": {"label": "Seed", "widget": "number", "min": 0, "max": 2**53 - 1},
     "preserve_color": {"label": "Colours", "widget": "select", "help": "keep the photo's colours: take only "
                        "the painting's brightness, or recolour the painting to the photo's colours first", "choices": [
         ["none", "the painting's"], ["luminance", "the photo's (luminance only)"],
