@@ -306,10 +306,7 @@ def _read_images(content: ImageSource, styles: list[ImageSource], config: Config
     """The run's images, read and checked against the settings and the ``sizes`` it runs at, and its device."""
     if not styles:
         raise ImageError("no style image: give at least one painting")
-    if config.style_blend and len(config.style_blend) != len(styles):
-        raise ConfigError(f"style_blend has {len(config.style_blend)} weights for {len(styles)} style images")
-    if config.masks and len(config.masks) != len(styles):
-        raise ConfigError(f"masks has {len(config.masks)} images for {len(styles)} style images (one each)")
+    check_one_each(config, len(styles))
     device = resolve_device(config.device)
     photo = read_image(content, what="content image")
     paintings = [read_image(s, what="style image") for s in styles]
@@ -319,6 +316,15 @@ def _read_images(content: ImageSource, styles: list[ImageSource], config: Config
         for i, (source, painting) in enumerate(zip(styles, paintings))}, sizes, config)
     target, paintings = color_inputs(photo, paintings, config.preserve_color)
     return _Images(photo, target, paintings, masks, device)
+
+
+def check_one_each(config: Config, paintings: int) -> None:
+    """Refuse blend weights or masks that are not one for each of the ``paintings``."""
+    named = f"{paintings} style image{'s' if paintings != 1 else ''}"
+    if config.style_blend and len(config.style_blend) != paintings:
+        raise ConfigError(f"style_blend has {len(config.style_blend)} weights for {named}")
+    if config.masks and len(config.masks) != paintings:
+        raise ConfigError(f"masks has {len(config.masks)} images for {named} (one each)")
 
 
 def check_edges(photo: tuple[int, int], photo_name: str, paintings: dict[str, tuple[int, int]], sizes: list[int],

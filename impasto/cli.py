@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import __version__
-from .api import fingerprint, resolve_device, resume_point, stylize
+from .api import check_one_each, fingerprint, resolve_device, resume_point, stylize
 from .config import COLOR_MODES, INITS, OPTIMIZERS, POOLINGS, PRECISIONS, Config
 from .errors import EXIT_SIGNAL, ConfigError, ImageError, ImpastoError, Interrupted
 from .imageio import SAVE_FORMATS, check_writable, read_image, read_metadata, save_image, sidecar_path
@@ -246,10 +246,14 @@ def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = Non
                 Config(**_merged(base or {}, from_file))
             except ConfigError:
                 source = args.config
-        name, _, rest = message.partition(" ")
-        if source == "invalid option" and name in _FIELDS:  # named as the user typed it (a file's keys stay)
-            message = f"--{name.replace('_', '-')} {rest}"
-        raise ConfigError(f"{source}: {message}") from None
+        raise ConfigError(f"{source}: {_as_typed(message) if source == 'invalid option' else message}") from None
+
+
+def _as_typed(message: str) -> str:
+    """A message of Config's that begins with a setting's name, with the name as an option (style_blend:
+    --style-blend), as the user typed it on the command line."""
+    name, _, rest = message.partition(" ")
+    return f"--{name.replace('_', '-')} {rest}" if name in _FIELDS else message
 
 
 def _merged(*sources: dict[str, Any]) -> dict[str, Any]:
@@ -496,13 +500,13 @@ def _demo_style_if_drawn(path: str | None, digest: str) -> Any:
 
 def _finish_plan(args: argparse.Namespace, config: Config, contents: list[Any], styles: list[Any],
                  batch: bool) -> Plan:
-    if config.style_blend and len(config.style_blend) != len(styles):
-        raise ConfigError(f"--style-blend has {len(config.style_blend)} weights for {len(styles)} style images")
+    try:
+        check_one_each(config, len(styles))
+    except ConfigError as exc:
+        raise ConfigError(_as_typed(str(exc))) from None
     for i, style in enumerate(styles):
         if isinstance(style, (str, os.PathLike)):
             read_image(style, what=f"style image {i + 1}")  # a bad painting would fail every photo
-    if config.masks and len(config.masks) != len(styles):
-        raise ConfigError(f"--masks has {len(config.masks)} images for {len(styles)} style images (one each)")
     for mask in config.masks:
         read_image(mask, what="mask")  # an unreadable mask would fail every photo
     if config.init not in INITS:

@@ -154,7 +154,7 @@ class Config:
         if self.style_layer_weights and len(self.style_layer_weights) != len(self.style_layers):
             raise ConfigError(
                 f"style_layer_weights has {len(self.style_layer_weights)} values for "
-                f"{len(self.style_layers)} style layers")
+                f"{len(self.style_layers)} style layer{'s' if len(self.style_layers) != 1 else ''}")
         for name in ("content_weight", "style_weight", "tv_weight", "strength", "composition_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, not {getattr(self, name)}")

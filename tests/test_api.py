@@ -234,7 +234,7 @@ def test_unwritable_output(painted, tmp_path):
 
 
 def test_blend_must_match_styles(images):
-    with pytest.raises(impasto.ConfigError, match="style_blend has 2 weights for 1 style images"):
+    with pytest.raises(impasto.ConfigError, match="style_blend has 2 weights for 1 style image$"):
         impasto.stylize(images / "content/golden_gate.jpg", images / "style/starry_night.jpg",
                         impasto.Config(style_blend=(1.0, 2.0), **FAST))
 

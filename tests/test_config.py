@@ -77,7 +77,7 @@ def test_step_size_defaults_per_optimizer():
         ({"style_scale": 0}, "style_scale must be positive"),
         ({"content_layer": "relu9_1"}, "unknown VGG-19 layer 'relu9_1'; valid layers: conv1_1"),
         ({"style_layers": ("relu1_1",), "style_layer_weights": (1.0, 2.0)},
-         "style_layer_weights has 2 values for 1 style layers"),
+         "style_layer_weights has 2 values for 1 style layer"),
         ({"style_layers": (), "style_layer_weights": ()}, "at least one layer"),
         ({"tv_weight": -1.0}, "tv_weight must not be negative"),
         ({"style_blend": (0.0, 0.0)}, "positive sum"),
