@@ -176,6 +176,9 @@ def test_cancel_then_resume_in_the_browser(server, page, images):
     stopped = page.inner_text("#status-text")
     assert stopped.startswith("Cancelled after") and page.inner_text(".card .badge") == "stopped"
     steps_before = int(stopped.split()[2])
+    page.reload()  # a page opened later shows the newest job stopped part way, ready to resume
+    page.wait_for_selector("#resume:not([hidden])", timeout=30_000)
+    assert page.inner_text("#status-text") == stopped and page.is_visible("#download")
     page.click("#resume")
     page.wait_for_selector("#cancel:not([hidden])")
     assert page.is_hidden("#resume")

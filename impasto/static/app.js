@@ -38,7 +38,12 @@ document.addEventListener("DOMContentLoaded", async () => {
   updatePaintButton();
   const jobs = await refreshGallery();
   const unfinished = jobs.find((j) => j.status === "queued" || j.status === "running");
-  if (unfinished) follow(unfinished);
+  if (unfinished) {
+    follow(unfinished);
+  } else if (jobs.length && jobs[0].resumable) {
+    // The newest job stopped part way (cancelled, or its server stopped): back on the stage, with Resume.
+    api(`/api/jobs/${jobs[0].id}`).then((job) => showJob(job, job.points)).catch(() => {});
+  }
 });
 
 async function api(url, options = {}) {
