@@ -31,7 +31,7 @@ class ProgressEvent:
     scales: int  # number of sizes in the schedule
     loss: float  # weighted total
     losses: dict[str, float]  # weighted terms by name
-    elapsed: float  # seconds since the run started (a resumed run's count the stopped part's seconds)
+    elapsed: float  # seconds since the run started (a resumed run's include those of the part before its stop)
     image: torch.Tensor  # the current pixels (3, H, W) in [0, 1]; read-only, copy to keep
 
 
