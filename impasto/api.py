@@ -43,7 +43,7 @@ class Result:
     image: torch.Tensor  # (3, H, W) RGB in [0, 1], the best image seen
     config: Config
     history: list[dict[str, float]]  # one row per step: step, scale, loss and each weighted term
-    timings: dict[str, float]  # seconds: "setup" (weights, images, targets), "optimize", "total"
+    timings: dict[str, float]  # seconds: "setup" (weights, images), "optimize" (targets and steps), "total"
     stop_reason: str  # "iterations", "tolerance", "cancelled" or "diverged"
     inputs: dict[str, Any] = field(default_factory=dict)  # SHA-256 of each input, for reproduction
     checkpointed: bool = False  # whether activations were recomputed to fit in memory (see memory)
@@ -58,7 +58,12 @@ class Result:
         """Steps made in all (a resumed run's count goes on from where it stopped)."""
         return int(self.history[-1]["step"]) if self.history else int((self.resumed_from or {}).get("steps", 0))
 
+    def __repr__(self) -> str:  # the image and the history would fill a notebook's screen
+        loss = f", loss {self.history[-1]['loss']:.4g}" if self.history else ""
+        return f"<Result {self.image.shape[2]}x{self.image.shape[1]} px, {self.steps} steps, {self.stop_reason}{loss}>"
+
     def to_pil(self) -> PIL.Image.Image:
+        """The painting as an 8-bit RGB PIL image (to show it in a notebook, or hand it on)."""
         return to_pil(self.image)
 
     def metadata(self) -> dict[str, Any]:
@@ -98,6 +103,8 @@ def stylize(
     run's. Raises ``ImpastoError`` subclasses for bad inputs or settings; never prints.
     """
     config = _checked_config(config)
+    if callback is not None and not callable(callback):
+        raise ConfigError(f"callback must be a function of a ProgressEvent, not {type(callback).__name__}")
     started = time.perf_counter()
     styles = list(style) if isinstance(style, (list, tuple)) else [style]
     sizes, steps = config.sizes(), config.steps_per_size()
@@ -114,7 +121,6 @@ def stylize(
     grey = config.preserve_color == "luminance"
     extractor = _extractor(config, device, memory.checkpointed)
     generator = torch.Generator().manual_seed(config.seed)
-    torch.manual_seed(config.seed)
     # With no style to paint (strength 0) there is no recolouring either: the photo comes back.
     init = "content" if config.init == "palette" and not config.style_weight * config.strength else config.init
     # A resumed run's count of steps and its clock go on from where it stopped.
@@ -158,15 +164,22 @@ def stylize(
                     state.stop_reason = "iterations" if done + state.step - before == iterations else "tolerance"
             if state.stop_reason in ("cancelled", "diverged"):
                 break
+    if state.stop_reason == "diverged" and not state.history:  # the picture would be the start, unpainted
+        raise ConfigError(f"{source_name(content, 'content image')}: the loss is not finite (NaN or infinity) "
+                          "from the first step; nothing was painted: are the weights too large?")
     image = resize(image, *final_size)
     if grey:  # the optimised luminance with the photo's chroma
         image = with_chroma_of(image, resize_to_long_edge(photo, config.max_size))
     if config.denoise:
         image = denoise(image, config.denoise)
     total = time.perf_counter() - started
-    return Result(image, config, state.history, {"setup": setup, "optimize": total - setup, "total": total},
-                  state.stop_reason, inputs, memory.checkpointed, bfloat16, stopped_at,
-                  point and {"steps": point.steps, "seconds": point.seconds})
+    result = Result(image, config, state.history, {"setup": setup, "optimize": total - setup, "total": total},
+                    state.stop_reason, inputs, memory.checkpointed, bfloat16, stopped_at,
+                    point and {"steps": point.steps, "seconds": point.seconds})
+    if state.interrupted is not None:  # a callback's error or Ctrl-C: raised, carrying the best image so far
+        state.interrupted.result = result
+        raise state.interrupted
+    return result
 
 
 # Settings that say where and how a run computes, not what it paints: a stopped run may resume with others.
@@ -192,6 +205,7 @@ def resume_point(stopped: Result | str | os.PathLike, config: Config) -> ResumeP
     checks this first, then the inputs and the picture. Raises ``ImageError`` or ``ConfigError``."""
     if not isinstance(stopped, (Result, str, os.PathLike)):
         raise ImageError(f"resume: expected a stopped Result or the file it was saved to, not {type(stopped).__name__}")
+    config = _checked_config(config)
     name = _resume_name(stopped)
     meta = stopped.metadata() if isinstance(stopped, Result) else read_metadata(stopped)
     if not meta or "config" not in meta:
@@ -275,10 +289,12 @@ def objective_for(content: ImageSource, style: ImageSource | Sequence[ImageSourc
     a (3, H, W) picture by name ("content/relu4_2", "style/relu1_1", …); ``objective(image)`` the
     differentiable loss of a (1, 3, H, W) image of ``objective.image_shape`` on ``objective.device``.
     At the sizes after a coarse-to-fine run's first, the run adds the composition term; this leaves
-    it out. With ``preserve_color = "luminance"`` it scores grey pictures (``impasto.color.luminance``).
+    it out. With ``preserve_color = "luminance"`` it makes a picture grey before scoring it, as the run paints it.
     """
     config = _checked_config(config)
     size = config.max_size if size is None else size
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise ConfigError(f"size must be a whole number of pixels, not {size!r}")
     styles = list(style) if isinstance(style, (list, tuple)) else [style]
     images = _read_images(content, styles, config, [size])
     content_image, style_images, masks = _at_size(images, size, config)
@@ -309,7 +325,7 @@ def _read_images(content: ImageSource, styles: list[ImageSource], config: Config
     check_one_each(config, len(styles))
     device = resolve_device(config.device)
     photo = read_image(content, what="content image")
-    paintings = [read_image(s, what="style image") for s in styles]
+    paintings = [read_image(s, what=f"style image {i + 1}") for i, s in enumerate(styles)]
     masks = read_masks(config.masks, photo) if config.masks else None
     check_edges(tuple(photo.shape[1:]), source_name(content, "content image"), {
         source_name(source, f"style image {i + 1}"): tuple(painting.shape[1:])
@@ -421,7 +437,7 @@ def _objective(extractor: VGGFeatures, content: torch.Tensor, styles: list[torch
         content_weight=config.content_weight, style_weight=config.style_weight * config.strength,
         tv_weight=config.tv_weight, style_blend=config.style_blend,
         masks=None if masks is None else [m.to(device) for m in masks],
-        bfloat16=uses_bfloat16(config.precision, device))
+        bfloat16=uses_bfloat16(config.precision, device), grey=config.preserve_color == "luminance")
 
 
 def uses_bfloat16(precision: str, device: torch.device) -> bool:

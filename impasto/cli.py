@@ -681,9 +681,6 @@ def _paint(args: argparse.Namespace, the_plan: Plan, job: Job, label: str, log: 
         result = stylize(job.content, the_plan.styles, the_plan.config, callback=progress, resume=args.resume)
     finally:
         progress.close()
-    if result.stop_reason == "diverged" and not result.history:  # the picture would be the start, unpainted
-        raise ConfigError(f"{progress.content}: the loss is not finite (NaN or infinity) from the first step; "
-                          "nothing was painted: are the weights too large?")
     with interrupts.hold():
         path = result.save(job.output)
     if job.plot:

@@ -24,6 +24,7 @@ INITS = ("content", "palette", "noise", "style")  # or the path of an image file
 COLOR_MODES = ("none", "luminance", "histogram")
 PRECISIONS = ("auto", "float32", "bfloat16")
 MIN_SIZE = 16  # smallest long edge: relu5_1's feature maps are 16 times smaller than the image
+MAX_STYLE_SCALE = 16.0  # the painting is read at style_scale² times the picture's pixels
 _DEVICES = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 _KINDS = {"int": "a whole number", "float": "a number", "str": "text"}  # field types, for messages
 
@@ -107,7 +108,7 @@ class Config:
     init: str = _field(
         "palette", "starting image: 'palette' (the photo in the painting's colours), 'content' (the photo), "
         "'noise', 'style' or an image file", "optimisation")
-    seed: int = _field(0, "random seed (noise init, Adam): the same seed repeats a run", "optimisation")
+    seed: int = _field(0, "random seed of the noise start (init noise): the same seed repeats a run", "optimisation")
     device: str = _field("auto", "'auto' (a GPU when there is one), 'cpu', 'cuda', 'cuda:N' or 'mps'", "optimisation")
     precision: str = _field(
         "auto", "arithmetic of the VGG convolutions and Gram products: 'bfloat16' (2x faster on CPUs with AVX-512 "
@@ -144,8 +145,8 @@ class Config:
             raise ConfigError(f"scales must be at least 1, not {self.scales}")
         if self.min_size < MIN_SIZE:
             raise ConfigError(f"min_size must be at least {MIN_SIZE} pixels, not {self.min_size}")
-        if not self.style_scale > 0:
-            raise ConfigError(f"style_scale must be positive, not {self.style_scale}")
+        if not 0 < self.style_scale <= MAX_STYLE_SCALE:
+            raise ConfigError(f"style_scale must be above 0 and at most {MAX_STYLE_SCALE:g}, not {self.style_scale}")
         check_layers([self.content_layer, *self.style_layers])
         if not self.style_layers:
             raise ConfigError("style_layers must name at least one layer")
@@ -237,6 +238,8 @@ class Config:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Config":
         """Settings from a dict such as ``to_dict`` makes; unknown keys are an error."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"settings must be a dict of Config fields, not {type(data).__name__}")
         names = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - set(names))
         if unknown:

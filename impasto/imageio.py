@@ -172,6 +172,8 @@ def _from_array(a: np.ndarray, name: str, background: float = 1.0) -> torch.Tens
         a = a[..., 0]
     if not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (3, 4))) or 0 in a.shape:
         raise ImageError(f"{name}: expected an array of shape HxW, HxWx3 or HxWx4, got {a.shape}")
+    if a.dtype.byteorder == ">":  # big-endian (from a file or another machine): the same values, native
+        a = a.astype(a.dtype.newbyteorder("="))
     if a.dtype == np.uint8:
         x = a.astype(np.float32) / 255.0
     elif a.dtype == np.uint16:
@@ -190,18 +192,28 @@ def _from_array(a: np.ndarray, name: str, background: float = 1.0) -> torch.Tens
 
 
 def _from_tensor(t: torch.Tensor, name: str) -> torch.Tensor:
+    """(3, H, W), (1, 3, H, W) or grey (H, W), (1, H, W) float in [0, 1], uint8, uint16 or bool ->
+    (3, H, W) float32, as arrays are read."""
     if t.dim() == 4 and t.shape[0] == 1:
         t = t[0]
+    if t.dim() == 3 and t.shape[0] == 1:
+        t = t[0]
+    if t.dim() == 2:
+        t = t.expand(3, *t.shape)
     if t.dim() != 3 or t.shape[0] != 3 or t.shape[1] == 0 or t.shape[2] == 0:
-        raise ImageError(f"{name}: expected a tensor of shape (3, H, W) or (1, 3, H, W), got {tuple(t.shape)}")
+        raise ImageError(f"{name}: expected a tensor of shape (3, H, W), (1, 3, H, W) or H x W, got {tuple(t.shape)}")
     t = t.detach().to("cpu")
-    if t.dtype == torch.uint8:
-        return t.to(torch.float32) / 255.0
+    if t.dtype in _WHOLE_RANGES:
+        return t.to(torch.float32) / _WHOLE_RANGES[t.dtype]
     if not t.is_floating_point():
-        raise ImageError(f"{name}: tensor type {t.dtype} is not supported (use float in [0, 1] or uint8)")
+        raise ImageError(f"{name}: tensor type {t.dtype} is not supported (use float in [0, 1], uint8, uint16 or bool)")
     x = t.to(torch.float32).clone().contiguous()
     _check_range(x.numpy(), name)
     return x
+
+
+# Whole-number tensor types and the value that is white in each.
+_WHOLE_RANGES = {torch.uint8: 255.0, torch.uint16: 65535.0, torch.bool: 1.0}
 
 
 _RANGE_SLACK = 1e-5  # float colour maths overshoots [0, 1] by a few units in the last place
@@ -290,15 +302,20 @@ def unenlarge(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
 
 def to_pil(image: torch.Tensor) -> Image.Image:
-    """A (3, H, W) tensor in [0, 1] as an 8-bit RGB PIL image (values rounded, not truncated)."""
+    """A (3, H, W) tensor (float in [0, 1], clamped there, or uint8 in 0-255) as an 8-bit RGB PIL
+    image (values rounded, not truncated)."""
+    if not isinstance(image, torch.Tensor):
+        raise ImageError(f"expected an image tensor of shape (3, H, W), got {type(image).__name__}")
     _image_size(image)
+    if not image.is_floating_point():
+        image = _from_tensor(image, "image")  # whole numbers: uint8's 255 is white, not 1
     x = torch.nan_to_num(image.detach().to("cpu", torch.float32)).clamp(0.0, 1.0)
     a = (x * 255.0).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()  # (H, W, 3)
     return Image.fromarray(a)
 
 
 def save_image(
-    image: torch.Tensor | Image.Image,
+    image: torch.Tensor | Image.Image | np.ndarray,
     path: str | os.PathLike,
     *,
     metadata: dict[str, Any] | None = None,
@@ -306,14 +323,21 @@ def save_image(
 ) -> Path:
     """Save atomically, format from the extension (.png .jpg .jpeg .tif .tiff .webp).
 
-    `metadata` (JSON-serialisable) goes into an "impasto" text chunk of a PNG, or into a sidecar
-    file `<path>.json` for the other formats. Missing folders are not created. Raises ImageError.
+    ``image`` is a (3, H, W) tensor (float in [0, 1] or uint8), a PIL image or an array as
+    ``read_image`` takes them. ``metadata`` (JSON-serialisable) goes into an "impasto" text chunk of a
+    PNG, or into a sidecar file ``<path>.json`` for the other formats. Missing folders are not
+    created. Raises ImageError.
     """
     path = Path(path)
     fmt = SAVE_FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise ImageError(f"{path}: unsupported extension {path.suffix!r}; use one of {', '.join(SAVE_FORMATS)}")
-    text = None if metadata is None else json.dumps(metadata)  # fails before anything is written
+    try:
+        text = None if metadata is None else json.dumps(metadata)  # fails before anything is written
+    except (TypeError, ValueError) as exc:
+        raise ImageError(f"{path}: the metadata cannot be saved as JSON ({exc})") from None
+    if isinstance(image, np.ndarray):
+        image = read_image(image)
     im = image if isinstance(image, Image.Image) else to_pil(image)
     options: dict[str, Any] = {}
     if fmt == "PNG" and text is not None:
@@ -387,6 +411,8 @@ def _umask() -> int:
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any] | None:
     """The metadata `save_image` stored with an image (PNG chunk or JSON sidecar), or None."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise ImageError(f"read_metadata: expected the path of an image, not {type(path).__name__}")
     path = Path(path)
     if path.is_dir():
         raise ImageError(f"{path}: is a folder, not an image file")

@@ -152,6 +152,8 @@ def plan(config: Config, photo_height: int, photo_width: int, device: torch.devi
     else:
         limit, advice = f"only {budget / GB:.2f} GB of memory is available", "free some memory"
     advice = f"use max_size {fits} or less" if fits else advice
+    if config.style_scale > 1:  # the painting is read at style_scale² times the picture's pixels
+        advice += f", or a style_scale below {config.style_scale:g}"
     raise ConfigError(f"a {width}×{height} painting needs about {need / GB:.2f} GB even with checkpointing, "
                       f"but {limit}: {advice}")
 

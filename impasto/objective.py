@@ -11,7 +11,8 @@ from collections.abc import Sequence
 
 import torch
 
-from .imageio import resize, resize_operators
+from .color import luminance
+from .imageio import ImageSource, read_image, resize, resize_operators
 from .losses import content_loss, gram_matrix, style_loss, tv_loss
 from .masks import layer_mask
 from .vgg import VGGFeatures
@@ -47,12 +48,13 @@ class Objective:
         style_blend: Sequence[float] = (),
         masks: Sequence[torch.Tensor] | None = None,
         bfloat16: bool = False,
+        grey: bool = False,
     ) -> None:
         """``masks`` (one (1, 1, H, W) per painting, the photo's size) give each painting a region:
         its Gram target is then compared with the guided Gram of its region, not blended.
         ``bfloat16`` runs the image's forward and backward pass and its Gram products in bfloat16
         (autocast); the targets and the losses stay float32."""
-        self.extractor, self.bfloat16 = extractor, bfloat16
+        self.extractor, self.bfloat16, self.grey = extractor, bfloat16, grey
         self.image_shape, self.device = tuple(content.shape[2:]), content.device  # what it scores
         self.content_layer = content_layer
         total = sum(style_layer_weights.values())
@@ -101,8 +103,13 @@ class Objective:
         return sum(terms.values()), terms
 
     @torch.no_grad()
-    def score(self, picture: torch.Tensor) -> dict[str, float]:
-        """The weighted terms of a (3, H, W) picture in [0, 1], resized to ``image_shape`` if it is not."""
+    def score(self, picture: ImageSource) -> dict[str, float]:
+        """The weighted terms of a picture (any image ``read_image`` takes: a file, a (3, H, W)
+        tensor …), resized to ``image_shape`` if it is not of it, and made grey first when the run
+        paints grey (``grey``: preserve_color "luminance"), as the run sees it."""
+        picture = read_image(picture, what="picture to score")
+        if self.grey:
+            picture = luminance(picture)
         if tuple(picture.shape[1:]) != self.image_shape:
             picture = resize(picture, *self.image_shape)
         picture = picture[None].to(self.device, torch.float32)

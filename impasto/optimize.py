@@ -32,7 +32,7 @@ class ProgressEvent:
     loss: float  # weighted total
     losses: dict[str, float]  # weighted terms by name
     elapsed: float  # seconds since the run started (a resumed run's include those of the part before its stop)
-    image: torch.Tensor  # the current pixels (3, H, W) in [0, 1]; read-only, copy to keep
+    image: torch.Tensor  # the current pixels (3, H, W) in [0, 1], a copy the callback may keep
 
 
 # Return True to stop the run after this step (the best image so far is kept).
@@ -123,6 +123,7 @@ class LoopState:
     started: float = 0.0
     history: list[dict[str, float]] | None = None
     stop_reason: str = "iterations"
+    interrupted: BaseException | None = None  # raised during a step (a callback's error, Ctrl-C): stops the run
 
     def __post_init__(self) -> None:
         self.started = self.started or time.perf_counter()
@@ -145,36 +146,41 @@ def optimize(
 
     Stops after ``iterations`` steps, when the loss stalls (``tolerance``), when ``callback``
     returns True ("cancelled"), or when the loss is not finite ("diverged"); ``state.stop_reason``
-    says which.
+    says which. An exception raised during a step (by the callback, or a KeyboardInterrupt) stops
+    it as a cancel does, the exception kept in ``state.interrupted`` for the caller to raise once it
+    has kept the best image.
     """
     image = image.detach().clone().clamp_(0, 1).requires_grad_(True)
     opt = make_optimizer(optimizer, image, lr)
     best, best_loss, losses = image.detach().clone(), math.inf, []
-    for _ in range(iterations):
-        loss, terms = objective(image)
-        (grad,) = torch.autograd.grad(loss, image)
-        loss_value = loss.item()
-        if not math.isfinite(loss_value):
-            state.stop_reason = "diverged"
-            break
-        if loss_value < best_loss:
-            best, best_loss = image.detach().clone(), loss_value
-        state.step += 1
-        term_values = {name: value.item() for name, value in terms.items()}
-        state.history.append({"step": state.step, "scale": scale, "loss": loss_value, **term_values})
-        losses.append(loss_value)
-        stalled = _stalled(losses, tolerance)
-        if stalled:  # the rest of this size's steps are not coming: the total says so from this step on
-            state.total -= iterations - len(losses)
-        if callback is not None and callback(ProgressEvent(
-                state.step, state.total, scale, state.scales, loss_value, term_values,
-                time.perf_counter() - state.started, image.detach()[0])):
-            state.stop_reason = "cancelled"
-            break
-        if stalled:
-            state.stop_reason = "tolerance"
-            break
-        opt.step(image, grad)
+    try:
+        for _ in range(iterations):
+            loss, terms = objective(image)
+            (grad,) = torch.autograd.grad(loss, image)
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                state.stop_reason = "diverged"
+                break
+            if loss_value < best_loss:
+                best, best_loss = image.detach().clone(), loss_value
+            state.step += 1
+            term_values = {name: value.item() for name, value in terms.items()}
+            state.history.append({"step": state.step, "scale": scale, "loss": loss_value, **term_values})
+            losses.append(loss_value)
+            stalled = _stalled(losses, tolerance)
+            if stalled:  # the rest of this size's steps are not coming: the total says so from this step on
+                state.total -= iterations - len(losses)
+            if callback is not None and callback(ProgressEvent(
+                    state.step, state.total, scale, state.scales, loss_value, term_values,
+                    time.perf_counter() - state.started, image.detach()[0].clone())):
+                state.stop_reason = "cancelled"
+                break
+            if stalled:
+                state.stop_reason = "tolerance"
+                break
+            opt.step(image, grad)
+    except BaseException as exc:  # raised again by the caller, once it has kept the best image
+        state.stop_reason, state.interrupted = "cancelled", exc
     return best
 
 

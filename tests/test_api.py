@@ -72,6 +72,21 @@ def test_objective_for_scores_pictures_as_the_run_did(painted, images):
     assert _style_total(photo) > 10 * _style_total(terms)
     assert impasto.objective_for(photo_path, painting_path, result.config, size=48).image_shape == (36, 48)
     assert objective.score(result.image.double()) == terms  # any float dtype is scored in float32
+    # Anything read_image takes: a file, 8-bit pixels (255 is white).
+    eight_bit = objective.score((result.image * 255).round().to(torch.uint8))
+    assert eight_bit == pytest.approx(terms, rel=0.02) and objective.score(photo_path) == photo
+
+
+def test_objective_for_a_grey_run_scores_the_saved_colour_picture_as_the_run_saw_it(images):
+    photo_path, painting_path = images / "content/golden_gate.jpg", images / "style/starry_night.jpg"
+    config = impasto.Config(max_size=48, iterations=10, preserve_color="luminance")
+    result = impasto.stylize(photo_path, painting_path, config)
+    best = min(result.history, key=lambda row: row["loss"])
+    terms = impasto.objective_for(photo_path, painting_path, config).score(result.image)  # in colour
+    # Not exact: putting the photo's colour back clips what leaves the RGB cube. Scored in colour as
+    # the run's loss, the relu4_1 term would be 14 times the run's.
+    assert terms["content/relu4_2"] == pytest.approx(best["content/relu4_2"], rel=0.02)
+    assert sum(terms.values()) == pytest.approx(best["loss"], rel=0.1)
 
 
 def test_progress_events(painted):
@@ -118,6 +133,53 @@ def test_cancel_keeps_the_best_image(images):
     result = impasto.stylize(images / "content/golden_gate.jpg", images / "style/starry_night.jpg",
                              impasto.Config(**FAST), callback=lambda event: event.step >= 4)
     assert result.stop_reason == "cancelled" and result.steps == 4
+
+
+class _Oops(Exception):
+    pass
+
+
+@pytest.mark.parametrize("error", [_Oops, KeyboardInterrupt])
+def test_an_error_in_a_step_is_raised_with_the_best_image_so_far(images, error, tmp_path):
+    # A callback's bug, or a notebook's stop button (KeyboardInterrupt), must not lose the picture.
+    photo, art = images / "content/golden_gate.jpg", images / "style/starry_night.jpg"
+    config = impasto.Config(**TWO_SIZES)
+
+    def fails_at_step_15(event):
+        if event.step == 15:  # the third step at the second size
+            raise error("at step 15")
+
+    with pytest.raises(error, match="at step 15") as raised:
+        impasto.stylize(photo, art, config, callback=fails_at_step_15)
+    stopped = raised.value.result
+    assert stopped.stop_reason == "cancelled" and stopped.steps == 15 and stopped.image.shape == (3, 48, 64)
+    assert stopped.stopped_at == {"size_index": 1, "size": 64, "steps_at_size": 3}
+    resumed = impasto.stylize(photo, art, config, resume=stopped.save(tmp_path / "stopped.png"))
+    assert resumed.steps == 24 and resumed.history[0]["step"] == 16
+
+
+def test_a_loss_that_is_never_finite_is_an_error_not_a_picture(images):
+    with pytest.raises(impasto.ConfigError, match=r"golden_gate\.jpg: the loss is not finite \(NaN or infinity\) "
+                       "from the first step; nothing was painted"):
+        impasto.stylize(images / "content/golden_gate.jpg", images / "style/starry_night.jpg",
+                        impasto.Config(max_size=32, iterations=3, style_weight=1e38))
+
+
+def test_progress_images_are_copies_a_callback_may_keep(images):
+    frames = []
+    impasto.stylize(images / "content/golden_gate.jpg", images / "style/starry_night.jpg",
+                    impasto.Config(max_size=32, iterations=3), callback=lambda event: frames.append(event.image))
+    assert len(frames) == 3 and not torch.equal(frames[0], frames[2])
+
+
+def test_stylize_leaves_the_global_random_state_alone(images):
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    result = impasto.stylize(images / "content/golden_gate.jpg", images / "style/starry_night.jpg",
+                             impasto.Config(max_size=32, iterations=2, init="noise", seed=5))
+    assert torch.equal(torch.rand(3), expected)
+    assert repr(result) == f"<Result 32x24 px, 2 steps, iterations, loss {result.history[-1]['loss']:.4g}>"
 
 
 def test_initial_images(images, tmp_path):
@@ -207,6 +269,11 @@ def test_settings_that_are_not_a_config_are_a_clear_error(images):
     for call in (impasto.stylize, impasto.objective_for):
         with pytest.raises(impasto.ConfigError, match="config must be an impasto.Config, not dict"):
             call(photo, painting, {"max_size": 64})
+    with pytest.raises(impasto.ConfigError, match="callback must be a function of a ProgressEvent, not int"):
+        impasto.stylize(photo, painting, impasto.Config(**FAST), callback=5)
+    for size in ("64", 64.5, True):
+        with pytest.raises(impasto.ConfigError, match=f"size must be a whole number of pixels, not {size!r}"):
+            impasto.objective_for(photo, painting, impasto.Config(**FAST), size=size)
 
 
 def test_a_loss_of_zero_ends_the_run_with_the_start_image(images):
@@ -446,6 +513,8 @@ def test_resume_refuses_what_cannot_be_resumed(stopped, tmp_path):
     with pytest.raises(impasto.ImageError, match="painted from other content image .their SHA-256 differs; a file is "
                                                  "fingerprinted by its bytes, an image in memory by its pixels"):
         impasto.stylize(impasto.read_image(photo), art, config, resume=path)  # the same photo, given in memory
+    with pytest.raises(impasto.ConfigError, match="stopped.png: painted with max_size 64, not 512"):
+        impasto.resume_point(path, None)  # None is the default Config, as for stylize
 
 
 def test_a_missing_init_or_weights_file_is_an_impasto_error(images, tmp_path):

@@ -74,7 +74,8 @@ def test_step_size_defaults_per_optimizer():
     "changes, message",
     [
         ({"max_size": 8}, "max_size must be at least 16"),
-        ({"style_scale": 0}, "style_scale must be positive"),
+        ({"style_scale": 0}, "style_scale must be above 0 and at most 16, not 0"),
+        ({"style_scale": 1e200}, "style_scale must be above 0 and at most 16, not 1e"),
         ({"content_layer": "relu9_1"}, "unknown VGG-19 layer 'relu9_1'; valid layers: conv1_1"),
         ({"style_layers": ("relu1_1",), "style_layer_weights": (1.0, 2.0)},
          "style_layer_weights has 2 values for 1 style layer"),
@@ -121,6 +122,9 @@ def test_an_empty_weights_file_means_the_built_in_weights():
 def test_unknown_setting_in_a_dict():
     with pytest.raises(ConfigError, match="unknown setting 'colour'"):
         Config.from_dict({"colour": "blue"})
+    for not_a_dict in (None, [("max_size", 64)]):
+        with pytest.raises(ConfigError, match="settings must be a dict of Config fields, not"):
+            Config.from_dict(not_a_dict)
 
 
 def test_artistic_controls_are_off_by_default_and_checked():

@@ -195,6 +195,20 @@ def test_in_memory_sources_and_no_mutation():
     assert im.mode == "P" and im.info == {"transparency": 0}
 
 
+def test_tensors_are_read_as_arrays_are():
+    a = noise(5, 7)
+    grey = a[..., 0]
+    assert torch.equal(read_image(torch.from_numpy(grey)), read_image(grey))  # H x W
+    assert torch.equal(read_image(torch.from_numpy(grey)[None]), read_image(grey))  # 1 x H x W
+    sixteen = grey.astype(np.uint16) * 257
+    assert torch.equal(read_image(torch.from_numpy(sixteen).to(torch.uint16)), read_image(grey))
+    assert torch.equal(read_image(sixteen.astype(">u2")), read_image(grey))  # big-endian, as some files hold it
+    bits = grey > 127
+    assert torch.equal(read_image(torch.from_numpy(bits)), read_image(bits))
+    with pytest.raises(ImageError, match="tensor type torch.int32 is not supported"):
+        read_image(torch.zeros(3, 2, 2, dtype=torch.int32))
+
+
 @pytest.mark.parametrize(
     "bad, words",
     [
@@ -370,6 +384,17 @@ def test_to_pil_rounds():
     t = torch.tensor([0.6 / 255, 1.4 / 255, 1.0]).view(3, 1, 1)
     assert to_pil(t).getpixel((0, 0)) == (1, 1, 255)
     assert to_pil(torch.full((3, 1, 1), 2.0)).getpixel((0, 0)) == (255, 255, 255)
+    assert to_pil(torch.tensor([0, 128, 255], dtype=torch.uint8).view(3, 1, 1)).getpixel((0, 0)) == (0, 128, 255)
+
+
+def test_save_takes_eight_bit_tensors_and_arrays(tmp_path):
+    pixels = noise(4, 6)
+    as_tensor = torch.from_numpy(pixels).permute(2, 0, 1)  # uint8, 255 is white
+    save_image(as_tensor, tmp_path / "tensor.png")
+    save_image(pixels, tmp_path / "array.png")
+    for name in ("tensor.png", "array.png"):
+        with Image.open(tmp_path / name) as im:
+            assert np.array_equal(np.asarray(im), pixels)
 
 
 # --- saving --------------------------------------------------------------------------------------
@@ -427,8 +452,10 @@ def test_save_errors_name_the_path_and_leave_nothing(tmp_path, monkeypatch):
         save_image(t, tmp_path / "keep.png")
     monkeypatch.undo()
     assert (tmp_path / "keep.png").read_bytes() == before  # the old file is untouched
-    with pytest.raises(TypeError):
+    with pytest.raises(ImageError, match=r"meta\.png: the metadata cannot be saved as JSON \(Object of type object"):
         save_image(t, tmp_path / "meta.png", metadata={"bad": object()})
+    with pytest.raises(ImageError, match=r"expected an image tensor of shape \(3, H, W\), got list"):
+        save_image([[0.5]], tmp_path / "list.png")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.png", "taken.png"]
 
 
@@ -462,6 +489,8 @@ def test_saving_keeps_a_files_permissions_and_refuses_a_read_only_one(tmp_path):
 
 
 def test_read_metadata_errors(tmp_path):
+    with pytest.raises(ImageError, match="read_metadata: expected the path of an image, not NoneType"):
+        read_metadata(None)
     with pytest.raises(ImageError, match=r"gone\.png: no such file"):
         read_metadata(tmp_path / "gone.png")
     (tmp_path / "folder.png").mkdir()
