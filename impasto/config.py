@@ -108,7 +108,7 @@ class Config:
     init: str = _field(
         "palette", "starting image: 'palette' (the photo in the painting's colours), 'content' (the photo), "
         "'noise', 'style' or an image file", "optimisation")
-    seed: int = _field(0, "random seed of the noise start (init noise): the same seed repeats a run", "optimisation")
+    seed: int = _field(0, "seed of the random start (init noise): the same seed repeats a run", "optimisation")
     device: str = _field("auto", "'auto' (a GPU when there is one), 'cpu', 'cuda', 'cuda:N' or 'mps'", "optimisation")
     precision: str = _field(
         "auto", "arithmetic of the VGG convolutions and Gram products: 'bfloat16' (2x faster on CPUs with AVX-512 "

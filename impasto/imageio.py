@@ -95,7 +95,7 @@ def _read_file(path: Path, max_pixels: int, background: float) -> torch.Tensor:
     except PermissionError:
         raise ImageError(f"{path}: permission denied") from None
     except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image file Pillow can read") from None
+        raise ImageError(f"{path}: not an image file, or not in a format impasto reads") from None
     except Image.DecompressionBombError as e:
         raise ImageError(f"{path}: too large to read safely ({e})") from None
     except OSError as e:

@@ -328,7 +328,7 @@ def test_batch_skips_a_broken_photo_and_exits_1(images, painting, tmp_path, caps
     err = capsys.readouterr().err
     assert code == 1
     assert sorted(p.name for p in out.iterdir()) == ["a-the_scream.png", "c-the_scream.png"]
-    assert f"impasto: error: {photos / 'b.jpg'}: not an image file Pillow can read (skipped)" in err
+    assert f"impasto: error: {photos / 'b.jpg'}: not an image file, or not in a format impasto reads (skipped)" in err
     assert "[3/3] c.jpg" in err and "1 of 3 photos failed" in err
     with Image.open(out / "c-the_scream.png") as image:
         assert max(image.size) == 32
@@ -411,7 +411,7 @@ def test_bad_config_file_exits_2(tmp_path, capsys, text, message):
     "argv, message",
     [
         (["{tmp}/missing.jpg", "{style}", "-o", "{out}"], "{tmp}/missing.jpg: no such file"),
-        (["{tmp}/text.jpg", "{style}", "-o", "{out}"], "{tmp}/text.jpg: not an image file Pillow can read"),
+        (["{tmp}/text.jpg", "{style}", "-o", "{out}"], "{tmp}/text.jpg: not an image file, or not in a format impasto reads"),
         (["{content}", "{tmp}/cut.jpg", "-o", "{out}"], "{tmp}/cut.jpg: truncated or corrupt image"),
         (["{tmp}/huge.png", "{style}", "-o", "{out}"], "{tmp}/huge.png: too large to read safely"),
         (["{content}", "{style}", "-o", "{tmp}/no/such/dir/out.png"], "folder '{tmp}/no/such/dir' does not exist"),

@@ -70,8 +70,13 @@ def page():
 def test_paint_in_the_browser(server, page, images, tmp_path):
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    page.set_viewport_size({"width": 1280, "height": 700})  # a laptop: the settings are taller than the screen
     page.goto(server)
     assert page.input_value("#setting-max_size") == "256"  # the Config default, capped by --max-size
+    assert page.locator("#paint").bounding_box()["y"] + page.locator("#paint").bounding_box()["height"] <= 700
+    help_of = "document.querySelector('#setting-{}').parentElement.querySelector('.help').textContent"
+    assert page.evaluate(help_of.format("max_size")).endswith("(the photo is scaled to it; at most 256)")
+    assert "at most" not in page.evaluate(help_of.format("seed"))  # 2^53 - 1 says nothing a user needs
     assert page.is_disabled("#paint")
     page.set_input_files("#content-file", str(images / "content/golden_gate.jpg"))
     page.set_input_files("#style-file", str(images / "style/starry_night.jpg"))
@@ -114,6 +119,8 @@ def test_paint_in_the_browser(server, page, images, tmp_path):
     page.click("#paint")
     page.wait_for_selector("#message:not([hidden])")
     assert "photo 'holiday.png': not an image file" in page.inner_text("#message")
+    message = page.locator("#message").bounding_box()
+    assert message["y"] >= 0 and message["y"] + message["height"] <= 700  # on the screen, not below it
     assert page.locator(".card").count() == 1
     assert errors == []
 
@@ -163,6 +170,7 @@ def test_keyboard_and_phone(server, page, images):
 def test_cancel_then_resume_in_the_browser(server, page, images):
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: the stage is below the settings
     page.goto(server)
     page.set_input_files("#content-file", str(images / "content/golden_gate.jpg"))
     page.set_input_files("#style-file", str(images / "style/starry_night.jpg"))
@@ -171,10 +179,13 @@ def test_cancel_then_resume_in_the_browser(server, page, images):
     page.click("#paint")
     page.wait_for_function("/^Step [3-9]/.test(document.querySelector('#status-text').textContent)", timeout=120_000)
     assert page.is_hidden("#resume")
+    for shown in ("#stage", "#status-text", "#cancel"):  # Paint brought the painting and its controls into sight
+        box = page.locator(shown).bounding_box()
+        assert 0 <= box["y"] <= 844 - min(box["height"], 300), shown
     page.click("#cancel")
     page.wait_for_selector("#resume:not([hidden])", timeout=120_000)
     stopped = page.inner_text("#status-text")
-    assert stopped.startswith("Cancelled after") and page.inner_text(".card .badge") == "stopped"
+    assert stopped.startswith("Cancelled after") and page.inner_text(".card .badge") == "cancelled"
     steps_before = int(stopped.split()[2])
     page.reload()  # a page opened later shows the newest job stopped part way, ready to resume
     page.wait_for_selector("#resume:not([hidden])", timeout=30_000)
@@ -182,6 +193,7 @@ def test_cancel_then_resume_in_the_browser(server, page, images):
     page.click("#resume")
     page.wait_for_selector("#cancel:not([hidden])")
     assert page.is_hidden("#resume")
+    page.wait_for_function("document.querySelectorAll('.card').length === 0")  # no stale card while it paints
     page.wait_for_function("document.querySelector('#status-text').textContent.startsWith('Finished')",
                            timeout=120_000)
     steps = int(page.inner_text("#status-text").split()[1])

@@ -82,6 +82,10 @@ function chooseFile(kind, file) {
     showMessage(`“${file.name}” does not look like an image (${file.type}). Choose a JPEG, PNG or WebP file as the ${what}.`);
     return;
   }
+  if (file.size === 0) {
+    showMessage(`“${file.name}” is empty. Choose a JPEG, PNG or WebP file as the ${what}.`);
+    return;
+  }
   if (file.size > limit) {
     showMessage(`“${file.name}” is ${mb(file.size)} MB; this server accepts at most ${mb(limit)} MB per request.`);
     return;
@@ -90,7 +94,10 @@ function chooseFile(kind, file) {
   const zone = $(`drop-${kind}`);
   const thumb = zone.querySelector(".thumb");
   if (thumb.src) URL.revokeObjectURL(thumb.src);
-  thumb.onerror = () => { thumb.hidden = true; };
+  thumb.onerror = () => {  // damaged, or a format only the server reads (TIFF): it checks on Paint
+    thumb.hidden = true;
+    if (files[kind] === file) showMessage(`This browser cannot show “${file.name}”; the server checks it when you press Paint.`, "info");
+  };
   thumb.src = URL.createObjectURL(file);
   thumb.hidden = false;
   zone.classList.add("has-image");
@@ -162,10 +169,17 @@ function buildForm(settings) {
     }
     const help = document.createElement("span");
     help.className = "help";
-    help.textContent = s.help + (s.max !== undefined && s.widget !== "log-slider" ? ` (at most ${s.max})` : "");
+    help.textContent = withMaximum(s);
     field.append(help);
     form.append(field);
   }
+}
+
+// A number field's help with its limit: "(the photo is scaled to it; at most 1024)". A limit past a
+// million (the seed's 2^53 - 1) says nothing a user needs.
+function withMaximum(s) {
+  if (s.max === undefined || s.widget === "log-slider" || s.max > 1e6) return s.help;
+  return s.help.endsWith(")") ? `${s.help.slice(0, -1)}; at most ${s.max})` : `${s.help} (at most ${s.max})`;
 }
 
 function sliderValue(range) {
@@ -228,11 +242,16 @@ function follow(job) {
   $("preview").hidden = true;  // not the last picture: this job's own previews replace the placeholder
   $("placeholder").hidden = false;
   for (const card of document.querySelectorAll(".card")) card.classList.remove("selected");
-  if (document.activeElement === $("paint") || document.activeElement === document.body) $("cancel").focus();
+  // Paint and Resume disable themselves when pressed: focus goes to Cancel, not <body>, without a jump.
+  if (document.activeElement === $("paint") || document.activeElement === document.body) {
+    $("cancel").focus({ preventScroll: true });
+  }
+  revealStage();
   setBar(0, "");
   render(job);
   drawChart();
   updatePaintButton();
+  refreshGallery();  // a resumed job's card leaves until it has a new picture
   const source = new EventSource(job.urls.events);
   state.source = source;
   const onEvent = (e) => {
@@ -251,6 +270,7 @@ function follow(job) {
   source.addEventListener("progress", onEvent);
   source.addEventListener("done", onEvent);
   source.onerror = () => {
+    setStatus("No news from the server…", "");
     showMessage(source.readyState === EventSource.CLOSED ? "Lost the connection to the server."
       : "Lost the connection to the server; trying again…", source.readyState === EventSource.CLOSED ? "error" : "info");
   };
@@ -279,6 +299,12 @@ async function resume() {
   } finally {
     $("resume").disabled = false;
   }
+}
+
+// Scroll the stage into view unless its top half is on the screen already.
+function revealStage() {
+  const stage = $("stage").getBoundingClientRect();
+  if (stage.top < 0 || stage.top > window.innerHeight / 2) $("stage").scrollIntoView({ block: "start" });
 }
 
 function render(job) {
@@ -326,9 +352,8 @@ function showJob(job, points) {
     setBar(job.total ? job.step / job.total : 0, "stopped");
     if (job.error) showMessage(job.error);  // a resume that could not go on
   } else if (job.status === "failed") {
-    setStatus("Failed", "");
+    setStatus(`Failed: ${job.error || "the job failed"}`, "");
     setBar(job.total ? job.step / job.total : 0, "failed");
-    showMessage(job.error || "The job failed.");
   }
   if (job.has_result) {
     showImage(`${job.urls.result}?v=${job.id}-${job.step}`);
@@ -340,6 +365,8 @@ function showJob(job, points) {
   } else {
     $("download").hidden = true;
     $("result-info").textContent = "";
+    $("preview").hidden = true;  // a preview of a run that kept nothing
+    $("placeholder").hidden = false;
   }
   $("resume").hidden = !job.resumable;
   for (const card of document.querySelectorAll(".card")) card.classList.toggle("selected", card.dataset.id === job.id);
@@ -381,11 +408,13 @@ function setBar(fraction, kind) {
   $("bar").className = `bar ${kind}`;
 }
 
-function showMessage(text, kind = "error") {
+// Errors, and answers to what the user just did (reveal), are scrolled into sight; background notes are not.
+function showMessage(text, kind = "error", reveal = kind === "error") {
   const box = $("message");
   box.textContent = text;
   box.className = `message ${kind === "info" ? "info" : ""}`;
   box.hidden = false;
+  if (reveal) box.scrollIntoView({ block: "nearest" });
 }
 
 function hideMessage() { $("message").hidden = true; }
@@ -429,7 +458,7 @@ async function refreshGallery() {
     if (job.status === "cancelled") {
       const badge = document.createElement("span");
       badge.className = "badge";
-      badge.textContent = "stopped";
+      badge.textContent = "cancelled";
       info.append(" ", badge);
     }
     const link = document.createElement("a");
@@ -457,15 +486,14 @@ async function refreshGallery() {
 
 async function openJob(id) {
   if (state.active && state.active.id !== id && (state.active.status === "queued" || state.active.status === "running")) {
-    showMessage("A painting is in progress; its result appears here when it is done.", "info");
+    showMessage("A painting is in progress; its result appears here when it is done.", "info", true);
     return;
   }
   try {
     const job = await api(`/api/jobs/${id}`);
     hideMessage();
     showJob(job, job.points);
-    const stage = $("stage").getBoundingClientRect();
-    if (stage.bottom < 0 || stage.top > window.innerHeight) $("stage").scrollIntoView({ block: "start" });
+    revealStage();
   } catch (err) {
     showMessage(err.message);
   }
