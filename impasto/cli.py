@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import __version__
-from .api import check_one_each, fingerprint, resolve_device, resume_point, stylize
+from .api import Result, check_one_each, fingerprint, resolve_device, resume_point, stylize
 from .config import COLOR_MODES, INITS, OPTIMIZERS, POOLINGS, PRECISIONS, Config
 from .errors import EXIT_SIGNAL, ConfigError, ImageError, ImpastoError, Interrupted
 from .imageio import SAVE_FORMATS, check_writable, read_image, read_metadata, save_image, sidecar_path
@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(args)
     except ImpastoError as exc:
-        return _fail(args, str(exc), EXIT_USAGE)
+        return _fail(args, str(exc), getattr(exc, "exit_code", EXIT_USAGE))
     except KeyboardInterrupt as exc:  # a second signal, or Ctrl-C before the run started
         return _fail(args, "interrupted", getattr(exc, "exit_code", EXIT_SIGNAL[signal.SIGINT]))
     except Exception as exc:  # a bug or the machine: one line and a pointer to the traceback
@@ -678,11 +678,20 @@ def _paint(args: argparse.Namespace, the_plan: Plan, job: Job, label: str, log: 
     """Paint one photo and write its image, plot and intermediate saves."""
     progress = Progress(args, the_plan.config, job, label, log, interrupts)
     try:
-        result = stylize(job.content, the_plan.styles, the_plan.config, callback=progress, resume=args.resume)
-    finally:
-        progress.close()
+        try:
+            result = stylize(job.content, the_plan.styles, the_plan.config, callback=progress, resume=args.resume)
+        finally:
+            progress.close()
+    except Exception as exc:  # a failure mid-run (out of memory, say) carries the best image so far
+        stopped = getattr(exc, "result", None)
+        if stopped is not None and stopped.steps:
+            with interrupts.hold():
+                kept = _save_or_rescue(stopped, job.output)
+            print(f"impasto: kept the best image so far (step {stopped.steps}) in {kept}; to go on from it: "
+                  f"impasto --resume {shlex.quote(str(kept))}", file=sys.stderr)
+        raise
     with interrupts.hold():
-        path = result.save(job.output)
+        path = _save_or_rescue(result, job.output)
     if job.plot:
         plot_losses(result.history, job.plot, the_plan.config.sizes(), title=f"{path.name}: loss per step")
     if not args.quiet:
@@ -698,6 +707,28 @@ def _paint(args: argparse.Namespace, the_plan: Plan, job: Job, label: str, log: 
         print(f"wrote {path} ({result.steps} steps, {timing}, stopped by {reason}{squeezed})", file=sys.stderr)
         if result.stopped_at:
             print(f"impasto: to go on where it stopped: impasto --resume {shlex.quote(str(path))}", file=sys.stderr)
+
+
+class Unsaved(ImageError):
+    """The output could not be written once the painting was done; it was kept elsewhere."""
+
+    exit_code = EXIT_FAILED  # not bad input: the run worked, the folder failed under it
+
+
+def _save_or_rescue(result: Result, output: Path) -> Path:
+    """Write ``result`` to ``output`` or, if that fails now (a folder made read-only or a disk filled
+    during the run), to a new file in the temporary folder, and say where: never lose the painting."""
+    try:
+        return result.save(output)
+    except ImageError as exc:
+        fd, rescue = tempfile.mkstemp(prefix=f"{output.stem}-", suffix=".png")
+        os.close(fd)
+        try:
+            result.save(rescue)
+        except ImpastoError:
+            Path(rescue).unlink(missing_ok=True)
+            raise exc from None
+        raise Unsaved(f"{exc}; the painting is kept in {rescue} instead") from None
 
 
 def _snapshot_path(args: argparse.Namespace, job: Job, step: int) -> Path:

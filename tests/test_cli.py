@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import tomllib
 from pathlib import Path
@@ -20,7 +21,7 @@ import torch
 from helpers import noise, png_claiming
 from PIL import Image
 
-from impasto import cli, stylize
+from impasto import cli, optimize, stylize
 from impasto.cli import Interrupts, build_parser, config_from_args, config_to_toml, main
 from impasto.config import Config
 from impasto.imageio import read_image, read_metadata, save_image
@@ -313,6 +314,52 @@ def test_a_loss_that_is_not_finite_from_the_start_paints_nothing(photo, painting
     assert capsys.readouterr().err == (f"impasto: error: {photo}: the loss is not finite (NaN or infinity) from the "
                                        "first step; nothing was painted: are the weights too large?\n")
     assert not out.exists()
+
+
+def test_a_painting_whose_folder_went_away_during_the_run_is_kept_elsewhere(photo, painting, tmp_path, capsys):
+    folder, steps = tmp_path / "prints", tmp_path / "steps.jsonl"
+    folder.mkdir()
+
+    def remove_the_folder_after_the_first_step():
+        while not steps.exists() or not steps.read_text():
+            time.sleep(0.01)
+        shutil.rmtree(folder)
+
+    remover = threading.Thread(target=remove_the_folder_after_the_first_step)
+    remover.start()
+    code = main([photo, painting, "-o", str(folder / "out.png"), "-q", "-s", "48", "-n", "40", "--tolerance", "0",
+                 "--log-json", str(steps)])
+    remover.join()
+    err = capsys.readouterr().err
+    assert code == 1, err  # not bad input: the run worked, its folder failed under it
+    kept = Path(re.fullmatch(rf"impasto: error: {re.escape(str(folder))}/out\.png: folder .* does not exist; "
+                             r"the painting is kept in (.*) instead\n", err).group(1))
+    try:
+        assert read_image(kept).shape == (3, 36, 48) and read_metadata(kept)["steps"] == 40
+    finally:
+        kept.unlink()
+
+
+def test_a_failure_mid_run_keeps_the_best_image_so_far(photo, painting, tmp_path, capsys, monkeypatch):
+    # The machine failing at step 5 (out of memory, say), which no tiny run can do for real.
+    step = optimize.ProjectedLBFGS.step
+    calls = []
+
+    def fails_at_the_fifth_step(self, image, grad):
+        calls.append(1)
+        if len(calls) == 5:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        step(self, image, grad)
+
+    monkeypatch.setattr(optimize.ProjectedLBFGS, "step", fails_at_the_fifth_step)
+    out = tmp_path / "out.png"
+    assert main([photo, painting, "-o", str(out), "-q", "-s", "32", "-n", "20", "--tolerance", "0"]) == 1
+    assert capsys.readouterr().err == (
+        f"impasto: kept the best image so far (step 5) in {out}; to go on from it: impasto --resume {out}\n"
+        "impasto: error: out of memory; try a smaller --max-size (or --device cpu)\n")
+    monkeypatch.undo()
+    assert read_metadata(out)["stopped_at"] == {"size_index": 0, "size": 32, "steps_at_size": 5}
+    assert main(["--resume", str(out), "-q"]) == 0 and read_metadata(out)["steps"] == 20
 
 
 def test_batch_skips_a_broken_photo_and_exits_1(images, painting, tmp_path, capsys):

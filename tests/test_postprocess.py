@@ -43,8 +43,9 @@ def test_an_isolated_speck_is_averaged_with_its_neighbours():
     assert float(out[0, 0, 0]) == pytest.approx(0.5, abs=2e-3)  # a corner far from the speck barely moves
 
 
-def test_negative_values_are_refused():
-    with pytest.raises(ConfigError, match="denoise must not be negative"):
-        Config(denoise=-0.5)
+def test_out_of_range_values_are_refused():
+    for sigma in (-0.5, 5.5, 1e9):  # a radius of thousands would take hours, after the painting was done
+        with pytest.raises(ConfigError, match=f"denoise must be from 0 to 5 pixels, not {sigma}"):
+            Config(denoise=sigma)
     with pytest.raises(ConfigError, match="sigma >= 0"):
         denoise(torch.zeros(3, 2, 2), -1.0)
