@@ -336,11 +336,14 @@ def _read_images(content: ImageSource, styles: list[ImageSource], config: Config
 
 def check_one_each(config: Config, paintings: int) -> None:
     """Refuse blend weights or masks that are not one for each of the ``paintings``."""
-    named = f"{paintings} style image{'s' if paintings != 1 else ''}"
+    def counted(n: int, thing: str) -> str:
+        return f"{n} {thing}{'s' if n != 1 else ''}"
+
+    named = counted(paintings, "style image")
     if config.style_blend and len(config.style_blend) != paintings:
-        raise ConfigError(f"style_blend has {len(config.style_blend)} weights for {named}")
+        raise ConfigError(f"style_blend has {counted(len(config.style_blend), 'weight')} for {named}")
     if config.masks and len(config.masks) != paintings:
-        raise ConfigError(f"masks has {len(config.masks)} images for {named} (one each)")
+        raise ConfigError(f"masks has {counted(len(config.masks), 'image')} for {named} (one each)")
 
 
 def check_edges(photo: tuple[int, int], photo_name: str, paintings: dict[str, tuple[int, int]], sizes: list[int],
@@ -353,15 +356,16 @@ def check_edges(photo: tuple[int, int], photo_name: str, paintings: dict[str, tu
     advice = f"VGG-19's {max(layers, key=LAYER_NAMES.index)} needs a short edge of at least {shortest} px"
     for size in sizes:
         height, width = long_edge_shape(*photo, size)
+        larger = "max_size" if size == config.max_size else "min_size"  # the setting that made this size
         if min(height, width) < shortest:
             raise ImageError(f"{photo_name}: {width}×{height} at {size} px is too narrow ({advice}: raise "
-                             f"max_size or crop the image)")
+                             f"{larger} or crop the image)")
         pixels = max(1, round(height * width * config.style_scale**2))
         for name, painting in paintings.items():
             painting_height, painting_width = pixels_shape(*painting, pixels)
             if min(painting_height, painting_width) < shortest:
                 raise ImageError(f"{name}: seen at {painting_width}×{painting_height} for a {size} px picture, "
-                                 f"too narrow ({advice}: raise max_size or style_scale, or crop the painting)")
+                                 f"too narrow ({advice}: raise {larger} or style_scale, or crop the painting)")
 
 
 def _at_size(images: _Images, size: int, config: Config
@@ -486,8 +490,9 @@ def initial_image(init: str, content: torch.Tensor, styles: list[torch.Tensor], 
         image = read_image(init, what="init image")
         rounded = long_edge_shape(*image.shape[1:], max(size))  # small sizes round by up to a pixel
         if not same_aspect(*image.shape[1:], *size) and any(abs(a - b) > 1 for a, b in zip(rounded, size)):
-            raise ImageError(f"{init}: a start image must have the photo's shape; it is {image.shape[2]}x"
-                             f"{image.shape[1]}, the photo {size[1]}x{size[0]} (at this size)")
+            (height, width), ratio = image.shape[1:], lambda h, w: f"{w / h:.2f}:1"
+            raise ImageError(f"{init}: a start image must have the photo's proportions; it is {width}x{height} "
+                             f"({ratio(height, width)}), the photo {ratio(*size)} ({size[1]}x{size[0]} at this size)")
     return resize(image, *size)
 
 

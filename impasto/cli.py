@@ -250,10 +250,16 @@ def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = Non
 
 
 def _as_typed(message: str) -> str:
-    """A message of Config's that begins with a setting's name, with the name as an option (style_blend:
-    --style-blend), as the user typed it on the command line."""
+    """A message of the library's with the settings it names as options (style_blend: --style-blend),
+    as the user types them on the command line: a leading name, and any other name with an
+    underscore (one without, such as "masks" or "init", is also a plain word)."""
     name, _, rest = message.partition(" ")
-    return f"--{name.replace('_', '-')} {rest}" if name in _FIELDS else message
+    if name in _FIELDS:
+        message = f"--{name.replace('_', '-')} {rest}"
+    return _NAMES_WITH_UNDERSCORES.sub(lambda m: "--" + m.group(0).replace("_", "-"), message)
+
+
+_NAMES_WITH_UNDERSCORES = re.compile(r"(?<![\w-])(?:" + "|".join(n for n in _FIELDS if "_" in n) + r")(?![\w-])")
 
 
 def _merged(*sources: dict[str, Any]) -> dict[str, Any]:
@@ -502,8 +508,10 @@ def _finish_plan(args: argparse.Namespace, config: Config, contents: list[Any], 
                  batch: bool) -> Plan:
     try:
         check_one_each(config, len(styles))
-    except ConfigError as exc:
-        raise ConfigError(_as_typed(str(exc))) from None
+    except ConfigError as exc:  # named as typed: the option, or the --config file's key
+        name = str(exc).partition(" ")[0]
+        in_file = getattr(args, "config", None) and not hasattr(args, name)
+        raise ConfigError(f"{args.config}: {exc}" if in_file else _as_typed(str(exc))) from None
     for i, style in enumerate(styles):
         if isinstance(style, (str, os.PathLike)):
             read_image(style, what=f"style image {i + 1}")  # a bad painting would fail every photo
@@ -680,6 +688,8 @@ def _paint(args: argparse.Namespace, the_plan: Plan, job: Job, label: str, log: 
     try:
         try:
             result = stylize(job.content, the_plan.styles, the_plan.config, callback=progress, resume=args.resume)
+        except ImpastoError as exc:  # its advice names settings as the command line spells them
+            raise type(exc)(_as_typed(str(exc))) from None
         finally:
             progress.close()
     except Exception as exc:  # a failure mid-run (out of memory, say) carries the best image so far

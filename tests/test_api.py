@@ -212,8 +212,8 @@ def test_initial_images(images, tmp_path):
     impasto.save_image(thin, tmp_path / "thin.png")
     assert initial_image(str(tmp_path / "thin.png"), resize_to_long_edge(thin, 48), [style], generator).shape == (3, 17, 48)
     impasto.save_image(torch.ones(3, 6, 4), tmp_path / "portrait.png")  # not stretched to fit: refused
-    with pytest.raises(impasto.ImageError, match="portrait.png: a start image must have the photo's shape; it is "
-                                                 r"4x6, the photo 30x20 \(at this size\)"):
+    with pytest.raises(impasto.ImageError, match="portrait.png: a start image must have the photo's proportions; "
+                                                 r"it is 4x6 \(0.67:1\), the photo 1.50:1 \(30x20 at this size\)"):
         initial_image(str(tmp_path / "portrait.png"), content, [style], generator)
 
 

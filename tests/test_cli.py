@@ -493,8 +493,17 @@ def test_bad_config_file_exits_2(tmp_path, capsys, text, message):
         (["{content}", "{style}", "-o", "{out}", "-n", "0"], "invalid option: --iterations must be at least 1"),
         (["{content}", "{style}", "-o", "{out}", "--device", "cuda:7"], "'cuda:7' asked for, but {no_gpu7}"),
         (["{content}", "{style}", "-o", "{out}", "-s", "5000", "--max-memory", "1.5"],
-         "GB even with checkpointing, but max_memory is 1.5 GB: use max_size "),
+         "GB even with checkpointing, but --max-memory is 1.5 GB: use --max-size "),
         (["{content}", "{style}", "-o", "{out}", "--style-blend", "1,2"], "--style-blend has 2 weights for 1 style image\n"),
+        (["{content}", "{style}", "{style}", "-o", "{out}", "--style-blend", "1"],
+         "--style-blend has 1 weight for 2 style images\n"),
+        (["{content}", "{style}", "{style}", "-o", "{out}", "--config", "{tmp}/blend.toml"],
+         "{tmp}/blend.toml: style_blend has 3 weights for 2 style images\n"),  # the file's key, as written there
+        (["{content}", "{style}", "{style}", "-o", "{out}", "--style-blend", "1,1", "--masks", "{tmp}/text.jpg,{tmp}/text.jpg"],
+         "invalid option: --masks and --style-blend cannot be combined"),
+        (["{content}", "{style}", "-o", "{out}", "-s", "256", "--min-size", "16"],
+         "golden_gate.jpg: 16×12 at 16 px is too narrow (VGG-19's relu5_1 needs a short edge of at least 16 px: "
+         "raise --min-size or crop the image)"),
         (["{content}", "{style}", "-o", "{out}", "--init", "{tmp}/missing.png"], "{tmp}/missing.png: no such file"),
         (["{content}", "{style}", "-o", "{out}", "--save-dir", "{tmp}"], "--save-dir needs --save-every N"),
         (["{content}", "{style}", "-o", "{out}", "--masks", "{tmp}/missing.png"], "{tmp}/missing.png: no such file"),
@@ -518,6 +527,7 @@ def test_errors_are_one_line_and_exit_2(images, tmp_path, capsys, argv, message)
     (tmp_path / "huge.png").write_bytes(png_claiming(100_000, 100_000))
     save_image(torch.full((3, 24, 32), 0.5), tmp_path / "start.png")
     (tmp_path / "run.toml").write_text("seed = 1\n")
+    (tmp_path / "blend.toml").write_text("style_blend = [1, 1, 1]\n")
     code = main(["-q", "-s", "32", "-n", "1"] + [a.format(**values) for a in argv])  # later options win
     err = capsys.readouterr().err
     assert code == 2 and message.format(**values) in err
