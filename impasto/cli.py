@@ -138,8 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
                                               "a template or a folder for a batch")
     files.add_argument("-c", "--content", action="append", metavar="PHOTO",
                        help="a photo or a folder of photos to paint; repeat for a batch")
-    files.add_argument("--config", metavar="FILE.toml", help="read settings (Config field names) from a TOML file; "
-                                                             "options given here override it")
+    files.add_argument("--config", metavar="FILE.toml", action=_OnlyOnce,
+                       help="read settings (Config field names) from a TOML file; options given here override it")
     files.add_argument("--print-config", action="store_true", help="print the settings in force as TOML and exit")
     files.add_argument("--rerun", metavar="PAINTED.png",
                        help="repeat the run that made this image, from its metadata (default output: NAME-rerun.EXT)")
@@ -216,6 +216,16 @@ def _parse_item(name: str, text: str) -> Any:
         return item(text)
     except ValueError:
         raise ConfigError(f"{text!r} is not a valid {item.__name__}") from None
+
+
+class _OnlyOnce(argparse.Action):
+    """An option that may be given once: a second --config would silently drop the first file's settings."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, self.dest, None) is not None:
+            parser.error(f"{option_string} given twice ({getattr(namespace, self.dest)} and {values}): "
+                         "put the settings in one file, or give the changes as options")
+        setattr(namespace, self.dest, values)
 
 
 def _option_type(name: str):
@@ -530,13 +540,21 @@ def _finish_plan(args: argparse.Namespace, config: Config, contents: list[Any], 
         plot = _output_path(args.plot, names, "--plot", "{stem}-{style}-losses.png", batch) if args.plot else None
         jobs.append(Job(content, output, plot))
     for attr, what in (("output", "-o"), ("plot", "--plot")):
-        paths = [_file_key(getattr(job, attr)) for job in jobs if getattr(job, attr) is not None]
-        if len(set(paths)) < len(paths):
-            template = getattr(args, attr)
+        first_of: dict[str, Job] = {}
+        for job in jobs:
+            if getattr(job, attr) is None:
+                continue
+            other = first_of.setdefault(_file_key(getattr(job, attr)), job)
+            if other is job:
+                continue
+            names = [Path(other.content).name, Path(job.content).name]  # in full when they are alike
+            template, clash = getattr(args, attr), " and ".join(names if names[0] != names[1] else
+                                                                  [str(other.content), str(job.content)])
             advice = "put {stem} or {index} in the name, or give a folder"
             if "{stem}" in template or Path(template).is_dir() or template.endswith(("/", os.sep)):
-                advice = "two photos have the same name: put {index} in it, such as FOLDER/{stem}-{index}.png"
-            raise ConfigError(f"{what} {template}: several photos would be written to the same file; {advice}")
+                advice = "put {index} in it, such as FOLDER/{stem}-{index}.png"
+            raise ConfigError(f"{what} {template}: {clash} would be written to the same file, "
+                              f"{getattr(job, attr)}; {advice}")
     _check_nothing_overwritten(args, config, contents, styles, jobs)
     for job in jobs:
         _check_writable(job.output, SAVE_FORMATS)
@@ -553,7 +571,7 @@ def _finish_plan(args: argparse.Namespace, config: Config, contents: list[Any], 
                 folder.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise ImageError(f"--save-dir {folder}: cannot make the folder ({exc.strerror or exc})") from None
-            _check_writable(folder / "x.png", SAVE_FORMATS)
+            _check_folder_writable(folder, f"--save-dir {folder}")
     elif args.save_dir:
         raise ConfigError("--save-dir needs --save-every N")
     return Plan(config, styles, jobs, batch)
@@ -610,13 +628,13 @@ def _output_path(template: str, names: dict[str, Any], what: str, in_folder: str
         template = os.path.join(template, in_folder)
     try:
         fields = [field for _, field, _, _ in string.Formatter().parse(template) if field is not None]
-    except ValueError:  # an unmatched brace
-        fields = ["{"]
-    unknown = [field for field in fields if field not in names]
-    if unknown and not batch:  # one photo: the name is taken as it is
+        problem = next((f"bad placeholder {{{field}}}" for field in fields if field not in names), None)
+    except ValueError:
+        problem = "a brace that is not closed"
+    if problem and not batch:  # one photo: the name is taken as it is
         return Path(template)
-    if unknown:
-        raise ConfigError(f"{what} {template}: bad placeholder {{{unknown[0]}}}; use {{stem}}, {{style}} or {{index}} "
+    if problem:
+        raise ConfigError(f"{what} {template}: {problem}; use {{stem}}, {{style}} or {{index}} "
                           "(a brace in the name is written twice)")
     return Path(template.format(**names))
 
@@ -626,11 +644,15 @@ def _check_writable(path: Path, formats: Any) -> None:
     if formats is not None and path.suffix.lower() not in formats:
         raise ImageError(f"{path}: unsupported extension {path.suffix!r}; use one of {', '.join(formats)}")
     check_writable(path)
-    folder = Path(os.path.realpath(path)).parent
+    _check_folder_writable(Path(os.path.realpath(path)).parent, str(path))
+
+
+def _check_folder_writable(folder: Path, name: str) -> None:
+    """Make and remove a file in ``folder``: the one sure test (modes, ACLs, read-only mounts, quotas)."""
     try:
         fd, probe = tempfile.mkstemp(prefix=".impasto-check-", dir=folder)
     except OSError as exc:
-        raise ImageError(f"{path}: cannot write in folder {str(folder)!r} ({exc.strerror or exc})") from None
+        raise ImageError(f"{name}: cannot write in folder {str(folder)!r} ({exc.strerror or exc})") from None
     os.close(fd)
     os.unlink(probe)
 

@@ -374,7 +374,8 @@ def check_writable(path: Path) -> None:
     if not target.parent.is_dir():
         where = f" (where the link {path} points)" if Path(path).is_symlink() else ""
         raise ImageError(f"{path}: folder {str(target.parent if where else path.parent)!r} does not exist{where}")
-    if target.exists() and not os.access(target, os.W_OK):
+    # No write bit at all is read-only even for root, who may write anything (in a container, say).
+    if target.exists() and not (os.access(target, os.W_OK) and target.stat().st_mode & 0o222):
         raise ImageError(f"{path}: is read-only, not replacing it")
 
 

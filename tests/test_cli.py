@@ -174,7 +174,8 @@ def test_photos_with_the_same_name_need_index(painting, tmp_path, capsys):
         _write_photo(tmp_path / folder / "x.png", 0)
     argv = ["-c", str(tmp_path / "a/x.png"), "-c", str(tmp_path / "b/x.png"), painting, *QUICK]
     assert main([*argv, "-o", str(tmp_path / "{stem}.png")]) == 2
-    assert "two photos have the same name: put {index} in it" in capsys.readouterr().err
+    assert (f"{tmp_path / 'a/x.png'} and {tmp_path / 'b/x.png'} would be written to the same file, "
+            f"{tmp_path / 'x.png'}; put {{index}} in it") in capsys.readouterr().err
     assert main([*argv, "-o", str(tmp_path / "{stem}-{index}.png")]) == 0
 
 
@@ -384,9 +385,12 @@ def test_batch_skips_a_broken_photo_and_exits_1(images, painting, tmp_path, caps
 def test_batch_output_needs_a_placeholder(images, painting, tmp_path, capsys):
     photos = ["--content", str(images / "content/golden_gate.jpg"), "--content", str(images / "content/rainier.jpg")]
     assert main([*photos, painting, "-o", str(tmp_path / "out.png"), *QUICK]) == 2
-    assert "several photos would be written to the same file; put {stem} or {index}" in capsys.readouterr().err
+    assert (f"golden_gate.jpg and rainier.jpg would be written to the same file, {tmp_path / 'out.png'}; "
+            "put {stem} or {index}") in capsys.readouterr().err
     assert main([*photos, painting, "-o", str(tmp_path / "{nope}.png"), *QUICK]) == 2
     assert "bad placeholder {nope}; use {stem}, {style} or {index}" in capsys.readouterr().err
+    assert main([*photos, painting, "-o", str(tmp_path / "{stem"), *QUICK]) == 2
+    assert "{stem: a brace that is not closed; use {stem}, {style} or {index}" in capsys.readouterr().err
 
 
 def test_config_file_and_print_config(tmp_path, capsys):
@@ -463,6 +467,8 @@ def test_bad_config_file_exits_2(tmp_path, capsys, text, message):
         (["{tmp}/huge.png", "{style}", "-o", "{out}"], "{tmp}/huge.png: too large to read safely"),
         (["{content}", "{style}", "-o", "{tmp}/no/such/dir/out.png"], "folder '{tmp}/no/such/dir' does not exist"),
         (["{content}", "{style}", "-o", "/sys/impasto-out.png"], "/sys/impasto-out.png: cannot write in folder '/sys'"),
+        (["{content}", "{style}", "-o", "{out}", "--save-every", "1", "--save-dir", "/sys"],
+         "--save-dir /sys: cannot write in folder '/sys'"),
         (["{content}", "{style}", "-o", "{tmp}/out.gif"], "out.gif: unsupported extension '.gif'"),
         (["{content}", "{style}", "-o", "{style}"], "the_scream.jpg: -o would overwrite an input image"),
         (["{content}", "{style}", "-o", "{out}", "--log-json", "{content}"],
@@ -497,6 +503,8 @@ def test_bad_config_file_exits_2(tmp_path, capsys, text, message):
         (["{content}", "{style}", "-o", "{out}", "--style-blend", "1,2"], "--style-blend has 2 weights for 1 style image\n"),
         (["{content}", "{style}", "{style}", "-o", "{out}", "--style-blend", "1"],
          "--style-blend has 1 weight for 2 style images\n"),
+        (["{content}", "{style}", "-o", "{out}", "--config", "{tmp}/run.toml", "--config", "{tmp}/blend.toml"],
+         "--config given twice ({tmp}/run.toml and {tmp}/blend.toml): put the settings in one file"),
         (["{content}", "{style}", "{style}", "-o", "{out}", "--config", "{tmp}/blend.toml"],
          "{tmp}/blend.toml: style_blend has 3 weights for 2 style images\n"),  # the file's key, as written there
         (["{content}", "{style}", "{style}", "-o", "{out}", "--style-blend", "1,1", "--masks", "{tmp}/text.jpg,{tmp}/text.jpg"],
