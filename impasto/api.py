@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
+import io
 import json
 import math
 import os
@@ -63,8 +64,13 @@ class Result:
         return f"<Result {self.image.shape[2]}x{self.image.shape[1]} px, {self.steps} steps, {self.stop_reason}{loss}>"
 
     def to_pil(self) -> PIL.Image.Image:
-        """The painting as an 8-bit RGB PIL image (to show it in a notebook, or hand it on)."""
+        """The painting as an 8-bit RGB PIL image (to hand it on)."""
         return to_pil(self.image)
+
+    def _repr_png_(self) -> bytes:  # Jupyter and IPython show a Result as its painting
+        buffer = io.BytesIO()
+        self.to_pil().save(buffer, format="PNG")
+        return buffer.getvalue()
 
     def metadata(self) -> dict[str, Any]:
         """Everything needed to repeat the run: settings, version, inputs, outcome."""

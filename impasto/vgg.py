@@ -229,7 +229,8 @@ class VGGFeatures(nn.Module):
 def _make_layer(name: str, conv_params, pooling: str, inplace: bool) -> nn.Module:
     if name.startswith("conv"):
         weight, bias = next(conv_params)
-        conv = nn.Conv2d(weight.shape[1], weight.shape[0], 3, padding=1)
+        # skip_init: no random initialisation to overwrite, which would draw from torch's global generator
+        conv = torch.nn.utils.skip_init(nn.Conv2d, weight.shape[1], weight.shape[0], 3, padding=1)
         conv.weight.data.copy_(weight)
         conv.bias.data.copy_(bias)
         return conv

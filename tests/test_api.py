@@ -1,12 +1,14 @@
 """End to end through the public API, on real weights and real images at tiny sizes."""
 
+import io
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 import impasto
-from impasto.api import _cpu_flags, initial_image, repeatable, resolve_device, uses_bfloat16
+from impasto.api import _cpu_flags, initial_image, load_extractor, repeatable, resolve_device, uses_bfloat16
 from impasto.imageio import read_metadata, resize_to_long_edge
 from impasto.memory import GB, estimate
 
@@ -173,6 +175,7 @@ def test_progress_images_are_copies_a_callback_may_keep(images):
 
 
 def test_stylize_leaves_the_global_random_state_alone(images):
+    load_extractor.cache_clear()  # building the network must not draw from it either
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
@@ -180,6 +183,8 @@ def test_stylize_leaves_the_global_random_state_alone(images):
                              impasto.Config(max_size=32, iterations=2, init="noise", seed=5))
     assert torch.equal(torch.rand(3), expected)
     assert repr(result) == f"<Result 32x24 px, 2 steps, iterations, loss {result.history[-1]['loss']:.4g}>"
+    with Image.open(io.BytesIO(result._repr_png_())) as shown:  # what a notebook displays
+        assert np.array_equal(np.asarray(shown), np.asarray(result.to_pil()))
 
 
 def test_initial_images(images, tmp_path):
