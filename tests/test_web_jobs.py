@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 import impasto
-from impasto.web.jobs import FINISHED, INTERRUPTED, Job, JobManager, QueueFull
+from impasto.web.jobs import FINISHED, INTERRUPTED, Job, JobManager, QueueFull, _without_folder
 
 
 def test_a_job_interrupted_by_a_crash_is_reported_not_rerun(tmp_path):
@@ -119,3 +119,9 @@ def test_a_resume_that_cannot_go_on_keeps_the_stopped_picture(tmp_path, images):
     assert job.status == "cancelled" and job.has_result and not job.resumable
     assert job.error == "cannot resume: result.png: carries no impasto metadata, cannot resume it"
     assert not manager.resume(job)
+
+
+def test_messages_to_the_page_leave_out_the_servers_folders(tmp_path):
+    job = Job("0" * 32, tmp_path / "jobs" / ("0" * 32), {}, "a.jpg", ["b.jpg"])
+    message = f"{job.folder}/result.png: cannot write in folder {str(job.folder)!r} (Read-only file system)"
+    assert _without_folder(message, job) == "result.png: cannot write in folder its folder (Read-only file system)"

@@ -36,18 +36,33 @@ document.addEventListener("DOMContentLoaded", async () => {
   $("version").textContent = `v${state.settings.version}`;
   buildForm(state.settings.settings);
   updatePaintButton();
-  const jobs = await refreshGallery();
-  const unfinished = jobs.find((j) => j.status === "queued" || j.status === "running");
-  if (unfinished) {
-    follow(unfinished);
-  } else if (jobs.length && jobs[0].resumable) {
-    // The newest job stopped part way (cancelled, or its server stopped): back on the stage, with Resume.
-    api(`/api/jobs/${jobs[0].id}`).then((job) => showJob(job, job.points)).catch(() => {});
-  }
+  catchUp(await refreshGallery(), true);
+  // Another tab may have started a painting meanwhile: looked at again, this one catches up.
+  document.addEventListener("visibilitychange", async () => {
+    if (!document.hidden && !busy()) catchUp(await refreshGallery(), false);
+  });
 });
 
+// Follow the painting in progress (the running one before those queued), or, on opening the page,
+// show the newest job if it stopped part way (with Resume) or failed (saying why).
+function catchUp(jobs, opening) {
+  const unfinished = jobs.find((j) => j.status === "running") || jobs.find((j) => j.status === "queued");
+  if (unfinished) {
+    follow(unfinished);
+  } else if (opening && jobs.length && (jobs[0].resumable || jobs[0].status === "failed")) {
+    api(`/api/jobs/${jobs[0].id}`).then((job) => showJob(job, job.points)).catch(() => {});
+  }
+}
+
+const busy = () => state.active && (state.active.status === "queued" || state.active.status === "running");
+
 async function api(url, options = {}) {
-  const response = await fetch(url, options);
+  let response;
+  try {
+    response = await fetch(url, options);
+  } catch {  // the browser's "Failed to fetch": no answer at all
+    throw new Error("cannot reach the impasto server; is it still running?");
+  }
   let body = null;
   try { body = await response.json(); } catch { /* not JSON */ }
   if (!response.ok) {
@@ -196,8 +211,7 @@ function settingValues() {
 }
 
 function updatePaintButton() {
-  const busy = state.active && (state.active.status === "queued" || state.active.status === "running");
-  $("paint").disabled = !(state.settings && files.content && files.style) || busy;
+  $("paint").disabled = !(state.settings && files.content && files.style) || busy();
   if (!state.view && files.content && files.style) setStatus("Ready: press Paint.", "");
 }
 
@@ -215,7 +229,7 @@ async function paint() {
   $("paint").textContent = "Uploading…";
   try {
     const job = await api("/api/jobs", { method: "POST", body: form });
-    follow(job);
+    follow(job, true);
   } catch (err) {
     showMessage(err.message);
     updatePaintButton();
@@ -226,7 +240,8 @@ async function paint() {
   }
 }
 
-function follow(job) {
+// ``pressed``: the user's Paint or Resume started it (not a page opened on a run in progress).
+function follow(job, pressed = false) {
   if (state.source) state.source.close();
   state.active = job;
   state.view = job.id;
@@ -240,10 +255,12 @@ function follow(job) {
   $("resume").hidden = true;
   $("result-info").textContent = "";
   $("preview").hidden = true;  // not the last picture: this job's own previews replace the placeholder
+  $("placeholder").textContent = "Your painting appears here as it takes shape.";
   $("placeholder").hidden = false;
   for (const card of document.querySelectorAll(".card")) card.classList.remove("selected");
   // Paint and Resume disable themselves when pressed: focus goes to Cancel, not <body>, without a jump.
-  if (document.activeElement === $("paint") || document.activeElement === document.body) {
+  // Not on opening the page, where Space, meant to scroll, would cancel the run.
+  if (pressed && (document.activeElement === $("paint") || document.activeElement === document.body)) {
     $("cancel").focus({ preventScroll: true });
   }
   revealStage();
@@ -285,6 +302,8 @@ async function cancel() {
     await api(state.active.urls.cancel, { method: "POST" });
   } catch (err) {
     showMessage(err.message);
+    $("cancel").disabled = false;  // it can be pressed again once the server answers
+    $("cancel").textContent = "Cancel";
   }
 }
 
@@ -293,7 +312,7 @@ async function resume() {
   hideMessage();
   $("resume").disabled = true;
   try {
-    follow(await api(`/api/jobs/${state.view}/resume`, { method: "POST" }));
+    follow(await api(`/api/jobs/${state.view}/resume`, { method: "POST" }), true);
   } catch (err) {
     showMessage(err.message);
   } finally {
@@ -316,7 +335,7 @@ function render(job) {
     setStatus("Preparing: reading the images and the network…", "");
   } else if (job.status === "running") {
     setStatus(`Step ${job.step} of ${job.total} · loss ${formatNumber(job.loss)}`,
-              job.eta !== null ? `about ${formatTime(job.eta)} left` : "");
+              job.eta >= 0.05 ? `about ${formatTime(job.eta)} left` : "");
   }
   setBar(fraction, "");
   if (job.preview_step > state.previewStep) {
@@ -334,7 +353,7 @@ function finished(job) {
   if ($("message").classList.contains("info")) hideMessage();  // "a painting is in progress" is over
   updatePaintButton();
   showJob(job, state.points);
-  if (hadFocus) (job.has_result ? $("download") : $("paint")).focus();  // not lost to <body>
+  if (hadFocus) (job.has_result ? $("download") : $("paint")).focus({ preventScroll: true });  // not lost to <body>
   refreshGallery();
 }
 
@@ -348,12 +367,15 @@ function showJob(job, points) {
     setStatus(`Finished: ${took}${why}`, "");
     setBar(1, "done");
   } else if (job.status === "cancelled") {
-    setStatus(job.has_result ? `Cancelled after ${took}; kept the best image so far` : "Cancelled before it started", "");
+    // With an error, the server's stop or a resume that could not go on, not the user's Cancel.
+    const stopped = job.error ? "Stopped" : "Cancelled";
+    setStatus(job.has_result ? `${stopped} after ${took}; kept the best image so far` : `${stopped} before it started`, "");
     setBar(job.total ? job.step / job.total : 0, "stopped");
-    if (job.error) showMessage(job.error);  // a resume that could not go on
+    if (job.error) showMessage(capitalized(job.error), "info");
   } else if (job.status === "failed") {
     setStatus(`Failed: ${job.error || "the job failed"}`, "");
-    setBar(job.total ? job.step / job.total : 0, "failed");
+    setBar(1, "failed");
+    $("placeholder").textContent = "Nothing was painted.";
   }
   if (job.has_result) {
     showImage(`${job.urls.result}?v=${job.id}-${job.step}`);
@@ -395,6 +417,8 @@ function showImage(src) {
   loader.onerror = next;
   loader.src = src;
 }
+
+const capitalized = (text) => text.charAt(0).toUpperCase() + text.slice(1);
 
 function setStatus(text, eta) {
   $("status-text").textContent = text;

@@ -354,7 +354,8 @@ class JobManager:
 
 def _without_folder(message: str, job: Job) -> str:
     """An error message with the job's folder left out of its paths: the page need not see the server's."""
-    return message.replace(str(job.folder) + os.sep, "")
+    folder = str(job.folder)
+    return message.replace(folder + os.sep, "").replace(repr(folder), "its folder").replace(folder, "its folder")
 
 
 def _total_steps(settings: dict[str, Any]) -> int:
