@@ -42,6 +42,7 @@ from .plot import PLOT_FORMATS, loss_kinds, plot_losses
 from .vgg import load_weights
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+WEB_INSTALL = "in impasto's folder: pip install -c constraints.txt -e '.[web]'"  # the web extra, as the README installs it
 
 EPILOG = """\
 batch: give a folder as CONTENT, or --content several times; then -o is a
@@ -95,7 +96,7 @@ def _serve(argv: list[str]) -> int:
     try:
         web = importlib.import_module("impasto.web")  # lazily: the extra may be missing
     except ImportError as exc:
-        print(f"impasto: error: the web app is not installed ({exc}); pip install impasto[web]", file=sys.stderr)
+        print(f"impasto: error: the web app is not installed ({exc}); {WEB_INSTALL}", file=sys.stderr)
         return EXIT_USAGE
     return web.main(argv)
 

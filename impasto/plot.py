@@ -24,6 +24,20 @@ def loss_kinds(terms: dict[str, float]) -> dict[str, float]:
     return totals
 
 
+def lower_limit(curves: dict[str, list[float]]) -> float | None:
+    """The bottom of the log scale, when a curve's start would squash the rest: a run from the photo
+    starts with a content term near 0, orders of magnitude below what the terms settle at. None: the
+    curves' own range is fine."""
+    def positive(values: Sequence[float]) -> list[float]:
+        return [v for v in values if v > 0 and math.isfinite(v)]
+
+    settled = positive([v for values in curves.values() for v in values[len(values) // 2:]])
+    lowest = positive([v for values in curves.values() for v in values])
+    if not settled or min(lowest) >= min(settled) / 30:
+        return None
+    return min(settled) / 3
+
+
 def plot_losses(history: Sequence[dict[str, float]], path: str | os.PathLike,
                 sizes: Sequence[int] | None = None, title: str = "") -> Path:
     """Draw the content, style and TV losses per step (log scale) into ``path`` (.png, .svg or .pdf),
@@ -51,9 +65,9 @@ def plot_losses(history: Sequence[dict[str, float]], path: str | os.PathLike,
     if any(v == v for v in totals):
         axes.plot(steps, totals, color="0.35", linewidth=1, linestyle=":", label="total")
     axes.set_yscale("log")
-    settled = [v for values in curves.values() for v in values[len(values) // 2:] if v > 0 and math.isfinite(v)]
-    if settled:  # a run from the photo starts with a content term near 0: don't let it set the scale
-        axes.set_ylim(bottom=min(settled) / 3)
+    bottom = lower_limit(curves)
+    if bottom is not None:
+        axes.set_ylim(bottom=bottom)
     for before, row in zip(history, history[1:]):
         if row["scale"] != before["scale"]:  # coarse-to-fine: a new, larger size starts here
             axes.axvline(row["step"] - 0.5, color="0.6", linewidth=1, linestyle="--")

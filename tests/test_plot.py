@@ -3,7 +3,7 @@
 import pytest
 
 from impasto.errors import ImageError
-from impasto.plot import loss_kinds, plot_losses
+from impasto.plot import loss_kinds, lower_limit, plot_losses
 
 BLUE, ORANGE, GREY = "#1f77b4", "#ff7f0e", "#595959"  # content, style (tab: colours), total
 
@@ -37,3 +37,12 @@ def test_one_size_has_no_size_marks_and_a_bad_extension_is_refused(tmp_path):
     assert "px -->" not in svg and f"stroke: {BLUE}" in svg
     with pytest.raises(ImageError, match=r"loss\.gif: a plot must be one of \.png, \.svg, \.pdf"):
         plot_losses(_history(5), tmp_path / "loss.gif")
+
+
+def test_the_scale_cuts_only_a_start_far_below_the_rest():
+    # From the photo the content term starts near 0: it would squash the curves, so the scale starts
+    # a third below the lowest settled value. From the recoloured photo it starts at a third of
+    # where it settles: all of it is drawn.
+    assert lower_limit({"content": [1e-3, 4e4, 5e4, 5e4], "style": [1e6, 1e5, 6e4, 6e4]}) == pytest.approx(5e4 / 3)
+    assert lower_limit({"content": [1.6e4, 4e4, 5e4, 5e4], "style": [1e6, 1e5, 6e4, 6e4]}) is None
+    assert lower_limit({}) is None

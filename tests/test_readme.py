@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 import impasto
+from impasto.cli import read_config_file
 
 README = (Path(__file__).parents[1] / "README.md").read_text()
 
@@ -63,3 +64,10 @@ def test_artistic_controls_cli_examples_parse():
     assert len(commands) == 6
     for argv in commands:
         build_parser().parse_args(argv)  # every flag exists and its value parses
+
+
+def test_config_file_example_is_read(tmp_path):
+    (example,) = re.findall(r"```toml\n(.*?)```", README, re.S)
+    (tmp_path / "run.toml").write_text(example)
+    config = impasto.Config(**read_config_file(tmp_path / "run.toml"))
+    assert config.max_size == 1024 and config.preserve_color == "luminance" and len(config.style_layers) == 4

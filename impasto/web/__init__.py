@@ -66,8 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ..config import MIN_SIZE  # noqa: PLC0415
         from .app import Limits, create_app  # noqa: PLC0415
     except ImportError as e:
-        print(f"impasto serve: error: the web app needs the 'web' extra ({e.name} is missing): "
-              "pip install 'impasto[web]'", file=sys.stderr)
+        from ..cli import WEB_INSTALL  # noqa: PLC0415
+
+        print(f"impasto serve: error: the web app needs the 'web' extra ({e.name} is missing): {WEB_INSTALL}",
+              file=sys.stderr)
         return 2
     try:
         args = build_parser().parse_args(argv)
