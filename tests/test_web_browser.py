@@ -156,6 +156,7 @@ def test_keyboard_and_phone(server, page, images):
     page.wait_for_selector(".card", timeout=120_000)
     page.wait_for_function("document.activeElement.id === 'download'")  # focus followed the run, not lost
     assert page.inner_text(".card .meta span") == "32×24 · 3 steps"
+    assert "style strength 200 · seed 0 · " in page.get_attribute(".card .title", "title")  # repeated runs told apart
     stage, picture = page.locator("#stage").bounding_box(), page.locator("#preview").bounding_box()
     assert picture["x"] >= stage["x"] and picture["x"] + picture["width"] <= stage["x"] + stage["width"] + 0.5
     page.evaluate("document.querySelector('#preview').hidden = true")

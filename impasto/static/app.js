@@ -111,7 +111,9 @@ function chooseFile(kind, file) {
   if (thumb.src) URL.revokeObjectURL(thumb.src);
   thumb.onerror = () => {  // damaged, or a format only the server reads (TIFF): it checks on Paint
     thumb.hidden = true;
-    if (files[kind] === file) showMessage(`This browser cannot show “${file.name}”; the server checks it when you press Paint.`, "info");
+    if (files[kind] !== file) return;
+    zone.querySelector(".drop-name").textContent = `${file.name} (no preview)`;
+    showMessage(`This browser cannot show “${file.name}”; the server checks it when you press Paint.`, "info");
   };
   thumb.src = URL.createObjectURL(file);
   thumb.hidden = false;
@@ -474,7 +476,9 @@ async function refreshGallery() {
     const title = document.createElement("div");
     title.className = "title";
     title.textContent = `${stem(job.content_name)} × ${job.style_names.map(stem).join(" + ")}`;
-    title.title = title.textContent;
+    // Repeated runs of one pair differ in their settings and time: the tooltip tells them apart.
+    title.title = `${title.textContent}\nstyle strength ${job.config.style_weight} · seed ${job.config.seed}` +
+      ` · ${new Date(job.created * 1000).toLocaleString()}`;
     const meta = document.createElement("div");
     meta.className = "meta";
     const info = document.createElement("span");
