@@ -54,9 +54,8 @@ or an unexpected error; 2 bad input or usage; 130 / 143 interrupted by Ctrl-C /
 SIGTERM (the best image so far is written; a second Ctrl-C aborts at once)."""
 
 # Single-letter aliases for the options people type most, and other spellings.
-_SHORT = {"max_size": ["-s"], "iterations": ["-n"], "style_weight": ["-w"], "denoise": ["--remove-noise"]}
+_SHORT = {"max_size": ["-s"], "iterations": ["-n"], "style_weight": ["-w"]}
 _CHOICES = {"optimizer": OPTIMIZERS, "pooling": POOLINGS, "preserve_color": COLOR_MODES, "precision": PRECISIONS}
-_CONST = {"denoise": 1.0}  # --remove-noise alone means a radius of 1 pixel
 _HINTS = typing.get_type_hints(Config)
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 
@@ -166,9 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
         shown = _shown(f.default)
         group.add_argument(*flags, dest=f.name, type=_option_type(f.name), default=argparse.SUPPRESS,
                            choices=_CHOICES.get(f.name), metavar=_metavar(f.name),
-                           nargs="?" if f.name in _CONST else None, const=_CONST.get(f.name),
-                           help=(f.metadata["help"] + ("" if shown is None else f" (default: {shown})")
-                                 + (f"; alone: {_CONST[f.name]}" if f.name in _CONST else "")).replace("%", "%%"))
+                           help=(f.metadata["help"] + ("" if shown is None else f" (default: {shown})")).replace("%", "%%"))
+    # A flag that takes no value, so that it may stand before the photo without swallowing it.
+    groups["output"].add_argument("--remove-noise", dest="denoise", action="store_const", const=1.0,
+                                  default=argparse.SUPPRESS, help="the same as --denoise 1")
     return parser
 
 

@@ -54,6 +54,8 @@ def test_options_reach_the_config():
                             tv_weight=0.5, tolerance=0.0, style_scale=1.5, scales=2, coarse_iterations=9,
                             weights="w.pth", device="cpu", denoise=1.0)
     assert config_from_args(build_parser().parse_args(["a", "b", "-o", "c"])) == Config()
+    flag_first = build_parser().parse_args(["--remove-noise", "a.jpg", "b.jpg", "-o", "c.png"])
+    assert flag_first.inputs == ["a.jpg", "b.jpg"] and config_from_args(flag_first) == Config(denoise=1.0)
     assert config_from_args(build_parser().parse_args(["--denoise", "0.5", "--learning-rate", ""])) == \
         Config(denoise=0.5, learning_rate=None)
 
@@ -63,7 +65,7 @@ def test_help_groups_options_with_defaults(capsys):
     out = capsys.readouterr().out
     for heading in ("files and runs:", "progress and reports:", "size:", "objective:", "optimisation:", "output:"):
         assert heading in out
-    assert "--max-size N, -s N" in out and "(default: relu4_2)" in out and "--remove-noise [X]" in out
+    assert "--max-size N, -s N" in out and "(default: relu4_2)" in out and "--remove-noise        the same as --denoise 1" in out
     assert "130 / 143 interrupted" in out and "{stem}" in out
     assert main(["--version"]) == 0 and capsys.readouterr().out.strip() == "impasto 0.5.0"
 
@@ -74,7 +76,7 @@ def test_run_writes_image_log_plot_and_steps(photo, images, tmp_path, capsys):
     handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     code = main([photo, str(images / "style/the_scream.jpg"), second, "-o", str(out), "-s", "48", "-n", "3",
                  "--tolerance", "0", "--style-blend", "0.7,0.3", "--tv-weight", "1", "--log-json", str(log),
-                 "--plot", str(plot), "--save-every", "2", "--save-dir", str(steps), "--remove-noise", "0.5"])
+                 "--plot", str(plot), "--save-every", "2", "--save-dir", str(steps), "--denoise", "0.5"])
     err = capsys.readouterr().err
     assert code == 0, err
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers  # restored
