@@ -88,12 +88,15 @@ def test_settings_describe_the_form(client):
     assert by_name["max_size"]["max"] == Limits().max_size and by_name["iterations"]["max"] == Limits().max_iterations
     assert data["limits"]["max_upload_bytes"] == Limits().max_upload_bytes
     assert [c[0] for c in by_name["preserve_color"]["choices"]] == list(COLOR_MODES)
+    scales = [float(c[0]) for c in by_name["style_scale"]["choices"]]  # every choice within the server's limits
+    assert 1.0 in scales and min(scales) == by_name["style_scale"]["min"] and max(scales) == by_name["style_scale"]["max"]
 
 
 def test_paint_with_progress_events_and_download(client, uploads, tmp_path):
-    job = submit(client, uploads(), **TINY, style_weight="200", seed="3")
+    job = submit(client, uploads(), **TINY, style_weight="200", seed="3", style_scale="1.5")
     assert job["status"] == "queued" and len(job["id"]) == 32 and job["total"] == 4
     assert job["config"]["max_size"] == 48 and job["config"]["style_weight"] == 200.0 and job["config"]["seed"] == 3
+    assert job["config"]["style_scale"] == 1.5
     stream = events(client, job["id"])
     kinds = [kind for kind, _ in stream]
     assert kinds[-1] == "done" and set(kinds[:-1]) <= {"progress"}
@@ -217,6 +220,8 @@ def test_oversize_uploads_get_413(tmp_path, uploads):
     ({"weights": "/etc/passwd"}, "unknown setting 'weights'"),
     ({"init": "/etc/passwd"}, "unknown setting 'init'"),
     ({"preserve_color": "hsv"}, "preserve_color must be one of none, luminance, histogram, not 'hsv'"),
+    ({"style_scale": "4"}, "style_scale 4.0 is above this server's limit of 2.0"),
+    ({"style_scale": "0.1"}, "style_scale 0.1 is below this server's minimum of 0.5"),
     ({"masks": "/etc/passwd"}, "unknown setting 'masks'"),
     ({"style_weight": "20000"}, "style_weight 20000.0 is above this server's limit of 10000"),
     ({"style_weight": "0.5"}, "style_weight 0.5 is below this server's minimum of 1"),
@@ -255,7 +260,7 @@ def test_too_many_paintings_or_repeated_settings_get_one_message(client, uploads
     response = client.post("/api/jobs", files=[photo, *[painting] * 5], data=TINY)
     assert response.status_code == 400
     assert response.json()["error"] == ("send one photo, at most 4 paintings, and each setting at most once "
-                                        "(style_weight, max_size, iterations, seed, preserve_color)")
+                                        "(style_weight, max_size, iterations, seed, style_scale, preserve_color)")
     assert client.post("/api/jobs", files=[photo, *[painting] * 4], data=TINY).status_code == 201
     for files, data, repeated in (([photo, photo, painting], TINY, "content was sent 2 times: "),
                                   ([photo, painting], {**TINY, "seed": ["5", "6"]},

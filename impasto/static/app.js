@@ -168,7 +168,7 @@ function buildForm(settings) {
         const option = document.createElement("option");
         option.value = value;
         option.textContent = text;
-        option.selected = value === s.default;
+        option.selected = value === String(s.default);  // a number's default is 1, its choice "1"
         select.append(option);
       }
       field.append(select);
@@ -195,7 +195,7 @@ function buildForm(settings) {
 // A number field's help with its limit: "(the photo is scaled to it; at most 1024)". A limit past a
 // million (the seed's 2^53 - 1) says nothing a user needs.
 function withMaximum(s) {
-  if (s.max === undefined || s.widget === "log-slider" || s.max > 1e6) return s.help;
+  if (s.max === undefined || s.widget !== "number" || s.max > 1e6) return s.help;
   return s.help.endsWith(")") ? `${s.help.slice(0, -1)}; at most ${s.max})` : `${s.help} (at most ${s.max})`;
 }
 

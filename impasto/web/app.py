@@ -49,6 +49,11 @@ FORM_SETTINGS: dict[str, dict[str, Any]] = {
     # Config takes seeds up to 2**63 - 1, but a browser's numbers are doubles: past 2**53 its number box
     # rounds them (it showed 2**63 - 1 as 9223372036854776000) and lets through seeds the server refuses.
     "seed": {"label": "Seed", "widget": "number", "min": 0, "max": 2**53 - 1},
+    # The painting seen larger or smaller, so its strokes come out so on the picture. Up to 2: the
+    # painting is then read at 4 times the picture's pixels, which the server's memory can bear.
+    "style_scale": {"label": "Brush strokes", "widget": "select", "min": 0.5, "max": 2.0, "help": "the "
+                    "painting's strokes as they are, finer or bigger on the picture", "choices": [
+        ["0.5", "finer"], ["1", "as painted"], ["1.5", "bigger"], ["2", "much bigger"]]},
     "preserve_color": {"label": "Colours", "widget": "select", "help": "keep the photo's colours: take only "
                        "the painting's brightness, or recolour the painting to the photo's colours first", "choices": [
         ["none", "the painting's"], ["luminance", "the photo's (luminance only)"],
