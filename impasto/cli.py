@@ -36,7 +36,7 @@ from . import __version__
 from .api import Result, check_one_each, fingerprint, resolve_device, resume_point, stylize
 from .config import COLOR_MODES, INITS, OPTIMIZERS, POOLINGS, PRECISIONS, Config
 from .errors import EXIT_SIGNAL, ConfigError, ImageError, ImpastoError, Interrupted
-from .imageio import SAVE_FORMATS, check_writable, read_image, read_metadata, save_image, sidecar_path
+from .imageio import SAVE_FORMATS, check_writable, header_size, read_image, read_metadata, save_image, sidecar_path
 from .optimize import ProgressEvent
 from .plot import PLOT_FORMATS, loss_kinds, plot_losses
 from .vgg import load_weights
@@ -707,6 +707,8 @@ def run(args: argparse.Namespace) -> int:
 def _paint(args: argparse.Namespace, the_plan: Plan, job: Job, label: str, log: TextIO | None,
            interrupts: "Interrupts") -> None:
     """Paint one photo and write its image, plot and intermediate saves."""
+    if not args.quiet:
+        _say_if_enlarged(job.content, the_plan.config.max_size)
     progress = Progress(args, the_plan.config, job, label, log, interrupts)
     try:
         try:
@@ -740,6 +742,18 @@ def _paint(args: argparse.Namespace, the_plan: Plan, job: Job, label: str, log: 
         print(f"wrote {path} ({result.steps} steps, {timing}, stopped by {reason}{squeezed})", file=sys.stderr)
         if result.stopped_at:
             print(f"impasto: to go on where it stopped: impasto --resume {shlex.quote(str(path))}", file=sys.stderr)
+
+
+ENLARGED = 4  # a photo enlarged more than this many times comes out soft: say so
+
+
+def _say_if_enlarged(content: Any, max_size: int) -> None:
+    """A photo much smaller than the painting comes out soft; say so, and how to paint it at its size."""
+    size = header_size(content) if isinstance(content, (str, os.PathLike)) else None
+    if size and max_size > ENLARGED * max(size):
+        print(f"impasto: note: {content} is {size[0]}x{size[1]} px; painted at {max_size} px, "
+              f"{max_size / max(size):.0f} times larger, it will look soft (-s {max(size)} paints it at its "
+              "own size)", file=sys.stderr)
 
 
 class Unsaved(ImageError):

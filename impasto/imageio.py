@@ -102,6 +102,18 @@ def _read_file(path: Path, max_pixels: int, background: float) -> torch.Tensor:
         raise ImageError(f"{path}: cannot read ({e.strerror or e})") from None
 
 
+def header_size(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(width, height) of an image file from its header, without decoding it; None if it cannot be
+    read (``read_image`` says why)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                return im.size
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError):
+        return None
+
+
 def _check_size(im: Image.Image, name: str, max_pixels: int) -> None:
     width, height = im.size  # known from the header, before any pixel is decoded
     if width * height > max_pixels:

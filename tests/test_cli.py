@@ -365,6 +365,15 @@ def test_a_failure_mid_run_keeps_the_best_image_so_far(photo, painting, tmp_path
     assert main(["--resume", str(out), "-q"]) == 0 and read_metadata(out)["steps"] == 20
 
 
+def test_a_small_photo_painted_much_larger_gets_a_note(painting, tmp_path, capsys):
+    _write_photo(tmp_path / "icon.png", 0)  # 32x24
+    assert main([str(tmp_path / "icon.png"), painting, "-o", str(tmp_path / "out.png"), "-s", "160", "-n", "1"]) == 0
+    assert (f"impasto: note: {tmp_path / 'icon.png'} is 32x24 px; painted at 160 px, 5 times larger, it will "
+            "look soft (-s 32 paints it at its own size)\n") in capsys.readouterr().err
+    assert main([str(tmp_path / "icon.png"), painting, "-o", str(tmp_path / "out.png"), "-s", "128", "-n", "1"]) == 0
+    assert "note" not in capsys.readouterr().err  # 4 times: no note
+
+
 def test_batch_skips_a_broken_photo_and_exits_1(images, painting, tmp_path, capsys):
     photos = tmp_path / "photos"
     photos.mkdir()
