@@ -13,6 +13,7 @@ from PIL import Image, ImageCms, ImageFile
 from impasto import imageio
 from impasto.errors import ConfigError, ImageError
 from impasto.imageio import (
+    header_size,
     read_image,
     read_metadata,
     resize,
@@ -496,3 +497,10 @@ def test_read_metadata_errors(tmp_path):
     (tmp_path / "a.jpg.json").write_text("{broken")
     with pytest.raises(ImageError, match=r"a\.jpg: cannot read its metadata"):
         read_metadata(tmp_path / "a.jpg")
+
+
+def test_header_size_reads_only_the_header(tmp_path):
+    (tmp_path / "claims.png").write_bytes(png_claiming(50_000, 40_000))  # no pixels behind the header
+    assert header_size(tmp_path / "claims.png") == (50_000, 40_000)
+    (tmp_path / "notes.jpg").write_text("not a picture")
+    assert header_size(tmp_path / "notes.jpg") is None and header_size(tmp_path / "missing.png") is None
