@@ -24,7 +24,7 @@ import torch
 from . import __version__
 from .color import blended_mean_and_covariance, luminance, match_color, match_luminance, recolor, with_chroma_of
 from .config import INITS, Config, check_device
-from .errors import ConfigError, ImageError
+from .errors import ConfigError, ImageError, Interrupted
 from .imageio import (long_edge_shape, pixels_shape, read_image, read_metadata, resize, resize_to_long_edge,
                       resize_to_pixels, same_aspect, save_image, source_name, to_pil, unenlarge)
 from .masks import fit_mask, read_masks
@@ -135,41 +135,47 @@ def stylize(
     setup = time.perf_counter() - started
     image = first = first_shape = stopped_at = None
     with repeatable(device):
-        for scale, (size, iterations) in enumerate(zip(sizes, steps)):
-            painted = point is not None and scale < point.size_index  # before the run stopped
-            if iterations == 0 or (painted and (first is not None or not config.composition_weight)):
-                continue  # nor needed for the composition term
-            content_image, style_images, scaled_masks = _at_size(images, size, config)
-            objective = _objective(extractor, content_image, style_images, config, device, scaled_masks)
-            if first is None:
-                first, first_shape = objective, tuple(content_image.shape[1:])
-            elif config.composition_weight:
-                objective = WithComposition(objective, first, config.composition_weight, first_shape)
-            if painted:
-                continue
-            done = 0
-            if point and scale == point.size_index:  # the stopped run's picture, at the size it was painting
-                image, done = unenlarge(stopped_image, *content_image.shape[1:]), point.steps_at_size
-                image = luminance(image) if grey else image
-                if done >= iterations:
-                    continue  # it stopped on this size's last step: the next size goes on from it
-            if image is None:
-                start = initial_image(init, content_image, style_images, generator, scaled_masks, config.style_blend)
-                start = luminance(start) if grey else start
-            else:  # coarse-to-fine: continue from the last size's result, upsampled
-                start = resize(image, *content_image.shape[1:])
-            state.stop_reason, before = "iterations", state.step
-            image = optimize(start[None].to(device), objective, optimizer=config.optimizer, lr=config.step_size,
-                             iterations=iterations - done, tolerance=config.tolerance, state=state, scale=scale,
-                             callback=_in_color(callback, resize_to_long_edge(photo, size)) if grey else callback)[0].cpu()
-            if state.stop_reason == "cancelled":
-                left_here = state.total - state.step - sum(steps[scale + 1:])  # 0 once this size has stalled
-                if state.total > state.step:
-                    stopped_at = {"size_index": scale, "size": size, "steps_at_size": iterations - left_here}
-                else:  # the stop came with the run's last step: it had nothing left to do
-                    state.stop_reason = "iterations" if done + state.step - before == iterations else "tolerance"
-            if state.stop_reason in ("cancelled", "diverged"):
-                break
+        try:
+            for scale, (size, iterations) in enumerate(zip(sizes, steps)):
+                painted = point is not None and scale < point.size_index  # before the run stopped
+                if iterations == 0 or (painted and (first is not None or not config.composition_weight)):
+                    continue  # nor needed for the composition term
+                done = 0  # steps this size had made before this call (a resumed run's)
+                content_image, style_images, scaled_masks = _at_size(images, size, config)
+                objective = _objective(extractor, content_image, style_images, config, device, scaled_masks)
+                if first is None:
+                    first, first_shape = objective, tuple(content_image.shape[1:])
+                elif config.composition_weight:
+                    objective = WithComposition(objective, first, config.composition_weight, first_shape)
+                if painted:
+                    continue
+                if point and scale == point.size_index:  # the stopped run's picture, at the size it was painting
+                    image, done = unenlarge(stopped_image, *content_image.shape[1:]), point.steps_at_size
+                    image = luminance(image) if grey else image
+                    if done >= iterations:
+                        continue  # it stopped on this size's last step: the next size goes on from it
+                if image is None:
+                    start = initial_image(init, content_image, style_images, generator, scaled_masks, config.style_blend)
+                    start = luminance(start) if grey else start
+                else:  # coarse-to-fine: continue from the last size's result, upsampled
+                    start = resize(image, *content_image.shape[1:])
+                state.stop_reason, before = "iterations", state.step
+                image = optimize(start[None].to(device), objective, optimizer=config.optimizer, lr=config.step_size,
+                                 iterations=iterations - done, tolerance=config.tolerance, state=state, scale=scale,
+                                 callback=_in_color(callback, resize_to_long_edge(photo, size)) if grey else callback)[0].cpu()
+                if state.stop_reason == "cancelled":
+                    left_here = state.total - state.step - sum(steps[scale + 1:])  # 0 once this size has stalled
+                    if state.total > state.step:
+                        stopped_at = {"size_index": scale, "size": size, "steps_at_size": iterations - left_here}
+                    else:  # the stop came with the run's last step: it had nothing left to do
+                        state.stop_reason = "iterations" if done + state.step - before == iterations else "tolerance"
+                if state.stop_reason in ("cancelled", "diverged"):
+                    break
+        except BaseException as exc:  # between a size's steps (building its targets, say): keep the last picture
+            if isinstance(exc, Interrupted) or image is None:
+                raise
+            state.stop_reason, state.interrupted = "cancelled", exc
+            stopped_at = {"size_index": scale, "size": size, "steps_at_size": done}
     if state.stop_reason == "diverged" and not state.history:  # the picture would be the start, unpainted
         raise ConfigError(f"{source_name(content, 'content image')}: the loss is not finite (NaN or infinity) "
                           "from the first step; nothing was painted: are the weights too large?")

@@ -39,7 +39,7 @@ from .errors import EXIT_SIGNAL, ConfigError, ImageError, ImpastoError, Interrup
 from .imageio import SAVE_FORMATS, check_writable, header_size, read_image, read_metadata, save_image, sidecar_path
 from .optimize import ProgressEvent
 from .plot import PLOT_FORMATS, loss_kinds, plot_losses
-from .vgg import load_weights
+from .vgg import load_weights, smallest_edge
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 WEB_INSTALL = "in impasto's folder: pip install -c constraints.txt -e '.[web]'"  # the web extra, as the README installs it
@@ -270,7 +270,9 @@ def _as_typed(message: str) -> str:
     return _NAMES_WITH_UNDERSCORES.sub(lambda m: "--" + m.group(0).replace("_", "-"), message)
 
 
-_NAMES_WITH_UNDERSCORES = re.compile(r"(?<![\w-])(?:" + "|".join(n for n in _FIELDS if "_" in n) + r")(?![\w-])")
+# Not inside a file's path (a folder called style_weight) nor a longer word.
+_NAMES_WITH_UNDERSCORES = re.compile(r"(?<![\w/\\.-])(?:" + "|".join(n for n in _FIELDS if "_" in n)
+                                     + r")(?![\w/\\-]|\.\w)")
 
 
 def _merged(*sources: dict[str, Any]) -> dict[str, Any]:
@@ -686,7 +688,8 @@ def run(args: argparse.Namespace) -> int:
                     if not the_plan.batch:
                         raise
                     failed += 1
-                    print(f"impasto: error: {exc} (skipped)", file=sys.stderr)
+                    skipped = "" if isinstance(exc, Unsaved) else " (skipped)"  # painted, and kept elsewhere
+                    print(f"impasto: error: {exc}{skipped}", file=sys.stderr)
                 if interrupts.signum is not None:
                     left = [Path(job.content).name for job in the_plan.jobs[index + 1:]]
                     if left:
@@ -708,7 +711,7 @@ def _paint(args: argparse.Namespace, the_plan: Plan, job: Job, label: str, log: 
            interrupts: "Interrupts") -> None:
     """Paint one photo and write its image, plot and intermediate saves."""
     if not args.quiet:
-        _say_if_enlarged(job.content, the_plan.config.max_size)
+        _say_if_enlarged(job.content, the_plan.config)
     progress = Progress(args, the_plan.config, job, label, log, interrupts)
     try:
         try:
@@ -719,7 +722,7 @@ def _paint(args: argparse.Namespace, the_plan: Plan, job: Job, label: str, log: 
             progress.close()
     except Exception as exc:  # a failure mid-run (out of memory, say) carries the best image so far
         stopped = getattr(exc, "result", None)
-        if stopped is not None and stopped.steps:
+        if stopped is not None and stopped.history:  # steps made in this call (not only a resumed run's)
             with interrupts.hold():
                 kept = _save_or_rescue(stopped, job.output)
             print(f"impasto: kept the best image so far (step {stopped.steps}) in {kept}; to go on from it: "
@@ -747,13 +750,16 @@ def _paint(args: argparse.Namespace, the_plan: Plan, job: Job, label: str, log: 
 ENLARGED = 4  # a photo enlarged more than this many times comes out soft: say so
 
 
-def _say_if_enlarged(content: Any, max_size: int) -> None:
-    """A photo much smaller than the painting comes out soft; say so, and how to paint it at its size."""
+def _say_if_enlarged(content: Any, config: Config) -> None:
+    """A photo much smaller than the painting comes out soft; say so, and how to paint it at its size
+    (when the network can see it at that size)."""
     size = header_size(content) if isinstance(content, (str, os.PathLike)) else None
-    if size and max_size > ENLARGED * max(size):
-        print(f"impasto: note: {content} is {size[0]}x{size[1]} px; painted at {max_size} px, "
-              f"{max_size / max(size):.0f} times larger, it will look soft (-s {max(size)} paints it at its "
-              "own size)", file=sys.stderr)
+    if not size or config.max_size <= ENLARGED * max(size):
+        return
+    own = "" if min(size) < smallest_edge((config.content_layer, *config.style_layers)) else \
+        f" (-s {max(size)} paints it at its own size)"
+    print(f"impasto: note: {content} is {size[0]}x{size[1]} px; painted at {config.max_size} px, "
+          f"{config.max_size / max(size):.1f} times larger, it will look soft{own}", file=sys.stderr)
 
 
 class Unsaved(ImageError):

@@ -22,7 +22,9 @@ class WeightsError(ImpastoError):
 
 
 class Interrupted(KeyboardInterrupt):
-    """A command cut short by a signal, with the exit code that says which (128 + its number)."""
+    """A command cut short by a signal, with the exit code that says which (128 + its number). Unlike a
+    plain KeyboardInterrupt, which ends a run keeping its best image on the exception's ``result``, it
+    goes straight through: the command line's second Ctrl-C aborts at once."""
 
     def __init__(self, exit_code: int = 130) -> None:
         super().__init__()

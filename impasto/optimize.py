@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .errors import Interrupted
 from .objective import Objective, WithComposition
 
 # Steps over which the relative decrease of the loss is averaged for the stopping test.
@@ -179,6 +180,8 @@ def optimize(
                 state.stop_reason = "tolerance"
                 break
             opt.step(image, grad)
+    except Interrupted:  # the command line's second Ctrl-C: abort at once, keeping nothing
+        raise
     except BaseException as exc:  # raised again by the caller, once it has kept the best image
         state.stop_reason, state.interrupted = "cancelled", exc
     return best

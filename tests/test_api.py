@@ -8,7 +8,9 @@ import torch
 from PIL import Image
 
 import impasto
+from impasto import api
 from impasto.api import _cpu_flags, initial_image, load_extractor, repeatable, resolve_device, uses_bfloat16
+from impasto.errors import Interrupted
 from impasto.imageio import read_metadata, resize_to_long_edge
 from impasto.memory import GB, estimate
 
@@ -158,6 +160,40 @@ def test_an_error_in_a_step_is_raised_with_the_best_image_so_far(images, error, 
     assert stopped.stopped_at == {"size_index": 1, "size": 64, "steps_at_size": 3}
     resumed = impasto.stylize(photo, art, config, resume=stopped.save(tmp_path / "stopped.png"))
     assert resumed.steps == 24 and resumed.history[0]["step"] == 16
+
+
+def test_the_command_lines_abort_goes_straight_through(images):
+    # Its second Ctrl-C (Interrupted) aborts at once: nothing is finished or kept.
+    def abort_at_step_2(event):
+        if event.step == 2:
+            raise Interrupted(130)
+
+    with pytest.raises(Interrupted) as raised:
+        impasto.stylize(images / "content/golden_gate.jpg", images / "style/starry_night.jpg",
+                        impasto.Config(max_size=32, iterations=5), callback=abort_at_step_2)
+    assert not hasattr(raised.value, "result")
+
+
+def test_a_failure_between_sizes_keeps_the_last_sizes_picture(images, monkeypatch, tmp_path):
+    # The machine failing while the second size's targets are built (out of memory, say), which no
+    # tiny run can do for real: the first size's picture is kept, to resume at the second.
+    at_size, calls = api._at_size, []
+
+    def fails_at_the_second_size(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise MemoryError("no room for the 64 px targets")
+        return at_size(*args)
+
+    monkeypatch.setattr(api, "_at_size", fails_at_the_second_size)
+    photo, art, config = images / "content/golden_gate.jpg", images / "style/starry_night.jpg", impasto.Config(**TWO_SIZES)
+    with pytest.raises(MemoryError) as raised:
+        impasto.stylize(photo, art, config)
+    stopped = raised.value.result
+    assert stopped.steps == 12 and stopped.stopped_at == {"size_index": 1, "size": 64, "steps_at_size": 0}
+    monkeypatch.undo()
+    resumed = impasto.stylize(photo, art, config, resume=stopped.save(tmp_path / "stopped.png"))
+    assert resumed.history[0]["step"] == 13 and resumed.steps == 24 and resumed.history[0]["scale"] == 1
 
 
 def test_a_loss_that_is_never_finite_is_an_error_not_a_picture(images):

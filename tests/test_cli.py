@@ -365,11 +365,20 @@ def test_a_failure_mid_run_keeps_the_best_image_so_far(photo, painting, tmp_path
     assert main(["--resume", str(out), "-q"]) == 0 and read_metadata(out)["steps"] == 20
 
 
+def test_settings_are_named_as_typed_but_not_inside_paths():
+    assert cli._as_typed("masks and style_blend cannot be combined") == "--masks and --style-blend cannot be combined"
+    assert cli._as_typed("sweeps/style_weight/a.png: too narrow (raise max_size or crop it).") == \
+        "sweeps/style_weight/a.png: too narrow (raise --max-size or crop it)."
+
+
 def test_a_small_photo_painted_much_larger_gets_a_note(painting, tmp_path, capsys):
     _write_photo(tmp_path / "icon.png", 0)  # 32x24
     assert main([str(tmp_path / "icon.png"), painting, "-o", str(tmp_path / "out.png"), "-s", "160", "-n", "1"]) == 0
-    assert (f"impasto: note: {tmp_path / 'icon.png'} is 32x24 px; painted at 160 px, 5 times larger, it will "
+    assert (f"impasto: note: {tmp_path / 'icon.png'} is 32x24 px; painted at 160 px, 5.0 times larger, it will "
             "look soft (-s 32 paints it at its own size)\n") in capsys.readouterr().err
+    Image.fromarray(noise(14, 60)).save(tmp_path / "strip.png")  # too narrow for VGG-19 at its own size
+    assert main([str(tmp_path / "strip.png"), painting, "-o", str(tmp_path / "out.png"), "-s", "256", "-n", "1"]) == 0
+    assert "painted at 256 px, 4.3 times larger, it will look soft\n" in capsys.readouterr().err
     assert main([str(tmp_path / "icon.png"), painting, "-o", str(tmp_path / "out.png"), "-s", "128", "-n", "1"]) == 0
     assert "note" not in capsys.readouterr().err  # 4 times: no note
 

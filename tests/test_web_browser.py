@@ -184,9 +184,10 @@ def test_cancel_then_resume_in_the_browser(server, page, images):
     for shown in ("#stage", "#status-text", "#cancel"):  # Paint brought the painting and its controls into sight
         box = page.locator(shown).bounding_box()
         assert -1 <= box["y"] <= 844 - min(box["height"], 300), shown  # -1: scrolled to its top, to a subpixel
-    page.reload()  # opened again mid-run: it follows the run, but Space (to scroll) must not cancel it
+    page.goto(server)  # opened again mid-run: it follows the run, but Space (to scroll) must not cancel it
     page.wait_for_function("/^Step /.test(document.querySelector('#status-text').textContent)", timeout=30_000)
     assert page.evaluate("document.activeElement.id") != "cancel"
+    assert page.evaluate("window.scrollY") == 0  # nor does it jump past the form the user opened
     page.click("#cancel")
     page.wait_for_selector("#resume:not([hidden])", timeout=120_000)
     stopped = page.inner_text("#status-text")

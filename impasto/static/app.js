@@ -30,7 +30,7 @@ document.addEventListener("DOMContentLoaded", async () => {
   try {
     state.settings = await api("/api/settings");
   } catch (err) {
-    showMessage(`Cannot reach the impasto server: ${err.message}`);
+    showMessage(`Cannot load the page's settings: ${err.message}`);
     return;
   }
   $("version").textContent = `v${state.settings.version}`;
@@ -61,7 +61,7 @@ async function api(url, options = {}) {
   try {
     response = await fetch(url, options);
   } catch {  // the browser's "Failed to fetch": no answer at all
-    throw new Error("cannot reach the impasto server; is it still running?");
+    throw new Error("no answer from the impasto server (is it still running?)");
   }
   let body = null;
   try { body = await response.json(); } catch { /* not JSON */ }
@@ -265,7 +265,7 @@ function follow(job, pressed = false) {
   if (pressed && (document.activeElement === $("paint") || document.activeElement === document.body)) {
     $("cancel").focus({ preventScroll: true });
   }
-  revealStage();
+  if (pressed) revealStage();  // not on opening the page, nor when another tab's run is picked up
   setBar(0, "");
   render(job);
   drawChart();
@@ -440,7 +440,8 @@ function showMessage(text, kind = "error", reveal = kind === "error") {
   box.textContent = text;
   box.className = `message ${kind === "info" ? "info" : ""}`;
   box.hidden = false;
-  if (reveal) box.scrollIntoView({ block: "nearest" });
+  const shown = box.getBoundingClientRect();  // in the sticky bar it is often on the screen already
+  if (reveal && (shown.top < 0 || shown.bottom > window.innerHeight)) box.scrollIntoView({ block: "nearest" });
 }
 
 function hideMessage() { $("message").hidden = true; }
