@@ -676,6 +676,8 @@ def run(args: argparse.Namespace) -> int:
             binary.flush()
         return EXIT_OK
     _say_device(the_plan.config, args.quiet)
+    if not args.quiet:
+        _say_if_paintings_enlarged(the_plan.styles, the_plan.config)
     log = open(args.log_json, "w", encoding="utf-8") if args.log_json else None
     failed = 0
     try:
@@ -760,6 +762,18 @@ def _say_if_enlarged(content: Any, config: Config) -> None:
         f" (-s {max(size)} paints it at its own size)"
     print(f"impasto: note: {content} is {size[0]}x{size[1]} px; painted at {config.max_size} px, "
           f"{config.max_size / max(size):.1f} times larger, it will look soft{own}", file=sys.stderr)
+
+
+def _say_if_paintings_enlarged(styles: list[Any], config: Config) -> None:
+    """A painting is seen at about the picture's size (times style_scale): a small one enlarged much,
+    its strokes are blurs, which the result takes on."""
+    seen = config.max_size * config.style_scale  # its long edge, for a painting of the photo's shape
+    for style in styles:
+        size = header_size(style) if isinstance(style, (str, os.PathLike)) else None
+        if size and seen > ENLARGED * max(size):
+            print(f"impasto: note: {style} is {size[0]}x{size[1]} px; seen {seen / max(size):.1f} times larger, "
+                  "its strokes will be blurred (a larger copy of the painting, or a smaller --style-scale, "
+                  "paints sharper)", file=sys.stderr)
 
 
 class Unsaved(ImageError):

@@ -371,11 +371,16 @@ def test_settings_are_named_as_typed_but_not_inside_paths():
         "sweeps/style_weight/a.png: too narrow (raise --max-size or crop it)."
 
 
-def test_a_small_photo_painted_much_larger_gets_a_note(painting, tmp_path, capsys):
+def test_a_small_photo_or_painting_enlarged_much_gets_a_note(photo, painting, tmp_path, capsys):
     _write_photo(tmp_path / "icon.png", 0)  # 32x24
     assert main([str(tmp_path / "icon.png"), painting, "-o", str(tmp_path / "out.png"), "-s", "160", "-n", "1"]) == 0
     assert (f"impasto: note: {tmp_path / 'icon.png'} is 32x24 px; painted at 160 px, 5.0 times larger, it will "
             "look soft (-s 32 paints it at its own size)\n") in capsys.readouterr().err
+    Image.fromarray(noise(20, 30)).save(tmp_path / "icon-painting.png")  # a painting that small: blurred strokes
+    assert main([photo, str(tmp_path / "icon-painting.png"), "-o", str(tmp_path / "out.png"), "-s", "160",
+                 "-n", "1"]) == 0
+    assert (f"impasto: note: {tmp_path / 'icon-painting.png'} is 30x20 px; seen 5.3 times larger, its strokes "
+            "will be blurred") in capsys.readouterr().err
     Image.fromarray(noise(14, 60)).save(tmp_path / "strip.png")  # too narrow for VGG-19 at its own size
     assert main([str(tmp_path / "strip.png"), painting, "-o", str(tmp_path / "out.png"), "-s", "256", "-n", "1"]) == 0
     assert "painted at 256 px, 4.3 times larger, it will look soft\n" in capsys.readouterr().err
