@@ -719,7 +719,10 @@ def _paint(args: argparse.Namespace, the_plan: Plan, job: Job, label: str, log: 
         try:
             result = stylize(job.content, the_plan.styles, the_plan.config, callback=progress, resume=args.resume)
         except ImpastoError as exc:  # its advice names settings as the command line spells them
-            raise type(exc)(_as_typed(str(exc))) from None
+            renamed = type(exc)(_as_typed(str(exc)))
+            if hasattr(exc, "result"):
+                renamed.result = exc.result
+            raise renamed from None
         finally:
             progress.close()
     except Exception as exc:  # a failure mid-run (out of memory, say) carries the best image so far
@@ -752,11 +755,18 @@ def _paint(args: argparse.Namespace, the_plan: Plan, job: Job, label: str, log: 
 ENLARGED = 4  # a photo enlarged more than this many times comes out soft: say so
 
 
+def _enlarged(source: Any, edge: float) -> tuple[int, int] | None:
+    """(width, height) of an image file that a long edge of ``edge`` px enlarges more than ENLARGED
+    times; None otherwise, or for an image in memory."""
+    size = header_size(source) if isinstance(source, (str, os.PathLike)) else None
+    return size if size and edge > ENLARGED * max(size) else None
+
+
 def _say_if_enlarged(content: Any, config: Config) -> None:
     """A photo much smaller than the painting comes out soft; say so, and how to paint it at its size
     (when the network can see it at that size)."""
-    size = header_size(content) if isinstance(content, (str, os.PathLike)) else None
-    if not size or config.max_size <= ENLARGED * max(size):
+    size = _enlarged(content, config.max_size)
+    if size is None:
         return
     own = "" if min(size) < smallest_edge((config.content_layer, *config.style_layers)) else \
         f" (-s {max(size)} paints it at its own size)"
@@ -769,8 +779,8 @@ def _say_if_paintings_enlarged(styles: list[Any], config: Config) -> None:
     its strokes are blurs, which the result takes on."""
     seen = config.max_size * config.style_scale  # its long edge, for a painting of the photo's shape
     for style in styles:
-        size = header_size(style) if isinstance(style, (str, os.PathLike)) else None
-        if size and seen > ENLARGED * max(size):
+        size = _enlarged(style, seen)
+        if size is not None:
             print(f"impasto: note: {style} is {size[0]}x{size[1]} px; seen {seen / max(size):.1f} times larger, "
                   "its strokes will be blurred (a larger copy of the painting, or a smaller --style-scale, "
                   "paints sharper)", file=sys.stderr)

@@ -124,7 +124,7 @@ class LoopState:
     started: float = 0.0
     history: list[dict[str, float]] | None = None
     stop_reason: str = "iterations"
-    interrupted: BaseException | None = None  # raised during a step (a callback's error, Ctrl-C): stops the run
+    interrupted: BaseException | None = None  # what stopped the run (a callback's error, Ctrl-C), raised at its end
 
     def __post_init__(self) -> None:
         self.started = self.started or time.perf_counter()
