@@ -50,8 +50,9 @@ template with {stem} (the photo's name), {style} (the paintings' names) and
 {index} (1, 2, ...), or a folder.
 
 exit codes: 0 done; 1 some photos of a batch failed (the rest were written),
-or an unexpected error; 2 bad input or usage; 130 / 143 interrupted by Ctrl-C /
-SIGTERM (the best image so far is written; a second Ctrl-C aborts at once)."""
+or an unexpected error; 2 bad input or usage; 130 / 143 / 129 interrupted by
+Ctrl-C / SIGTERM / SIGHUP (the best image so far is written; a second Ctrl-C
+aborts at once)."""
 
 # Single-letter aliases for the options people type most, and other spellings.
 _SHORT = {"max_size": ["-s"], "iterations": ["-n"], "style_weight": ["-w"]}
@@ -74,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImpastoError as exc:
         return _fail(args, str(exc), getattr(exc, "exit_code", EXIT_USAGE))
     except KeyboardInterrupt as exc:  # a second signal, or Ctrl-C before the run started
-        return _fail(args, "interrupted", getattr(exc, "exit_code", EXIT_SIGNAL[signal.SIGINT]))
+        return _fail(args, str(exc) or "interrupted", getattr(exc, "exit_code", EXIT_SIGNAL[signal.SIGINT]))
     except Exception as exc:  # a bug or the machine: one line and a pointer to the traceback
         if isinstance(exc, MemoryError) or "out of memory" in str(exc):
             return _fail(args, "out of memory; try a smaller --max-size (or --device cpu)", EXIT_FAILED)
@@ -678,7 +679,8 @@ def run(args: argparse.Namespace) -> int:
     _say_device(the_plan.config, args.quiet)
     if not args.quiet:
         _say_if_paintings_enlarged(the_plan.styles, the_plan.config)
-    log = open(args.log_json, "w", encoding="utf-8") if args.log_json else None
+    # A resumed run's steps go on from the stopped run's: so does its log, when it is the same file
+    log = open(args.log_json, "a" if args.resume else "w", encoding="utf-8") if args.log_json else None
     failed = 0
     try:
         with Interrupts() as interrupts:
@@ -728,13 +730,23 @@ def _paint(args: argparse.Namespace, the_plan: Plan, job: Job, label: str, log: 
     except Exception as exc:  # a failure mid-run (out of memory, say) carries the best image so far
         stopped = getattr(exc, "result", None)
         if stopped is not None and stopped.history:  # steps made in this call (not only a resumed run's)
-            with interrupts.hold():
-                kept = _save_or_rescue(stopped, job.output)
-            print(f"impasto: kept the best image so far (step {stopped.steps}) in {kept}; to go on from it: "
-                  f"impasto --resume {shlex.quote(str(kept))}", file=sys.stderr)
+            try:
+                with interrupts.hold():  # the failure is what gets reported, a second signal or not
+                    path, problem = _save_or_rescue(stopped, job.output)
+                print(f"impasto: {problem + '; ' if problem else ''}{_kept(stopped, path, bool(problem))}", file=sys.stderr)
+            except Unsaved as lost:
+                print(f"impasto: error: {lost}", file=sys.stderr)
         raise
     with interrupts.hold():
-        path = _save_or_rescue(result, job.output)
+        path, problem = _save_or_rescue(result, job.output)
+    if problem:
+        message = f"{problem}; {_kept(result, path, instead=True)}"
+        interrupts.abort_if_pending(message)
+        if interrupts.signum is None:
+            raise Unsaved(message)
+        print(f"impasto: error: {message}", file=sys.stderr)  # the run stopped as asked: exit as a signal says
+        return
+    interrupts.abort_if_pending(_kept(result, path, instead=False))
     if job.plot:
         plot_losses(result.history, job.plot, the_plan.config.sizes(), title=f"{path.name}: loss per step")
     if not args.quiet:
@@ -750,6 +762,13 @@ def _paint(args: argparse.Namespace, the_plan: Plan, job: Job, label: str, log: 
         print(f"wrote {path} ({result.steps} steps, {timing}, stopped by {reason}{squeezed})", file=sys.stderr)
         if result.stopped_at:
             print(f"impasto: to go on where it stopped: impasto --resume {shlex.quote(str(path))}", file=sys.stderr)
+
+
+def _kept(result: Result, path: Path, instead: bool) -> str:
+    """Where ``result`` was kept (``instead`` of its output), and for a stopped run how to go on."""
+    what = f"the best image so far (step {result.steps})" if result.stopped_at else "the painting"
+    kept = f"{what} is kept in {path}{' instead' if instead else ''}"
+    return kept + (f"; to go on from it: impasto --resume {shlex.quote(str(path))}" if result.stopped_at else "")
 
 
 ENLARGED = 4  # a photo enlarged more than this many times comes out soft: say so
@@ -787,25 +806,31 @@ def _say_if_paintings_enlarged(styles: list[Any], config: Config) -> None:
 
 
 class Unsaved(ImageError):
-    """The output could not be written once the painting was done; it was kept elsewhere."""
+    """The output could not be written once the painting was done (and maybe not kept elsewhere)."""
 
     exit_code = EXIT_FAILED  # not bad input: the run worked, the folder failed under it
 
 
-def _save_or_rescue(result: Result, output: Path) -> Path:
+def _save_or_rescue(result: Result, output: Path) -> tuple[Path, str | None]:
     """Write ``result`` to ``output`` or, if that fails now (a folder made read-only or a disk filled
-    during the run), to a new file in the temporary folder, and say where: never lose the painting."""
+    during the run), to a new file in the temporary folder: never lose the painting quietly. Returns
+    where it went and, if not to ``output``, why; raises Unsaved when it could go nowhere."""
     try:
-        return result.save(output)
+        return result.save(output), None
     except ImageError as exc:
+        problem = str(exc)
+    try:
         fd, rescue = tempfile.mkstemp(prefix=f"{output.stem}-", suffix=".png")
         os.close(fd)
-        try:
-            result.save(rescue)
-        except ImpastoError:
-            Path(rescue).unlink(missing_ok=True)
-            raise exc from None
-        raise Unsaved(f"{exc}; the painting is kept in {rescue} instead") from None
+    except OSError as exc:
+        raise Unsaved(f"{problem}; nor could it be kept in the temporary folder {tempfile.gettempdir()} "
+                      f"({exc.strerror or exc}): the picture is lost") from None
+    try:
+        return result.save(rescue), problem
+    except ImpastoError as exc:
+        Path(rescue).unlink(missing_ok=True)
+        raise Unsaved(f"{problem}; nor could it be kept in {rescue} ({str(exc).removeprefix(rescue + ': ')}): "
+                      "the picture is lost") from None
 
 
 def _snapshot_path(args: argparse.Namespace, job: Job, step: int) -> Path:
@@ -926,14 +951,18 @@ class Interrupts:
 
     @contextlib.contextmanager
     def hold(self) -> Iterator[None]:
-        """Write a result (an image and its sidecar) whole: a second signal aborts only after it."""
+        """Write a result (an image and its sidecar) whole: a second signal waits for
+        ``abort_if_pending``, which is told what was written."""
         self.holding = True
         try:
             yield
         finally:
             self.holding = False
+
+    def abort_if_pending(self, done: str) -> None:
+        """Abort for a second signal that came while a result was written, saying what was."""
         if self.pending is not None:
-            raise Interrupted(self.pending)
+            raise Interrupted(self.pending, f"interrupted; {done}")
 
     def __exit__(self, *exc: Any) -> None:
         for sig, previous in self.previous.items():

@@ -1,5 +1,5 @@
-"""The ``impasto`` command's entry point: the command line, with a Ctrl-C or SIGTERM during start-up
-(while torch loads, a second or two) or shutdown answered like any other, without a traceback."""
+"""The ``impasto`` command's entry point: the command line, with a Ctrl-C, SIGTERM or SIGHUP during
+start-up (while torch loads, a second or two) or shutdown answered like any other, without a traceback."""
 
 import signal
 import sys
@@ -8,22 +8,24 @@ from .errors import EXIT_SIGNAL, Interrupted
 
 
 def _terminated(signum: int, frame: object) -> None:
-    """SIGTERM before the run's own handlers are in place: handled as Ctrl-C is, with its exit code."""
-    raise Interrupted(EXIT_SIGNAL[signal.SIGTERM])
+    """SIGTERM or SIGHUP before the run's own handlers are in place: handled as Ctrl-C is, with its
+    exit code."""
+    raise Interrupted(EXIT_SIGNAL[signum])
 
 
 def main() -> int:
     # --help has α and β in it: a console that cannot show them (Windows' cp1252) gets \u escapes, not a crash.
     if hasattr(sys.stdout, "reconfigure"):  # not when a caller has put a plain stream there
         sys.stdout.reconfigure(errors="backslashreplace")
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _terminated)
+    for sig in EXIT_SIGNAL.keys() - {signal.SIGINT}:  # Python makes SIGINT a KeyboardInterrupt already
+        if signal.getsignal(sig) is signal.SIG_DFL:  # not one that nohup told us to ignore
+            signal.signal(sig, _terminated)
     try:
         from .cli import main as run
     except KeyboardInterrupt as exc:
         print("impasto: error: interrupted", file=sys.stderr)
         return getattr(exc, "exit_code", EXIT_SIGNAL[signal.SIGINT])
     code = run()
-    for sig in (signal.SIGINT, signal.SIGTERM):  # the run is over: let the interpreter exit in peace
+    for sig in EXIT_SIGNAL:  # the run is over: let the interpreter exit in peace
         signal.signal(sig, signal.SIG_IGN)
     return code

@@ -2,7 +2,8 @@
 
 import signal
 
-EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}  # a command's exit code per signal: 128 + its number
+# A command's exit code per signal it stops for: 128 + its number. SIGHUP (the terminal closed) is not on Windows.
+EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143, **({signal.SIGHUP: 129} if hasattr(signal, "SIGHUP") else {})}
 
 
 class ImpastoError(Exception):
@@ -26,6 +27,6 @@ class Interrupted(KeyboardInterrupt):
     plain KeyboardInterrupt, which ends a run keeping its best image on the exception's ``result``, it
     goes straight through: the command line's second Ctrl-C aborts at once."""
 
-    def __init__(self, exit_code: int = 130) -> None:
-        super().__init__()
+    def __init__(self, exit_code: int = 130, message: str = "") -> None:
+        super().__init__(*([message] if message else []))
         self.exit_code = exit_code

@@ -12,7 +12,6 @@ Size: `max_pixels` is checked from the header before decoding; Pillow's own hard
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import io
 import json
@@ -360,13 +359,11 @@ def save_image(
         options.update(quality=quality, subsampling=0)  # 4:4:4: no colour bleeding on fine strokes
     elif fmt == "WEBP":
         options["lossless"] = True  # lossy WebP is always 4:2:0: colours would bleed across strokes
-    write_atomic(path, lambda f: im.save(f, format=fmt, **options))
     sidecar = sidecar_path(path)
+    files = [(path, lambda f: im.save(f, format=fmt, **options))]
     if sidecar and text is not None:
-        write_atomic(sidecar, lambda f: f.write(text.encode("utf-8")))
-    elif sidecar:
-        with contextlib.suppress(OSError):
-            sidecar.unlink(missing_ok=True)  # it described the image we just replaced
+        files.append((sidecar, lambda f: f.write(text.encode("utf-8"))))
+    write_atomic(*files, stale=sidecar if sidecar and text is None else None)
     return path
 
 
@@ -391,28 +388,57 @@ def check_writable(path: Path) -> None:
         raise ImageError(f"{path}: is read-only, not replacing it")
 
 
-def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
-    """Write through a hidden temporary file in the target folder, then rename over the target (the
-    file a link names, so that the link stays), keeping an existing file's permissions."""
+Writer = Callable[[IO[bytes]], object]
+
+
+def write_atomic(*files: tuple[Path, Writer], stale: Path | None = None) -> None:
+    """Write each (path, write) through a hidden temporary file in its folder, then rename over the
+    target (the file a link names, so that the link stays), keeping an existing file's permissions.
+
+    Files written together (an image and its sidecar) are all written before any is replaced, so a
+    failure (a full disk, a read-only sidecar) leaves the old ones as they were. The old sidecar (or
+    ``stale``, a file that described the old ones) is removed before the image is replaced: a rename
+    failing in between leaves an image without metadata, never with another image's.
+    """
+    temps: list[Path] = []
+    try:
+        for path, write in files:
+            temps.append(_written_beside(path, write))
+        for path in [*(path for path, _ in files[1:]), *([stale] if stale else [])]:
+            _attempt(path, lambda: Path(os.path.realpath(path)).unlink(missing_ok=True))
+        for (path, _), tmp in zip(files, temps):
+            _attempt(path, lambda: os.replace(tmp, os.path.realpath(path)))
+    finally:
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+
+
+def _written_beside(path: Path, write: Writer) -> Path:
+    """A hidden temporary file in ``path``'s folder holding what ``write`` writes, synced to disk,
+    with the permissions ``path`` has or a new file gets."""
     check_writable(path)
     target = Path(os.path.realpath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    except OSError as e:
-        raise ImageError(f"{path}: cannot write ({e.strerror or e})") from None
+    fd, tmp = _attempt(path, lambda: tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
+            _attempt(path, lambda: write(f))
+            _attempt(path, f.flush)
+            _attempt(path, lambda: os.fsync(f.fileno()))
         # mkstemp makes 0600: take the replaced file's permissions, or the usual ones for a new file
-        os.chmod(tmp, stat.S_IMODE(target.stat().st_mode) if target.exists() else 0o666 & ~_umask())
-        os.replace(tmp, target)
-    except BaseException as e:
+        mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else 0o666 & ~_umask()
+        _attempt(path, lambda: os.chmod(tmp, mode))
+    except BaseException:
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, (OSError, ValueError)):
-            raise ImageError(f"{path}: cannot write ({getattr(e, 'strerror', None) or e})") from None
         raise
+    return Path(tmp)
+
+
+def _attempt(path: Path, action: Callable[[], Any]) -> Any:
+    """``action()``, its OSError (or a writer's ValueError) turned into "<path>: cannot write"."""
+    try:
+        return action()
+    except (OSError, ValueError) as e:
+        raise ImageError(f"{path}: cannot write ({getattr(e, 'strerror', None) or e})") from None
 
 
 @functools.cache

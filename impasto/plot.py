@@ -90,5 +90,5 @@ def plot_losses(history: Sequence[dict[str, float]], path: str | os.PathLike,
                     borderaxespad=0.2, handlelength=1.6, columnspacing=1.2)
     buffer = io.BytesIO()
     figure.savefig(buffer, format=path.suffix.lower()[1:])
-    write_atomic(path, lambda f: f.write(buffer.getvalue()))
+    write_atomic((path, lambda f: f.write(buffer.getvalue())))
     return path

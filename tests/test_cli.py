@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import tomllib
@@ -66,7 +67,7 @@ def test_help_groups_options_with_defaults(capsys):
     for heading in ("files and runs:", "progress and reports:", "size:", "objective:", "optimisation:", "output:"):
         assert heading in out
     assert "--max-size N, -s N" in out and "(default: relu4_2)" in out and "--remove-noise        the same as --denoise 1" in out
-    assert "130 / 143 interrupted" in out and "{stem}" in out
+    assert "130 / 143 / 129 interrupted" in out and "{stem}" in out
     assert main(["--version"]) == 0 and capsys.readouterr().out.strip() == "impasto 0.5.0"
 
 
@@ -243,11 +244,13 @@ def test_resume_finishes_a_stopped_run_in_its_own_file(photo, painting, tmp_path
     err = capsys.readouterr().err  # refused before it announces the run or touches its outputs
     assert err == f"impasto: error: {stopped}: painted with iterations 6, not 7; resume it with its own settings\n"
     assert earlier_log.read_text() == "kept\n"
-    assert main(["--resume", str(stopped), "--device", "cpu", "--log-json", str(tmp_path / "log.jsonl")]) == 0
+    assert main(["--resume", str(stopped), "--device", "cpu", "--log-json", str(earlier_log)]) == 0
     err = capsys.readouterr().err
     assert f"impasto: resuming {stopped} at step 5 of 12 (32 px)" in err
     assert re.search(f"wrote {re.escape(str(stopped))} \\(12 steps, [0-9.]+ s resumed, [0-9.]+ s in all, stopped by iterations\\)", err)
-    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    kept, *lines = earlier_log.read_text().splitlines()  # the stopped run's lines stay, the new ones follow
+    records = [json.loads(line) for line in lines]
+    assert kept == "kept"
     assert [record["step"] for record in records] == list(range(5, 13))
     assert records[0]["elapsed"] > read_metadata(stopped)["resumed_from"]["seconds"]  # the clock goes on too
     meta = read_metadata(stopped)
@@ -343,6 +346,45 @@ def test_a_painting_whose_folder_went_away_during_the_run_is_kept_elsewhere(phot
         kept.unlink()
 
 
+def test_a_stopped_picture_whose_folder_went_away_is_kept_elsewhere_with_how_to_go_on(photo, painting, tmp_path,
+                                                                                     capsys, monkeypatch):
+    folder, real_stylize = tmp_path / "prints", cli.stylize
+    folder.mkdir()
+
+    def stopped_while_its_folder_goes(*args, **kwargs):
+        signal.raise_signal(signal.SIGINT)  # Ctrl-C as the run starts: it stops after a step
+        shutil.rmtree(folder)
+        return real_stylize(*args, **kwargs)
+
+    monkeypatch.setattr("impasto.cli.stylize", stopped_while_its_folder_goes)
+    assert main([photo, painting, "-o", str(folder / "out.png"), *QUICK[1:], "-q"]) == 130  # stopped as asked
+    err = capsys.readouterr().err
+    kept = Path(re.fullmatch(rf"impasto: error: {re.escape(str(folder))}/out\.png: folder .* does not exist; the best "
+                             r"image so far \(step 1\) is kept in (.*) instead; to go on from it: impasto --resume \1\n",
+                             err).group(1))
+    try:
+        assert read_metadata(kept)["stopped_at"]["steps_at_size"] == 1
+    finally:
+        kept.unlink()
+
+
+def test_a_painting_that_can_be_written_nowhere_is_said_to_be_lost(photo, painting, tmp_path, capsys, monkeypatch):
+    folder, real_stylize = tmp_path / "prints", cli.stylize
+    folder.mkdir()
+
+    def painted_while_its_folder_goes(*args, **kwargs):
+        result = real_stylize(*args, **kwargs)
+        shutil.rmtree(folder)
+        return result
+
+    monkeypatch.setattr("impasto.cli.stylize", painted_while_its_folder_goes)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-temp"))  # the temporary folder is gone too
+    assert main([photo, painting, "-o", str(folder / "out.png"), *QUICK[1:], "-q"]) == 1
+    assert capsys.readouterr().err == (
+        f"impasto: error: {folder}/out.png: folder {str(folder)!r} does not exist; nor could it be kept in the "
+        f"temporary folder {tmp_path / 'no-temp'} (No such file or directory): the picture is lost\n")
+
+
 def test_a_failure_mid_run_keeps_the_best_image_so_far(photo, painting, tmp_path, capsys, monkeypatch):
     # The machine failing at step 5 (out of memory, say), which no tiny run can do for real.
     step = optimize.ProjectedLBFGS.step
@@ -358,7 +400,7 @@ def test_a_failure_mid_run_keeps_the_best_image_so_far(photo, painting, tmp_path
     out = tmp_path / "out.png"
     assert main([photo, painting, "-o", str(out), "-q", "-s", "32", "-n", "20", "--tolerance", "0"]) == 1
     assert capsys.readouterr().err == (
-        f"impasto: kept the best image so far (step 5) in {out}; to go on from it: impasto --resume {out}\n"
+        f"impasto: the best image so far (step 5) is kept in {out}; to go on from it: impasto --resume {out}\n"
         "impasto: error: out of memory; try a smaller --max-size (or --device cpu)\n")
     monkeypatch.undo()
     assert read_metadata(out)["stopped_at"] == {"size_index": 0, "size": 32, "steps_at_size": 5}
@@ -625,7 +667,29 @@ def test_a_second_signal_while_the_result_is_written_waits_for_it():
             with interrupts.hold():
                 signal.raise_signal(signal.SIGTERM)  # a JPEG and its sidecar must not be cut apart
                 written = True
-    assert written and info.value.exit_code == 143
+            interrupts.abort_if_pending("out.jpg is whole")
+    assert written and info.value.exit_code == 143 and str(info.value) == "interrupted; out.jpg is whole"
+
+
+def test_a_second_signal_while_the_stopped_picture_is_written_says_where_it_is(photo, painting, tmp_path, capsys,
+                                                                             monkeypatch):
+    real_stylize, real_save = cli.stylize, cli._save_or_rescue
+
+    def signal_then_stylize(*args, **kwargs):  # Ctrl-C as the run starts: it stops after a step
+        signal.raise_signal(signal.SIGINT)
+        return real_stylize(*args, **kwargs)
+
+    def signal_then_save(*args):  # Ctrl-C again while the picture is written
+        signal.raise_signal(signal.SIGTERM)
+        return real_save(*args)
+
+    monkeypatch.setattr("impasto.cli.stylize", signal_then_stylize)
+    monkeypatch.setattr("impasto.cli._save_or_rescue", signal_then_save)
+    out = tmp_path / "out.png"
+    assert main([photo, painting, "-o", str(out), *QUICK[1:], "-q"]) == 143
+    assert capsys.readouterr().err == (f"impasto: error: interrupted; the best image so far (step 1) is kept in {out}; "
+                                       f"to go on from it: impasto --resume {out}\n")
+    assert read_metadata(out)["stopped_at"]["steps_at_size"] == 1
 
 
 def test_a_signal_after_the_last_step_is_reported_with_the_finished_picture(photo, painting, tmp_path, capsys,
@@ -642,6 +706,20 @@ def test_a_signal_after_the_last_step_is_reported_with_the_finished_picture(phot
     assert main([photo, painting, "-o", str(out), *QUICK[1:]]) == 130
     assert "stopped by iterations; SIGINT came after the last step" in capsys.readouterr().err
     assert read_metadata(out)["stop_reason"] == "iterations"
+
+
+def test_the_terminal_closing_keeps_the_best_image_so_far(photo, painting, tmp_path, capsys, monkeypatch):
+    real_stylize = cli.stylize
+
+    def hang_up_then_stylize(*args, **kwargs):  # the terminal closes as the run starts: it stops after a step
+        signal.raise_signal(signal.SIGHUP)
+        return real_stylize(*args, **kwargs)
+
+    monkeypatch.setattr("impasto.cli.stylize", hang_up_then_stylize)
+    out = tmp_path / "out.png"
+    assert main([photo, painting, "-o", str(out), *QUICK[1:]]) == 129
+    assert "stopped by SIGHUP: the best image so far" in capsys.readouterr().err
+    assert read_metadata(out)["stopped_at"]["steps_at_size"] == 1
 
 
 def test_a_batch_stopped_by_a_signal_names_the_photos_left(painting, tmp_path, capsys, monkeypatch):

@@ -18,15 +18,17 @@ class _InterruptedImport(types.ModuleType):
 
 
 class _TerminatedImport(types.ModuleType):
+    signum = signal.SIGTERM
+
     def __getattr__(self, name):
-        signal.raise_signal(signal.SIGTERM)  # as a `kill` while torch loads would
-        raise AssertionError("SIGTERM did not stop the start-up")
+        signal.raise_signal(self.signum)  # as a `kill`, or the terminal closing, while torch loads would
+        raise AssertionError(f"{self.signum.name} did not stop the start-up")
 
 
 @pytest.fixture
 def signal_handlers():
-    """console.main sets the process's SIGINT and SIGTERM handlers: put pytest's back."""
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    """console.main sets the process's SIGINT, SIGTERM and SIGHUP handlers: put pytest's back."""
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     yield
     for sig, handler in handlers.items():
         signal.signal(sig, handler)
@@ -38,16 +40,19 @@ def test_ctrl_c_while_starting_is_one_line(monkeypatch, capsys, signal_handlers)
     assert capsys.readouterr().err == "impasto: error: interrupted\n"
 
 
-def test_sigterm_while_starting_is_one_line_and_143(monkeypatch, capsys, signal_handlers):
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_sigterm_or_sighup_while_starting_is_one_line_and_its_code(monkeypatch, capsys, signal_handlers, signum, code):
+    monkeypatch.setattr(_TerminatedImport, "signum", signum)
     monkeypatch.setitem(sys.modules, "impasto.cli", _TerminatedImport("impasto.cli"))
-    assert console.main() == 143
+    assert console.main() == code
     assert capsys.readouterr().err == "impasto: error: interrupted\n"
 
 
 def test_the_command_runs_the_cli_and_then_ignores_signals(monkeypatch, capsys, signal_handlers):
     monkeypatch.setattr(sys, "argv", ["impasto", "--version"])
     assert console.main() == 0
-    assert signal.getsignal(signal.SIGINT) is signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    assert signal.getsignal(signal.SIGINT) is signal.getsignal(signal.SIGTERM) is signal.getsignal(signal.SIGHUP) \
+        is signal.SIG_IGN
     assert capsys.readouterr().out == f"impasto {impasto.__version__}\n"
 
 

@@ -424,6 +424,29 @@ def test_metadata_round_trip(tmp_path, ext):
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"m.{ext}"]
 
 
+def test_an_image_and_its_sidecar_are_replaced_together(tmp_path, monkeypatch):
+    path = save_image(torch.zeros(3, 4, 4), tmp_path / "m.jpg", metadata={"step": 1})
+    before, sidecar = path.read_bytes(), tmp_path / "m.jpg.json"
+    sidecar.chmod(0o444)  # the sidecar cannot be replaced: neither is the image
+    with pytest.raises(ImageError, match=r"m\.jpg\.json: is read-only"):
+        save_image(torch.ones(3, 4, 4), path, metadata={"step": 2})
+    assert path.read_bytes() == before and read_metadata(path) == {"step": 1}
+    sidecar.chmod(0o644)
+    real_replace = os.replace
+
+    def sidecar_rename_fails(src, dst):
+        if str(dst).endswith(".json"):
+            raise OSError(5, "Input/output error")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", sidecar_rename_fails)
+    with pytest.raises(ImageError, match=r"m\.jpg\.json: cannot write \(Input/output error\)"):
+        save_image(torch.ones(3, 4, 4), path, metadata={"step": 2})
+    # The new image without metadata, not with the old image's (a resume would start from a wrong step)
+    assert read_image(path).min() > 0.9 and read_metadata(path) is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.jpg"]
+
+
 def test_save_accepts_pil_and_overwrites(tmp_path):
     path = tmp_path / "x.jpg"
     save_image(Image.new("RGBA", (3, 2), (0, 0, 255, 255)), path)

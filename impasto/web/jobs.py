@@ -123,7 +123,7 @@ class Job:
 
     def save(self) -> None:
         """Write job.json atomically (a crash leaves the old file or the new one, never half)."""
-        write_atomic(self.folder / "job.json", lambda f: f.write(json.dumps(self.to_json()).encode("utf-8")))
+        write_atomic((self.folder / "job.json", lambda f: f.write(json.dumps(self.to_json()).encode("utf-8"))))
 
 
 class JobManager:
