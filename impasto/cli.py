@@ -105,6 +105,22 @@ def _serve(argv: list[str]) -> int:
 
 
 class _Parser(argparse.ArgumentParser):
+    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> argparse.Namespace:
+        return super().parse_args(self._negative_values_joined(sys.argv[1:] if args is None else list(args)),
+                                  namespace)
+
+    def _negative_values_joined(self, argv: list[str]) -> list[str]:
+        """Join a negative value that argparse would take for an option ("-1,2", "-1e-3") to its option,
+        so that it is checked as a value is (argparse said "expected one argument")."""
+        joined: list[str] = []
+        for word in argv:
+            action = self._option_string_actions.get(joined[-1]) if joined else None
+            if action is not None and action.nargs is None and re.match(r"-\.?\d", word):
+                joined[-1] += word if len(joined[-1]) == 2 else f"={word}"  # -s-5, --tv-weight=-1e-3
+            else:
+                joined.append(word)
+        return joined
+
     def error(self, message: str) -> typing.NoReturn:
         """One line, with a "did you mean" for a misspelt option."""
         if message.startswith("unrecognized arguments:"):

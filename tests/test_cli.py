@@ -617,12 +617,21 @@ def test_errors_are_one_line_and_exit_2(images, tmp_path, capsys, argv, message)
         (["a.jpg", "b.jpg", "-o", "c.png", "--save-every", "0"], "'0' is not a positive whole number"),
         (["a.jpg", "b.jpg", "-o", "c.png", "--optimizer", "sgd"], "invalid choice: 'sgd'"),
         (["a.jpg", "b.jpg", "-o", "c.png", "--max-sise", "9"], "(did you mean --max-size?)"),
+        # values that look like options to argparse are read as values, and checked as such
+        (["a.jpg", "b.jpg", "--style-blend", "-1,2"], "--style-blend must be non-negative with a positive sum, not "
+                                                      "-1.0, 2.0"),
+        (["a.jpg", "b.jpg", "--tv-weight", "-1e-3"], "--tv-weight must not be negative, not -0.001"),
     ],
 )
 def test_bad_option_value_exits_2(capsys, argv, message):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.startswith("impasto: error: ") and err.count("\n") == 1
+
+
+def test_a_value_that_looks_like_an_option_is_its_options_value():
+    args = build_parser().parse_args(["a.jpg", "b.jpg", "-o", "-1.png", "-w", "-1e3", "--tv-weight", "-.5"])
+    assert (args.output, args.style_weight, args.tv_weight, args.inputs) == ("-1.png", -1000.0, -0.5, ["a.jpg", "b.jpg"])
 
 
 def test_unexpected_error_is_one_line_exit_1(photo, painting, tmp_path, capsys, monkeypatch):
