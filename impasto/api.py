@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import math
+import numbers
 import os
 import threading
 import time
@@ -162,7 +163,8 @@ def stylize(
                 state.stop_reason, before = "iterations", state.step
                 image = optimize(start[None].to(device), objective, optimizer=config.optimizer, lr=config.step_size,
                                  iterations=iterations - done, tolerance=config.tolerance, state=state, scale=scale,
-                                 callback=_in_color(callback, resize_to_long_edge(photo, size)) if grey else callback)[0].cpu()
+                                 callback=_in_color(callback, resize_to_long_edge(photo, size)) if grey else callback,
+                                 grey=grey)[0].cpu()
                 if state.stop_reason == "cancelled":
                     left_here = state.total - state.step - sum(steps[scale + 1:])  # 0 once this size has stalled
                     if state.total > state.step:
@@ -304,11 +306,12 @@ def objective_for(content: ImageSource, style: ImageSource | Sequence[ImageSourc
     it out. With ``preserve_color = "luminance"`` it makes a picture grey before scoring it, as the run paints it.
     """
     config = _checked_config(config)
-    size = config.max_size if size is None else size
-    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+    if size is not None and (not isinstance(size, numbers.Integral) or isinstance(size, bool) or size < 1):
         raise ConfigError(f"size must be a whole number of pixels, not {size!r}")
     styles = list(style) if isinstance(style, (list, tuple)) else [style]
-    images = _read_images(content, styles, config, [size])
+    images = _read_images(content, styles, config, [config.max_size if size is None else int(size)],
+                          None if size is None else "size")
+    size = config.max_size if size is None else int(size)
     content_image, style_images, masks = _at_size(images, size, config)
     return _objective(_extractor(config, images.device), content_image, style_images, config, images.device, masks)
 
@@ -330,8 +333,10 @@ class _Images(NamedTuple):
     device: torch.device
 
 
-def _read_images(content: ImageSource, styles: list[ImageSource], config: Config, sizes: list[int]) -> _Images:
-    """The run's images, read and checked against the settings and the ``sizes`` it runs at, and its device."""
+def _read_images(content: ImageSource, styles: list[ImageSource], config: Config, sizes: list[int],
+                 size_setting: str | None = None) -> _Images:
+    """The run's images, read and checked against the settings and the ``sizes`` it runs at (which
+    ``size_setting`` names, when not max_size and min_size), and its device."""
     if not styles:
         raise ImageError("no style image: give at least one painting")
     check_one_each(config, len(styles))
@@ -341,7 +346,7 @@ def _read_images(content: ImageSource, styles: list[ImageSource], config: Config
     masks = read_masks(config.masks, photo) if config.masks else None
     check_edges(tuple(photo.shape[1:]), source_name(content, "content image"), {
         source_name(source, f"style image {i + 1}"): tuple(painting.shape[1:])
-        for i, (source, painting) in enumerate(zip(styles, paintings))}, sizes, config)
+        for i, (source, painting) in enumerate(zip(styles, paintings))}, sizes, config, size_setting)
     target, paintings = color_inputs(photo, paintings, config.preserve_color)
     return _Images(photo, target, paintings, masks, device)
 
@@ -359,16 +364,16 @@ def check_one_each(config: Config, paintings: int) -> None:
 
 
 def check_edges(photo: tuple[int, int], photo_name: str, paintings: dict[str, tuple[int, int]], sizes: list[int],
-                config: Config) -> None:
+                config: Config, size_setting: str | None = None) -> None:
     """Refuse, naming the image, a photo or painting (their (H, W), ``paintings`` by name) whose short
     edge at one of ``sizes`` is too short for the deepest layer used (16 px for relu5_1, after four
-    poolings)."""
+    poolings). The advice names ``size_setting`` as the size to raise, or max_size or min_size."""
     layers = (config.content_layer, *config.style_layers)
     shortest = smallest_edge(layers)
     advice = f"VGG-19's {max(layers, key=LAYER_NAMES.index)} needs a short edge of at least {shortest} px"
     for size in sizes:
         height, width = long_edge_shape(*photo, size)
-        larger = "max_size" if size == config.max_size else "min_size"  # the setting that made this size
+        larger = size_setting or ("max_size" if size == config.max_size else "min_size")  # what made this size
         if min(height, width) < shortest:
             raise ImageError(f"{photo_name}: {width}×{height} at {size} px is too narrow ({advice}: raise "
                              f"{larger} or crop the image)")

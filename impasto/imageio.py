@@ -12,6 +12,7 @@ Size: `max_pixels` is checked from the header before decoding; Pillow's own hard
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import json
@@ -19,10 +20,11 @@ import os
 import stat
 import struct
 import tempfile
+import threading
 import warnings
 import zlib
 from pathlib import Path
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import IO, Any, Union
 
 import numpy as np
@@ -56,16 +58,33 @@ def read_image(source: ImageSource, *, what: str = "image", max_pixels: int = DE
         return _read_file(Path(source), max_pixels, background)
     if isinstance(source, Image.Image):
         _check_size(source, what, max_pixels)
-        try:
-            source.load()  # a no-op once loaded; a lazily opened, truncated file fails here
-        except _DECODE_ERRORS as e:
-            raise ImageError(f"{what}: truncated or corrupt image ({e})") from None
-        return _from_pil(source, what, background)
+        with _PILLOW:  # one PIL image given to runs in several threads is decoded by one of them
+            try:
+                source.load()  # a no-op once loaded; a lazily opened, truncated file fails here
+            except (*_DECODE_ERRORS, AssertionError) as e:  # Pillow asserts that one never read is open
+                if isinstance(e, AssertionError) or str(e) == "Operation on closed image":
+                    raise ImageError(f"{what}: the PIL image is closed (read it before closing it)") from None
+                raise ImageError(f"{what}: truncated or corrupt image ({e})") from None
+            return _from_pil(source, what, background)
     if isinstance(source, np.ndarray):
         return _from_array(source, what, background)
     if isinstance(source, torch.Tensor):
         return _from_tensor(source, what)
     raise ImageError(f"{what}: expected a path, PIL image, numpy array or tensor, got {type(source).__name__}")
+
+
+# warnings.catch_warnings changes the process's filters and is not thread-safe (before Python 3.14):
+# two threads reading images would leave every warning ignored for good. Nor may two threads decode one
+# lazily opened PIL image. So Pillow is used by one thread at a time.
+_PILLOW = threading.RLock()
+
+
+@contextlib.contextmanager
+def _pillow_quietly() -> Iterator[None]:
+    """Use Pillow without its harmless complaints (odd EXIF, palette transparency) reaching the caller."""
+    with _PILLOW, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 
 def source_name(source: ImageSource, what: str) -> str:
@@ -76,10 +95,8 @@ def source_name(source: ImageSource, what: str) -> str:
 def _read_file(path: Path, max_pixels: int, background: float) -> torch.Tensor:
     try:
         with open(path, "rb") as file:
-            # Pillow's harmless complaints (odd EXIF, palette transparency) must not reach the
-            # caller; the size limit that its bomb warning stands for is enforced by _check_size.
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+            # The size limit that Pillow's bomb warning stands for is enforced by _check_size.
+            with _pillow_quietly():
                 with Image.open(file) as im:
                     _check_size(im, str(path), max_pixels)
                     try:
@@ -105,8 +122,7 @@ def header_size(path: str | os.PathLike) -> tuple[int, int] | None:
     """(width, height) of an image file from its header, without decoding it; None if it cannot be
     read (``read_image`` says why)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with _pillow_quietly():
             with Image.open(path) as im:
                 return im.size
     except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError):
@@ -334,7 +350,7 @@ def save_image(
 ) -> Path:
     """Save atomically, format from the extension (.png .jpg .jpeg .tif .tiff .webp).
 
-    ``image`` is a (3, H, W) tensor (float in [0, 1] or uint8), a PIL image or an array as
+    ``image`` is a (3, H, W) or (1, 3, H, W) tensor (float in [0, 1] or uint8), a PIL image or an array as
     ``read_image`` takes them. ``metadata`` (JSON-serialisable) goes into an "impasto" text chunk of a
     PNG, or into a sidecar file ``<path>.json`` for the other formats. Missing folders are not
     created. Raises ImageError.
@@ -349,6 +365,10 @@ def save_image(
         raise ImageError(f"{path}: the metadata cannot be saved as JSON ({exc})") from None
     if isinstance(image, np.ndarray):
         image = read_image(image)
+    if isinstance(image, torch.Tensor):
+        image = image[0] if image.dim() == 4 and image.shape[0] == 1 else image  # a batch of one, as read
+        if image.is_floating_point() and not bool(torch.isfinite(image).all()):
+            raise ImageError(f"{path}: the image holds NaN or infinite values; nothing was written")
     im = image if isinstance(image, Image.Image) else to_pil(image)
     options: dict[str, Any] = {}
     if fmt == "PNG" and text is not None:
@@ -459,8 +479,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any] | None:
         raise ImageError(f"{path}: no such file")
     try:
         if path.suffix.lower() == ".png":
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+            with _pillow_quietly():
                 with Image.open(path) as im:
                     text = im.info.get(METADATA_KEY)
         else:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import torch
 
 from .color import luminance
+from .errors import ImageError
 from .imageio import ImageSource, read_image, resize, resize_operators
 from .losses import content_loss, gram_matrix, style_loss, tv_loss
 from .masks import layer_mask
@@ -87,7 +88,11 @@ class Objective:
                    for grams, regions in self.regions)
 
     def __call__(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The total loss and its weighted terms by name (tensors, still attached to the graph)."""
+        """The total loss and its weighted terms by name (tensors, still attached to the graph) of a
+        (1, 3, H, W) ``image`` of ``image_shape``."""
+        if image.dim() != 4 or image.shape[:2] != (1, 3) or tuple(image.shape[2:]) != self.image_shape:
+            raise ImageError(f"objective: expected an image of shape (1, 3, {self.image_shape[0]}, "
+                             f"{self.image_shape[1]}), got {tuple(image.shape)} (score() takes any picture)")
         with torch.autocast(image.device.type, dtype=torch.bfloat16, enabled=self.bfloat16):
             features = self.extractor(image)
             # The Gram products run in bfloat16 too: their inputs are bfloat16 values already and the

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .errors import Interrupted
@@ -36,8 +37,13 @@ class ProgressEvent:
     image: torch.Tensor  # the current pixels (3, H, W) in [0, 1], a copy the callback may keep
 
 
-# Return True to stop the run after this step (the best image so far is kept).
+# Return True to stop the run after this step (the best image so far is kept). Only a bool (Python's or
+# numpy's) True stops it: what a progress bar's update() returns, say, does not.
 Callback = Callable[[ProgressEvent], "bool | None"]
+
+
+def _asks_to_stop(answer: object) -> bool:
+    return isinstance(answer, (bool, np.bool_)) and bool(answer)
 
 
 class ProjectedLBFGS:
@@ -142,8 +148,10 @@ def optimize(
     state: LoopState,
     scale: int = 0,
     callback: Callback | None = None,
+    grey: bool = False,
 ) -> torch.Tensor:
     """Minimise ``objective`` over the pixels of ``image`` (1, 3, H, W); return the best image seen.
+    ``grey``: ``image`` is grey, and stays so (each step moves its three channels alike).
 
     Stops after ``iterations`` steps, when the loss stalls (``tolerance``), when ``callback``
     returns True ("cancelled"), or when the loss is not finite ("diverged"); ``state.stop_reason``
@@ -158,6 +166,8 @@ def optimize(
         for _ in range(iterations):
             loss, terms = objective(image)
             (grad,) = torch.autograd.grad(loss, image)
+            if grey:  # the gradient's part that keeps the channels equal: a grey picture's own gradient
+                grad = grad.mean(1, keepdim=True).expand_as(grad)
             loss_value = loss.item()
             if not math.isfinite(loss_value):
                 state.stop_reason = "diverged"
@@ -171,9 +181,9 @@ def optimize(
             stalled = _stalled(losses, tolerance)
             if stalled:  # the rest of this size's steps are not coming: the total says so from this step on
                 state.total -= iterations - len(losses)
-            if callback is not None and callback(ProgressEvent(
+            if callback is not None and _asks_to_stop(callback(ProgressEvent(
                     state.step, state.total, scale, state.scales, loss_value, term_values,
-                    time.perf_counter() - state.started, image.detach()[0].clone())):
+                    time.perf_counter() - state.started, image.detach()[0].clone()))):
                 state.stop_reason = "cancelled"
                 break
             if stalled:

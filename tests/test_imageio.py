@@ -3,6 +3,8 @@
 import io
 import os
 import struct
+import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -398,6 +400,54 @@ def test_save_takes_eight_bit_tensors_and_arrays(tmp_path):
             assert np.array_equal(np.asarray(im), pixels)
 
 
+def test_reading_in_threads_leaves_the_warning_filters_alone(images):
+    before = list(warnings.filters)
+    paths = [images / "content/golden_gate.jpg", images / "content/hoovertowernight.jpg"]
+
+    def read_many():
+        for _ in range(10):
+            read_image(paths[0]), header_size(paths[1]), read_metadata(paths[1])
+
+    threads = [threading.Thread(target=read_many) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert warnings.filters == before  # catch_warnings in threads at once used to leave "ignore all" behind
+
+
+def test_one_lazily_opened_pil_image_read_by_several_threads_at_once(images):
+    path = images / "content/golden_gate.jpg"
+    expected = read_image(path)
+    for _ in range(3):
+        with Image.open(path) as shared:  # not decoded yet: the first reader decodes it
+            barrier, results = threading.Barrier(4), []
+
+            def read():
+                barrier.wait()
+                try:
+                    results.append(read_image(shared))
+                except Exception as exc:  # a false "corrupt file", or Pillow's own error
+                    results.append(exc)
+
+            threads = [threading.Thread(target=read) for _ in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        assert all(isinstance(r, torch.Tensor) and torch.equal(r, expected) for r in results), results
+
+
+@pytest.mark.parametrize("decoded", [False, True])
+def test_a_closed_pil_image_is_said_to_be_closed(images, decoded):
+    image = Image.open(images / "content/golden_gate.jpg")
+    if decoded:
+        image.load()
+    image.close()
+    with pytest.raises(ImageError, match=r"^image: the PIL image is closed \(read it before closing it\)$"):
+        read_image(image)
+
+
 # --- saving --------------------------------------------------------------------------------------
 
 
@@ -447,6 +497,11 @@ def test_an_image_and_its_sidecar_are_replaced_together(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.jpg"]
 
 
+def test_save_takes_a_batch_of_one_as_read_image_does(tmp_path):
+    image = torch.rand(1, 3, 4, 5)
+    assert torch.equal(read_image(save_image(image, tmp_path / "one.png")), read_image(to_pil(image[0])))
+
+
 def test_save_accepts_pil_and_overwrites(tmp_path):
     path = tmp_path / "x.jpg"
     save_image(Image.new("RGBA", (3, 2), (0, 0, 255, 255)), path)
@@ -480,6 +535,8 @@ def test_save_errors_name_the_path_and_leave_nothing(tmp_path, monkeypatch):
         save_image(t, tmp_path / "meta.png", metadata={"bad": object()})
     with pytest.raises(ImageError, match=r"expected an image tensor of shape \(3, H, W\), got list"):
         save_image([[0.5]], tmp_path / "list.png")
+    with pytest.raises(ImageError, match=r"nan\.png: the image holds NaN or infinite values; nothing was written"):
+        save_image(torch.full((3, 2, 2), float("nan")), tmp_path / "nan.png")  # it used to be saved black
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.png", "taken.png"]
 
 

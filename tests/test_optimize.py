@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -53,6 +54,29 @@ def test_callback_can_stop_the_run():
     optimize(torch.full((1, 1, 2, 3), 0.5), quadratic, optimizer="adam", lr=0.01, iterations=50,
              tolerance=0, state=state, callback=lambda event: event.step == 7)
     assert state.stop_reason == "cancelled" and state.step == 7
+
+
+def test_only_a_true_bool_from_the_callback_stops_the_run():
+    for answer, steps in ((True, 1), (np.True_, 1), (1, 5), ("yes", 5), (None, 5), (False, 5)):
+        state = LoopState(total=5)
+        optimize(torch.full((1, 1, 2, 3), 0.5), quadratic, optimizer="lbfgs", lr=1.0, iterations=5,
+                 tolerance=0, state=state, callback=lambda event: answer)
+        assert state.step == steps, answer
+
+
+def test_a_grey_image_stays_grey_and_reaches_the_best_grey_image():
+    targets = torch.tensor([0.1, 0.5, 0.6]).view(1, 3, 1, 1).expand(1, 3, 2, 2)
+    weights = torch.tensor([1.0, 2.0, 7.0]).view(1, 3, 1, 1)
+
+    def coloured_target(image):
+        loss = (weights * (image - targets) ** 2).sum()
+        return loss, {"quadratic": loss}
+
+    state = LoopState(total=40)
+    best = optimize(torch.full((1, 3, 2, 2), 0.2), coloured_target, optimizer="lbfgs", lr=1.0, iterations=40,
+                    tolerance=0, state=state, grey=True)
+    assert torch.equal(best[:, 0], best[:, 1]) and torch.equal(best[:, 0], best[:, 2])
+    assert best[0, 0] == pytest.approx(torch.full((2, 2), (0.1 + 1.0 + 4.2) / 10), abs=1e-4)  # weighted mean
 
 
 def test_tolerance_stops_a_stalled_run():
