@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -20,7 +21,8 @@ import impasto  # noqa: E402
 from impasto.config import COLOR_MODES  # noqa: E402
 from impasto.imageio import read_metadata  # noqa: E402
 from impasto.web import default_data_dir, main  # noqa: E402
-from impasto.web.app import FORM_SETTINGS, Limits, create_app  # noqa: E402
+from impasto.web.app import FORM_SETTINGS, Limits, _download_name, create_app  # noqa: E402
+from impasto.web.jobs import Job  # noqa: E402
 
 TINY = {"max_size": "48", "iterations": "4"}
 LONG = {"max_size": "48", "iterations": "1000"}  # only ever run until cancelled
@@ -120,8 +122,8 @@ def test_paint_with_progress_events_and_download(client, uploads, tmp_path):
     # the uploads' names, not the server's folders: `impasto --rerun` works beside the user's own files
     assert meta["inputs"]["paths"] == {"content": "golden_gate.jpg", "style": ["starry_night.jpg"]}
     download = client.get(f"/api/jobs/{job['id']}/result.png?download=1")
-    assert download.headers["content-disposition"] == (
-        f'attachment; filename="impasto-golden_gate-starry_night-{job["id"][:8]}.png"')
+    name = f"impasto-golden_gate-starry_night-{job['id'][:8]}.png"
+    assert download.headers["content-disposition"] == f'attachment; filename="{name}"; filename*=UTF-8\'\'{name}'
     assert "content-disposition" not in client.get(f"/api/jobs/{job['id']}/result.png?download=0").headers
     assert client.get(f"/api/jobs/{job['id']}/preview.png").content == result.content
     listed = client.get("/api/jobs").json()["jobs"]
@@ -273,7 +275,9 @@ def test_a_photo_too_small_for_max_size_is_refused_before_it_is_queued(tmp_path,
     with TestClient(create_app(tmp_path)) as client:
         response = client.post("/api/jobs", files=uploads(), data={"max_size": "16", "iterations": "1"})
         assert response.status_code == 400
-        assert response.json()["error"].startswith("photo 'golden_gate.jpg': 16×12 at 16 px is too narrow")
+        error = response.json()["error"]
+        assert error.startswith("photo 'golden_gate.jpg': 16×12 at 16 px is too narrow")
+        assert error.endswith(": raise Size or crop the image)")  # the page's field, not max_size
         assert client.get("/api/jobs").json()["jobs"] == [] and not any((tmp_path / "jobs").iterdir())
 
 
@@ -386,6 +390,12 @@ def test_serve_stops_on_a_signal_with_its_exit_code(tmp_path, signum, code):
     finally:
         server.kill()
         server.communicate()
+
+
+def test_download_names_keep_accented_and_other_letters():
+    job = Job("0123456789abcdef" * 2, Path("unused"), {}, "Brücke über die Bucht.jpg", ["星月夜.jpg"])
+    assert _download_name(job) == "impasto-BrückeüberdieBucht-星月夜-01234567.png"
+    assert _download_name(job, ascii_only=True) == "impasto-BruckeuberdieBucht-image-01234567.png"
 
 
 def test_files_are_kept_per_job(client, uploads, tmp_path, images):

@@ -205,3 +205,43 @@ def test_cancel_then_resume_in_the_browser(server, page, images):
     steps = int(page.inner_text("#status-text").split()[1])
     assert steps > steps_before and page.is_hidden("#resume") and page.locator(".card .badge").count() == 0
     assert page.locator(".card").count() == 1 and errors == []
+
+
+def test_the_page_keeps_its_settings_and_its_own_painting(server, page, images):
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(server)
+    page.fill("#setting-max_size", "32")
+    page.fill("#setting-iterations", "3")
+    page.select_option("#setting-style_scale", "2")
+    page.reload()  # the settings survive a reload (the images cannot)
+    assert (page.input_value("#setting-max_size"), page.input_value("#setting-iterations"),
+            page.input_value("#setting-style_scale")) == ("32", "3", "2")
+    page.set_input_files("#content-file", str(images / "content/golden_gate.jpg"))
+    page.set_input_files("#style-file", str(images / "style/starry_night.jpg"))
+    page.click("#paint")
+    page.wait_for_selector("#download:not([hidden])", timeout=120_000)
+    assert page.inner_text("#result-info").startswith("golden_gate × starry_night · 32 × 24 px")
+    # A painting started elsewhere (another tab) does not take the stage from this one's result.
+    page.evaluate("""() => {
+        const form = new FormData();
+        form.append('content', files.content);
+        form.append('style', files.style);
+        form.append('max_size', '32');
+        form.append('iterations', '1000');  // the server's most
+        return fetch('/api/jobs', {method: 'POST', body: form}).then((r) => r.json()).then((j) => { window.other = j; });
+    }""")
+    assert page.evaluate("window.other.status") == "queued"
+    page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
+    page.wait_for_selector("#message.info:not([hidden])")
+    assert page.inner_text("#message").startswith("A painting started elsewhere is in progress (golden_gate × starry_night)")
+    assert page.inner_text("#status-text").startswith("Finished: 3 steps") and page.is_hidden("#cancel")
+    page.evaluate("fetch(window.other.urls.cancel, {method: 'POST'})")
+    # New images clear the last painting's status, Download and Resume: they belong to other images.
+    page.set_input_files("#style-file", str(images / "style/the_scream.jpg"))
+    assert page.inner_text("#status-text") == "Ready: press Paint."
+    assert page.is_hidden("#download") and page.is_hidden("#resume") and page.is_hidden("#preview")
+    page.click("#defaults")
+    assert (page.input_value("#setting-max_size"), page.input_value("#setting-style_scale")) == ("256", "1")
+    page.reload()
+    assert page.input_value("#setting-iterations") == "100" and errors == []

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 import impasto
-from impasto.web.jobs import FINISHED, INTERRUPTED, Job, JobManager, QueueFull, _without_folder
+from impasto.web.jobs import (FINISHED, INTERRUPTED, SERVER_STOPPED, STOPPED_WAITING, Job, JobManager, QueueFull,
+                              _without_folder)
 
 
 def test_a_job_interrupted_by_a_crash_is_reported_not_rerun(tmp_path):
@@ -119,6 +120,23 @@ def test_a_resume_that_cannot_go_on_keeps_the_stopped_picture(tmp_path, images):
     assert job.status == "cancelled" and job.has_result and not job.resumable
     assert job.error == "cannot resume: result.png: carries no impasto metadata, cannot resume it"
     assert not manager.resume(job)
+
+
+def test_jobs_stopped_with_the_server_say_so_not_cancelled_by_the_user(tmp_path, images):
+    manager = JobManager(tmp_path)
+    running, waiting = _queue_jobs(manager, images, 2)
+    running.settings = impasto.Config(max_size=32, iterations=100000, tolerance=0.0).to_dict()
+    manager.start()
+    try:
+        deadline = time.monotonic() + 120  # a guard against hanging only
+        while running.step < 1:
+            assert time.monotonic() < deadline and running.status not in FINISHED, running.error
+            time.sleep(0.05)
+    finally:
+        manager.stop()  # as Ctrl-C on `impasto serve` does
+    assert running.status == "cancelled" and running.resumable and running.error == SERVER_STOPPED
+    assert waiting.status == "cancelled" and not waiting.has_result and waiting.error == STOPPED_WAITING
+    assert JobManager(tmp_path).get(running.id).error == SERVER_STOPPED  # and after a restart
 
 
 def test_messages_to_the_page_leave_out_the_servers_folders(tmp_path):

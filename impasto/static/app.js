@@ -14,7 +14,9 @@ const state = {
   previewStep: 0,
   previewLoading: false,
   previewPending: null,
+  eta: null,        // {seconds, at}: the time left the server last gave, counted down between its events
 };
+const SAVED_SETTINGS = "impasto-settings";  // localStorage: the form as the user last left it
 
 // ---------------------------------------------------------------------------------------------
 // Start-up
@@ -41,14 +43,19 @@ document.addEventListener("DOMContentLoaded", async () => {
   document.addEventListener("visibilitychange", async () => {
     if (!document.hidden && !busy()) catchUp(await refreshGallery(), false);
   });
+  setInterval(countDown, 1000);
 });
 
-// Follow the painting in progress (the running one before those queued), or, on opening the page,
-// show the newest job if it stopped part way (with Resume) or failed (saying why).
+// Follow the painting in progress (the running one before those queued), unless the stage shows a
+// painting of this page's own; or, on opening the page, show the newest job if it stopped part way
+// (with Resume) or failed (saying why).
 function catchUp(jobs, opening) {
   const unfinished = jobs.find((j) => j.status === "running") || jobs.find((j) => j.status === "queued");
-  if (unfinished) {
+  if (unfinished && !state.view) {
     follow(unfinished);
+  } else if (unfinished) {
+    showMessage(`A painting started elsewhere is in progress (${jobTitle(unfinished)}); ` +
+                "its result will appear in the gallery.", "info", false);
   } else if (opening && jobs.length && (jobs[0].resumable || jobs[0].status === "failed")) {
     api(`/api/jobs/${jobs[0].id}`).then((job) => showJob(job, job.points)).catch(() => {});
   }
@@ -106,6 +113,7 @@ function chooseFile(kind, file) {
     return;
   }
   files[kind] = file;
+  if (!busy()) clearStage();  // the last painting's status and Resume belong to other images
   const zone = $(`drop-${kind}`);
   const thumb = zone.querySelector(".thumb");
   if (thumb.src) URL.revokeObjectURL(thumb.src);
@@ -130,6 +138,7 @@ const mb = (bytes) => (bytes / 2 ** 20).toFixed(bytes < 2 ** 20 ? 2 : 1);
 function buildForm(settings) {
   const form = $("settings");
   form.replaceChildren();
+  const saved = savedSettings();
   for (const s of settings) {
     const field = document.createElement("div");
     field.className = "field";
@@ -148,7 +157,7 @@ function buildForm(settings) {
       range.min = Math.log10(s.min);
       range.max = Math.log10(s.max);
       range.step = 0.01;
-      range.value = Math.log10(s.default);
+      range.value = Math.log10(within(s, saved[s.name]) ?? s.default);
       range.dataset.log = "1";
       const show = () => {
         out.textContent = formatNumber(sliderValue(range));
@@ -169,6 +178,9 @@ function buildForm(settings) {
         option.value = value;
         option.textContent = text;
         option.selected = value === String(s.default);  // a number's default is 1, its choice "1"
+        if (saved[s.name] !== undefined && s.choices.some(([v]) => v === saved[s.name])) {
+          option.selected = value === saved[s.name];
+        }
         select.append(option);
       }
       field.append(select);
@@ -177,7 +189,7 @@ function buildForm(settings) {
       input.type = "number";
       input.id = `setting-${s.name}`;
       input.name = s.name;
-      input.value = s.default;
+      input.value = within(s, saved[s.name]) ?? s.default;
       input.step = s.type === "int" ? 1 : "any";
       if (s.min !== undefined) input.min = s.min;
       if (s.max !== undefined) input.max = s.max;
@@ -190,6 +202,37 @@ function buildForm(settings) {
     field.append(help);
     form.append(field);
   }
+  const reset = document.createElement("button");
+  reset.type = "button";
+  reset.id = "defaults";
+  reset.className = "link";
+  reset.textContent = "Restore the default settings";
+  reset.addEventListener("click", () => {
+    try { localStorage.removeItem(SAVED_SETTINGS); } catch { /* storage turned off */ }
+    buildForm(settings);
+  });
+  form.append(reset);
+  form.oninput = form.onchange = () => {
+    try { localStorage.setItem(SAVED_SETTINGS, JSON.stringify(settingValues())); } catch { /* storage turned off */ }
+  };
+}
+
+// The settings the user left the page with (a reload keeps them), as the form's text values.
+function savedSettings() {
+  try {
+    const saved = JSON.parse(localStorage.getItem(SAVED_SETTINGS));
+    return saved && typeof saved === "object" ? saved : {};
+  } catch {
+    return {};
+  }
+}
+
+// A saved number still within the setting's limits (this server's may have changed), or null.
+function within(s, text) {
+  const value = Number(text);
+  if (text === undefined || text === "" || !Number.isFinite(value)) return null;
+  if ((s.min !== undefined && value < s.min) || (s.max !== undefined && value > s.max)) return null;
+  return s.type === "int" && !Number.isInteger(value) ? null : value;
 }
 
 // A number field's help with its limit: "(the photo is scaled to it; at most 1024)". A limit past a
@@ -255,7 +298,7 @@ function follow(job, pressed = false) {
   $("cancel").textContent = "Cancel";
   $("download").hidden = true;
   $("resume").hidden = true;
-  $("result-info").textContent = "";
+  $("result-info").textContent = jobTitle(job);  // which painting this is: it may be another tab's
   $("preview").hidden = true;  // not the last picture: this job's own previews replace the placeholder
   $("placeholder").textContent = "Your painting appears here as it takes shape.";
   $("placeholder").hidden = false;
@@ -336,8 +379,8 @@ function render(job) {
   } else if (job.status === "running" && job.step === 0) {
     setStatus("Preparing: reading the images and the network…", "");
   } else if (job.status === "running") {
-    setStatus(`Step ${job.step} of ${job.total} · loss ${formatNumber(job.loss)}`,
-              job.eta >= 0.05 ? `about ${formatTime(job.eta)} left` : "");
+    state.eta = job.eta >= 0.05 ? { seconds: job.eta, at: performance.now() } : null;
+    setStatus(`Step ${job.step} of ${job.total} · loss ${formatNumber(job.loss)}`, etaText());
   }
   setBar(fraction, "");
   if (job.preview_step > state.previewStep) {
@@ -347,7 +390,19 @@ function render(job) {
   drawChart();
 }
 
+// The time left, counted down between the server's events (a step at a large size takes seconds).
+function etaText() {
+  if (!state.eta) return "";
+  const left = state.eta.seconds - (performance.now() - state.eta.at) / 1000;
+  return left >= 0.05 ? `about ${formatTime(left)} left` : "";
+}
+
+function countDown() {
+  if (state.eta && busy() && state.active.status === "running") $("eta").textContent = etaText();
+}
+
 function finished(job) {
+  state.eta = null;
   state.view = job.id;
   // Cancel disables itself when pressed, so focus may already have fallen to <body>.
   const hadFocus = document.activeElement === $("cancel") || document.activeElement === document.body;
@@ -385,10 +440,11 @@ function showJob(job, points) {
     download.href = `${job.urls.result}?download=1`;
     download.setAttribute("download", "");
     download.hidden = false;
-    $("result-info").textContent = job.size ? `${job.size[0]} × ${job.size[1]} px · PNG with settings embedded` : "";
+    $("result-info").textContent = jobTitle(job) +
+      (job.size ? ` · ${job.size[0]} × ${job.size[1]} px · PNG with settings embedded` : "");
   } else {
     $("download").hidden = true;
-    $("result-info").textContent = "";
+    $("result-info").textContent = jobTitle(job);
     $("preview").hidden = true;  // a preview of a run that kept nothing
     $("placeholder").hidden = false;
   }
@@ -418,6 +474,21 @@ function showImage(src) {
   };
   loader.onerror = next;
   loader.src = src;
+}
+
+// An empty stage, for new images: no status, picture, Download or Resume of an earlier painting.
+function clearStage() {
+  if (!state.view) return;
+  Object.assign(state, { view: null, points: [], total: 0, previewStep: 0, previewPending: null, eta: null });
+  $("preview").hidden = true;
+  $("placeholder").textContent = "Your painting appears here as it takes shape.";
+  $("placeholder").hidden = false;
+  for (const id of ["download", "resume", "cancel"]) $(id).hidden = true;
+  $("result-info").textContent = "";
+  setStatus("Choose a photo and a painting, then press Paint.", "");
+  setBar(0, "");
+  drawChart();
+  for (const card of document.querySelectorAll(".card")) card.classList.remove("selected");
 }
 
 const capitalized = (text) => text.charAt(0).toUpperCase() + text.slice(1);
@@ -476,7 +547,7 @@ async function refreshGallery() {
     caption.className = "caption";
     const title = document.createElement("div");
     title.className = "title";
-    title.textContent = `${stem(job.content_name)} × ${job.style_names.map(stem).join(" + ")}`;
+    title.textContent = jobTitle(job);
     // Repeated runs of one pair differ in their settings and time: the tooltip tells them apart.
     title.title = `${title.textContent}\nstyle strength ${job.config.style_weight} · seed ${job.config.seed}` +
       ` · ${new Date(job.created * 1000).toLocaleString()}`;
@@ -529,6 +600,7 @@ async function openJob(id) {
 }
 
 const stem = (name) => name.replace(/\.[^.]+$/, "");
+const jobTitle = (job) => `${stem(job.content_name)} × ${job.style_names.map(stem).join(" + ")}`;
 
 // ---------------------------------------------------------------------------------------------
 // The loss curve, drawn on a canvas: log-scale loss against step, total and its two parts

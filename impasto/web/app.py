@@ -18,6 +18,7 @@ import re
 import shutil
 import threading
 import unicodedata
+import urllib.parse
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,7 +180,9 @@ def create_app(data_dir: str | Path, *, workers: int = 1, limits: Limits | None 
             raise HTTPException(404, f"job is {job.status} and has no result")
         headers = {"Cache-Control": "no-cache"}
         if request.query_params.get("download", "").lower() in ("1", "true", "yes"):
-            headers["Content-Disposition"] = f'attachment; filename="{_download_name(job)}"'
+            # The name in UTF-8 for browsers (RFC 6266), and in ASCII for clients that read no other.
+            headers["Content-Disposition"] = (f'attachment; filename="{_download_name(job, ascii_only=True)}"; '
+                                              f"filename*=UTF-8''{urllib.parse.quote(_download_name(job))}")
         return FileResponse(job.result_path, media_type="image/png", headers=headers)
 
     async def preview(request: Request) -> Response:
@@ -314,9 +317,9 @@ async def _new_job(form: FormData, manager: JobManager, limits: Limits) -> Job:
             label = f"{what} {_display_name(upload.filename, what)!r}"
             shapes.append((label, await _store_image(upload, path, label, limits)))
         try:  # a photo too small for max_size would fail in the queue: refuse it now
-            check_edges(shapes[0][1], shapes[0][0], dict(shapes[1:]), config.painted_sizes(), config)
-        except ImageError as e:
-            raise HTTPException(400, str(e)) from None
+            check_edges(shapes[0][1], shapes[0][0], dict(shapes[1:]), config.painted_sizes(), config, "Size")
+        except ImageError as e:  # its advice names the page's fields
+            raise HTTPException(400, str(e).replace("style_scale", "Brush strokes")) from None
         try:
             manager.submit(job, most_waiting=limits.max_queued)
         except QueueFull as e:
@@ -450,8 +453,12 @@ def _display_name(filename: str | None, fallback: str) -> str:
     return name[:80] or fallback
 
 
-def _download_name(job: Job) -> str:
-    """``impasto-<photo>-<painting>-<id>.png`` in safe ASCII, for Content-Disposition."""
+def _download_name(job: Job, ascii_only: bool = False) -> str:
+    """``impasto-<photo>-<painting>-<id>.png``, letters, digits, - and _ only (in ASCII: "Brücke" as
+    "Brucke"), for Content-Disposition."""
     def stem(name: str) -> str:
-        return re.sub(r"[^A-Za-z0-9_-]+", "", Path(name).stem)[:30] or "image"
+        text = Path(name).stem
+        if ascii_only:
+            text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+        return re.sub(r"[^\w-]+", "", text)[:30] or "image"
     return f"impasto-{stem(job.content_name)}-{stem(job.style_names[0])}-{job.id[:8]}.png"

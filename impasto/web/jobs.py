@@ -35,6 +35,9 @@ _FIELD_TYPES = {"status": str, "created": _NUMBER, "finished": (*_NUMBER, _NONE)
                 "error": (str, _NONE), "size": (list, _NONE), "stopped_at": (dict, _NONE)}  # job.json's, checked when read
 FINISHED = ("done", "cancelled", "failed")  # the other states: "queued", "running"
 INTERRUPTED = "the server stopped before this job finished"
+# Ctrl-C on the server cancels its jobs: the page must not call that the user's Cancel.
+SERVER_STOPPED = "the server was stopped during this painting; Resume goes on from where it stopped"
+STOPPED_WAITING = "the server was stopped before this job started"
 
 
 class QueueFull(Exception):
@@ -232,6 +235,7 @@ class JobManager:
             job.cancel_requested.set()
             if job.status == "queued":
                 job.status, job.stop_reason, job.finished = "cancelled", "cancelled", time.time()
+                job.error = STOPPED_WAITING if self._stopping.is_set() else None
         if job.status == "cancelled":
             self._save(job)
         self._notify(job)
@@ -334,7 +338,8 @@ class JobManager:
         status = "cancelled" if result.stop_reason == "cancelled" else "done"
         if result.stop_reason == "diverged":
             status = "done"  # the best image before the loss became NaN is still a picture
-        self._finish(job, status, stop_reason=result.stop_reason)
+        stopped = status == "cancelled" and self._stopping.is_set()
+        self._finish(job, status, stop_reason=result.stop_reason, error=SERVER_STOPPED if stopped else None)
 
     def _finish(self, job: Job, status: str, *, stop_reason: str | None = None, error: str | None = None) -> None:
         with self._lock:
