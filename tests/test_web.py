@@ -148,6 +148,19 @@ def test_cancel_keeps_the_best_image_and_queued_jobs_never_run(client, uploads):
     assert client.get(f"/api/jobs/{waiting['id']}").json()["step"] == 0
 
 
+def test_a_finished_job_can_be_deleted_with_its_files(client, uploads, tmp_path):
+    running = submit(client, uploads(), **LONG)
+    assert client.delete(f"/api/jobs/{running['id']}").status_code == 409  # not while it paints
+    client.post(f"/api/jobs/{running['id']}/cancel")
+    events(client, running["id"])
+    assert client.delete(f"/api/jobs/{running['id']}", headers={"origin": "http://evil.example"}).status_code == 403
+    assert client.delete(f"/api/jobs/{running['id']}").status_code == 204
+    assert not (tmp_path / "jobs" / running["id"]).exists()
+    assert client.get(f"/api/jobs/{running['id']}").status_code == 404
+    assert client.get("/api/jobs").json()["jobs"] == []
+    assert client.delete(f"/api/jobs/{running['id']}").status_code == 404
+
+
 def test_a_stopped_painting_resumes_where_it_stopped(client, uploads):
     job = submit(client, uploads(), max_size="48", iterations="200")
     events(client, job["id"], until=lambda data: data["step"] >= 2)

@@ -1,6 +1,7 @@
 """End to end in a real browser: `impasto serve` in its own process, headless Chromium driven by Playwright."""
 
 import io
+import json
 import os
 import shutil
 import socket
@@ -237,10 +238,29 @@ def test_the_page_keeps_its_settings_and_its_own_painting(server, page, images):
     assert page.inner_text("#message").startswith("A painting started elsewhere is in progress (golden_gate × starry_night)")
     assert page.inner_text("#status-text").startswith("Finished: 3 steps") and page.is_hidden("#cancel")
     page.evaluate("fetch(window.other.urls.cancel, {method: 'POST'})")
+    other = server + f"api/jobs/{page.evaluate('window.other.id')}"
+    deadline = time.monotonic() + 120  # a guard against hanging only
+    while json.load(urllib.request.urlopen(other))["status"] != "cancelled":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
     # New images clear the last painting's status, Download and Resume: they belong to other images.
     page.set_input_files("#style-file", str(images / "style/the_scream.jpg"))
     assert page.inner_text("#status-text") == "Ready: press Paint."
     assert page.is_hidden("#download") and page.is_hidden("#resume") and page.is_hidden("#preview")
+    # A painting deleted from the gallery leaves it, and the server's data folder.
+    page.evaluate("refreshGallery()")
+    page.wait_for_function("document.querySelectorAll('.card').length >= 1")
+    cards = page.locator(".card").count()
+    page.locator(".card").first.click()  # on the stage, then deleted: the stage empties too
+    page.wait_for_selector("#download:not([hidden])")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator(".card .link").first.click()
+    page.wait_for_function(f"document.querySelectorAll('.card').length === {cards - 1}")
+    assert page.is_hidden("#download") and page.inner_text("#status-text") == "Ready: press Paint."
+    page.once("dialog", lambda dialog: dialog.dismiss())  # changed their mind: nothing happens
+    if cards > 1:
+        page.locator(".card .link").first.click()
+        assert page.locator(".card").count() == cards - 1
     page.click("#defaults")
     assert (page.input_value("#setting-max_size"), page.input_value("#setting-style_scale")) == ("256", "1")
     page.reload()

@@ -489,6 +489,7 @@ function clearStage() {
   setBar(0, "");
   drawChart();
   for (const card of document.querySelectorAll(".card")) card.classList.remove("selected");
+  updatePaintButton();
 }
 
 const capitalized = (text) => text.charAt(0).toUpperCase() + text.slice(1);
@@ -566,7 +567,16 @@ async function refreshGallery() {
     link.setAttribute("download", "");
     link.textContent = "Download";
     link.addEventListener("click", (e) => e.stopPropagation());
-    meta.append(info, link);
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "link";
+    remove.textContent = "Delete";
+    remove.setAttribute("aria-label", `Delete ${title.textContent}`);
+    remove.addEventListener("click", (e) => { e.stopPropagation(); deleteJob(job); });
+    const actions = document.createElement("span");
+    actions.className = "card-actions";
+    actions.append(link, remove);
+    meta.append(info, actions);
     caption.append(title, meta);
     card.append(img, caption);
     card.tabIndex = 0;
@@ -582,6 +592,19 @@ async function refreshGallery() {
   const again = focused && gallery.querySelector(`.card[data-id="${focused}"]`);
   if (again) again.focus();  // rebuilt: the card the keyboard was on keeps the focus
   return jobs;
+}
+
+// Remove a painting from the gallery and the server's data folder, once the user confirms.
+async function deleteJob(job) {
+  if (!window.confirm(`Delete “${jobTitle(job)}” (${job.step} steps)? Its picture is removed from the server.`)) return;
+  try {
+    await api(`/api/jobs/${job.id}`, { method: "DELETE" });
+  } catch (err) {
+    showMessage(err.message);
+    return;
+  }
+  if (state.view === job.id) clearStage();
+  refreshGallery();
 }
 
 async function openJob(id) {

@@ -174,6 +174,15 @@ def create_app(data_dir: str | Path, *, workers: int = 1, limits: Limits | None 
             raise HTTPException(429, str(e)) from None
         return JSONResponse(job.summary(), status_code=202)
 
+    async def delete(request: Request) -> Response:
+        job = job_or_404(request)
+        try:
+            if not manager.delete(job):
+                raise HTTPException(409, f"job is {job.status}; cancel it first")
+        except OSError as e:
+            raise HTTPException(500, f"cannot delete the job's folder ({e.strerror or e})") from None
+        return Response(status_code=204)
+
     async def result(request: Request) -> Response:
         job = job_or_404(request)
         if not job.has_result:
@@ -212,7 +221,8 @@ def create_app(data_dir: str | Path, *, workers: int = 1, limits: Limits | None 
         Route("/api/settings", settings),
         Route("/api/jobs", list_jobs, methods=["GET"]),
         Route("/api/jobs", create_job, methods=["POST"]),
-        Route("/api/jobs/{job_id}", get_job),
+        Route("/api/jobs/{job_id}", get_job, methods=["GET"]),
+        Route("/api/jobs/{job_id}", delete, methods=["DELETE"]),
         Route("/api/jobs/{job_id}/events", events),
         Route("/api/jobs/{job_id}/cancel", cancel, methods=["POST"]),
         Route("/api/jobs/{job_id}/resume", resume, methods=["POST"]),
@@ -230,8 +240,8 @@ def create_app(data_dir: str | Path, *, workers: int = 1, limits: Limits | None 
 class _FromThisSiteOnly:
     """Refuse what another web site could make the user's browser send here. A Host header that is
     neither one of ``hosts`` nor an IP address: a page on evil.example whose name is made to resolve
-    to this machine (DNS rebinding) could otherwise read every result. A POST from a page of another
-    origin: a multipart form needs no CORS preflight, so any site could start or cancel jobs. Scripts
+    to this machine (DNS rebinding) could otherwise read every result. A POST (or DELETE) from a page
+    of another origin: a multipart form needs no CORS preflight, so any site could start or cancel jobs. Scripts
     (curl) send no Origin. Every response also forbids framing and type sniffing."""
 
     def __init__(self, app: Any, hosts: Sequence[str] | None) -> None:
@@ -260,7 +270,7 @@ class _FromThisSiteOnly:
         name = _host_name(host).lower()  # browsers send host names in lower case
         if self.hosts is not None and name not in self.hosts and not _is_address(name):
             return f"this server answers to {', '.join(sorted(self.hosts))}, not {host!r}"
-        if scope["method"] == "POST" and origin is not None and _netloc(origin) != host:
+        if scope["method"] not in ("GET", "HEAD") and origin is not None and _netloc(origin) != host:
             return f"a page from {origin} may not send requests to this server"
         return None
 

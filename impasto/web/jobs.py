@@ -14,6 +14,7 @@ import logging
 import os
 import queue
 import re
+import shutil
 import threading
 import time
 import uuid
@@ -205,6 +206,16 @@ class JobManager:
         self._save(job)
         self._notify(job)
         self._queue.put(job.id)
+        return True
+
+    def delete(self, job: Job) -> bool:
+        """Forget a finished job and remove its folder (False while it is queued or running). A folder
+        that cannot be removed (a read-only data folder) raises OSError, the job still listed."""
+        with self._lock:
+            if job.status not in FINISHED:
+                return False
+            shutil.rmtree(job.folder)
+            del self.jobs[job.id]
         return True
 
     def _check_room(self, most_waiting: int | None) -> None:
