@@ -163,7 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     files.add_argument("--resume", metavar="STOPPED.png",
                        help="go on with a run stopped part way (Ctrl-C), from the size and step where it stopped, "
                             "with its inputs and settings (default output: the same file)")
-    files.add_argument("--demo", action="store_true", help="paint the built-in sample photo in the built-in sample style")
+    files.add_argument("--demo", action="store_true", help="paint the built-in sample photo in the built-in sample style "
+                       "(to impasto-demo.png, unless -o names another file)")
     report = parser.add_argument_group("progress and reports")
     report.add_argument("-q", "--quiet", action="store_true", help="no progress bar or messages, only errors")
     report.add_argument("--log-json", metavar="FILE", help="write one JSON object per step to FILE (JSON Lines)")
@@ -324,9 +325,12 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
             raise ConfigError(f"{path}: unknown setting {key!r}; {hint}")
         if isinstance(value, (dict, bool)) or (isinstance(value, list) and any(isinstance(v, (list, dict)) for v in value)):
             raise ConfigError(f"{path}: {key}: {value!r} is not a valid value")
+        def text(item: Any) -> str:  # 64.0 for a whole number is 64 (TOML has no other way to write both)
+            return str(int(item)) if isinstance(item, float) and item.is_integer() else str(item)
+
         try:  # list items one by one: a file name may hold a comma
-            values[key] = tuple(_parse_item(key, str(v)) for v in value) if isinstance(value, list) \
-                else parse_setting(key, str(value))
+            values[key] = tuple(_parse_item(key, text(v)) for v in value) if isinstance(value, list) \
+                else parse_setting(key, text(value))
         except ConfigError as exc:
             raise ConfigError(f"{path}: {key}: {exc}") from None
     return _paths_from(values, Path(path).parent)
@@ -425,22 +429,38 @@ def plan(args: argparse.Namespace) -> Plan:
             raise ConfigError("give CONTENT, at least one STYLE and -o OUTPUT (or --rerun IMAGE, or --demo; "
                               "see impasto --help)")
         batch = len(contents) > 1 or any(Path(c).is_dir() for c in contents)
-        contents = [photo for c in contents for photo in _expand(c)]
+        contents = [photo for c in contents for photo in _expand(c, styles, args.quiet)]
     return _finish_plan(args, config, contents, styles, batch)
 
 
-def _expand(content: str) -> list[str]:
-    """A folder becomes the image files in it (by extension, sorted); a file stays itself."""
+def _expand(content: str, styles: list[str], quiet: bool) -> list[str]:
+    """A folder becomes the image files in it (by extension, sorted), but for the paintings and for
+    earlier results (images with impasto's metadata: painting a folder again with -o in it must not
+    paint its results); a file stays itself."""
     if not Path(content).is_dir():
         return [content]
     from PIL import Image
 
     extensions = {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
-    photos = sorted(str(p) for p in Path(content).iterdir()
+    images = sorted(str(p) for p in Path(content).iterdir()
                     if p.suffix.lower() in extensions and not p.name.startswith(".") and not p.is_dir())
+    paintings = {_file_key(style) for style in styles}
+    photos = [image for image in images if _file_key(image) not in paintings and not _painted_by_impasto(image)]
     if not photos:
-        raise ImageError(f"{content}: folder holds no image files")
+        raise ImageError(f"{content}: folder holds no image files" + (" but paintings and earlier results"
+                                                                         if images else ""))
+    left_out = len(images) - len(photos)
+    if left_out and not quiet:
+        print(f"impasto: note: {content}: leaving out {left_out} image{'s' if left_out > 1 else ''} that "
+              f"{'are' if left_out > 1 else 'is'} a painting or an earlier result", file=sys.stderr)
     return photos
+
+
+def _painted_by_impasto(path: str) -> bool:
+    try:
+        return read_metadata(path) is not None
+    except ImpastoError:  # unreadable: left in, for the run to report
+        return False
 
 
 def _plan_rerun(args: argparse.Namespace) -> Plan:
@@ -583,6 +603,7 @@ def _finish_plan(args: argparse.Namespace, config: Config, contents: list[Any], 
         if job.plot:
             _check_writable(job.plot, PLOT_FORMATS)
     if args.log_json:
+        _check_a_file(args.log_json, "--log-json")
         _check_writable(Path(args.log_json), None)
     if args.save_every:
         save_dir = Path(args.save_dir) if args.save_dir else None
@@ -659,6 +680,12 @@ def _output_path(template: str, names: dict[str, Any], what: str, in_folder: str
     return Path(template.format(**names))
 
 
+def _check_a_file(text: str, option: str) -> None:
+    """A path as typed that ends in a slash names a folder (which Path would quietly drop)."""
+    if text.endswith(("/", os.sep)):
+        raise ImageError(f"{text}: {option} takes a file name, not a folder")
+
+
 def _check_writable(path: Path, formats: Any) -> None:
     """Fail now, not after minutes of work, if ``path`` cannot be written."""
     if formats is not None and path.suffix.lower() not in formats:
@@ -708,8 +735,10 @@ def run(args: argparse.Namespace) -> int:
                     if not the_plan.batch:
                         raise
                     failed += 1
-                    skipped = "" if isinstance(exc, Unsaved) else " (skipped)"  # painted, and kept elsewhere
-                    print(f"impasto: error: {exc}{skipped}", file=sys.stderr)
+                    photo = "" if str(job.content) in str(exc) else f"photo {job.content}"  # a mask's error, say
+                    skipped = "" if isinstance(exc, Unsaved) else "skipped"  # painted, and kept elsewhere
+                    said = ", ".join(filter(None, (photo, skipped)))
+                    print(f"impasto: error: {exc}{f' ({said})' if said else ''}", file=sys.stderr)
                 if interrupts.signum is not None:
                     left = [Path(job.content).name for job in the_plan.jobs[index + 1:]]
                     if left:
@@ -775,7 +804,8 @@ def _paint(args: argparse.Namespace, the_plan: Plan, job: Job, label: str, log: 
         timing = f"{result.timings['total']:.1f} s"
         if result.resumed_from:
             timing += f" resumed, {result.timings['total'] + result.resumed_from['seconds']:.1f} s in all"
-        print(f"wrote {path} ({result.steps} steps, {timing}, stopped by {reason}{squeezed})", file=sys.stderr)
+        steps = f"{result.steps} step{'s' if result.steps != 1 else ''}"
+        print(f"wrote {path} ({steps}, {timing}, stopped by {reason}{squeezed})", file=sys.stderr)
         if result.stopped_at:
             print(f"impasto: to go on where it stopped: impasto --resume {shlex.quote(str(path))}", file=sys.stderr)
 
@@ -873,7 +903,8 @@ class Progress:
     def __init__(self, args: argparse.Namespace, config: Config, job: Job, label: str, log: TextIO | None,
                  interrupts: "Interrupts") -> None:
         self.quiet, self.label, self.log, self.interrupts = args.quiet, label, log, interrupts
-        self.content = str(job.content) if isinstance(job.content, (str, os.PathLike)) else "<image>"
+        # Absolute: a --resume of the run, which reads the path from the metadata, logs the same name
+        self.content = os.path.abspath(job.content) if isinstance(job.content, (str, os.PathLike)) else "<image>"
         self.every = args.save_every
         self.snapshot = functools.partial(_snapshot_path, args, job)
         self.bar: Any = None

@@ -25,6 +25,7 @@ from PIL import Image
 from impasto import cli, optimize, stylize
 from impasto.cli import Interrupts, build_parser, config_from_args, config_to_toml, main
 from impasto.config import Config
+from impasto.errors import ConfigError
 from impasto.imageio import read_image, read_metadata, save_image
 from impasto.vgg import default_weights_path
 
@@ -223,6 +224,19 @@ def test_rerun_finds_a_relative_weights_file_and_checks_it(photo, painting, tmp_
         weights.write(b"\0")
     assert main(["--rerun", "run/first.png", "-q"]) == 2
     assert "w.bin: weights file of run/first.png has changed since" in capsys.readouterr().err
+
+
+def test_a_log_named_as_a_folder_is_refused_before_the_run(photo, painting, tmp_path, capsys):
+    assert main([photo, painting, "-o", str(tmp_path / "out.png"), *QUICK, "--log-json", f"{tmp_path}/logs/"]) == 2
+    assert capsys.readouterr().err == f"impasto: error: {tmp_path}/logs/: --log-json takes a file name, not a folder\n"
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_the_log_names_the_photo_by_its_absolute_path(photo, painting, tmp_path, monkeypatch):
+    shutil.copy(photo, tmp_path / "photo.jpg")
+    monkeypatch.chdir(tmp_path)
+    assert main(["photo.jpg", painting, "-o", "out.png", *QUICK, "--log-json", "log.jsonl"]) == 0
+    assert json.loads(Path("log.jsonl").read_text().splitlines()[0])["input"] == str(tmp_path / "photo.jpg")
 
 
 def test_demo_can_be_rerun(tmp_path):
@@ -449,6 +463,39 @@ def test_batch_skips_a_broken_photo_and_exits_1(images, painting, tmp_path, caps
         assert max(image.size) == 32
 
 
+def test_a_folder_painted_again_into_itself_leaves_out_its_painting_and_earlier_results(images, tmp_path, capsys):
+    folder = tmp_path / "shoot"
+    folder.mkdir()
+    _write_photo(folder / "photo.png", 0)
+    shutil.copy(images / "style/the_scream.jpg", folder / "scream.jpg")  # the painting, kept beside the photo
+    argv = [str(folder), str(folder / "scream.jpg"), "-o", f"{folder}/", *QUICK[1:]]
+    assert main(argv) == 0
+    assert f"impasto: note: {folder}: leaving out 1 image that is a painting or an earlier result" in \
+        capsys.readouterr().err
+    assert main(argv) == 0  # the same command again: the result is not a photo to paint
+    assert f"leaving out 2 images that are a painting or an earlier result" in capsys.readouterr().err
+    assert sorted(p.name for p in folder.iterdir()) == ["photo-scream.png", "photo.png", "scream.jpg"]
+
+
+def test_a_batch_photo_failing_for_a_mask_is_named(painting, images, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    _write_photo(photos / "a.png", 0)
+    Image.fromarray(noise(30, 30)).save(photos / "b.png")  # square: not the masks' proportions
+    masks = []
+    for name, top in (("sky.png", True), ("land.png", False)):  # the top half, the bottom half
+        mask = np.zeros((24, 32), np.uint8)
+        mask[(slice(None, 12) if top else slice(12, None))] = 255
+        Image.fromarray(mask).save(tmp_path / name)
+        masks.append(str(tmp_path / name))
+    code = main([str(photos), painting, str(images / "style/starry_night.jpg"), "-o", f"{tmp_path}/{{stem}}-m.png",
+                 "--masks", ",".join(masks), *QUICK])
+    err = capsys.readouterr().err
+    assert code == 1 and (tmp_path / "a-m.png").exists(), err
+    assert re.search(rf"impasto: error: {re.escape(masks[0])}: .* \(photo {re.escape(str(photos / 'b.png'))}, "
+                     r"skipped\)\n", err), err
+
+
 def test_batch_output_needs_a_placeholder(images, painting, tmp_path, capsys):
     photos = ["--content", str(images / "content/golden_gate.jpg"), "--content", str(images / "content/rainier.jpg")]
     assert main([*photos, painting, "-o", str(tmp_path / "out.png"), *QUICK]) == 2
@@ -458,6 +505,15 @@ def test_batch_output_needs_a_placeholder(images, painting, tmp_path, capsys):
     assert "bad placeholder {nope}; use {stem}, {style} or {index}" in capsys.readouterr().err
     assert main([*photos, painting, "-o", str(tmp_path / "{stem"), *QUICK]) == 2
     assert "{stem: a brace that is not closed; use {stem}, {style} or {index}" in capsys.readouterr().err
+
+
+def test_a_config_files_whole_floats_are_whole_numbers(tmp_path):
+    settings = tmp_path / "run.toml"
+    settings.write_text("max_size = 64.0\nstyle_weight = 5\n")  # TOML writes 64.0 for a float, 64 for an int
+    assert cli.read_config_file(settings) == {"max_size": 64, "style_weight": 5.0}
+    settings.write_text("max_size = 64.5\n")
+    with pytest.raises(ConfigError, match=r"run\.toml: max_size: '64\.5' is not a valid int"):
+        cli.read_config_file(settings)
 
 
 def test_config_file_and_print_config(tmp_path, capsys):
