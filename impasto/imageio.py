@@ -221,6 +221,9 @@ def _from_array(a: np.ndarray, name: str, background: float = 1.0) -> torch.Tens
 def _from_tensor(t: torch.Tensor, name: str) -> torch.Tensor:
     """(3, H, W), (1, 3, H, W) or grey (H, W), (1, H, W) float in [0, 1], uint8, uint16 or bool ->
     (3, H, W) float32, as arrays are read."""
+    if t.is_meta or t.layout != torch.strided:  # no pixels to read, or not in a grid
+        kind = "a meta tensor (it has no data)" if t.is_meta else f"a {t.layout} tensor (use a dense one)"
+        raise ImageError(f"{name}: {kind} is not an image")
     if t.dim() == 4 and t.shape[0] == 1:
         t = t[0]
     if t.dim() == 3 and t.shape[0] == 1:

@@ -210,6 +210,10 @@ def test_tensors_are_read_as_arrays_are():
     assert torch.equal(read_image(torch.from_numpy(bits)), read_image(bits))
     with pytest.raises(ImageError, match="tensor type torch.int32 is not supported"):
         read_image(torch.zeros(3, 2, 2, dtype=torch.int32))
+    with pytest.raises(ImageError, match=r"^image: a meta tensor \(it has no data\) is not an image$"):
+        read_image(torch.empty(3, 2, 2, device="meta"))
+    with pytest.raises(ImageError, match=r"^image: a torch.sparse_coo tensor \(use a dense one\) is not an image$"):
+        read_image(torch.rand(3, 2, 2).to_sparse())
 
 
 @pytest.mark.parametrize(
