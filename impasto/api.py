@@ -16,9 +16,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, Union
+from typing import Any, NamedTuple
 
-import numpy as np
 import PIL.Image
 import torch
 
@@ -26,16 +25,14 @@ from . import __version__
 from .color import blended_mean_and_covariance, luminance, match_color, match_luminance, recolor, with_chroma_of
 from .config import INITS, Config, check_device
 from .errors import ConfigError, ImageError, Interrupted
-from .imageio import (long_edge_shape, pixels_shape, read_image, read_metadata, resize, resize_to_long_edge,
-                      resize_to_pixels, same_aspect, save_image, source_name, to_pil, unenlarge)
+from .imageio import (ImageSource, long_edge_shape, pixels_shape, read_image, read_metadata, resize,
+                      resize_to_long_edge, resize_to_pixels, same_aspect, save_image, source_name, to_pil, unenlarge)
 from .masks import fit_mask, read_masks
 from .memory import plan as plan_memory, return_freed_memory
 from .objective import Objective, WithComposition
 from .optimize import Callback, LoopState, optimize
 from .postprocess import denoise
 from .vgg import LAYER_NAMES, VGGFeatures, check_weights_file, load_weights, smallest_edge
-
-ImageSource = Union[str, os.PathLike, PIL.Image.Image, np.ndarray, torch.Tensor]
 
 
 @dataclass

@@ -14,11 +14,11 @@ from .errors import ConfigError
 RANGE_SIGMA = 0.1
 
 
-def denoise(image: torch.Tensor, sigma: float, *, range_sigma: float = RANGE_SIGMA) -> torch.Tensor:
+def denoise(image: torch.Tensor, sigma: float) -> torch.Tensor:
     """Remove fine pixel noise with a bilateral filter: a Gaussian blur of ``sigma`` pixels that only
     averages neighbours of similar colour, so edges stay sharp. ``sigma`` 0 returns a copy."""
-    if sigma < 0 or range_sigma <= 0:
-        raise ConfigError(f"denoise needs sigma >= 0 and range_sigma > 0, not {sigma}, {range_sigma}")
+    if sigma < 0:
+        raise ConfigError(f"denoise needs sigma >= 0, not {sigma}")
     if sigma == 0:
         return image.clone()
     _, height, width = image.shape
@@ -32,7 +32,7 @@ def denoise(image: torch.Tensor, sigma: float, *, range_sigma: float = RANGE_SIG
             neighbour = padded[:, radius + dy:radius + dy + height, radius + dx:radius + dx + width]
             distance2 = (neighbour - image).square().sum(0)  # (H, W)
             weight = math.exp(-(dx * dx + dy * dy) / (2 * sigma * sigma)) * torch.exp(
-                -distance2 / (2 * range_sigma * range_sigma))
+                -distance2 / (2 * RANGE_SIGMA * RANGE_SIGMA))
             total += weight * neighbour
             weights += weight
     return (total / weights).clamp_(0.0, 1.0)  # weights >= the centre's 1, never zero

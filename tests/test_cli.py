@@ -22,6 +22,7 @@ import torch
 from helpers import noise, png_claiming
 from PIL import Image
 
+import impasto
 from impasto import cli, optimize, stylize
 from impasto.cli import Interrupts, build_parser, config_from_args, config_to_toml, main
 from impasto.config import Config
@@ -69,7 +70,7 @@ def test_help_groups_options_with_defaults(capsys):
         assert heading in out
     assert "--max-size N, -s N" in out and "(default: relu4_2)" in out and "--remove-noise        the same as --denoise 1" in out
     assert "130 / 143 / 129 interrupted" in out and "{stem}" in out
-    assert main(["--version"]) == 0 and capsys.readouterr().out.strip() == "impasto 0.5.0"
+    assert main(["--version"]) == 0 and capsys.readouterr().out.strip() == f"impasto {impasto.__version__}"
 
 
 def test_run_writes_image_log_plot_and_steps(photo, images, tmp_path, capsys):
@@ -473,7 +474,7 @@ def test_a_folder_painted_again_into_itself_leaves_out_its_painting_and_earlier_
     assert f"impasto: note: {folder}: leaving out 1 image that is a painting or an earlier result" in \
         capsys.readouterr().err
     assert main(argv) == 0  # the same command again: the result is not a photo to paint
-    assert f"leaving out 2 images that are a painting or an earlier result" in capsys.readouterr().err
+    assert "leaving out 2 images that are a painting or an earlier result" in capsys.readouterr().err
     assert sorted(p.name for p in folder.iterdir()) == ["photo-scream.png", "photo.png", "scream.jpg"]
 
 

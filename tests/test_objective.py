@@ -4,6 +4,7 @@ import torch
 
 from impasto.api import load_extractor
 from impasto.imageio import read_image, resize, resize_to_long_edge
+from impasto.losses import content_loss, gram_matrix, style_loss, tv_loss
 from impasto.objective import Objective, WithComposition, blend_grams
 
 LAYERS = {"relu1_1": 1.0, "relu3_1": 1.0}
@@ -35,6 +36,24 @@ def test_blend_weights_one_zero_give_the_single_style(images):
         assert not torch.allclose(other.style_grams[layer], single.style_grams[layer], rtol=0.1)
     image = content[None].clone()
     assert torch.allclose(blended(image)[0], single(image)[0], rtol=1e-5)
+
+
+def test_each_term_is_its_loss_times_its_weight(images):
+    content, style = _image(images / "content/golden_gate.jpg"), _image(images / "style/starry_night.jpg")
+    objective = _objective(content, [style], content_weight=3.0, style_weight=10.0, tv_weight=7.0,
+                           style_layer_weights={"relu1_1": 2.0, "relu3_1": 1.0})
+    image = torch.rand(1, *content.shape, generator=torch.Generator().manual_seed(0))
+    loss, terms = objective(image)
+    features, targets = objective.extractor(image), objective.extractor(content[None])
+    style_features = objective.extractor(style[None])
+    expected = {"content/relu4_2": 3.0 * content_loss(features["relu4_2"], targets["relu4_2"]),
+                "tv": 7.0 * tv_loss(image)}
+    for layer, share in (("relu1_1", 2 / 3), ("relu3_1", 1 / 3)):  # the layer weights, made to sum to 1
+        expected[f"style/{layer}"] = 10.0 * share * style_loss(features[layer], gram_matrix(style_features[layer]))
+    assert terms.keys() == expected.keys()
+    for name, value in expected.items():
+        assert torch.allclose(terms[name], value, rtol=1e-5), name
+    assert torch.allclose(loss, sum(expected.values()), rtol=1e-5)
 
 
 def test_a_mask_of_ones_is_the_unmasked_objective(images):

@@ -139,6 +139,18 @@ def test_jobs_stopped_with_the_server_say_so_not_cancelled_by_the_user(tmp_path,
     assert JobManager(tmp_path).get(running.id).error == SERVER_STOPPED  # and after a restart
 
 
+def test_a_queued_job_cancelled_and_deleted_does_not_stop_the_worker(tmp_path, images):
+    manager = JobManager(tmp_path)  # not started: both wait in the queue
+    gone, kept = _queue_jobs(manager, images, 2)
+    assert manager.cancel(gone) and manager.delete(gone) and not gone.folder.exists()
+    manager.start()
+    try:
+        _wait_until_finished([kept])  # the worker skipped the deleted job's id, and lived on
+    finally:
+        manager.stop()
+    assert kept.status == "done" and manager.get(gone.id) is None
+
+
 def test_messages_to_the_page_leave_out_the_servers_folders(tmp_path):
     job = Job("0" * 32, tmp_path / "jobs" / ("0" * 32), {}, "a.jpg", ["b.jpg"])
     message = f"{job.folder}/result.png: cannot write in folder {str(job.folder)!r} (Read-only file system)"

@@ -608,7 +608,7 @@ async function deleteJob(job) {
 }
 
 async function openJob(id) {
-  if (state.active && state.active.id !== id && (state.active.status === "queued" || state.active.status === "running")) {
+  if (busy() && state.active.id !== id) {
     showMessage("A painting is in progress; its result appears here when it is done.", "info", true);
     return;
   }

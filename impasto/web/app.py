@@ -1,6 +1,6 @@
 """The HTTP layer: a Starlette app with a JSON API, Server-Sent Events and the static page.
 
-Starlette rather than FastAPI: the API is eight small routes, and Starlette keeps the extra to three
+Starlette rather than FastAPI: the API is ten small routes, and Starlette keeps the extra to three
 pure-Python packages (no pydantic), while giving direct access to the request stream, which the
 upload limit needs. The API is documented in the README.
 """
@@ -41,8 +41,8 @@ from ..config import MIN_SIZE
 from .jobs import FINISHED, Job, JobManager, QueueFull
 
 # The settings the page offers, in order, with how to show them. Every other field of Config keeps
-# its default: a request can never name a file (weights, init) or a device. A new setting (colour
-# preservation, style blend) is one entry here; the page builds its form from GET /api/settings.
+# its default: a request can never name a file (weights, init) or a device. A new setting (style
+# blend, say) is one entry here; the page builds its form from GET /api/settings.
 FORM_SETTINGS: dict[str, dict[str, Any]] = {
     "style_weight": {"label": "Style strength", "widget": "log-slider", "min": 1, "max": 10_000},
     "max_size": {"label": "Size", "unit": "px", "widget": "number", "min": MIN_SIZE},

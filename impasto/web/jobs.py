@@ -298,9 +298,9 @@ class JobManager:
             job_id = self._queue.get()
             if job_id is None or self._stopping.is_set():
                 return
-            job = self.jobs[job_id]
             with self._lock:
-                if job.status != "queued":  # cancelled while waiting
+                job = self.jobs.get(job_id)
+                if job is None or job.status != "queued":  # cancelled while waiting (and maybe deleted)
                     continue
                 job.status = "running"
             self._save(job)
@@ -346,9 +346,8 @@ class JobManager:
             return
         job.size, job.stopped_at = [int(result.image.shape[2]), int(result.image.shape[1])], result.stopped_at
         job.preview, job.preview_step = None, job.step
+        # "diverged" is done too: the best image before the loss became NaN is still a picture
         status = "cancelled" if result.stop_reason == "cancelled" else "done"
-        if result.stop_reason == "diverged":
-            status = "done"  # the best image before the loss became NaN is still a picture
         stopped = status == "cancelled" and self._stopping.is_set()
         self._finish(job, status, stop_reason=result.stop_reason, error=SERVER_STOPPED if stopped else None)
 
