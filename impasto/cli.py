@@ -34,7 +34,7 @@ from typing import Any, TextIO
 
 from . import __version__
 from .api import Result, check_one_each, fingerprint, resolve_device, resume_point, stylize
-from .config import COLOR_MODES, INITS, OPTIMIZERS, POOLINGS, PRECISIONS, Config
+from .config import COLOR_MODES, INITS, OPTIMIZERS, POOLINGS, PRECISIONS, Config, parse_setting
 from .errors import EXIT_SIGNAL, ConfigError, ImageError, ImpastoError, Interrupted
 from .imageio import SAVE_FORMATS, check_writable, header_size, read_image, read_metadata, save_image, sidecar_path
 from .optimize import ProgressEvent
@@ -216,27 +216,6 @@ def _shown(default: Any) -> str | None:
     return ",".join(map(str, default)) if isinstance(default, tuple) else str(default)
 
 
-def parse_setting(name: str, text: str) -> Any:
-    """The value of Config field ``name`` written as text ("512", "relu1_1,relu2_1", "" for None)."""
-    hint = _HINTS[name]
-    if type(None) in typing.get_args(hint) and not text.strip():
-        return None
-    if typing.get_origin(hint) is tuple:
-        return tuple(_parse_item(name, part.strip()) for part in text.split(",") if part.strip())
-    return _parse_item(name, text.strip())
-
-
-def _parse_item(name: str, text: str) -> Any:
-    """One value of Config field ``name`` (one item of a list field) written as text."""
-    hint = _HINTS[name]
-    args = typing.get_args(hint)
-    item = args[0] if typing.get_origin(hint) is tuple else next((a for a in args if a is not type(None)), hint)
-    try:
-        return item(text)
-    except ValueError:
-        raise ConfigError(f"{text!r} is not a valid {item.__name__}") from None
-
-
 class _OnlyOnce(argparse.Action):
     """An option that may be given once: a second --config would silently drop the first file's settings."""
 
@@ -325,12 +304,8 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
             raise ConfigError(f"{path}: unknown setting {key!r}; {hint}")
         if isinstance(value, (dict, bool)) or (isinstance(value, list) and any(isinstance(v, (list, dict)) for v in value)):
             raise ConfigError(f"{path}: {key}: {value!r} is not a valid value")
-        def text(item: Any) -> str:  # 64.0 for a whole number is 64 (TOML has no other way to write both)
-            return str(int(item)) if isinstance(item, float) and item.is_integer() else str(item)
-
         try:  # list items one by one: a file name may hold a comma
-            values[key] = tuple(_parse_item(key, text(v)) for v in value) if isinstance(value, list) \
-                else parse_setting(key, text(value))
+            values[key] = parse_setting(key, [str(v) for v in value] if isinstance(value, list) else str(value))
         except ConfigError as exc:
             raise ConfigError(f"{path}: {key}: {exc}") from None
     return _paths_from(values, Path(path).parent)

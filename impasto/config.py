@@ -268,6 +268,40 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def parse_setting(name: str, text: str | list[str]) -> Any:
+    """The value of Config field ``name`` written as text, as the command line, a settings file and
+    the web form give it: "512", "1e3" (a whole number however written), "relu1_1,relu2_1" (a list
+    field, comma-separated, or a list of texts: a file name may hold a comma), "" for None. Raises
+    ConfigError naming the text (the caller names the setting); Config checks the value itself."""
+    annotation = {f.name: f.type for f in dataclasses.fields(Config)}[name]
+    if annotation.endswith(" | None") and isinstance(text, str) and not text.strip():
+        return None
+    kind = annotation.removesuffix(" | None")
+    if kind.startswith("tuple["):
+        # A list's items are all kept, an empty one included (for Config to refuse); a comma too many is not.
+        parts = [part for part in text.split(",") if part.strip()] if isinstance(text, str) else text
+        return tuple(_parsed(kind.removeprefix("tuple[").removesuffix(", ...]"), part.strip()) for part in parts)
+    return _parsed(kind, text.strip())
+
+
+def _parsed(kind: str, text: str) -> Any:
+    """One value of a field type ("int", "float" or "str") from text."""
+    if kind == "str":
+        return text
+    if "_" not in text:  # Python's digit separators (1_000) are not how people or forms write numbers
+        try:
+            return int(text) if kind == "int" else float(text)
+        except ValueError:
+            try:
+                number = float(text)  # an int written 1e3 or 12.0, as a browser's number box may send it
+            except ValueError:
+                pass
+            else:
+                if kind == "int" and number.is_integer():
+                    return int(number)
+    raise ConfigError(f"{text!r} is not {_KINDS[kind]}")
+
+
 def _check_type(name: str, annotation: str, value: Any) -> None:
     """Raise ConfigError unless ``value`` is of the field's type; numbers must be finite."""
     if value is None and annotation.endswith(" | None"):

@@ -513,7 +513,7 @@ def test_a_config_files_whole_floats_are_whole_numbers(tmp_path):
     settings.write_text("max_size = 64.0\nstyle_weight = 5\n")  # TOML writes 64.0 for a float, 64 for an int
     assert cli.read_config_file(settings) == {"max_size": 64, "style_weight": 5.0}
     settings.write_text("max_size = 64.5\n")
-    with pytest.raises(ConfigError, match=r"run\.toml: max_size: '64\.5' is not a valid int"):
+    with pytest.raises(ConfigError, match=r"run\.toml: max_size: '64\.5' is not a whole number"):
         cli.read_config_file(settings)
 
 
@@ -567,7 +567,7 @@ def test_config_file_and_print_config(tmp_path, capsys):
     "text, message",
     [
         ("max_sise = 40\n", "run.toml: unknown setting 'max_sise'; did you mean 'max_size'?"),
-        ("max_size = 2.5\n", "run.toml: max_size: '2.5' is not a valid int"),
+        ("max_size = 2.5\n", "run.toml: max_size: '2.5' is not a whole number"),
         ("max_size = 8\n", "run.toml: max_size must be at least 16 pixels, not 8"),
         ("max_size = \n", "run.toml: not valid TOML"),
         ('init = "Noise"\n', "run.toml: init must be one of content, palette, noise, style or an image file, not 'Noise'"),
@@ -670,7 +670,7 @@ def test_errors_are_one_line_and_exit_2(images, tmp_path, capsys, argv, message)
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["a.jpg", "b.jpg", "-o", "c.png", "--max-size", "big"], "argument --max-size/-s: 'big' is not a valid int"),
+        (["a.jpg", "b.jpg", "-o", "c.png", "--max-size", "big"], "argument --max-size/-s: 'big' is not a whole number"),
         (["a.jpg", "b.jpg", "-o", "c.png", "--save-every", "0"], "'0' is not a positive whole number"),
         (["a.jpg", "b.jpg", "-o", "c.png", "--optimizer", "sgd"], "invalid choice: 'sgd'"),
         (["a.jpg", "b.jpg", "-o", "c.png", "--max-sise", "9"], "(did you mean --max-size?)"),

@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from impasto.config import Config
+from impasto.config import Config, parse_setting
 from impasto.errors import ConfigError
 
 
@@ -141,3 +141,15 @@ def test_precision_is_checked():
     assert Config().precision == "auto"
     with pytest.raises(ConfigError, match="precision must be one of auto, float32, bfloat16, not 'half'"):
         Config(precision="half")
+
+
+def test_settings_are_read_from_text_one_way_for_every_front_end():
+    assert [parse_setting("max_size", text) for text in ("512", " 1e3 ", "12.0")] == [512, 1000, 12]
+    assert parse_setting("seed", str(2**53 - 1)) == 2**53 - 1  # not through a float, which would round it
+    assert parse_setting("style_weight", "1e4") == 10000.0 and parse_setting("weights", " ") is None
+    assert parse_setting("style_layers", "relu1_1, relu2_1,") == ("relu1_1", "relu2_1")  # a comma too many
+    assert parse_setting("masks", ["a,b.png", ""]) == ("a,b.png", "")  # a file's list items as they are
+    for name, text, kind in (("max_size", "1.5", "a whole number"), ("max_size", "1_000", "a whole number"),
+                             ("style_weight", "lots", "a number"), ("style_weight", "1_0", "a number")):
+        with pytest.raises(ConfigError, match=f"^'{text}' is not {kind}$"):
+            parse_setting(name, text)

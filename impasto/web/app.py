@@ -13,7 +13,6 @@ import dataclasses
 import ipaddress
 import json
 import logging
-import math
 import re
 import shutil
 import threading
@@ -37,7 +36,7 @@ from starlette.staticfiles import StaticFiles
 
 from .. import Config, ConfigError, ImageError, ImpastoError, __version__, read_image
 from ..api import check_edges
-from ..config import MIN_SIZE
+from ..config import MIN_SIZE, parse_setting
 from .jobs import FINISHED, Job, JobManager, QueueFull
 
 # The settings the page offers, in order, with how to show them. Every other field of Config keeps
@@ -349,17 +348,12 @@ def _config(form: FormData, limits: Limits) -> Config:
             continue
         if not isinstance(raw, str):
             raise HTTPException(400, f"{name} must be a value, not a file")
-        kind = type(getattr(Config(), name))
         try:
-            if "_" in raw and kind in (int, float):
-                raise ValueError("Python's digit separators are not a number a form sends")
-            value = kind(raw.strip()) if kind is not int else _whole_number(raw.strip())
-        except ValueError:
-            raise HTTPException(400, f"{name} must be {'a whole number' if kind is int else 'a number'}, "
-                                     f"not {raw[:40]!r}") from None
-        if isinstance(value, float) and not math.isfinite(value):
-            raise HTTPException(400, f"{name} must be a finite number")
-        values[name] = value
+            values[name] = parse_setting(name, raw)  # as the command line reads it
+        except ConfigError as e:  # it quotes the text: not all of a long one
+            text = raw.strip()
+            raise HTTPException(400, f"{name}: {str(e).replace(repr(text), repr(text[:40] + '…'))}"
+                                if len(text) > 40 else f"{name}: {e}") from None
     try:
         config = _defaults(limits).replace(**values)
     except ConfigError as e:
@@ -371,17 +365,6 @@ def _config(form: FormData, limits: Limits) -> Config:
         if "min" in view and value < view["min"]:
             raise HTTPException(400, f"{name} {value} is below this server's minimum of {view['min']}{unit}")
     return config
-
-
-def _whole_number(text: str) -> int:
-    """An int from "12", or from what a browser's number box may send for it ("1e3", "12.0")."""
-    try:
-        return int(text)
-    except ValueError:
-        value = float(text)
-        if not value.is_integer():
-            raise
-        return int(value)
 
 
 def _form_settings(limits: Limits) -> dict[str, dict[str, Any]]:
