@@ -163,8 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     files.add_argument("--resume", metavar="STOPPED.png",
                        help="go on with a run stopped part way (Ctrl-C), from the size and step where it stopped, "
                             "with its inputs and settings (default output: the same file)")
-    files.add_argument("--demo", action="store_true", help="paint the built-in sample photo in the built-in sample style "
-                       "(to impasto-demo.png, unless -o names another file)")
+    files.add_argument("--demo", action="store_true", help="paint the built-in sample photo in the built-in sample "
+                       "style (to impasto-demo.png, unless -o names another file)")
     report = parser.add_argument_group("progress and reports")
     report.add_argument("-q", "--quiet", action="store_true", help="no progress bar or messages, only errors")
     report.add_argument("--log-json", metavar="FILE", help="write one JSON object per step to FILE (JSON Lines)")
@@ -751,7 +751,8 @@ def _paint(args: argparse.Namespace, the_plan: Plan, job: Job, label: str, log: 
             try:
                 with interrupts.hold():  # the failure is what gets reported, a second signal or not
                     path, problem = _save_or_rescue(stopped, job.output)
-                print(f"impasto: {problem + '; ' if problem else ''}{_kept(stopped, path, bool(problem))}", file=sys.stderr)
+                kept = _kept(stopped, path, instead=bool(problem))
+                print(f"impasto: {problem + '; ' if problem else ''}{kept}", file=sys.stderr)
             except Unsaved as lost:
                 print(f"impasto: error: {lost}", file=sys.stderr)
         raise

@@ -3,7 +3,8 @@
 import signal
 
 # A command's exit code per signal it stops for: 128 + its number. SIGHUP (the terminal closed) is not on Windows.
-EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143, **({signal.SIGHUP: 129} if hasattr(signal, "SIGHUP") else {})}
+EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143,
+               **({signal.SIGHUP: 129} if hasattr(signal, "SIGHUP") else {})}
 
 
 class ImpastoError(Exception):
