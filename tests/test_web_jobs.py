@@ -151,6 +151,24 @@ def test_a_queued_job_cancelled_and_deleted_does_not_stop_the_worker(tmp_path, i
     assert kept.status == "done" and manager.get(gone.id) is None
 
 
+def test_a_job_cancelled_while_it_prepares_keeps_no_picture(tmp_path, images):
+    manager = JobManager(tmp_path)
+    (job,) = _queue_jobs(manager, images, 1)
+
+    def cancel_as_it_starts():  # called by the worker as the job turns running, before its first step
+        if job.status == "running" and job.step == 0 and not job.cancel_requested.is_set():
+            manager.cancel(job)
+
+    manager.listen(job.id, cancel_as_it_starts)
+    manager.start()
+    try:
+        _wait_until_finished([job])
+    finally:
+        manager.stop()
+    assert job.status == "cancelled" and not job.has_result and not job.resumable  # not a card of the photo
+    assert (job.step, job.points) == (0, []) and not job.result_path.exists()
+
+
 def test_messages_to_the_page_leave_out_the_servers_folders(tmp_path):
     job = Job("0" * 32, tmp_path / "jobs" / ("0" * 32), {}, "a.jpg", ["b.jpg"])
     message = f"{job.folder}/result.png: cannot write in folder {str(job.folder)!r} (Read-only file system)"

@@ -69,6 +69,8 @@ class Job:
     preview: bytes | None = None  # the latest preview PNG (memory only)
     preview_step: int = 0
     cancel_requested: threading.Event = field(default_factory=threading.Event)
+    # Cancelled while it prepared (memory only): its one step would be the unpainted start, kept as no result.
+    cancelled_unpainted: bool = False
 
     @property
     def content_path(self) -> Path:
@@ -202,7 +204,7 @@ class JobManager:
                 return False
             self._check_room(most_waiting)
             job.status, job.stop_reason, job.error, job.finished = "queued", None, None, None
-            job.cancel_requested = threading.Event()
+            job.cancel_requested, job.cancelled_unpainted = threading.Event(), False
         self._save(job)
         self._notify(job)
         self._queue.put(job.id)
@@ -244,6 +246,7 @@ class JobManager:
             if job.status in FINISHED:
                 return False
             job.cancel_requested.set()
+            job.cancelled_unpainted = job.status == "running" and job.step == 0
             if job.status == "queued":
                 job.status, job.stop_reason, job.finished = "cancelled", "cancelled", time.time()
                 job.error = STOPPED_WAITING if self._stopping.is_set() else None
@@ -336,6 +339,11 @@ class JobManager:
             return
         if result.steps == 0:
             self._finish(job, "failed", error=f"the run stopped before its first step ({result.stop_reason})")
+            return
+        if result.stop_reason == "cancelled" and job.cancelled_unpainted and not resume:
+            job.step, job.points, job.preview, job.preview_step = 0, [], None, 0
+            self._finish(job, "cancelled", stop_reason="cancelled",
+                         error=STOPPED_WAITING if self._stopping.is_set() else None)
             return
         metadata = result.metadata()  # the upload names, not this server's folders: results get shared
         metadata["inputs"]["paths"] = {"content": job.content_name, "style": job.style_names}
