@@ -34,7 +34,7 @@ from typing import Any, TextIO
 
 from . import __version__
 from .api import Result, check_one_each, fingerprint, resolve_device, resume_point, stylize
-from .config import COLOR_MODES, INITS, OPTIMIZERS, POOLINGS, PRECISIONS, Config, parse_setting
+from .config import COLOR_MODES, INITS, OPTIMIZERS, POOLINGS, PRECISIONS, Config, parse_setting, refuse_unknown
 from .errors import EXIT_SIGNAL, ConfigError, ImageError, ImpastoError, Interrupted
 from .imageio import SAVE_FORMATS, check_writable, header_size, read_image, read_metadata, save_image, sidecar_path
 from .optimize import ProgressEvent
@@ -296,12 +296,12 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML (not UTF-8 text)") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        refuse_unknown(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     values = {}
     for key, value in data.items():
-        if key not in _FIELDS:
-            close = difflib.get_close_matches(key, _FIELDS, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(_FIELDS)}"
-            raise ConfigError(f"{path}: unknown setting {key!r}; {hint}")
         if isinstance(value, (dict, bool)) or (isinstance(value, list) and any(isinstance(v, (list, dict)) for v in value)):
             raise ConfigError(f"{path}: {key}: {value!r} is not a valid value")
         try:  # list items one by one: a file name may hold a comma

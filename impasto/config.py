@@ -8,6 +8,7 @@ text front ends show.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import numbers
 import os
@@ -244,10 +245,7 @@ class Config:
         """Settings from a dict such as ``to_dict`` makes; unknown keys are an error."""
         if not isinstance(data, dict):
             raise ConfigError(f"settings must be a dict of Config fields, not {type(data).__name__}")
-        names = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - set(names))
-        if unknown:
-            raise ConfigError(f"unknown setting {unknown[0]!r}; valid settings: {', '.join(names)}")
+        refuse_unknown(data)
         return cls(**data)
 
 
@@ -266,6 +264,16 @@ def _plain(value: Any) -> Any:
     if isinstance(value, numbers.Real) and not isinstance(value, (int, float)):
         return float(value)
     return value
+
+
+def refuse_unknown(settings: dict[str, Any]) -> None:
+    """ConfigError for a name that is no Config field, naming the closest field if one is close."""
+    names = [f.name for f in dataclasses.fields(Config)]
+    unknown = sorted(set(settings) - set(names))
+    if unknown:
+        close = difflib.get_close_matches(str(unknown[0]), names, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"valid settings: {', '.join(names)}"
+        raise ConfigError(f"unknown setting {unknown[0]!r}; {hint}")
 
 
 def parse_setting(name: str, text: str | list[str]) -> Any:

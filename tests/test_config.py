@@ -106,7 +106,8 @@ def test_step_size_defaults_per_optimizer():
         ({"init": "Noise"}, "init must be one of content, palette, noise, style or an image file, not 'Noise'"),
         ({"init": ""}, "init must be one of .* or an image file, not ''"),
         ({"masks": ("",)}, "masks has an empty file name"),
-        ({"iters": 3}, "unknown setting 'iters'; valid settings: max_size"),
+        ({"iters": 3}, "unknown setting 'iters'; did you mean 'iterations'?"),
+        ({"zzz": 3}, "unknown setting 'zzz'; valid settings: max_size"),
     ],
 )
 def test_invalid_settings_name_the_field(changes, message):
