@@ -36,7 +36,7 @@ from . import __version__
 from .api import Result, check_one_each, fingerprint, resolve_device, resume_point, stylize
 from .config import COLOR_MODES, INITS, OPTIMIZERS, POOLINGS, PRECISIONS, Config, parse_setting, refuse_unknown
 from .errors import EXIT_SIGNAL, ConfigError, ImageError, ImpastoError, Interrupted
-from .imageio import SAVE_FORMATS, check_writable, header_size, read_image, read_metadata, save_image, sidecar_path
+from .imageio import READ_FORMATS, SAVE_FORMATS, check_writable, header_size, read_image, read_metadata, save_image, sidecar_path
 from .optimize import ProgressEvent
 from .plot import PLOT_FORMATS, loss_kinds, plot_losses
 from .vgg import load_weights, smallest_edge
@@ -414,7 +414,7 @@ def _expand(content: str, styles: list[str], quiet: bool) -> list[str]:
         return [content]
     from PIL import Image
 
-    extensions = {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
+    extensions = {ext for ext, fmt in Image.registered_extensions().items() if fmt in READ_FORMATS}
     images = sorted(str(p) for p in Path(content).iterdir()
                     if p.suffix.lower() in extensions and not p.name.startswith(".") and not p.is_dir())
     paintings = {_file_key(style) for style in styles}

@@ -40,6 +40,10 @@ DEFAULT_MAX_PIXELS = 178_956_970  # twice Pillow's warning limit, which is also 
 SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP"}
 METADATA_KEY = "impasto"
 
+# The formats read from files. Not all of Pillow's: an ICO decodes its whole embedded picture before
+# its size can be checked (a bomb), an EPS is run by Ghostscript. (A camera's MPO is read as a JPEG.)
+READ_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF", "PPM")
+
 # What a damaged file raises while Pillow decodes it.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error)
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
@@ -96,14 +100,16 @@ def _read_file(path: Path, max_pixels: int, background: float) -> torch.Tensor:
     try:
         with open(path, "rb") as file:
             # The size limit that Pillow's bomb warning stands for is enforced by _check_size.
-            with _pillow_quietly():
-                with Image.open(file) as im:
+            with _pillow_quietly(), Image.open(file, formats=READ_FORMATS) as im:
+                try:
                     _check_size(im, str(path), max_pixels)
                     try:
                         im.load()  # decode everything now, so that a truncated file fails here
                     except _DECODE_ERRORS as e:
                         raise ImageError(f"{path}: truncated or corrupt image ({e})") from None
                     return _from_pil(im, str(path), background)
+                finally:  # free the pixels now: an error's traceback would keep them (a server's memory)
+                    im.close()
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -122,9 +128,8 @@ def header_size(path: str | os.PathLike) -> tuple[int, int] | None:
     """(width, height) of an image file from its header, without decoding it; None if it cannot be
     read (``read_image`` says why)."""
     try:
-        with _pillow_quietly():
-            with Image.open(path) as im:
-                return im.size
+        with _pillow_quietly(), Image.open(path, formats=READ_FORMATS) as im:
+            return im.size
     except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError):
         return None
 
@@ -482,9 +487,8 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any] | None:
         raise ImageError(f"{path}: no such file")
     try:
         if path.suffix.lower() == ".png":
-            with _pillow_quietly():
-                with Image.open(path) as im:
-                    text = im.info.get(METADATA_KEY)
+            with _pillow_quietly(), Image.open(path, formats=("PNG",)) as im:
+                text = im.info.get(METADATA_KEY)
         else:
             sidecar = sidecar_path(path)
             text = sidecar.read_text(encoding="utf-8") if sidecar.is_file() else None

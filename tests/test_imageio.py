@@ -404,6 +404,30 @@ def test_save_takes_eight_bit_tensors_and_arrays(tmp_path):
             assert np.array_equal(np.asarray(im), pixels)
 
 
+def test_formats_that_decode_before_their_size_is_known_or_run_programs_are_refused(tmp_path):
+    for name in ("icon.ico", "drawing.eps"):  # an ICO decodes all of its picture on opening; Ghostscript runs an EPS
+        Image.new("RGB", (8, 6)).save(tmp_path / name)
+        with pytest.raises(ImageError, match=rf"{name}: not an image file, or not in a format impasto reads"):
+            read_image(tmp_path / name)
+        assert header_size(tmp_path / name) is None
+
+
+def test_a_refused_file_does_not_keep_its_pixels_in_the_error(tmp_path):
+    buffer = io.BytesIO()
+    Image.fromarray(noise(256, 256)).save(buffer, format="PNG")
+    (tmp_path / "cut.png").write_bytes(buffer.getvalue()[:-4000])
+    with pytest.raises(ImageError, match="truncated or corrupt image") as info:
+        read_image(tmp_path / "cut.png")
+    tb, pictures = info.value.__traceback__, []
+    while tb is not None:  # a server keeps an error (and its frames) until the garbage collector runs
+        pictures += [v for v in tb.tb_frame.f_locals.values() if isinstance(v, Image.Image)]
+        tb = tb.tb_next
+    assert pictures  # _read_file's image is there...
+    for picture in pictures:
+        with pytest.raises(ValueError, match="closed"):  # ...but closed, its pixels freed
+            picture.im
+
+
 def test_reading_in_threads_leaves_the_warning_filters_alone(images):
     before = list(warnings.filters)
     paths = [images / "content/golden_gate.jpg", images / "content/hoovertowernight.jpg"]

@@ -301,6 +301,7 @@ def test_other_sites_cannot_use_the_server_through_the_browser(tmp_path, uploads
         assert client.get("/api/jobs").status_code == 200
         assert client.get("/api/jobs", headers={"host": "[::1]:8000"}).status_code == 200
         assert client.get("/api/jobs", headers={"host": "192.168.1.20:8000"}).status_code == 200  # no DNS in it
+        assert client.get("/api/jobs", headers={"host": "[fe80::1%25evil.example]:8000"}).status_code == 403
         assert client.get("/api/jobs", headers={"host": "LOCALHOST:8000"}).status_code == 200  # any case
         bad_origin = client.post("/api/jobs", files=uploads(), data=TINY, headers={"origin": "http://[::1"})
         assert bad_origin.status_code == 403 and bad_origin.headers["x-frame-options"] == "DENY"

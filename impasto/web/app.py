@@ -286,7 +286,10 @@ def _netloc(url: str) -> str | None:
 
 
 def _is_address(name: str) -> bool:
-    """An IP address, not a name: a browser that sends it was pointed at it, no DNS involved."""
+    """An IP address, not a name: a browser that sends it was pointed at it, no DNS involved. Not
+    with an IPv6 zone ("fe80::1%eth0"), which may hold any text and which browsers never send."""
+    if "%" in name:
+        return False
     try:
         ipaddress.ip_address(name)
     except ValueError:
