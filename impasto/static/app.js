@@ -289,27 +289,19 @@ async function paint() {
 function follow(job, pressed = false) {
   if (state.source) state.source.close();
   state.active = job;
+  emptyStage();  // not the last picture: this job's own previews replace the placeholder
   state.view = job.id;
-  state.points = [];
   state.total = job.total;
-  state.previewStep = 0;
   $("cancel").hidden = false;
   $("cancel").disabled = false;
   $("cancel").textContent = "Cancel";
-  $("download").hidden = true;
-  $("resume").hidden = true;
   $("result-info").textContent = jobTitle(job);  // which painting this is: it may be another tab's
-  $("preview").hidden = true;  // not the last picture: this job's own previews replace the placeholder
-  $("placeholder").textContent = "Your painting appears here as it takes shape.";
-  $("placeholder").hidden = false;
-  for (const card of document.querySelectorAll(".card")) card.classList.remove("selected");
   // Paint and Resume disable themselves when pressed: focus goes to Cancel, not <body>, without a jump.
   // Not on opening the page, where Space, meant to scroll, would cancel the run.
   if (pressed && (document.activeElement === $("paint") || document.activeElement === document.body)) {
     $("cancel").focus({ preventScroll: true });
   }
   if (pressed) revealStage();  // not on opening the page, nor when another tab's run is picked up
-  setBar(0, "");
   render(job);
   drawChart();
   updatePaintButton();
@@ -476,19 +468,24 @@ function showImage(src) {
   loader.src = src;
 }
 
-// An empty stage, for new images: no status, picture, Download or Resume of an earlier painting.
-function clearStage() {
-  if (!state.view) return;
+// No painting on the stage: no picture, loss curve, bar, Download, Resume or Cancel, no card selected.
+function emptyStage() {
   Object.assign(state, { view: null, points: [], total: 0, previewStep: 0, previewPending: null, eta: null });
   $("preview").hidden = true;
   $("placeholder").textContent = "Your painting appears here as it takes shape.";
   $("placeholder").hidden = false;
   for (const id of ["download", "resume", "cancel"]) $(id).hidden = true;
   $("result-info").textContent = "";
-  setStatus("Choose a photo and a painting, then press Paint.", "");
   setBar(0, "");
   drawChart();
   for (const card of document.querySelectorAll(".card")) card.classList.remove("selected");
+}
+
+// For new images: no status, picture, Download or Resume of an earlier painting.
+function clearStage() {
+  if (!state.view) return;
+  emptyStage();
+  setStatus("Choose a photo and a painting, then press Paint.", "");
   updatePaintButton();
 }
 
