@@ -306,6 +306,8 @@ def _parsed(kind: str, text: str) -> Any:
                 pass
             else:
                 if kind == "int" and number.is_integer():
+                    if abs(number) >= 2**63:  # 1e308 would be 309 digits in every message after this
+                        raise ConfigError(f"{text!r} is too large")
                     return int(number)
     raise ConfigError(f"{text!r} is not {_KINDS[kind]}")
 

@@ -151,6 +151,7 @@ def test_settings_are_read_from_text_one_way_for_every_front_end():
     assert parse_setting("style_layers", "relu1_1, relu2_1,") == ("relu1_1", "relu2_1")  # a comma too many
     assert parse_setting("masks", ["a,b.png", ""]) == ("a,b.png", "")  # a file's list items as they are
     for name, text, kind in (("max_size", "1.5", "a whole number"), ("max_size", "1_000", "a whole number"),
-                             ("style_weight", "lots", "a number"), ("style_weight", "1_0", "a number")):
-        with pytest.raises(ConfigError, match=f"^'{text}' is not {kind}$"):
+                             ("style_weight", "lots", "a number"), ("style_weight", "1_0", "a number"),
+                             ("iterations", "1e308", "too large")):
+        with pytest.raises(ConfigError, match=f"^'{text}' is (not )?{kind}$"):
             parse_setting(name, text)
