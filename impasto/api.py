@@ -306,10 +306,9 @@ def objective_for(content: ImageSource, style: ImageSource | Sequence[ImageSourc
     if size is not None and (not isinstance(size, numbers.Integral) or isinstance(size, bool) or size < 1):
         raise ConfigError(f"size must be a whole number of pixels, not {size!r}")
     styles = list(style) if isinstance(style, (list, tuple)) else [style]
-    images = _read_images(content, styles, config, [config.max_size if size is None else int(size)],
-                          None if size is None else "size")
-    size = config.max_size if size is None else int(size)
-    content_image, style_images, masks = _at_size(images, size, config)
+    at = config.max_size if size is None else int(size)
+    images = _read_images(content, styles, config, [at], None if size is None else "size")
+    content_image, style_images, masks = _at_size(images, at, config)
     return _objective(_extractor(config, images.device), content_image, style_images, config, images.device, masks)
 
 
