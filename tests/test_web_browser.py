@@ -99,7 +99,9 @@ def test_paint_in_the_browser(server, page, images, tmp_path):
     assert any("/preview.png?v=" in src for src in shown), shown  # live previews while it ran...
     assert "/result.png" in shown[-1]  # ...then the result
     assert page.inner_text("#status-text").startswith("Finished")
+    assert page.inner_text("#announce").startswith("Finished: 12 steps")  # what a screen reader hears
     assert page.get_attribute("#bar", "aria-valuenow") == "100"
+    assert page.get_attribute("#chart", "aria-label").endswith("at step 12")  # the chart in words
     assert page.evaluate("document.querySelector('#chart').toDataURL()") != page.evaluate(
         "(() => { const c = document.createElement('canvas'); const o = document.querySelector('#chart');"
         " c.width = o.width; c.height = o.height; return c.toDataURL(); })()")  # the loss curve was drawn
@@ -123,7 +125,21 @@ def test_paint_in_the_browser(server, page, images, tmp_path):
     assert "photo 'holiday.png': not an image file" in page.inner_text("#message")
     message = page.locator("#message").bounding_box()
     assert message["y"] >= 0 and message["y"] + message["height"] <= 700  # on the screen, not below it
+    # The photo's control is marked as the one at fault, and described by the message, until it is fixed.
+    assert page.get_attribute("#content-file", "aria-invalid") == "true"
+    assert page.get_attribute("#content-file", "aria-describedby") == "message"
+    assert page.evaluate("document.activeElement.id") == "content-file"
     assert page.locator(".card").count() == 1
+    # On a 320 px screen (WCAG's reflow width) a long file name in a message, and the gallery, fit.
+    page.set_viewport_size({"width": 320, "height": 568})
+    page.set_input_files("#content-file", str(fake.rename(tmp_path / ("holiday-" * 12 + ".png"))))
+    page.click("#paint")
+    page.wait_for_function("document.querySelector('#message').textContent.includes('holiday-holiday')")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 320
+    assert page.evaluate("[...document.querySelectorAll('.card *')].every((e) => e.scrollWidth <= e.clientWidth"
+                         " || getComputedStyle(e).textOverflow === 'ellipsis')")
+    page.set_input_files("#content-file", str(images / "content/golden_gate.jpg"))
+    assert page.get_attribute("#content-file", "aria-invalid") is None and page.is_hidden("#message")
     assert errors == []
 
 
@@ -162,11 +178,18 @@ def test_keyboard_and_phone(server, page, images):
     stage, picture = page.locator("#stage").bounding_box(), page.locator("#preview").bounding_box()
     assert picture["x"] >= stage["x"] and picture["x"] + picture["width"] <= stage["x"] + stage["width"] + 0.5
     page.evaluate("document.querySelector('#preview').hidden = true")
-    card = page.locator(".card")
-    card.focus()
+    page.locator(".card .title").focus()  # the card's button
     page.keyboard.press("Enter")  # a gallery card opens from the keyboard
     page.wait_for_selector("#preview:not([hidden])")
     assert page.inner_text("#status-text").startswith("Finished: 3 steps")
+    # The focus goes where the painting is shown, and a screen reader says which one it is.
+    assert page.evaluate("document.activeElement.id") == "stage"
+    assert page.inner_text("#announce").startswith("golden_gate × starry_night: Finished: 3 steps")
+    # Each setting is described by its help; no transitions move for a user who asks for less motion.
+    assert page.evaluate("[...document.querySelectorAll('#settings input, #settings select')].every((f) =>"
+                         " document.getElementById(f.getAttribute('aria-describedby')).classList.contains('help'))")
+    page.emulate_media(reduced_motion="reduce")
+    assert page.evaluate("getComputedStyle(document.querySelector('#bar-fill')).transitionDuration") == "0s"
     assert errors == []
 
 
@@ -257,11 +280,15 @@ def test_the_page_keeps_its_settings_and_its_own_painting(server, page, images):
     page.locator(".card .link").first.click()
     page.wait_for_function(f"document.querySelectorAll('.card').length === {cards - 1}")
     assert page.is_hidden("#download") and page.inner_text("#status-text") == "Ready: press Paint."
+    # The focus, on the deleted card's button, moves to the next card's, or to the gallery's heading.
+    page.wait_for_function("document.activeElement.classList.contains('title')"
+                           " || document.activeElement.id === 'gallery-heading'")
     page.once("dialog", lambda dialog: dialog.dismiss())  # changed their mind: nothing happens
     if cards > 1:
         page.locator(".card .link").first.click()
         assert page.locator(".card").count() == cards - 1
     page.click("#defaults")
     assert (page.input_value("#setting-max_size"), page.input_value("#setting-style_scale")) == ("256", "1")
+    assert page.evaluate("document.activeElement.id") == "defaults"  # the rebuilt form's, not <body>
     page.reload()
     assert page.input_value("#setting-iterations") == "100" and errors == []

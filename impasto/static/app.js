@@ -15,6 +15,7 @@ const state = {
   previewLoading: false,
   previewPending: null,
   eta: null,        // {seconds, at}: the time left the server last gave, counted down between its events
+  announced: -1,    // the tenths of the run on the stage told to a screen reader so far
 };
 const SAVED_SETTINGS = "impasto-settings";  // localStorage: the form as the user last left it
 
@@ -29,6 +30,9 @@ document.addEventListener("DOMContentLoaded", async () => {
   $("resume").addEventListener("click", resume);
   window.addEventListener("resize", drawChart);
   drawChart();
+  // A focused field scrolls clear of the sticky Paint bar, however tall its message makes it.
+  new ResizeObserver(([entry]) => document.documentElement.style.setProperty(
+    "--sticky-bar", `${Math.ceil(entry.borderBoxSize[0].blockSize) + 16}px`)).observe(document.querySelector(".actions"));
   try {
     state.settings = await api("/api/settings");
   } catch (err) {
@@ -100,16 +104,19 @@ function chooseFile(kind, file) {
   const what = kind === "content" ? "photo" : "painting";
   const limit = state.settings ? state.settings.limits.max_upload_bytes : Infinity;
   hideMessage();
+  const input = $(`${kind}-file`);
   if (file.type && !file.type.startsWith("image/")) {
-    showMessage(`“${file.name}” does not look like an image (${file.type}). Choose a JPEG, PNG or WebP file as the ${what}.`);
+    showMessage(`“${file.name}” does not look like an image (${file.type}). Choose a JPEG, PNG or WebP file as the ${what}.`,
+      "error", true, input);
     return;
   }
   if (file.size === 0) {
-    showMessage(`“${file.name}” is empty. Choose a JPEG, PNG or WebP file as the ${what}.`);
+    showMessage(`“${file.name}” is empty. Choose a JPEG, PNG or WebP file as the ${what}.`, "error", true, input);
     return;
   }
   if (file.size > limit) {
-    showMessage(`“${file.name}” is ${mb(file.size)} MB; this server accepts at most ${mb(limit)} MB per request.`);
+    showMessage(`“${file.name}” is ${mb(file.size)} MB; this server accepts at most ${mb(limit)} MB per request.`,
+      "error", true, input);
     return;
   }
   files[kind] = file;
@@ -198,8 +205,10 @@ function buildForm(settings) {
     }
     const help = document.createElement("span");
     help.className = "help";
+    help.id = `help-${s.name}`;
     help.textContent = withMaximum(s);
     field.append(help);
+    field.querySelector("input, select").setAttribute("aria-describedby", help.id);
     form.append(field);
   }
   const reset = document.createElement("button");
@@ -210,6 +219,7 @@ function buildForm(settings) {
   reset.addEventListener("click", () => {
     try { localStorage.removeItem(SAVED_SETTINGS); } catch { /* storage turned off */ }
     buildForm(settings);
+    $("defaults").focus();  // the rebuilt form's own button, not <body>
   });
   form.append(reset);
   form.oninput = form.onchange = () => {
@@ -276,13 +286,22 @@ async function paint() {
     const job = await api("/api/jobs", { method: "POST", body: form });
     follow(job, true);
   } catch (err) {
-    showMessage(err.message);
+    const field = faultyControl(err.message);
+    showMessage(err.message, "error", true, field);
     updatePaintButton();
-    const field = state.settings.settings.find((s) => err.message.startsWith(`${s.name} `));
-    (field ? $(`setting-${field.name}`) : $("paint")).focus();  // where the problem is, not <body>
+    (field || $("paint")).focus();  // where the problem is, not <body>
   } finally {
     $("paint").textContent = "Paint";
   }
+}
+
+// The control a server's error is about: it names a setting ("max_size must be …") or an image ("photo
+// 'x.png': …", "painting 'y.jpg': …"); null for the others.
+function faultyControl(message) {
+  const setting = state.settings.settings.find((s) => message.startsWith(`${s.name} `));
+  if (setting) return $(`setting-${setting.name}`);
+  if (message.startsWith("photo ")) return $("content-file");
+  return message.startsWith("painting ") ? $("style-file") : null;
 }
 
 // ``pressed``: the user's Paint or Resume started it (not a page opened on a run in progress).
@@ -368,13 +387,20 @@ function render(job) {
   const fraction = job.total ? job.step / job.total : 0;
   if (job.status === "queued") {
     setStatus("Waiting for the worker…", "");
+    announce("Waiting for the worker");
   } else if (job.status === "running" && job.step === 0) {
     setStatus("Preparing: reading the images and the network…", "");
+    announce("Preparing the painting");
   } else if (job.status === "running") {
     state.eta = job.eta >= 0.05 ? { seconds: job.eta, at: performance.now() } : null;
     setStatus(`Step ${job.step} of ${job.total} · loss ${formatNumber(job.loss)}`, etaText());
+    const tenths = Math.floor(fraction * 10);
+    if (tenths > state.announced) {  // every tenth of the run: often enough to follow, not a step's chatter
+      state.announced = tenths;
+      announce(`${tenths * 10} % painted${etaText() ? `, ${etaText()}` : ""}`);
+    }
   }
-  setBar(fraction, "");
+  setBar(fraction, "", job.total ? `step ${job.step} of ${job.total}` : "");
   if (job.preview_step > state.previewStep) {
     state.previewStep = job.preview_step;
     showImage(`${job.urls.preview}?v=${job.preview_step}`);
@@ -402,6 +428,7 @@ function finished(job) {
   if ($("message").classList.contains("info")) hideMessage();  // "a painting is in progress" is over
   updatePaintButton();
   showJob(job, state.points);
+  announce($("status-text").textContent);
   if (hadFocus) (job.has_result ? $("download") : $("paint")).focus({ preventScroll: true });  // not lost to <body>
   refreshGallery();
 }
@@ -470,7 +497,8 @@ function showImage(src) {
 
 // No painting on the stage: no picture, loss curve, bar, Download, Resume or Cancel, no card selected.
 function emptyStage() {
-  Object.assign(state, { view: null, points: [], total: 0, previewStep: 0, previewPending: null, eta: null });
+  Object.assign(state, { view: null, points: [], total: 0, previewStep: 0, previewPending: null, eta: null,
+    announced: -1 });
   $("preview").hidden = true;
   $("placeholder").textContent = "Your painting appears here as it takes shape.";
   $("placeholder").hidden = false;
@@ -496,24 +524,44 @@ function setStatus(text, eta) {
   $("eta").textContent = eta;
 }
 
-function setBar(fraction, kind) {
+// ``text``: what a screen reader says of the bar ("step 3 of 100"); by default its percentage.
+function setBar(fraction, kind, text = "") {
   const pct = Math.max(0, Math.min(100, fraction * 100));
   $("bar-fill").style.width = `${pct}%`;
   $("bar").setAttribute("aria-valuenow", pct.toFixed(0));
+  $("bar").setAttribute("aria-valuetext", text || `${pct.toFixed(0)} %`);
   $("bar").className = `bar ${kind}`;
 }
 
-// Errors, and answers to what the user just did (reveal), are scrolled into sight; background notes are not.
-function showMessage(text, kind = "error", reveal = kind === "error") {
+// What a screen reader hears (#announce, a polite status): a run's milestones, not each step's numbers.
+function announce(text) { $("announce").textContent = text; }
+
+// Errors, and answers to what the user just did (reveal), are scrolled into sight; background notes are
+// not. An error is an alert, a note a status (it does not interrupt); ``field``, the control at fault,
+// is marked invalid and described by the message until it is hidden.
+function showMessage(text, kind = "error", reveal = kind === "error", field = null) {
+  hideMessage();
   const box = $("message");
+  box.setAttribute("role", kind === "info" ? "status" : "alert");
   box.textContent = text;
   box.className = `message ${kind === "info" ? "info" : ""}`;
   box.hidden = false;
+  if (field) {
+    field.setAttribute("aria-invalid", "true");
+    field.setAttribute("aria-describedby", `${field.getAttribute("aria-describedby") || ""} message`.trim());
+  }
   const shown = box.getBoundingClientRect();  // in the sticky bar it is often on the screen already
   if (reveal && (shown.top < 0 || shown.bottom > window.innerHeight)) box.scrollIntoView({ block: "nearest" });
 }
 
-function hideMessage() { $("message").hidden = true; }
+function hideMessage() {
+  $("message").hidden = true;
+  for (const field of document.querySelectorAll("[aria-invalid]")) {
+    field.removeAttribute("aria-invalid");
+    const rest = field.getAttribute("aria-describedby").replace(/\s*\bmessage$/, "");
+    if (rest) field.setAttribute("aria-describedby", rest); else field.removeAttribute("aria-describedby");
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Gallery: every finished result kept by the server
@@ -528,8 +576,8 @@ async function refreshGallery() {
     return jobs;
   }
   if ($("message").textContent.startsWith("Cannot load the gallery")) hideMessage();
-  const focused = document.activeElement && document.activeElement.classList.contains("card")
-    ? document.activeElement.dataset.id : null;
+  const focusedCard = document.activeElement && document.activeElement.closest(".card");
+  const focused = focusedCard && document.activeElement.classList.contains("title") ? focusedCard.dataset.id : null;
   const gallery = $("gallery");
   gallery.replaceChildren();
   for (const job of jobs.filter((j) => j.has_result)) {
@@ -543,7 +591,8 @@ async function refreshGallery() {
     img.loading = "lazy";
     const caption = document.createElement("figcaption");
     caption.className = "caption";
-    const title = document.createElement("div");
+    const title = document.createElement("button");  // the card's control: it opens the painting
+    title.type = "button";
     title.className = "title";
     title.textContent = jobTitle(job);
     // Repeated runs of one pair differ in their settings and time: the tooltip tells them apart.
@@ -563,6 +612,7 @@ async function refreshGallery() {
     link.href = `${job.urls.result}?download=1`;
     link.setAttribute("download", "");
     link.textContent = "Download";
+    link.setAttribute("aria-label", `Download ${title.textContent}`);
     link.addEventListener("click", (e) => e.stopPropagation());
     const remove = document.createElement("button");
     remove.type = "button";
@@ -576,17 +626,12 @@ async function refreshGallery() {
     meta.append(info, actions);
     caption.append(title, meta);
     card.append(img, caption);
-    card.tabIndex = 0;
-    card.setAttribute("role", "button");
-    card.setAttribute("aria-label", `Open ${title.textContent}`);
-    card.addEventListener("click", () => openJob(job.id));
-    card.addEventListener("keydown", (e) => {
-      if (e.target === card && (e.key === "Enter" || e.key === " ")) { e.preventDefault(); openJob(job.id); }
-    });
+    title.setAttribute("aria-label", `Open ${title.textContent}`);
+    card.addEventListener("click", () => openJob(job.id));  // the button's click, and a mouse's anywhere on it
     gallery.append(card);
   }
   $("gallery-empty").hidden = gallery.children.length > 0;
-  const again = focused && gallery.querySelector(`.card[data-id="${focused}"]`);
+  const again = focused && gallery.querySelector(`.card[data-id="${focused}"] .title`);
   if (again) again.focus();  // rebuilt: the card the keyboard was on keeps the focus
   return jobs;
 }
@@ -601,7 +646,12 @@ async function deleteJob(job) {
     return;
   }
   if (state.view === job.id) clearStage();
-  refreshGallery();
+  const cards = [...document.querySelectorAll(".card")];
+  const next = cards[cards.findIndex((c) => c.dataset.id === job.id) + 1];
+  await refreshGallery();
+  // The focus was on the deleted card's button: it goes to the next card, or to the gallery's heading.
+  const nextTitle = next && document.querySelector(`.card[data-id="${next.dataset.id}"] .title`);
+  (nextTitle || $("gallery-heading")).focus();
 }
 
 async function openJob(id) {
@@ -614,6 +664,8 @@ async function openJob(id) {
     hideMessage();
     showJob(job, job.points);
     revealStage();
+    $("stage").focus({ preventScroll: true });  // where the keyboard's user now looks, announced below
+    announce(`${jobTitle(job)}: ${$("status-text").textContent}`);
   } catch (err) {
     showMessage(err.message);
   }
@@ -643,6 +695,7 @@ function drawChart() {
   ctx.clearRect(0, 0, width, height);
   ctx.font = "11px system-ui, sans-serif";
   const points = state.points;
+  canvas.setAttribute("aria-label", chartSummary(points));
   const values = points.flatMap((p) => SERIES.map((s) => p[s.index])).filter((v) => v > 0 && Number.isFinite(v));
   if (!values.length) {
     ctx.fillStyle = "#6b6f76";
@@ -717,6 +770,14 @@ function drawChart() {
   const title = "loss (log scale) by step";
   ctx.fillStyle = "#1f2328";
   if (left + ctx.measureText(title).width + 12 <= lx) ctx.fillText(title, left, 10);  // narrow: the legend only
+}
+
+// The chart in words, for a screen reader: where the total loss began and where it is now.
+function chartSummary(points) {
+  if (!points.length) return "Loss curve: no painting yet";
+  const [first, last] = [points[0], points[points.length - 1]];
+  return `Loss curve: the total loss went from ${formatNumber(first[1])} at step ${first[0]} ` +
+    `to ${formatNumber(last[1])} at step ${last[0]}`;
 }
 
 function niceTicks(maxStep) {
