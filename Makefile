@@ -8,7 +8,7 @@ install:
 	$(PIP_INSTALL) -e .
 
 demo: install
-	impasto --demo -o painting.png
+	impasto --demo -o demo.png
 
 # Installs everything the tests need, then runs them. The browser test drives Debian's Chromium
 # (Playwright's own browser download does not work offline), installed only when it is missing and

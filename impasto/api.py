@@ -131,7 +131,7 @@ def stylize(
     state = (LoopState(point.total, len(sizes), point.steps, time.perf_counter() - point.seconds) if point
              else LoopState(sum(steps), len(sizes)))
     setup = time.perf_counter() - started
-    image = first = first_shape = stopped_at = None
+    image = first = stopped_at = None
     with repeatable(device):
         try:
             for scale, (size, iterations) in enumerate(zip(sizes, steps)):
@@ -142,9 +142,9 @@ def stylize(
                 content_image, style_images, scaled_masks = _at_size(images, size, config)
                 objective = _objective(extractor, content_image, style_images, config, device, scaled_masks)
                 if first is None:
-                    first, first_shape = objective, tuple(content_image.shape[1:])
+                    first = objective
                 elif config.composition_weight:
-                    objective = WithComposition(objective, first, config.composition_weight, first_shape)
+                    objective = WithComposition(objective, first, config.composition_weight)
                 if painted:
                     continue
                 if point and scale == point.size_index:  # the stopped run's picture, at the size it was painting
@@ -161,7 +161,7 @@ def stylize(
                 image = optimize(start[None].to(device), objective, optimizer=config.optimizer, lr=config.step_size,
                                  iterations=iterations - done, tolerance=config.tolerance, state=state, scale=scale,
                                  callback=_in_color(callback, resize_to_long_edge(photo, size)) if grey else callback,
-                                 grey=grey)[0].cpu()
+                                 grey=grey, margin=objective.margin)[0].cpu()
                 if state.stop_reason == "cancelled":
                     left_here = state.total - state.step - sum(steps[scale + 1:])  # 0 once this size has stalled
                     if state.total > state.step:
@@ -226,7 +226,7 @@ def resume_point(stopped: Result | str | os.PathLike, config: Config) -> ResumeP
         raise ImageError(f"{name}: not stopped part way (its run stopped by {meta.get('stop_reason')}), "
                          "nothing to resume")
     try:
-        saved = Config.from_dict(meta["config"])
+        saved = Config.from_saved(meta["config"])
     except (ConfigError, TypeError) as exc:
         raise ImageError(f"{name}: its settings cannot be used ({exc})") from None
     for f in dataclasses.fields(Config):
@@ -294,13 +294,16 @@ def _as_compared(config: Config, name: str) -> Any:
 
 def objective_for(content: ImageSource, style: ImageSource | Sequence[ImageSource], config: Config | None = None,
                   size: int | None = None) -> Objective:
-    """The objective a run of ``config`` minimises at ``size`` px (long edge; default ``config.max_size``).
+    """The objective of ``config`` at ``size`` px (long edge; default ``config.max_size``), of the picture
+    itself: a run minimises it on a canvas with ``config.margin`` px more on each side, which it crops
+    off, so that a picture's terms here count its edges as they are, where the run's losses counted
+    the margin's instead (0.5-2 times theirs per term; alike for a run with no margin).
 
-    It scores pictures as a run sees them: ``objective.score(picture)`` gives the weighted terms of
-    a (3, H, W) picture by name ("content/relu4_2", "style/relu1_1", …); ``objective(image)`` the
-    differentiable loss of a (1, 3, H, W) image of ``objective.image_shape`` on ``objective.device``.
-    At the sizes after a coarse-to-fine run's first, the run adds the composition term; this leaves
-    it out. With ``preserve_color = "luminance"`` it makes a picture grey before scoring it, as the run paints it.
+    ``objective.score(picture)`` gives the weighted terms of a (3, H, W) picture by name
+    ("content/relu4_2", "style/relu1_1", …); ``objective(image)`` the differentiable loss of a
+    (1, 3, H, W) image of ``objective.image_shape`` on ``objective.device``. At the sizes after a
+    coarse-to-fine run's first, the run adds the composition term; this leaves it out. With
+    ``preserve_color = "luminance"`` it makes a picture grey before scoring it, as the run paints it.
     """
     config = _checked_config(config)
     if size is not None and (not isinstance(size, numbers.Integral) or isinstance(size, bool) or size < 1):
@@ -309,7 +312,8 @@ def objective_for(content: ImageSource, style: ImageSource | Sequence[ImageSourc
     at = config.max_size if size is None else int(size)
     images = _read_images(content, styles, config, [at], None if size is None else "size")
     content_image, style_images, masks = _at_size(images, at, config)
-    return _objective(_extractor(config, images.device), content_image, style_images, config, images.device, masks)
+    return _objective(_extractor(config, images.device), content_image, style_images, config.replace(margin=0),
+                      images.device, masks)
 
 
 def _checked_config(config: Config | None) -> Config:
@@ -454,7 +458,8 @@ def _objective(extractor: VGGFeatures, content: torch.Tensor, styles: list[torch
         content_weight=config.content_weight, style_weight=config.style_weight * config.strength,
         tv_weight=config.tv_weight, style_blend=config.style_blend,
         masks=None if masks is None else [m.to(device) for m in masks],
-        bfloat16=uses_bfloat16(config.precision, device), grey=config.preserve_color == "luminance")
+        bfloat16=uses_bfloat16(config.precision, device), grey=config.preserve_color == "luminance",
+        margin=config.margin)
 
 
 def uses_bfloat16(precision: str, device: torch.device) -> bool:

@@ -450,7 +450,7 @@ def _plan_rerun(args: argparse.Namespace) -> Plan:
         print(f"impasto: note: {source} was made by impasto {meta.get('impasto')}, this is {__version__}; "
               "the result may differ", file=sys.stderr)
     try:
-        base = dataclasses.asdict(Config.from_dict(meta["config"]))
+        base = dataclasses.asdict(Config.from_saved(meta["config"]))
     except (ConfigError, TypeError) as exc:
         raise ConfigError(f"{source}: its settings cannot be used ({exc})") from None
     if "init" in inputs:
@@ -637,14 +637,18 @@ def _file_key(path: str | os.PathLike) -> str:
 
 def _output_path(template: str, names: dict[str, Any], what: str, in_folder: str, batch: bool) -> Path:
     """The file for one photo: the template filled in, or a name inside a folder. For a single photo
-    a name whose braces are not placeholders is kept as it is."""
+    a name whose braces are not placeholders is kept as it is, unless they hold a placeholder misspelt."""
     if Path(template).is_dir() or template.endswith(("/", os.sep)):
         template = os.path.join(template, in_folder)
     try:
-        fields = [field for _, field, _, _ in string.Formatter().parse(template) if field is not None]
-        problem = next((f"bad placeholder {{{field}}}" for field in fields if field not in names), None)
+        unknown = [field for _, field, _, _ in string.Formatter().parse(template) if field is not None
+                   and field not in names]
+        problem = f"bad placeholder {{{unknown[0]}}}" if unknown else None
     except ValueError:
-        problem = "a brace that is not closed"
+        unknown, problem = [], "a brace that is not closed"
+    misspelt = [(field, close[0]) for field in unknown if (close := difflib.get_close_matches(field, names, n=1))]
+    if misspelt:
+        raise ConfigError(f"{what} {template}: bad placeholder {{{misspelt[0][0]}}}; did you mean {{{misspelt[0][1]}}}?")
     if problem and not batch:  # one photo: the name is taken as it is
         return Path(template)
     if problem:
@@ -699,7 +703,7 @@ def run(args: argparse.Namespace) -> int:
     log = open(args.log_json, "a" if args.resume else "w", encoding="utf-8") if args.log_json else None
     failed = 0
     try:
-        with Interrupts() as interrupts:
+        with Interrupts(say=not args.quiet) as interrupts:
             for index, job in enumerate(the_plan.jobs):
                 label = f"[{index + 1}/{len(the_plan.jobs)}] {Path(job.content).name}" if the_plan.batch else ""
                 try:
@@ -921,7 +925,8 @@ class Progress:
     def _draw(self, event: ProgressEvent, kinds: dict[str, float], size: str) -> None:
         terms = (f"{size} " if event.scales > 1 else "") + " ".join(f"{kind} {value:.3g}" for kind, value in kinds.items())
         if not sys.stderr.isatty():  # a log file: a plain line every tenth of the run, not a redrawn bar
-            if event.step % max(1, event.total // 10) == 0 or event.step == event.total:
+            # and at the first step, which says that it started and how long a step takes
+            if event.step % max(1, event.total // 10) == 0 or event.step in (1, event.total):
                 print(f"{self.label + ' ' if self.label else ''}step {event.step}/{event.total}, "
                       f"{event.elapsed:.1f} s: {terms}", file=sys.stderr, flush=True)
             return
@@ -943,9 +948,11 @@ class Interrupts:
     """While active, the first SIGINT or SIGTERM only sets ``signum``: the progress callback then stops
     the run, which keeps the best image so far. A second signal aborts at once, or once the result
     being written is whole (``hold``). Previous handlers are restored on exit; a signal that was
-    being ignored stays ignored."""
+    being ignored stays ignored. ``say``: answer the first Ctrl-C at once, as a step may take a
+    minute (at 4K), and a user who sees nothing presses it again and loses the picture."""
 
-    def __init__(self) -> None:
+    def __init__(self, say: bool = False) -> None:
+        self.say = say
         self.signum: int | None = None
         self.previous: dict[int, Any] = {}
         self.holding = False  # while a result is written: a second signal waits until it is
@@ -963,6 +970,10 @@ class Interrupts:
     def _handle(self, signum: int, frame: Any) -> None:
         if self.signum is None:
             self.signum = signum
+            if self.say and signum == signal.SIGINT:
+                with contextlib.suppress(OSError, ValueError):  # stderr closed: the stop goes on regardless
+                    print("\nimpasto: stopping after this step, keeping the best image so far "
+                          "(Ctrl-C again quits at once, without it)", file=sys.stderr, flush=True)
             return
         exit_code = EXIT_SIGNAL.get(signum, EXIT_SIGNAL[signal.SIGINT])
         if self.holding:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import numbers
 import os
@@ -25,9 +26,12 @@ INITS = ("content", "palette", "noise", "style")  # or the path of an image file
 COLOR_MODES = ("none", "luminance", "histogram")
 PRECISIONS = ("auto", "float32", "bfloat16")
 MIN_SIZE = 16  # smallest long edge: relu5_1's feature maps are 16 times smaller than the image
+MAX_MARGIN = 64  # pixels: 8 is plenty (see Objective); a wide margin only costs time
 MAX_STYLE_SCALE = 16.0  # the painting is read at style_scale² times the picture's pixels
 # The smoothing's cost grows with σ²: at 5 it takes ~6 s on a 1080p picture on 2 cores (0.3 s at 1), ~25 s at 4K.
 MAX_DENOISE = 5.0
+# Settings added after 0.5.0, with the value that repeats the pictures of the versions before them.
+BEFORE_ADDED = {"margin": 0}
 _DEVICES = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 _KINDS = {"int": "a whole number", "float": "a number", "str": "text"}  # field types, for messages
 
@@ -128,6 +132,11 @@ class Config:
         0.0, f"remove leftover pixel noise: radius (σ, pixels, at most {MAX_DENOISE:g}) of an edge-preserving "
         "smoothing of the result; 0: off", "output")
 
+    # Last, so that the fields before keep their places as positional arguments (new in 0.6.0).
+    margin: int = _field(
+        8, "pixels painted around the picture and cropped off, so that its outermost rows are painted like "
+        "the rest (VGG-19's zero padding darkens them otherwise); 0: none", "output")
+
     def __post_init__(self) -> None:
         # Lists become tuples (hashable), paths text and numpy numbers Python ones, so metadata is JSON.
         for f in dataclasses.fields(self):
@@ -146,6 +155,8 @@ class Config:
             _check_type(f.name, f.type, getattr(self, f.name))
         if self.max_size < MIN_SIZE:
             raise ConfigError(f"max_size must be at least {MIN_SIZE} pixels, not {self.max_size}")
+        if not 0 <= self.margin <= MAX_MARGIN:
+            raise ConfigError(f"margin must be from 0 to {MAX_MARGIN} pixels, not {self.margin}")
         if self.scales < 1:
             raise ConfigError(f"scales must be at least 1, not {self.scales}")
         if self.min_size < MIN_SIZE:
@@ -247,6 +258,26 @@ class Config:
             raise ConfigError(f"settings must be a dict of Config fields, not {type(data).__name__}")
         refuse_unknown(data)
         return cls(**data)
+
+    @classmethod
+    def from_saved(cls, data: dict[str, Any]) -> "Config":
+        """The settings a picture's metadata records (``to_dict`` of the version that painted it): a
+        setting added since that version takes the value that repeats its picture (``BEFORE_ADDED``),
+        not today's default."""
+        return cls.from_dict({**BEFORE_ADDED, **data} if isinstance(data, dict) else data)
+
+
+def _naming_unknown_settings(generated_init: Any) -> Any:
+    """The dataclass's __init__, which first refuses an unknown keyword as ``from_dict`` does, naming
+    the closest setting (Python's own TypeError does not); its signature and help stay the generated ones."""
+    @functools.wraps(generated_init)
+    def __init__(self: Config, *args: Any, **settings: Any) -> None:
+        refuse_unknown(settings)
+        generated_init(self, *args, **settings)
+    return __init__
+
+
+Config.__init__ = _naming_unknown_settings(Config.__init__)  # type: ignore[method-assign]
 
 
 def check_device(name: str) -> None:

@@ -336,6 +336,32 @@ def unenlarge(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return (torch.linalg.pinv(rows) @ image @ torch.linalg.pinv(columns).T).clamp(0.0, 1.0)
 
 
+def canvas_margin(margin: int, height: int, width: int) -> int:
+    """The margin (px) of a height × width picture's canvas for a ``margin`` setting: at most an eighth
+    of the short edge (on a thumbnail the margin would be most of the canvas; mirroring needs less
+    than the edge)."""
+    return min(margin, min(height, width) // 8)
+
+
+def with_margin(image: torch.Tensor, margin: int) -> torch.Tensor:
+    """A (N, C, H, W) ``image`` with ``margin`` px more on each side, into which it is mirrored
+    (``margin`` below its short edge): the canvas a run paints (``Objective``)."""
+    return F.pad(image, (margin,) * 4, mode="reflect") if margin else image
+
+
+def margin_operator(length: int, margin: int) -> torch.Tensor:
+    """``with_margin`` along one axis of ``length`` px as a (length + 2·margin, length) matrix of 0s
+    and 1s: inside a loss its products' backward pass repeats to the last bit on CUDA, where the
+    mirroring's own adds gradients atomically (see ``resize_operators``)."""
+    index = torch.arange(-margin, length + margin).abs()
+    return torch.eye(length)[torch.where(index >= length, 2 * (length - 1) - index, index)]
+
+
+def without_margin(image: torch.Tensor, margin: int) -> torch.Tensor:
+    """The picture inside a canvas (…, H, W): ``image`` less ``margin`` px on each side."""
+    return image[..., margin:image.shape[-2] - margin, margin:image.shape[-1] - margin] if margin else image
+
+
 def to_pil(image: torch.Tensor) -> Image.Image:
     """A (3, H, W) tensor (float in [0, 1], clamped there, or uint8 in 0-255) as an 8-bit RGB PIL
     image (values rounded, not truncated)."""

@@ -22,7 +22,7 @@ import torch
 
 from .config import MIN_SIZE, Config
 from .errors import ConfigError
-from .imageio import long_edge_shape
+from .imageio import canvas_margin, long_edge_shape
 from .optimize import LBFGS_HISTORY
 from .vgg import BLOCK_WIDTHS, LAYER_NAMES
 
@@ -102,7 +102,7 @@ def estimate(config: Config, height: int, width: int, checkpointed: bool, bfloat
     """Peak bytes of a run of ``config`` whose largest size is height × width pixels; ``bfloat16``:
     whether its features are computed in bfloat16 (``impasto.api.uses_bfloat16``)."""
     layers = (config.content_layer, *config.style_layers)
-    pixels = height * width
+    pixels = _canvas_pixels(config, height, width)
     optimizer_floats = 3 * (2 * LBFGS_HISTORY + 6) if config.optimizer == "lbfgs" else 3 * 6
     feature_bytes = pass_bytes(layers, config.pooling, checkpointed, 2 if bfloat16 else 4)
     # With masks, each painting's region multiplies every style feature by its mask (float32, kept).
@@ -111,11 +111,18 @@ def estimate(config: Config, height: int, width: int, checkpointed: bool, bfloat
     # Coarse-to-fine's composition term runs a second pass on the picture shrunk to the first size run.
     schedule = config.replace(max_size=max(height, width))
     sizes = [size for size, steps in zip(schedule.sizes(), schedule.steps_per_size()) if steps]
-    composition = pixels * (sizes[0] / sizes[-1]) ** 2 if len(sizes) > 1 and config.composition_weight else 0
+    first_size = long_edge_shape(height, width, sizes[0])
+    composition = _canvas_pixels(config, *first_size) if len(sizes) > 1 and config.composition_weight else 0
     optimisation = (pixels + composition) * feature_bytes + pixels * 4 * optimizer_floats
     # The paintings' Grams are taken in float32 without gradients: two layers alive at a time, at style_scale².
     targets = pixels * config.style_scale**2 * 2 * max(size for _, size in kept_tensors(layers, config.pooling))
     return OVERHEAD + SLACK[checkpointed] * max(optimisation, targets)
+
+
+def _canvas_pixels(config: Config, height: int, width: int) -> int:
+    """Pixels a run paints for a height × width picture: its canvas, with the margin."""
+    margin = canvas_margin(config.margin, height, width)
+    return (height + 2 * margin) * (width + 2 * margin)
 
 
 def available(device: torch.device) -> float:

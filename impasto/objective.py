@@ -13,7 +13,8 @@ import torch
 
 from .color import luminance
 from .errors import ImageError
-from .imageio import ImageSource, read_image, resize, resize_operators
+from .imageio import (ImageSource, canvas_margin, margin_operator, read_image, resize, resize_operators,
+                      with_margin, without_margin)
 from .losses import content_loss, gram_matrix, style_loss, tv_loss
 from .masks import layer_mask
 from .vgg import VGGFeatures
@@ -33,7 +34,15 @@ def blend_grams(per_style: Sequence[dict[str, torch.Tensor]], blend: Sequence[fl
 
 
 class Objective:
-    """α·content + β·Σ_l w_l·style_l + γ·tv, evaluated on an image (1, 3, H, W) in [0, 1]."""
+    """α·content + β·Σ_l w_l·style_l + γ·tv, evaluated on an image (1, 3, H, W) in [0, 1]: the canvas,
+    which is the picture with ``margin`` px more on each side.
+
+    VGG-19's convolutions pad their inputs with zeros, so the pixels at the edge of what they see
+    get gradients unlike all others: painted to the edge, a picture came out with a line along some
+    edges, darker or lighter by up to 45 grey levels than the rows inside (benchmarks/bench_edges.py).
+    On a canvas those rows fall in the margin, which the run paints and crops off; the content
+    target there is the photo mirrored.
+    """
 
     def __init__(
         self,
@@ -50,13 +59,20 @@ class Objective:
         masks: Sequence[torch.Tensor] | None = None,
         bfloat16: bool = False,
         grey: bool = False,
+        margin: int = 0,
     ) -> None:
-        """``masks`` (one (1, 1, H, W) per painting, the photo's size) give each painting a region:
+        """``content`` is the photo (1, 3, H, W), the picture's size; the canvas has ``margin`` px
+        more on each side (``canvas_margin``: at most an eighth of the short edge).
+        ``masks`` (one (1, 1, H, W) per painting, the photo's size) give each painting a region:
         its Gram target is then compared with the guided Gram of its region, not blended.
         ``bfloat16`` runs the image's forward and backward pass and its Gram products in bfloat16
         (autocast); the targets and the losses stay float32."""
         self.extractor, self.bfloat16, self.grey = extractor, bfloat16, grey
-        self.image_shape, self.device = tuple(content.shape[2:]), content.device  # what it scores
+        self.picture_shape, self.device = tuple(content.shape[2:]), content.device
+        self.margin = canvas_margin(margin, *self.picture_shape)
+        content = with_margin(content, self.margin)
+        masks = None if masks is None else [with_margin(mask, self.margin) for mask in masks]
+        self.image_shape = tuple(content.shape[2:])  # the canvas: what it scores
         self.content_layer = content_layer
         total = sum(style_layer_weights.values())
         self.style_layer_weights = {layer: w / total for layer, w in style_layer_weights.items()}
@@ -89,7 +105,7 @@ class Objective:
 
     def __call__(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The total loss and its weighted terms by name (tensors, still attached to the graph) of a
-        (1, 3, H, W) ``image`` of ``image_shape``."""
+        (1, 3, H, W) ``image`` of ``image_shape``: a canvas (``with_margin`` makes one of a picture)."""
         if image.dim() != 4 or image.shape[:2] != (1, 3) or tuple(image.shape[2:]) != self.image_shape:
             raise ImageError(f"objective: expected an image of shape (1, 3, {self.image_shape[0]}, "
                              f"{self.image_shape[1]}), got {tuple(image.shape)} (score() takes any picture)")
@@ -110,15 +126,16 @@ class Objective:
     @torch.no_grad()
     def score(self, picture: ImageSource) -> dict[str, float]:
         """The weighted terms of a picture (any image ``read_image`` takes: a file, a (3, H, W)
-        tensor …), resized to ``image_shape`` if it is not of it, and made grey first when the run
-        paints grey (``grey``: preserve_color "luminance"), as the run sees it."""
+        tensor …), resized to ``picture_shape`` if it is not of it, and made grey first when the run
+        paints grey (``grey``: preserve_color "luminance"), as the run sees it; its canvas's margin
+        is the picture mirrored."""
         picture = read_image(picture, what="picture to score")
         if self.grey:
             picture = luminance(picture)
-        if tuple(picture.shape[1:]) != self.image_shape:
-            picture = resize(picture, *self.image_shape)
-        picture = picture[None].to(self.device, torch.float32)
-        return {name: float(value) for name, value in self(picture)[1].items()}
+        if tuple(picture.shape[1:]) != self.picture_shape:
+            picture = resize(picture, *self.picture_shape)
+        canvas = with_margin(picture[None].to(self.device, torch.float32), self.margin)
+        return {name: float(value) for name, value in self(canvas)[1].items()}
 
 
 class WithComposition:
@@ -132,20 +149,23 @@ class WithComposition:
     e.g. ``style/relu1_1@512px``.
     """
 
-    def __init__(self, objective: Objective, first: Objective, weight: float, first_shape: tuple[int, int]) -> None:
-        self.objective, self.first, self.weight, self.first_shape = objective, first, weight, first_shape
-        self.suffix = f"@{max(first_shape)}px"
+    def __init__(self, objective: Objective, first: Objective, weight: float) -> None:
+        self.objective, self.first, self.weight = objective, first, weight
+        self.margin, self.image_shape = objective.margin, objective.image_shape  # its canvas is the objective's
+        self.suffix = f"@{max(first.picture_shape)}px"
         self.operators: tuple[torch.Tensor, torch.Tensor] | None = None  # built at the first call
 
     def shrink(self, image: torch.Tensor) -> torch.Tensor:
-        """The (1, 3, H, W) image shrunk to the first size: impasto's antialiased ``resize``, as matrix
-        products, whose backward pass repeats to the last bit on CUDA (interpolate's does not). The
-        objective is of one size, so every image has the shape of the first one it sees."""
+        """The (1, 3, H, W) canvas's picture shrunk to the first size, and mirrored into the first
+        size's canvas: impasto's antialiased ``resize`` and ``with_margin``, as matrix products, whose
+        backward pass repeats to the last bit on CUDA (interpolate's and the mirroring's do not)."""
+        picture = without_margin(image[0], self.margin)
         if self.operators is None:
-            rows, columns = resize_operators(*image.shape[2:], *self.first_shape)
+            rows, columns = resize_operators(*picture.shape[1:], *self.first.picture_shape)
+            rows, columns = (margin_operator(len(m), self.first.margin) @ m for m in (rows, columns))
             self.operators = rows.to(image.device), columns.T.contiguous().to(image.device)
         rows, columns_t = self.operators
-        return (rows @ image[0] @ columns_t).clamp(0.0, 1.0)[None]
+        return (rows @ picture @ columns_t).clamp(0.0, 1.0)[None]  # clamping commutes with mirroring
 
     def __call__(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         shrunk = self.shrink(image)  # first: its operators are built before the big features exist

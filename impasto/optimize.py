@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .errors import Interrupted
+from .imageio import with_margin, without_margin
 from .objective import Objective, WithComposition
 
 # Steps over which the relative decrease of the loss is averaged for the stopping test.
@@ -149,9 +150,12 @@ def optimize(
     scale: int = 0,
     callback: Callback | None = None,
     grey: bool = False,
+    margin: int = 0,
 ) -> torch.Tensor:
-    """Minimise ``objective`` over the pixels of ``image`` (1, 3, H, W); return the best image seen.
-    ``grey``: ``image`` is grey, and stays so (each step moves its three channels alike).
+    """Minimise ``objective`` over the pixels of ``image`` (1, 3, H, W) and of a ``margin`` around it
+    (px; the objective's canvas, first the picture mirrored into it); return the best picture seen,
+    the margin cropped off, as callbacks see it. ``grey``: ``image`` is grey, and stays so (each step moves its
+    three channels alike).
 
     Stops after ``iterations`` steps, when the loss stalls (``tolerance``), when ``callback``
     returns True ("cancelled"), or when the loss is not finite ("diverged"); ``state.stop_reason``
@@ -159,7 +163,7 @@ def optimize(
     it as a cancel does, the exception kept in ``state.interrupted`` for the caller to raise once it
     has kept the best image.
     """
-    image = image.detach().clone().clamp_(0, 1).requires_grad_(True)
+    image = with_margin(image.detach(), margin).clone().clamp_(0, 1).requires_grad_(True)
     opt = make_optimizer(optimizer, image, lr)
     best, best_loss, losses = image.detach().clone(), math.inf, []
     try:
@@ -183,7 +187,7 @@ def optimize(
                 state.total -= iterations - len(losses)
             if callback is not None and _asks_to_stop(callback(ProgressEvent(
                     state.step, state.total, scale, state.scales, loss_value, term_values,
-                    time.perf_counter() - state.started, image.detach()[0].clone()))):
+                    time.perf_counter() - state.started, without_margin(image.detach()[0], margin).clone()))):
                 state.stop_reason = "cancelled"
                 break
             if stalled:
@@ -194,7 +198,7 @@ def optimize(
         raise
     except BaseException as exc:  # raised again by the caller, once it has kept the best image
         state.stop_reason, state.interrupted = "cancelled", exc
-    return best
+    return without_margin(best, margin)
 
 
 def _stalled(losses: list[float], tolerance: float) -> bool:

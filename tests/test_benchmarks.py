@@ -5,11 +5,13 @@ import math
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 import impasto
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import bench_edges  # noqa: E402
 import bench_optimizers  # noqa: E402
 import bench_pastiche  # noqa: E402
 import bench_print  # noqa: E402
@@ -70,3 +72,15 @@ def test_resume_benchmark_reports_a_stop_the_run_never_reached(tmp_path):
     run = bench_resume.paint(config, tmp_path / "stopped.png", 9)
     assert run["stopped_at"] is None and run["steps"] == 4
     assert "resumed_from" not in impasto.read_metadata(tmp_path / "stopped.png")
+
+
+def test_edge_steps_measure_a_line_along_an_edge(tmp_path):
+    picture = torch.full((3, 40, 60), 0.5)
+    picture[:, -1] = 0.4  # a darker bottom row: 25.5 grey levels below the rows inside...
+    picture[:, :, 0] = 0.6  # ...and a lighter left column (which its corner pixel takes)
+    steps = bench_edges.edge_steps(picture)
+    corner = 0.1 * 255 / 60  # the bottom row's left pixel, 0.2 above the rest of it
+    assert steps == pytest.approx([0.0, -25.5 + corner, 25.5 + 0.1 * 255 / 40, 0.0], abs=1e-3)
+    path = tmp_path / "p.png"
+    impasto.imageio.save_image(torch.rand(3, 200, 300), path)
+    assert bench_edges.strips(path).size == (2 * 4 * (160 + 4), 4 * 24)

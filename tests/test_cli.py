@@ -151,6 +151,9 @@ def test_braces_in_one_photos_name_are_kept_and_a_batch_needs_known_placeholders
     photo = str(images / "content/golden_gate.jpg")
     assert main([photo, painting, "-o", str(tmp_path / "final {v2}.png"), *QUICK]) == 0
     assert (tmp_path / "final {v2}.png").is_file()
+    # ...but a placeholder misspelt is not taken for part of the name
+    assert main([photo, painting, "-o", str(tmp_path / "{stm}.png"), *QUICK]) == 2
+    assert f"-o {tmp_path}/{{stm}}.png: bad placeholder {{stm}}; did you mean {{stem}}?" in capsys.readouterr().err
     batch = ["-c", photo, "-c", str(images / "content/rainier.jpg"), painting]
     assert main([*batch, "-o", str(tmp_path / "{stem.upper}.png"), *QUICK]) == 2
     assert "bad placeholder {stem.upper}; use {stem}, {style} or {index}" in capsys.readouterr().err
@@ -829,6 +832,10 @@ def test_signals_write_the_best_image_and_exit_130_or_143(photo, painting, tmp_p
     for sig, (proc, out, log) in runs.items():
         err = proc.communicate(timeout=240)[1]
         assert proc.returncode == {signal.SIGINT: 130, signal.SIGTERM: 143}[sig], err
+        # Ctrl-C is answered at once (a step may take a minute); a service manager's SIGTERM needs no answer
+        stopping = "impasto: stopping after this step, keeping the best image so far (Ctrl-C again quits at once"
+        assert (stopping in err) == (sig == signal.SIGINT), err
+        assert "\nstep 1/100000, " in "\n" + err  # a log says at once that the run started (the next line: step 10000)
         assert err.splitlines()[-2].startswith(f"wrote {out} (") and err.splitlines()[-2].endswith(
             f"stopped by {sig.name}: the best image so far)")
         assert err.splitlines()[-1] == f"impasto: to go on where it stopped: impasto --resume {out}"

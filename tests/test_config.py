@@ -1,3 +1,4 @@
+import inspect
 import json
 from pathlib import Path
 
@@ -108,6 +109,8 @@ def test_step_size_defaults_per_optimizer():
         ({"masks": ("",)}, "masks has an empty file name"),
         ({"iters": 3}, "unknown setting 'iters'; did you mean 'iterations'?"),
         ({"zzz": 3}, "unknown setting 'zzz'; valid settings: max_size"),
+        ({"margin": -1}, "margin must be from 0 to 64 pixels, not -1"),
+        ({"margin": 65}, "margin must be from 0 to 64 pixels, not 65"),
     ],
 )
 def test_invalid_settings_name_the_field(changes, message):
@@ -115,14 +118,25 @@ def test_invalid_settings_name_the_field(changes, message):
         Config().replace(**changes)
 
 
+def test_saved_settings_of_an_older_version_repeat_its_picture():
+    assert Config.from_saved(Config().to_dict()) == Config()  # this version's: as saved
+    older = {k: v for k, v in Config().to_dict().items() if k != "margin"}  # 0.5.0 painted to the edge
+    assert Config.from_saved(older).margin == 0 and Config.from_dict(older).margin == 8
+    with pytest.raises(ConfigError, match="settings must be a dict of Config fields, not list"):
+        Config.from_saved([])
+
+
 def test_an_empty_weights_file_means_the_built_in_weights():
     assert Config(weights="").weights is None
     assert Config.from_dict({"weights": ""}) == Config()
 
 
-def test_unknown_setting_in_a_dict():
+def test_unknown_setting_in_a_dict_or_a_call():
     with pytest.raises(ConfigError, match="unknown setting 'colour'"):
         Config.from_dict({"colour": "blue"})
+    with pytest.raises(ConfigError, match="unknown setting 'styl_weight'; did you mean 'style_weight'"):
+        Config(styl_weight=3)  # as the dict's, not Python's TypeError with no hint
+    assert str(inspect.signature(Config)).startswith("(max_size: 'int' = 512, scales: 'int' = 4")  # help() shows it
     for not_a_dict in (None, [("max_size", 64)]):
         with pytest.raises(ConfigError, match="settings must be a dict of Config fields, not"):
             Config.from_dict(not_a_dict)

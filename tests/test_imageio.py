@@ -16,6 +16,7 @@ from impasto import imageio
 from impasto.errors import ConfigError, ImageError
 from impasto.imageio import (
     header_size,
+    margin_operator,
     read_image,
     read_metadata,
     resize,
@@ -25,6 +26,8 @@ from impasto.imageio import (
     save_image,
     to_pil,
     unenlarge,
+    with_margin,
+    without_margin,
 )
 
 def pixel(t, y, x):
@@ -612,3 +615,12 @@ def test_header_size_reads_only_the_header(tmp_path):
     assert header_size(tmp_path / "claims.png") == (8000, 6000)
     (tmp_path / "notes.jpg").write_text("not a picture")
     assert header_size(tmp_path / "notes.jpg") is None and header_size(tmp_path / "missing.png") is None
+
+
+def test_margin_operator_is_the_mirroring_as_a_matrix():
+    image = torch.rand(1, 3, 5, 7, generator=torch.Generator().manual_seed(0))
+    rows, columns = margin_operator(5, 3), margin_operator(7, 3)
+    assert rows.shape == (11, 5) and torch.equal(rows.sum(1), torch.ones(11))  # one pixel each
+    assert torch.equal(rows @ image[0] @ columns.T, with_margin(image, 3)[0])
+    assert torch.equal(without_margin(with_margin(image, 3), 3), image)
+    assert torch.equal(margin_operator(4, 0), torch.eye(4)) and with_margin(image, 0) is image

@@ -38,8 +38,11 @@ def test_checkpointing_keeps_less():
 
 
 def test_bfloat16_features_need_less_memory_but_the_same_for_the_optimizer():
-    config = Config(composition_weight=0.0)  # one pass of VGG-19 per step (the composition pass: below)
+    config = Config(composition_weight=0.0, margin=0)  # one pass of VGG-19 per step (the composition pass: below)
     float32, bfloat16 = (estimate(config, 1000, 1500, False, b) - OVERHEAD for b in (False, True))
+    # A margin of 8 px paints a canvas of 1016 × 1516 px, whose memory the run needs too.
+    margin = estimate(config.replace(margin=8), 1000, 1500, False) - OVERHEAD
+    assert margin == pytest.approx(float32 * 1016 * 1516 / (1000 * 1500))
     # Per pixel, float32: 1.3 × (512 × 4 + L-BFGS's 3 × 46 floats × 4); bfloat16 halves the first part.
     assert float32 == pytest.approx(1.3 * 1000 * 1500 * (2048 + 552))
     assert bfloat16 == pytest.approx(1.3 * 1000 * 1500 * (1024 + 552))
@@ -50,7 +53,7 @@ def test_bfloat16_features_need_less_memory_but_the_same_for_the_optimizer():
 
 
 def test_estimate_grows_linearly_with_pixels():
-    config = Config()
+    config = Config(margin=0)  # a margin is a fixed number of pixels more on each edge
     one, four = (estimate(config, 100 * k, 150 * k, False) - OVERHEAD for k in (1, 2))
     assert four == pytest.approx(4 * one)
     assert estimate(config, 100, 150, True) < estimate(config, 100, 150, False)
@@ -61,8 +64,9 @@ def test_estimate_grows_linearly_with_pixels():
 def test_the_composition_pass_is_counted_at_the_first_size():
     on, off = Config(), Config(composition_weight=0.0)
     per_pixel = SLACK[False] * pass_bytes(LAYERS, on.pooling, False)
-    # 2048 px is 512 → 1024 → 2048: the shrunk picture's pass adds 512×384 pixels' features.
-    assert estimate(on, 1536, 2048, False) - estimate(off, 1536, 2048, False) == pytest.approx(512 * 384 * per_pixel)
+    # 2048 px is 512 → 1024 → 2048: the shrunk picture's pass adds its canvas's features, 512×384 px and
+    # a margin of 8 px.
+    assert estimate(on, 1536, 2048, False) - estimate(off, 1536, 2048, False) == pytest.approx(528 * 400 * per_pixel)
     assert estimate(on, 750, 1000, False) == estimate(off, 750, 1000, False)  # one size: no such pass
 
 
@@ -93,7 +97,7 @@ def test_masks_and_the_inputs_are_counted():
     plain, one, two = (estimate(config.replace(masks=("m.png",) * n), 750, 1000, False) for n in (0, 1, 2))
     assert two - one == pytest.approx(one - plain)
     # float32 products of the five style layers' features with the mask: 64 + 32 + 16 + 8 + 2 values a pixel
-    assert (one - plain) / SLACK[False] == pytest.approx(750 * 1000 * 122 * 4)
+    assert (one - plain) / SLACK[False] == pytest.approx(766 * 1016 * 122 * 4)  # on the canvas: 8 px more each side
     held = 0.3 * GB
     assert plan(config, 750, 1000, CPU, held=held).estimate == pytest.approx(estimate(config, 750, 1000, False) + held)
 
@@ -103,7 +107,7 @@ def test_the_composition_pass_is_counted_at_the_first_size_that_runs():
     without = estimate(config.replace(composition_weight=0.0), 1536, 2048, False)
     first_runs = estimate(config, 1536, 2048, False) - without  # at 512 px
     first_skipped = estimate(config.replace(coarse_iterations=0), 1536, 2048, False) - without  # at 1024 px
-    assert first_skipped == pytest.approx(4 * first_runs)
+    assert first_skipped / first_runs == pytest.approx(784 * 1040 / (400 * 528))  # the canvases at 1024 and 512 px
 
 
 def test_a_budget_below_the_smallest_run_asks_for_memory():

@@ -1,9 +1,10 @@
 """The objective's targets: blended Grams, masked regions and the style weight."""
 
+import pytest
 import torch
 
 from impasto.api import load_extractor
-from impasto.imageio import read_image, resize, resize_to_long_edge
+from impasto.imageio import read_image, resize, resize_to_long_edge, with_margin, without_margin
 from impasto.losses import content_loss, gram_matrix, style_loss, tv_loss
 from impasto.objective import Objective, WithComposition, blend_grams
 
@@ -84,7 +85,7 @@ def test_the_composition_term_scores_the_picture_shrunk_to_the_first_size(images
     small, big = (resize_to_long_edge(photo, size) for size in (40, 80))
     first = _objective(small, [resize_to_long_edge(painting, 40)])
     larger = _objective(big, [resize_to_long_edge(painting, 80)])
-    composed = WithComposition(larger, first, 0.5, tuple(small.shape[1:]))
+    composed = WithComposition(larger, first, 0.5)
     image = resize(resize_to_long_edge(painting, 80), *big.shape[1:])[None].requires_grad_(True)
     loss, terms = composed(image)
     shrunk = resize(image[0].detach(), *small.shape[1:])[None]  # impasto's antialiased shrink
@@ -96,3 +97,40 @@ def test_the_composition_term_scores_the_picture_shrunk_to_the_first_size(images
     alone = torch.autograd.grad(larger(image)[0], image)[0]
     together = torch.autograd.grad(loss, image)[0]
     assert (together - alone).abs().sum() > 0.05 * alone.abs().sum()
+
+
+def test_the_canvas_is_the_picture_with_a_mirrored_margin(images):
+    content = resize(read_image(images / "content/golden_gate.jpg"), 48, 64)
+    style = _image(images / "style/starry_night.jpg")
+    objective = _objective(content, [style], margin=5)
+    assert objective.picture_shape == (48, 64) and objective.image_shape == (58, 74) and objective.margin == 5
+    canvas = with_margin(content[None], 5)
+    assert torch.equal(canvas[0, :, 5, 5:-5], content[:, 0]) and torch.equal(canvas[0, :, 4, 5:-5], content[:, 1])
+    assert objective.score(content)["content/relu4_2"] == 0.0  # the target is the mirrored photo's features
+    assert objective(canvas)[1]["content/relu4_2"] == 0.0
+    # A picture scores as its mirrored canvas; the margin pixels count: painted otherwise, the terms differ.
+    picture = resize(style, 48, 64)
+    on_canvas = {name: float(value) for name, value in objective(with_margin(picture[None], 5))[1].items()}
+    assert objective.score(picture) == pytest.approx(on_canvas, rel=1e-6)
+    other = with_margin(picture[None], 5)
+    other[..., :5] = 0.5
+    assert objective(other)[1]["style/relu1_1"] != pytest.approx(on_canvas["style/relu1_1"], rel=1e-3)
+    assert torch.equal(without_margin(canvas, 5), content[None])
+    # At most an eighth of the short edge: on a thumbnail a margin would be most of the canvas.
+    assert _objective(resize(content, 24, 32), [style], margin=8).margin == 3
+    assert _objective(resize(content, 12, 16), [style], margin=8).image_shape == (14, 18)
+
+
+def test_the_composition_term_shrinks_the_picture_not_the_margin(images):
+    photo, painting = read_image(images / "content/golden_gate.jpg"), read_image(images / "style/starry_night.jpg")
+    small, big = (resize_to_long_edge(photo, size) for size in (40, 80))
+    first = _objective(small, [resize_to_long_edge(painting, 40)], margin=3)  # 30×40: at most 3
+    larger = _objective(big, [resize_to_long_edge(painting, 80)], margin=6)
+    composed = WithComposition(larger, first, 0.5)
+    assert (composed.margin, composed.image_shape) == (6, (72, 92))
+    picture = resize(resize_to_long_edge(painting, 80), *big.shape[1:])
+    canvas = with_margin(picture[None], 6)
+    canvas[..., :6] = 0.0  # a margin unlike the picture: the first size must not see it
+    loss, _ = composed(canvas)
+    shrunk = with_margin(resize(picture, *small.shape[1:])[None], 3)
+    assert torch.allclose(loss, larger(canvas)[0] + 0.5 * first(shrunk)[0], rtol=1e-4)

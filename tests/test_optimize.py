@@ -49,6 +49,27 @@ def test_loop_records_history_and_returns_best():
     assert quadratic(best)[0].item() == pytest.approx(min(row["loss"] for row in state.history))
 
 
+def test_the_margin_is_painted_and_cropped_off():
+    canvases = []
+
+    def on_canvas(canvas):  # the picture to TARGET, the margin of 1 px to white
+        canvases.append(canvas.detach().clone())
+        margin_loss = (canvas - 1).square().sum() - (canvas[..., 1:-1, 1:-1] - 1).square().sum()
+        loss = quadratic(canvas[..., 1:-1, 1:-1])[0] + margin_loss
+        return loss, {"quadratic": loss}
+
+    events = []
+    start = torch.full((1, 1, 2, 3), 0.5)
+    start[..., 0, 0] = 0.0
+    best = optimize(start, on_canvas, optimizer="lbfgs", lr=1.0, iterations=30, tolerance=0,
+                    state=LoopState(total=30), callback=events.append, margin=1)
+    assert canvases[0].shape == (1, 1, 4, 5)  # the picture mirrored into the margin at first
+    assert torch.equal(canvases[0][0, 0, 1], torch.tensor([0.5, 0.0, 0.5, 0.5, 0.5]))
+    assert canvases[-1][0, 0, 0].min() > 0.99  # the margin was painted
+    assert best.shape == (1, 1, 2, 3) and torch.allclose(best, TARGET.clamp(0, 1), atol=1e-3)
+    assert all(e.image.shape == (1, 2, 3) for e in events)
+
+
 def test_callback_can_stop_the_run():
     state = LoopState(total=50)
     optimize(torch.full((1, 1, 2, 3), 0.5), quadratic, optimizer="adam", lr=0.01, iterations=50,

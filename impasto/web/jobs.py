@@ -327,7 +327,7 @@ class JobManager:
             return job.cancel_requested.is_set()
 
         try:
-            config = Config.from_dict(job.settings)
+            config = Config.from_saved(job.settings)
             result = stylize(job.content_path, job.style_paths, config, callback=on_step, resume=resume)
         except ImpastoError as e:
             message = _without_folder(str(e), job)
@@ -382,7 +382,7 @@ def _without_folder(message: str, job: Job) -> str:
 
 
 def _total_steps(settings: dict[str, Any]) -> int:
-    return sum(Config.from_dict(settings).steps_per_size())
+    return sum(Config.from_saved(settings).steps_per_size())
 
 
 def _png(image: Any) -> bytes:
