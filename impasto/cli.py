@@ -402,6 +402,9 @@ def plan(args: argparse.Namespace) -> Plan:
             raise ConfigError("give CONTENT, at least one STYLE and -o OUTPUT (or --rerun IMAGE, or --demo; "
                               "see impasto --help)")
         batch = len(contents) > 1 or any(Path(c).is_dir() for c in contents)
+        if args.content and len(styles) > 1 and not args.quiet:  # "impasto -c a.jpg photo.jpg art.jpg" meant one
+            print(f"impasto: note: with --content, every other image is a painting: blending {len(styles)} "
+                  f"({', '.join(styles)})", file=sys.stderr)
         contents = [photo for c in contents for photo in _expand(c, styles, args.quiet)]
     return _finish_plan(args, config, contents, styles, batch)
 
@@ -654,7 +657,10 @@ def _output_path(template: str, names: dict[str, Any], what: str, in_folder: str
     if problem:
         raise ConfigError(f"{what} {template}: {problem}; use {{stem}}, {{style}} or {{index}} "
                           "(a brace in the name is written twice)")
-    return Path(template.format(**names))
+    try:
+        return Path(template.format(**names))
+    except ValueError as exc:  # a format that does not fit the value: {stem:d}, {index!x}
+        raise ConfigError(f"{what} {template}: {exc}") from None
 
 
 def _check_a_file(text: str, option: str) -> None:

@@ -135,7 +135,7 @@ class Config:
     # Last, so that the fields before keep their places as positional arguments (new in 0.6.0).
     margin: int = _field(
         8, "pixels painted around the picture and cropped off, so that its outermost rows are painted like "
-        "the rest (VGG-19's zero padding darkens them otherwise); 0: none", "output")
+        "the rest (VGG-19's zero padding draws lines along them otherwise); 0: none", "output")
 
     def __post_init__(self) -> None:
         # Lists become tuples (hashable), paths text and numpy numbers Python ones, so metadata is JSON.
@@ -256,8 +256,7 @@ class Config:
         """Settings from a dict such as ``to_dict`` makes; unknown keys are an error."""
         if not isinstance(data, dict):
             raise ConfigError(f"settings must be a dict of Config fields, not {type(data).__name__}")
-        refuse_unknown(data)
-        return cls(**data)
+        return cls(**data)  # which refuses an unknown name
 
     @classmethod
     def from_saved(cls, data: dict[str, Any]) -> "Config":

@@ -115,7 +115,8 @@ def estimate(config: Config, height: int, width: int, checkpointed: bool, bfloat
     composition = _canvas_pixels(config, *first_size) if len(sizes) > 1 and config.composition_weight else 0
     optimisation = (pixels + composition) * feature_bytes + pixels * 4 * optimizer_floats
     # The paintings' Grams are taken in float32 without gradients: two layers alive at a time, at style_scale².
-    targets = pixels * config.style_scale**2 * 2 * max(size for _, size in kept_tensors(layers, config.pooling))
+    # (the paintings are scaled to the picture's pixels, not the canvas's)
+    targets = height * width * config.style_scale**2 * 2 * max(size for _, size in kept_tensors(layers, config.pooling))
     return OVERHEAD + SLACK[checkpointed] * max(optimisation, targets)
 
 

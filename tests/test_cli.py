@@ -147,10 +147,21 @@ def test_a_log_or_snapshot_that_cannot_be_written_does_not_lose_the_painting(pho
     assert "warning: --save-every: cannot write" in err and "out-step00002.png" in err
 
 
+def test_with_content_every_other_image_is_a_painting_and_a_note_says_so(photo, images, tmp_path, capsys):
+    art = [str(images / "style/starry_night.jpg"), str(images / "style/the_scream.jpg")]
+    assert main(["-c", photo, *art, "-o", str(tmp_path / "out.png"), *QUICK[1:]]) == 0
+    assert f"impasto: note: with --content, every other image is a painting: blending 2 ({', '.join(art)})" in \
+        capsys.readouterr().err
+    assert read_metadata(tmp_path / "out.png")["inputs"]["paths"]["style"] == art
+
+
 def test_braces_in_one_photos_name_are_kept_and_a_batch_needs_known_placeholders(images, painting, tmp_path, capsys):
     photo = str(images / "content/golden_gate.jpg")
     assert main([photo, painting, "-o", str(tmp_path / "final {v2}.png"), *QUICK]) == 0
     assert (tmp_path / "final {v2}.png").is_file()
+    batch_of_two = ["-c", photo, "-c", str(images / "content/rainier.jpg"), painting]
+    assert main([*batch_of_two, "-o", str(tmp_path / "{stem:d}.png"), *QUICK]) == 2  # a format that does not fit
+    assert f"-o {tmp_path}/{{stem:d}}.png: Unknown format code 'd' for object of type 'str'" in capsys.readouterr().err
     # ...but a placeholder misspelt is not taken for part of the name
     assert main([photo, painting, "-o", str(tmp_path / "{stm}.png"), *QUICK]) == 2
     assert f"-o {tmp_path}/{{stm}}.png: bad placeholder {{stm}}; did you mean {{stem}}?" in capsys.readouterr().err

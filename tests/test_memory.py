@@ -87,6 +87,8 @@ def test_plan_refuses_a_size_that_cannot_fit_and_names_one_that_can():
     assert plan(config.replace(max_size=fits), 1080, 1920, CPU).checkpointed
     with pytest.raises(ConfigError):
         plan(config.replace(max_size=fits + 1), 1080, 1920, CPU)
+    # The paintings are read at the picture's pixels (times style_scale²), not the canvas's
+    assert estimate(Config(style_scale=16), 384, 512, False) == estimate(Config(style_scale=16, margin=0), 384, 512, False)
     # A painting read at style_scale² the picture's pixels can be what does not fit: say so.
     with pytest.raises(ConfigError, match=r"or less, or a style_scale below 16$"):
         plan(Config(max_size=512, style_scale=16, max_memory=4.0), 1080, 1920, CPU)
