@@ -182,6 +182,18 @@ def test_keyboard_and_phone(server, page, images):
     page.keyboard.press("Enter")  # a gallery card opens from the keyboard
     page.wait_for_selector("#preview:not([hidden])")
     assert page.inner_text("#status-text").startswith("Finished: 3 steps")
+    # Its settings come back to the form, to paint it again or vary it.
+    page.fill("#setting-iterations", "50")
+    page.fill("#setting-max_size", "64")
+    page.click("#reuse")
+    assert (page.input_value("#setting-iterations"), page.input_value("#setting-max_size")) == ("3", "32")
+    assert page.inner_text("#message") == "The form has the settings of golden_gate × starry_night."
+    page.reload()  # kept, as the form's own changes are
+    assert page.input_value("#setting-iterations") == "3"
+    page.wait_for_selector(".card")
+    page.locator(".card .title").focus()
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#preview:not([hidden])")
     # The focus goes where the painting is shown, and a screen reader says which one it is.
     assert page.evaluate("document.activeElement.id") == "stage"
     assert page.inner_text("#announce").startswith("golden_gate × starry_night: Finished: 3 steps")

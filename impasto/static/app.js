@@ -16,6 +16,7 @@ const state = {
   previewPending: null,
   eta: null,        // {seconds, at}: the time left the server last gave, counted down between its events
   announced: -1,    // the tenths of the run on the stage told to a screen reader so far
+  shown: null,      // the job on the stage, with its settings ("Use its settings")
 };
 const SAVED_SETTINGS = "impasto-settings";  // localStorage: the form as the user last left it
 
@@ -28,6 +29,7 @@ document.addEventListener("DOMContentLoaded", async () => {
   $("paint").addEventListener("click", paint);
   $("cancel").addEventListener("click", cancel);
   $("resume").addEventListener("click", resume);
+  $("reuse").addEventListener("click", reuseSettings);
   window.addEventListener("resize", drawChart);
   drawChart();
   // A focused field scrolls clear of the sticky Paint bar, however tall its message makes it.
@@ -142,10 +144,10 @@ const mb = (bytes) => (bytes / 2 ** 20).toFixed(bytes < 2 ** 20 ? 2 : 1);
 // ---------------------------------------------------------------------------------------------
 // Settings form, built from the server's description of each setting
 
-function buildForm(settings) {
+// ``saved``: the form's text values to show (those the user left, by default), each within its limits.
+function buildForm(settings, saved = savedSettings()) {
   const form = $("settings");
   form.replaceChildren();
-  const saved = savedSettings();
   for (const s of settings) {
     const field = document.createElement("div");
     field.className = "field";
@@ -265,6 +267,22 @@ function settingValues() {
   return values;
 }
 
+// The form takes the settings of the painting on the stage, so that Paint repeats it (or varies it).
+function reuseSettings() {
+  const job = state.shown;
+  const values = {};
+  for (const s of state.settings.settings) {
+    if (job.config[s.name] !== undefined && job.config[s.name] !== null) values[s.name] = String(job.config[s.name]);
+  }
+  buildForm(state.settings.settings, values);
+  try { localStorage.setItem(SAVED_SETTINGS, JSON.stringify(settingValues())); } catch { /* storage turned off */ }
+  const outside = state.settings.settings.filter((s) => s.name in values && (s.widget === "select"
+    ? !s.choices.some(([v]) => v === values[s.name]) : within(s, values[s.name]) === null)).map((s) => s.name);
+  showMessage(`The form has the settings of ${jobTitle(job)}` + (outside.length ? `, but for ${outside.join(", ")}, ` +
+    "beyond this server's limits now (set to the default)" : "") + ".", "info", false);
+  $("reuse").focus();
+}
+
 function updatePaintButton() {
   $("paint").disabled = !(state.settings && files.content && files.style) || busy();
   if (!state.view && files.content && files.style) setStatus("Ready: press Paint.", "");
@@ -315,6 +333,7 @@ function follow(job, pressed = false) {
   $("cancel").disabled = false;
   $("cancel").textContent = "Cancel";
   $("result-info").textContent = jobTitle(job);  // which painting this is: it may be another tab's
+  showReuse(job);
   // Paint and Resume disable themselves when pressed: focus goes to Cancel, not <body>, without a jump.
   // Not on opening the page, where Space, meant to scroll, would cancel the run.
   if (pressed && (document.activeElement === $("paint") || document.activeElement === document.body)) {
@@ -435,6 +454,7 @@ function finished(job) {
 
 function showJob(job, points) {
   state.view = job.id;
+  showReuse(job);
   state.points = points;
   state.total = job.total;
   const took = `${job.step} step${job.step === 1 ? "" : "s"} in ${formatTime(job.elapsed)}`;
@@ -502,7 +522,8 @@ function emptyStage() {
   $("preview").hidden = true;
   $("placeholder").textContent = "Your painting appears here as it takes shape.";
   $("placeholder").hidden = false;
-  for (const id of ["download", "resume", "cancel"]) $(id).hidden = true;
+  for (const id of ["download", "resume", "cancel", "reuse"]) $(id).hidden = true;
+  state.shown = null;
   $("result-info").textContent = "";
   setBar(0, "");
   drawChart();
@@ -515,6 +536,12 @@ function clearStage() {
   emptyStage();
   setStatus("Choose a photo and a painting, then press Paint.", "");
   updatePaintButton();
+}
+
+// "Use its settings" for the painting on the stage (a job from an older server may record none).
+function showReuse(job) {
+  state.shown = job;
+  $("reuse").hidden = !job.config;
 }
 
 const capitalized = (text) => text.charAt(0).toUpperCase() + text.slice(1);
