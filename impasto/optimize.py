@@ -154,8 +154,8 @@ def optimize(
 ) -> torch.Tensor:
     """Minimise ``objective`` over the pixels of ``image`` (1, 3, H, W) and of a ``margin`` around it
     (px; the objective's canvas, first the picture mirrored into it); return the best picture seen,
-    the margin cropped off, as callbacks see it. ``grey``: ``image`` is grey, and stays so (each step moves its
-    three channels alike).
+    the margin cropped off, as callbacks see it. ``grey``: ``image`` is grey, and stays so (each step
+    moves its three channels alike).
 
     Stops after ``iterations`` steps, when the loss stalls (``tolerance``), when ``callback``
     returns True ("cancelled"), or when the loss is not finite ("diverged"); ``state.stop_reason``

@@ -186,10 +186,8 @@ function buildForm(settings, saved = savedSettings()) {
         const option = document.createElement("option");
         option.value = value;
         option.textContent = text;
-        option.selected = value === String(s.default);  // a number's default is 1, its choice "1"
-        if (saved[s.name] !== undefined && s.choices.some(([v]) => v === saved[s.name])) {
-          option.selected = value === saved[s.name];
-        }
+        // the saved choice, else the default (a number's default is 1, its choice "1")
+        option.selected = value === (within(s, saved[s.name]) ?? String(s.default));
         select.append(option);
       }
       field.append(select);
@@ -239,8 +237,10 @@ function savedSettings() {
   }
 }
 
-// A saved number still within the setting's limits (this server's may have changed), or null.
+// A saved value the setting still takes (this server's limits may have changed): a number within
+// its limits, or one of its choices; else null.
 function within(s, text) {
+  if (s.widget === "select") return s.choices.some(([v]) => v === text) ? text : null;
   const value = Number(text);
   if (text === undefined || text === "" || !Number.isFinite(value)) return null;
   if ((s.min !== undefined && value < s.min) || (s.max !== undefined && value > s.max)) return null;
@@ -276,8 +276,8 @@ function reuseSettings() {
   }
   buildForm(state.settings.settings, values);
   try { localStorage.setItem(SAVED_SETTINGS, JSON.stringify(settingValues())); } catch { /* storage turned off */ }
-  const outside = state.settings.settings.filter((s) => s.name in values && (s.widget === "select"
-    ? !s.choices.some(([v]) => v === values[s.name]) : within(s, values[s.name]) === null)).map((s) => s.name);
+  const outside = state.settings.settings.filter((s) => s.name in values && within(s, values[s.name]) === null)
+    .map((s) => s.name);
   showMessage(`The form has the settings of ${jobTitle(job)}` + (outside.length ? `, but for ${outside.join(", ")}, ` +
     "beyond this server's limits now (set to the default)" : "") + ".", "info", false);
   $("reuse").focus();
