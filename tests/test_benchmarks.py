@@ -16,6 +16,7 @@ import bench_optimizers  # noqa: E402
 import bench_pastiche  # noqa: E402
 import bench_print  # noqa: E402
 import bench_resume  # noqa: E402
+import bench_specks  # noqa: E402
 
 CPU = torch.device("cpu")
 
@@ -84,3 +85,26 @@ def test_edge_steps_measure_a_line_along_an_edge(tmp_path):
     path = tmp_path / "p.png"
     impasto.imageio.save_image(torch.rand(3, 200, 300), path)
     assert bench_edges.strips(path).size == (2 * 4 * (160 + 4), 4 * 24)
+
+
+def test_lone_pixels_are_single_pixels_far_off_all_their_neighbours():
+    picture = torch.full((3, 20, 30), 0.5)
+    picture[1, 5, 7] = 0.9  # green, 102 grey levels off its neighbours: a speck
+    picture[0, 12, 20] = 0.7  # 51 levels off: too faint
+    picture[2, 15, 3:5] = 0.1  # two pixels side by side: not lone
+    picture[:, 0, 10] = 1.0  # on the border: not counted
+    lone = bench_specks.lone_pixels(picture)
+    assert lone.nonzero().tolist() == [[5, 7]]
+    assert bench_specks.lone_pixels(picture, levels=50).nonzero().tolist() == [[5, 7], [12, 20]]
+    top, left = bench_specks.densest_square(lone, side=4)
+    assert top <= 5 < top + 4 and left <= 7 < left + 4
+
+
+def test_torch_first_step_is_one_over_the_gradients_l1_norm_and_is_undone_after_its_block():
+    image, grad = torch.full((1, 3, 4, 4), 0.5), torch.linspace(-1.0, 2.0, 48).view(1, 3, 4, 4)
+    with bench_specks.first_step("torch"):
+        lbfgs = impasto.optimize.make_optimizer("lbfgs", image, 1.0)
+        assert isinstance(impasto.optimize.make_optimizer("adam", image, 0.02), impasto.optimize.ProjectedAdam)
+    lbfgs.step(image, grad)
+    assert torch.allclose(image - 0.5, -grad / grad.abs().sum(), atol=1e-6)  # 0.6.0's: no pixel moves by 1/40 here
+    assert type(impasto.optimize.make_optimizer("lbfgs", image, 1.0)) is impasto.optimize.ProjectedLBFGS

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from impasto.optimize import LoopState, ProjectedAdam, ProjectedLBFGS, _stalled, optimize
+from impasto.optimize import FIRST_STEP, LoopState, ProjectedAdam, ProjectedLBFGS, _stalled, optimize
 
 TARGET = torch.tensor([-0.5, 0.2, 0.7, 1.8, 0.4, 3.0]).view(1, 1, 2, 3)  # some outside [0, 1]
 CURVATURE = torch.tensor([1.0, 10.0, 100.0, 3.0, 30.0, 0.3]).view(1, 1, 2, 3)  # ill-conditioned
@@ -133,3 +133,14 @@ def test_lbfgs_caps_the_change_of_a_pixel_per_step():
         lbfgs.step(image, torch.autograd.grad(loss, image)[0])
         assert (image.detach() - before).abs().max() <= 0.1 + 1e-6
     assert torch.allclose(image.detach(), torch.full((1, 1, 2, 2), 0.9), atol=1e-3)
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 1e6])
+def test_lbfgs_first_step_moves_the_steepest_pixel_by_first_step_whatever_the_gradients_scale(scale):
+    # A picture's gradient sums to 10^7 and more: a first step of 1/‖g‖₁ (torch's) would move nothing.
+    image = torch.full((1, 3, 8, 8), 0.5)
+    grad = scale * torch.linspace(-1.0, 2.0, image.numel()).view_as(image)
+    ProjectedLBFGS(lr=1.0).step(image, grad)
+    moved = (image - 0.5).flatten()
+    assert moved.abs().max() == pytest.approx(FIRST_STEP) and moved[-1] == pytest.approx(-FIRST_STEP)
+    assert torch.allclose(moved, -FIRST_STEP * grad.flatten() / (2 * scale), atol=1e-7)  # along the gradient
