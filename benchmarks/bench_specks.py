@@ -65,6 +65,8 @@ class TorchFirstStep(impasto.optimize.ProjectedLBFGS):
 @contextmanager
 def first_step(kind: str) -> Iterator[None]:
     """Runs in this block take ``kind``'s first step: "torch" (1/‖g‖₁) or "impasto" (FIRST_STEP)."""
+    if kind not in ("torch", "impasto"):
+        raise ValueError(f"no first step called {kind!r}: 'torch' or 'impasto'")
     if kind == "impasto":
         yield
         return
@@ -99,7 +101,8 @@ def main() -> None:
                 result = impasto.stylize(SHARED / "content" / f"{photo_name}.jpg",
                                          SHARED / "style" / f"{painting_name}.jpg", impasto.Config(max_size=args.size))
             result.save(args.out / f"{photo_name}-{painting_name}-{kind}.png")
-            lone, best = int(lone_pixels(result.image).sum()), min(row["loss"] for row in result.history)
+            last_size = [row["loss"] for row in result.history if row["scale"] == result.history[-1]["scale"]]
+            lone, best = int(lone_pixels(result.image).sum()), min(last_size)
             lone_counts[kind].append(lone)
             losses[kind].append(best)
             print(f"{photo_name + ' × ' + painting_name:42} {kind:>10} {lone:7d} {len(result.history):5d} "

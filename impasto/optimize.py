@@ -22,13 +22,14 @@ from .objective import Objective, WithComposition
 # Steps over which the relative decrease of the loss is averaged for the stopping test.
 TOLERANCE_WINDOW = 10
 LBFGS_HISTORY = 20  # curvature pairs L-BFGS keeps (impasto.memory counts their bytes)
-# L-BFGS's steps before it has a curvature pair move the steepest pixel by this much (13 grey levels).
-# torch's L-BFGS steps by 1/‖g‖₁ at first, which on a picture moves no pixel by a hundredth of a grey
-# level, and a pair from so short a step measures the curvature poorly: it can come out indefinite,
-# and be skipped, step after step (hoovertowernight × woman-with-hat-matisse at 512 px crept 47 steps,
-# then stopped as stalled with the photo barely painted), or scale the next step wildly, which drove
-# pixels onto the bounds and left coloured specks beside them (12 photo × painting pairs at 384 px:
-# 238 pixels more than 60 grey levels off all their neighbours; 101 from this step).
+# L-BFGS's steps while it has no curvature pair move the steepest pixel by this much times the
+# learning rate (13 grey levels at the default 1). torch's L-BFGS steps by 1/‖g‖₁ then, which on a
+# picture moves no pixel by a hundredth of a grey level, and a pair from so short a step measures the
+# curvature poorly. It can come out indefinite, and be skipped, step after step: hoovertowernight ×
+# woman-with-hat-matisse at 512 px crept 47 steps, then its loss rose for a step and the run stopped
+# as stalled, the photo barely painted. Or it scales the next step wildly, which drove pixels onto
+# the bounds and left coloured specks beside them: 12 photo × painting pairs at 384 px had 238 pixels
+# more than 60 grey levels off all their neighbours, 101 from this step.
 FIRST_STEP = 0.05
 
 
@@ -63,8 +64,8 @@ class ProjectedLBFGS:
     the clipped pixels corrupt the inverse-Hessian estimate and the run stalls short of the minimum
     (torch.optim.LBFGS plus clamping does). No step moves a pixel by more than ``max_change``:
     without a line search, the first steps' curvature estimates can send the loss up 100-fold,
-    and recovering costs ~20 steps (golden_gate × starry_night at 256 px: loss 7.5e4 after 40
-    steps with the cap, 1.7e5 without).
+    and recovering costs ~20 steps (golden_gate × starry_night at 256 px, with 0.6.0's first step:
+    loss 7.5e4 after 40 steps with the cap, 1.7e5 without).
     """
 
     def __init__(self, lr: float = 1.0, history: int = LBFGS_HISTORY, max_change: float = 0.5) -> None:
@@ -92,7 +93,7 @@ class ProjectedLBFGS:
 
     def _first_step(self, gradient: torch.Tensor) -> float:
         """The step along the (held-masked) gradient while no curvature is known: one that moves the
-        steepest pixel by FIRST_STEP, none at a stationary point (a seam for benchmarks to try others)."""
+        steepest pixel by FIRST_STEP (times lr), none at a stationary point (a seam for benchmarks to try others)."""
         steepest = float(gradient.abs().max())
         return FIRST_STEP / steepest if steepest else 0.0
 

@@ -136,11 +136,15 @@ def test_lbfgs_caps_the_change_of_a_pixel_per_step():
 
 
 @pytest.mark.parametrize("scale", [1e-3, 1.0, 1e6])
-def test_lbfgs_first_step_moves_the_steepest_pixel_by_first_step_whatever_the_gradients_scale(scale):
+@pytest.mark.parametrize("lr", [1.0, 0.5])
+def test_lbfgs_first_step_moves_the_steepest_free_pixel_by_lr_times_first_step_whatever_the_scale(scale, lr):
     # A picture's gradient sums to 10^7 and more: a first step of 1/‖g‖₁ (torch's) would move nothing.
     image = torch.full((1, 3, 8, 8), 0.5)
+    image[0, 0, 0, 0] = 0.0  # held at 0 by the steepest gradient of all, which points outwards
     grad = scale * torch.linspace(-1.0, 2.0, image.numel()).view_as(image)
-    ProjectedLBFGS(lr=1.0).step(image, grad)
-    moved = (image - 0.5).flatten()
-    assert moved.abs().max() == pytest.approx(FIRST_STEP) and moved[-1] == pytest.approx(-FIRST_STEP)
-    assert torch.allclose(moved, -FIRST_STEP * grad.flatten() / (2 * scale), atol=1e-7)  # along the gradient
+    grad[0, 0, 0, 0] = 5 * scale
+    ProjectedLBFGS(lr=lr).step(image, grad)
+    moved = (image - 0.5).flatten()[1:]  # the free pixels
+    assert image[0, 0, 0, 0] == 0.0  # the held pixel stays, and its gradient does not set the step
+    assert moved.abs().max() == pytest.approx(lr * FIRST_STEP) and moved[-1] == pytest.approx(-lr * FIRST_STEP)
+    assert torch.allclose(moved, -lr * FIRST_STEP * grad.flatten()[1:] / (2 * scale), atol=1e-7)
