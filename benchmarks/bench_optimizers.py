@@ -26,7 +26,8 @@ import argparse
 import itertools
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -73,14 +74,21 @@ class PyramidLBFGS(impasto.optimize.ProjectedLBFGS):
         return self._spread(q) / (rho * float(y @ self._spread(y)))  # scaled by sᵀy / yᵀ·P·Pᵀ·y
 
 
+@contextmanager
+def lbfgs_made_by(make: Callable[[float], impasto.optimize.ProjectedLBFGS]) -> Iterator[None]:
+    """Runs in this block build their L-BFGS with ``make(lr)`` (other optimizers as ever)."""
+    default = impasto.optimize.make_optimizer
+    impasto.optimize.make_optimizer = (  # the loop builds its optimizer through this module-level function
+        lambda name, image, lr: make(lr) if name == "lbfgs" else default(name, image, lr))
+    try:
+        yield
+    finally:
+        impasto.optimize.make_optimizer = default
+
+
 def run(steps: int, lbfgs: Callable[[float], impasto.optimize.ProjectedLBFGS], reference: tuple[float, float],
         every: int, **changes) -> tuple[str, float]:
     """One run (``lbfgs(lr)`` builds its L-BFGS); returns its summary line and seconds."""
-    default_factory = impasto.optimize.make_optimizer
-
-    def factory(name, image, lr):  # the loop builds its optimizer through this module-level function
-        return lbfgs(lr) if name == "lbfgs" else default_factory(name, image, lr)
-
     rows: list[tuple[int, float, float]] = []
 
     def record(event: impasto.ProgressEvent) -> None:
@@ -88,13 +96,10 @@ def run(steps: int, lbfgs: Callable[[float], impasto.optimize.ProjectedLBFGS], r
         rows.append((event.step, content, event.loss - content))
 
     config = impasto.Config(tolerance=0.0, iterations=steps, scales=1, **PEER_OBJECTIVE).replace(**changes)
-    impasto.optimize.make_optimizer = factory
-    try:
+    with lbfgs_made_by(lbfgs):
         started = time.perf_counter()
         impasto.stylize(CONTENT, STYLE, config, callback=record)
         seconds = time.perf_counter() - started
-    finally:
-        impasto.optimize.make_optimizer = default_factory
     return summary(rows, rows, reference, every), seconds
 
 

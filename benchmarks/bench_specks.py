@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,8 +30,11 @@ import PIL.Image
 import torch
 import torch.nn.functional as F
 
-import impasto
-import impasto.optimize
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_optimizers import lbfgs_made_by  # noqa: E402
+
+import impasto  # noqa: E402
+import impasto.optimize  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "images"
 CROP, ZOOM = 64, 4  # the sheet's square (px) and its enlargement
@@ -48,8 +52,8 @@ def lone_pixels(picture: torch.Tensor, levels: float = 60) -> torch.Tensor:
 
 
 def densest_square(lone: torch.Tensor, side: int = CROP) -> tuple[int, int]:
-    """(top, left) of the side × side square holding the most of the ``lone`` pixels."""
-    counts = F.avg_pool2d(lone[None, None].float(), side, stride=1)[0, 0]
+    """(top, left) of the side × side square (at most the picture) holding the most of the ``lone`` pixels."""
+    counts = F.avg_pool2d(lone[None, None].float(), [min(side, n) for n in lone.shape], stride=1)[0, 0]
     top, left = divmod(int(counts.argmax()), counts.shape[1])
     return top, left
 
@@ -67,16 +71,8 @@ def first_step(kind: str) -> Iterator[None]:
     """Runs in this block take ``kind``'s first step: "torch" (1/‖g‖₁) or "impasto" (FIRST_STEP)."""
     if kind not in ("torch", "impasto"):
         raise ValueError(f"no first step called {kind!r}: 'torch' or 'impasto'")
-    if kind == "impasto":
+    with lbfgs_made_by(TorchFirstStep if kind == "torch" else impasto.optimize.ProjectedLBFGS):
         yield
-        return
-    default = impasto.optimize.make_optimizer
-    impasto.optimize.make_optimizer = (  # the loop builds its optimizer through this module-level function
-        lambda name, image, lr: TorchFirstStep(lr) if name == "lbfgs" else default(name, image, lr))
-    try:
-        yield
-    finally:
-        impasto.optimize.make_optimizer = default
 
 
 def main() -> None:
@@ -111,7 +107,8 @@ def main() -> None:
         top, left = densest_square(lone_pixels(pictures[0]))
         squares = [(p[:, top:top + CROP, left:left + CROP].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
                    for p in pictures]
-        rows.append(np.concatenate([np.pad(s, ((0, 4), (0, 4), (0, 0)), constant_values=255) for s in squares], 1))
+        rows.append(np.concatenate([np.pad(s, ((0, CROP + 4 - s.shape[0]), (0, CROP + 4 - s.shape[1]), (0, 0)),
+                                           constant_values=255) for s in squares], 1))  # a small picture, padded
     for kind in kinds:
         ratio = np.median(np.array(losses[kind]) / np.array(losses["impasto"]))
         print(f"{kind}'s first step: {sum(lone_counts[kind])} lone pixels over {len(pairs)} pictures, "

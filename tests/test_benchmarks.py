@@ -98,6 +98,7 @@ def test_lone_pixels_are_single_pixels_far_off_all_their_neighbours():
     assert bench_specks.lone_pixels(picture, levels=50).nonzero().tolist() == [[5, 7], [12, 20]]
     top, left = bench_specks.densest_square(lone, side=4)
     assert top <= 5 < top + 4 and left <= 7 < left + 4
+    assert bench_specks.densest_square(lone, side=64) == (0, 0)  # the whole picture, smaller than the square
 
 
 def test_torch_first_step_is_one_over_the_gradients_l1_norm_and_is_undone_after_its_block():
