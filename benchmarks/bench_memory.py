@@ -29,7 +29,7 @@ from flops import step_flops  # noqa: E402
 import impasto  # noqa: E402
 from impasto.api import uses_bfloat16  # noqa: E402
 from impasto.config import PRECISIONS  # noqa: E402
-from impasto.imageio import long_edge_shape, read_image, read_metadata, save_image  # noqa: E402
+from impasto.imageio import canvas_margin, long_edge_shape, read_image, read_metadata, save_image  # noqa: E402
 from impasto.memory import GB, available, estimate, largest_fitting  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "images"
@@ -66,9 +66,12 @@ def run(photo: Path, size: int, steps: int, folder: Path, max_memory: float | No
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="512,1024,2048,3840")
-    parser.add_argument("--steps", type=int, default=3, help="steps per run (the median step time is shown)")
+    parser.add_argument("--steps", type=int, default=3, help="steps per run, at least 2 (the median time between "
+                        "steps is shown)")
     parser.add_argument("--precision", default="auto", choices=PRECISIONS)
     args = parser.parse_args()
+    if args.steps < 2:
+        parser.error("--steps must be at least 2: a step's time is the time between two")
     config = impasto.Config(scales=1)  # as the runs: one size, so no composition term's pass
     layers = (config.content_layer, *config.style_layers)
     budget = available(torch.device("cpu"))
@@ -95,7 +98,9 @@ def main() -> None:
                     print(f"{label:>10} {height * width / 1e6:6.2f}M {mode:>12}  refused or failed: {row['error']}")
                     continue
                 mode = "checkpointed" if row["checkpointed"] else "plain"
-                gflops = step_flops((config.content_layer,), config.style_layers, height, width) / row["step_s"] / 1e9
+                margin = canvas_margin(config.margin, height, width)  # a run paints the picture and its margin
+                flops = step_flops((config.content_layer,), config.style_layers, height + 2 * margin, width + 2 * margin)
+                gflops = flops / row["step_s"] / 1e9
                 dtype = "bf16" if row["bfloat16"] else "fp32"
                 print(f"{label:>10} {height * width / 1e6:6.2f}M {mode:>12} {dtype:>5} {row['rss'] / GB:8.2f}G "
                       f"{(estimate(config, height, width, row['checkpointed'], row['bfloat16']) + held) / GB:8.2f}G "

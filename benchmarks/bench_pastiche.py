@@ -162,7 +162,7 @@ def startup_seconds(device: torch.device) -> float:
     """What starting Python, importing impasto and opening the device costs: pastiche's wall time
     includes its own."""
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", f"import impasto.cli, torch; torch.zeros(1, device='{device}')"],
+    subprocess.run([sys.executable, "-c", f"import impasto.runner, torch; torch.zeros(1, device='{device}')"],
                    check=True)
     return time.perf_counter() - started
 

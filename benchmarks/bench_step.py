@@ -5,6 +5,7 @@
 Compares, in the same run, the plain NCHW layout, channels-last (impasto's layout), checkpointing,
 bfloat16 autocast (impasto's default on CPUs with AVX-512 BF16) and (with --compile) torch.compile;
 prints medians, the ratio to NCHW and the first step's time (a warm-up; compiled, the compilation).
+A step is timed on the canvas a run paints: the picture with its margin (``Config.margin``).
 Achieved GFLOP/s is given against the nominal fp32 peak (--peak, BRIEF's 190 GFLOP/s for this
 machine) and against one large convolution measured in the same run, the practical fp32 ceiling
 here. bfloat16 rows count the same FLOPs, so they can pass 100 %. With --device cuda the same
@@ -27,7 +28,7 @@ from flops import step_flops  # noqa: E402
 
 import impasto  # noqa: E402
 from impasto.api import _objective, _scaled_styles, resolve_device  # noqa: E402
-from impasto.imageio import read_image, resize_to_long_edge  # noqa: E402
+from impasto.imageio import canvas_margin, read_image, resize_to_long_edge, with_margin  # noqa: E402
 from impasto.vgg import VGGFeatures, load_weights  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "images"
@@ -84,6 +85,28 @@ def conv_gflops(device: torch.device, channels: int = 256, height: int = 96, wid
     return 2 * channels**2 * 9 * height * width / statistics.median(times[1:]) / 1e9
 
 
+def measure(photo: torch.Tensor, painting: torch.Tensor, size: int, config: impasto.Config, device: torch.device,
+            repeats: int, compiled_too: bool = False) -> tuple[tuple[int, int], float, list[tuple[str, float, float]]]:
+    """One step of each variant on the photo at ``size`` px: the canvas a run paints (the picture
+    and its margin, at most an eighth of the short edge), the FLOPs of a step on it, and (variant, median seconds, first step's seconds)."""
+    content = resize_to_long_edge(photo, size)
+    canvas = with_margin(content[None], canvas_margin(config.margin, *content.shape[1:])).to(device)
+    flops = step_flops((config.content_layer,), config.style_layers, *canvas.shape[2:])
+    layers = (config.content_layer, *config.style_layers)
+    rows = []
+    for name, (channels_last, checkpointed, compiled, precision) in VARIANTS.items():
+        if compiled and not compiled_too:
+            continue
+        extractor = VGGFeatures(load_weights(), layers, config.pooling, channels_last, checkpointed).to(device)
+        objective = _objective(extractor, content, _scaled_styles([painting], content, 1.0),
+                               config.replace(precision=precision), device)
+        if compiled:
+            objective.extractor = torch.compile(extractor)
+        first, *times = time_steps(objective, canvas, repeats)
+        rows.append((name, statistics.median(times), first))
+    return tuple(canvas.shape[2:]), flops, rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="256,512")
@@ -94,7 +117,6 @@ def main() -> None:
     args = parser.parse_args()
     device = resolve_device(args.device)
     config = impasto.Config()
-    layers = (config.content_layer, *config.style_layers)
     print("FLOPs: the VGG convolutions forward and backward to the pixels, plus the Gram matrices")
     photo = read_image(SHARED / "content/golden_gate.jpg")
     painting = read_image(SHARED / "style/starry_night.jpg")
@@ -102,23 +124,12 @@ def main() -> None:
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
     print(f"torch {torch.__version__}, {where}; fp32 peak: {args.peak:.0f} GFLOP/s nominal, "
           f"{ceiling:.0f} GFLOP/s measured (one 256-channel 3×3 convolution)")
-    print(f"{'size':>9} {'variant':>14} {'s/step':>8} {'GFLOP/s':>8} {'% peak':>7} {'% conv':>7} {'vs NCHW':>8} {'1st step':>9}")
+    print(f"canvas: the picture and its {config.margin} px margin on each side, as a run paints it")
+    print(f"{'canvas':>9} {'variant':>14} {'s/step':>8} {'GFLOP/s':>8} {'% peak':>7} {'% conv':>7} {'vs NCHW':>8} {'1st step':>9}")
     for size in map(int, args.sizes.split(",")):
-        content = resize_to_long_edge(photo, size)
-        h, w = content.shape[1:]
-        flops = step_flops((config.content_layer,), config.style_layers, h, w)
-        baseline = None
-        for name, (channels_last, checkpointed, compiled, precision) in VARIANTS.items():
-            if compiled and not args.compile:
-                continue
-            extractor = VGGFeatures(load_weights(), layers, config.pooling, channels_last, checkpointed).to(device)
-            objective = _objective(extractor, content, _scaled_styles([painting], content, 1.0),
-                                   config.replace(precision=precision), device)
-            if compiled:
-                objective.extractor = torch.compile(extractor)
-            first, *times = time_steps(objective, content[None].to(device), args.repeats)
-            median = statistics.median(times)
-            baseline = baseline or median
+        (h, w), flops, rows = measure(photo, painting, size, config, device, args.repeats, args.compile)
+        baseline = rows[0][1]
+        for name, median, first in rows:
             gflops = flops / median / 1e9
             print(f"{w:>4}x{h:<4} {name:>14} {median:8.3f} {gflops:8.1f} {100 * gflops / args.peak:6.1f}% "
                   f"{100 * gflops / ceiling:6.1f}% {baseline / median:7.2f}x {first:8.1f}s", flush=True)

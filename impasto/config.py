@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigError
-from .vgg import check_layers
 
 OPTIMIZERS = ("lbfgs", "adam")
 POOLINGS = ("max", "avg")
@@ -163,6 +162,8 @@ class Config:
             raise ConfigError(f"min_size must be at least {MIN_SIZE} pixels, not {self.min_size}")
         if not 0 < self.style_scale <= MAX_STYLE_SCALE:
             raise ConfigError(f"style_scale must be above 0 and at most {MAX_STYLE_SCALE:g}, not {self.style_scale}")
+        from .vgg import check_layers  # here: the command line's --help reads Config without loading torch
+
         check_layers([self.content_layer, *self.style_layers])
         if not self.style_layers:
             raise ConfigError("style_layers must name at least one layer")

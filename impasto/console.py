@@ -1,5 +1,7 @@
 """The ``impasto`` command's entry point: the command line, with a Ctrl-C, SIGTERM or SIGHUP during
-start-up (while torch loads, a second or two) or shutdown answered like any other, without a traceback."""
+start-up or shutdown answered like any other, without a traceback. This module turns SIGTERM and
+SIGHUP into exceptions and covers the command line's own import; ``cli.main`` covers the runner's,
+which loads torch (a second or two)."""
 
 import signal
 import sys

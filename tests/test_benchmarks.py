@@ -17,6 +17,7 @@ import bench_pastiche  # noqa: E402
 import bench_print  # noqa: E402
 import bench_resume  # noqa: E402
 import bench_specks  # noqa: E402
+import bench_step  # noqa: E402
 
 CPU = torch.device("cpu")
 
@@ -115,3 +116,13 @@ def test_torch_first_step_is_one_over_the_gradients_l1_norm_and_is_undone_after_
     assert type(impasto.optimize.make_optimizer("lbfgs", image, 1.0)) is impasto.optimize.ProjectedLBFGS
     with pytest.raises(ValueError, match="no first step called 'torh'"), bench_specks.first_step("torh"):
         pass
+
+
+def test_step_benchmark_times_every_variant_on_the_canvas_a_run_paints(images):
+    photo, painting = (impasto.read_image(images / name) for name in ("content/golden_gate.jpg", "style/starry_night.jpg"))
+    config = impasto.Config(margin=2)
+    canvas, flops, rows = bench_step.measure(photo, painting, 32, config, CPU, repeats=1)
+    assert canvas == (24 + 4, 32 + 4)  # golden_gate is 4:3, and the margin is on every side
+    assert flops == bench_step.step_flops((config.content_layer,), config.style_layers, 28, 36)
+    assert [name for name, _, _ in rows] == ["NCHW", "channels-last", "checkpointed", "bf16 autocast"]
+    assert all(median > 0 and first > 0 for _, median, first in rows)

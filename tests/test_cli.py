@@ -1,4 +1,5 @@
-"""The command line, through main(argv) and real subprocesses. Images are tiny (32-48 px), runs a few steps."""
+"""The command line (impasto/cli.py, and impasto/runner.py for its runs), through main(argv) and real
+subprocesses. Images are tiny (32-48 px), runs a few steps."""
 
 import contextlib
 import dataclasses
@@ -23,8 +24,8 @@ from helpers import noise, png_claiming
 from PIL import Image
 
 import impasto
-from impasto import cli, optimize, stylize
-from impasto.cli import Interrupts, build_parser, config_from_args, config_to_toml, main
+from impasto import cli, optimize, runner, stylize
+from impasto.cli import build_parser, config_from_args, config_to_toml, main
 from impasto.config import Config
 from impasto.errors import ConfigError
 from impasto.imageio import read_image, read_metadata, save_image
@@ -71,6 +72,20 @@ def test_help_groups_options_with_defaults(capsys):
     assert "--max-size N, -s N" in out and "(default: relu4_2)" in out and "--remove-noise        the same as --denoise 1" in out
     assert "130 / 143 / 129 interrupted" in out and "{stem}" in out
     assert main(["--version"]) == 0 and capsys.readouterr().out.strip() == f"impasto {impasto.__version__}"
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["--help"], []), (["--version"], []),
+    (["--max-size", "big"], ["impasto: error: argument --max-size/-s: 'big' is not a whole number (see impasto --help)"]),
+    (["--bogus"], ["impasto: error: unrecognized arguments: --bogus (see impasto --help)"])])
+def test_help_version_and_usage_errors_answer_without_loading_torch(argv, said):
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "impasto", *argv], capture_output=True, text=True,
+                          timeout=60)
+    lines = done.stderr.splitlines()
+    imported = {line.split("|")[-1].strip() for line in lines if line.startswith("import time:")}
+    assert done.returncode == (2 if said else 0) and "impasto.cli" in imported, done.stderr
+    assert not imported & {"torch", "numpy", "PIL", "impasto.runner"}
+    assert [line for line in lines if not line.startswith("import time:")] == said
 
 
 def test_run_writes_image_log_plot_and_steps(photo, images, tmp_path, capsys):
@@ -377,7 +392,7 @@ def test_a_painting_whose_folder_went_away_during_the_run_is_kept_elsewhere(phot
 
 def test_a_stopped_picture_whose_folder_went_away_is_kept_elsewhere_with_how_to_go_on(photo, painting, tmp_path,
                                                                                      capsys, monkeypatch):
-    folder, real_stylize = tmp_path / "prints", cli.stylize
+    folder, real_stylize = tmp_path / "prints", runner.stylize
     folder.mkdir()
 
     def stopped_while_its_folder_goes(*args, **kwargs):
@@ -385,7 +400,7 @@ def test_a_stopped_picture_whose_folder_went_away_is_kept_elsewhere_with_how_to_
         shutil.rmtree(folder)
         return real_stylize(*args, **kwargs)
 
-    monkeypatch.setattr("impasto.cli.stylize", stopped_while_its_folder_goes)
+    monkeypatch.setattr("impasto.runner.stylize", stopped_while_its_folder_goes)
     assert main([photo, painting, "-o", str(folder / "out.png"), *QUICK[1:], "-q"]) == 130  # stopped as asked
     err = capsys.readouterr().err
     kept = Path(re.fullmatch(rf"impasto: error: {re.escape(str(folder))}/out\.png: folder .* does not exist; the best "
@@ -398,7 +413,7 @@ def test_a_stopped_picture_whose_folder_went_away_is_kept_elsewhere_with_how_to_
 
 
 def test_a_painting_that_can_be_written_nowhere_is_said_to_be_lost(photo, painting, tmp_path, capsys, monkeypatch):
-    folder, real_stylize = tmp_path / "prints", cli.stylize
+    folder, real_stylize = tmp_path / "prints", runner.stylize
     folder.mkdir()
 
     def painted_while_its_folder_goes(*args, **kwargs):
@@ -406,7 +421,7 @@ def test_a_painting_that_can_be_written_nowhere_is_said_to_be_lost(photo, painti
         shutil.rmtree(folder)
         return result
 
-    monkeypatch.setattr("impasto.cli.stylize", painted_while_its_folder_goes)
+    monkeypatch.setattr("impasto.runner.stylize", painted_while_its_folder_goes)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-temp"))  # the temporary folder is gone too
     assert main([photo, painting, "-o", str(folder / "out.png"), *QUICK[1:], "-q"]) == 1
     assert capsys.readouterr().err == (
@@ -437,8 +452,8 @@ def test_a_failure_mid_run_keeps_the_best_image_so_far(photo, painting, tmp_path
 
 
 def test_settings_are_named_as_typed_but_not_inside_paths():
-    assert cli._as_typed("masks and style_blend cannot be combined") == "--masks and --style-blend cannot be combined"
-    assert cli._as_typed("sweeps/style_weight/a.png: too narrow (raise max_size or crop it).") == \
+    assert cli.as_typed("masks and style_blend cannot be combined") == "--masks and --style-blend cannot be combined"
+    assert cli.as_typed("sweeps/style_weight/a.png: too narrow (raise max_size or crop it).") == \
         "sweeps/style_weight/a.png: too narrow (raise --max-size or crop it)."
 
 
@@ -709,7 +724,7 @@ def test_unexpected_error_is_one_line_exit_1(photo, painting, tmp_path, capsys, 
     def broken(*args, **kwargs):
         raise ValueError("something broke\nsecond line")  # stands in for a bug: none can be provoked on purpose
 
-    monkeypatch.setattr("impasto.cli.stylize", broken)
+    monkeypatch.setattr("impasto.runner.stylize", broken)
     argv = [photo, painting, "-o", str(tmp_path / "out.png"), "-q"]
     assert main(argv) == 1
     assert capsys.readouterr().err == \
@@ -731,7 +746,7 @@ def test_serve_dispatches_to_the_web_app(capsys, monkeypatch):
 def test_a_second_signal_aborts_at_once():
     before = signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt) as info:
-        with Interrupts() as interrupts:
+        with runner.Interrupts() as interrupts:
             signal.raise_signal(signal.SIGTERM)
             assert interrupts.signum == signal.SIGTERM  # the first only asks the run to stop
             signal.raise_signal(signal.SIGINT)
@@ -742,7 +757,7 @@ def test_a_second_signal_aborts_at_once():
 def test_a_second_signal_while_the_result_is_written_waits_for_it():
     written = False
     with pytest.raises(KeyboardInterrupt) as info:
-        with Interrupts() as interrupts:
+        with runner.Interrupts() as interrupts:
             signal.raise_signal(signal.SIGINT)
             with interrupts.hold():
                 signal.raise_signal(signal.SIGTERM)  # a JPEG and its sidecar must not be cut apart
@@ -753,7 +768,7 @@ def test_a_second_signal_while_the_result_is_written_waits_for_it():
 
 def test_a_second_signal_while_the_stopped_picture_is_written_says_where_it_is(photo, painting, tmp_path, capsys,
                                                                              monkeypatch):
-    real_stylize, real_save = cli.stylize, cli._save_or_rescue
+    real_stylize, real_save = runner.stylize, runner._save_or_rescue
 
     def signal_then_stylize(*args, **kwargs):  # Ctrl-C as the run starts: it stops after a step
         signal.raise_signal(signal.SIGINT)
@@ -763,8 +778,8 @@ def test_a_second_signal_while_the_stopped_picture_is_written_says_where_it_is(p
         signal.raise_signal(signal.SIGTERM)
         return real_save(*args)
 
-    monkeypatch.setattr("impasto.cli.stylize", signal_then_stylize)
-    monkeypatch.setattr("impasto.cli._save_or_rescue", signal_then_save)
+    monkeypatch.setattr("impasto.runner.stylize", signal_then_stylize)
+    monkeypatch.setattr("impasto.runner._save_or_rescue", signal_then_save)
     out = tmp_path / "out.png"
     assert main([photo, painting, "-o", str(out), *QUICK[1:], "-q"]) == 143
     assert capsys.readouterr().err == (f"impasto: error: interrupted; the best image so far (step 1) is kept in {out}; "
@@ -774,14 +789,14 @@ def test_a_second_signal_while_the_stopped_picture_is_written_says_where_it_is(p
 
 def test_a_signal_after_the_last_step_is_reported_with_the_finished_picture(photo, painting, tmp_path, capsys,
                                                                             monkeypatch):
-    real_stylize = cli.stylize
+    real_stylize = runner.stylize
 
     def stylize_then_signal(*args, **kwargs):  # the run ends by its steps; Ctrl-C comes before the write
         result = real_stylize(*args, **kwargs)
         signal.raise_signal(signal.SIGINT)
         return result
 
-    monkeypatch.setattr("impasto.cli.stylize", stylize_then_signal)
+    monkeypatch.setattr("impasto.runner.stylize", stylize_then_signal)
     out = tmp_path / "late.png"
     assert main([photo, painting, "-o", str(out), *QUICK[1:]]) == 130
     assert "stopped by iterations; SIGINT came after the last step" in capsys.readouterr().err
@@ -789,13 +804,13 @@ def test_a_signal_after_the_last_step_is_reported_with_the_finished_picture(phot
 
 
 def test_the_terminal_closing_keeps_the_best_image_so_far(photo, painting, tmp_path, capsys, monkeypatch):
-    real_stylize = cli.stylize
+    real_stylize = runner.stylize
 
     def hang_up_then_stylize(*args, **kwargs):  # the terminal closes as the run starts: it stops after a step
         signal.raise_signal(signal.SIGHUP)
         return real_stylize(*args, **kwargs)
 
-    monkeypatch.setattr("impasto.cli.stylize", hang_up_then_stylize)
+    monkeypatch.setattr("impasto.runner.stylize", hang_up_then_stylize)
     out = tmp_path / "out.png"
     assert main([photo, painting, "-o", str(out), *QUICK[1:]]) == 129
     assert "stopped by SIGHUP: the best image so far" in capsys.readouterr().err
@@ -803,13 +818,13 @@ def test_the_terminal_closing_keeps_the_best_image_so_far(photo, painting, tmp_p
 
 
 def test_a_batch_stopped_by_a_signal_names_the_photos_left(painting, tmp_path, capsys, monkeypatch):
-    real_stylize = cli.stylize
+    real_stylize = runner.stylize
 
     def signal_then_stylize(*args, **kwargs):  # Ctrl-C as the first photo starts: it stops after a step
         signal.raise_signal(signal.SIGINT)
         return real_stylize(*args, **kwargs)
 
-    monkeypatch.setattr("impasto.cli.stylize", signal_then_stylize)
+    monkeypatch.setattr("impasto.runner.stylize", signal_then_stylize)
     photos = []
     for seed, name in enumerate(("a", "b", "c")):
         photos.append(tmp_path / f"{name}.png")

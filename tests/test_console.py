@@ -34,16 +34,26 @@ def signal_handlers():
         signal.signal(sig, handler)
 
 
-def test_ctrl_c_while_starting_is_one_line(monkeypatch, capsys, signal_handlers):
-    monkeypatch.setitem(sys.modules, "impasto.cli", _InterruptedImport("impasto.cli"))
+# torch loads with impasto.runner, once the arguments parse; a signal while impasto.cli loads is the
+# console's to answer, one while the runner loads the command line's.
+STARTING = pytest.mark.parametrize("module", ["impasto.cli", "impasto.runner"])
+
+
+@STARTING
+def test_ctrl_c_while_starting_is_one_line(monkeypatch, capsys, signal_handlers, module):
+    monkeypatch.setattr(sys, "argv", ["impasto", "photo.jpg", "painting.jpg", "-o", "out.png"])
+    monkeypatch.setitem(sys.modules, module, _InterruptedImport(module))
     assert console.main() == 130
     assert capsys.readouterr().err == "impasto: error: interrupted\n"
 
 
+@STARTING
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
-def test_sigterm_or_sighup_while_starting_is_one_line_and_its_code(monkeypatch, capsys, signal_handlers, signum, code):
+def test_sigterm_or_sighup_while_starting_is_one_line_and_its_code(monkeypatch, capsys, signal_handlers, signum, code,
+                                                                   module):
     monkeypatch.setattr(_TerminatedImport, "signum", signum)
-    monkeypatch.setitem(sys.modules, "impasto.cli", _TerminatedImport("impasto.cli"))
+    monkeypatch.setattr(sys, "argv", ["impasto", "photo.jpg", "painting.jpg", "-o", "out.png"])
+    monkeypatch.setitem(sys.modules, module, _TerminatedImport(module))
     assert console.main() == code
     assert capsys.readouterr().err == "impasto: error: interrupted\n"
 

@@ -10,9 +10,9 @@ import impasto
 
 def test_importing_impasto_loads_torch_only_when_needed():
     code = ("import sys, impasto; print('torch' in sys.modules); impasto.Config; print('torch' in sys.modules); "
-            "from impasto import stylize; print(stylize.__module__)")
+            "impasto.Config(); print('torch' in sys.modules); from impasto import stylize; print(stylize.__module__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["False", "True", "impasto.api"]
+    assert out == ["False", "False", "True", "impasto.api"]  # a Config's layers are checked against VGG-19's
 
 
 def test_public_names():

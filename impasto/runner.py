@@ -1,0 +1,686 @@
+"""The command line's runs, once its arguments parse: the settings, inputs and outputs of each photo
+worked out and checked before any work, then each one painted with a progress bar, saved (or rescued
+elsewhere), with Ctrl-C, SIGTERM and SIGHUP keeping the best image so far. ``cli.main`` imports this
+module only after parsing, so that --help, --version and usage errors answer without loading torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import difflib
+import functools
+import json
+import os
+import re
+import shlex
+import signal
+import string
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from . import __version__
+from .api import Result, check_one_each, fingerprint, resolve_device, resume_point, stylize
+from .cli import EXIT_FAILED, EXIT_OK, as_typed, config_from_args, config_to_toml
+from .config import INITS, Config
+from .errors import EXIT_SIGNAL, ConfigError, ImageError, ImpastoError, Interrupted
+from .imageio import READ_FORMATS, SAVE_FORMATS, check_writable, header_size, read_image, read_metadata, save_image, sidecar_path
+from .optimize import ProgressEvent
+from .plot import PLOT_FORMATS, loss_kinds, plot_losses
+from .vgg import load_weights, smallest_edge
+
+
+# --- Planning a run: inputs, outputs, checks before any work ------------------------------------
+
+
+@dataclass
+class Job:
+    """One photo to paint and where its files go."""
+
+    content: Any  # a path, or the demo's in-memory photo
+    output: Path
+    plot: Path | None = None
+
+
+@dataclass
+class Plan:
+    config: Config
+    styles: list[Any]
+    jobs: list[Job]
+    batch: bool  # several photos: a bad one is skipped (exit 1) instead of stopping the run (exit 2)
+
+
+def plan(args: argparse.Namespace) -> Plan:
+    """Work out the settings, inputs and outputs, and check them all before any optimisation."""
+    if args.rerun and args.resume:
+        raise ConfigError("give --rerun or --resume, not both")
+    if args.rerun or args.resume:
+        option = "--rerun" if args.rerun else "--resume"
+        if args.inputs or args.content or args.demo:
+            raise ConfigError(f"{option} takes no CONTENT, STYLE, --content or --demo: the inputs come from the image")
+        return _plan_rerun(args)
+    config = config_from_args(args)
+    if args.print_config:
+        return Plan(config, [], [], False)
+    if args.demo:
+        if args.inputs or args.content:
+            raise ConfigError("--demo takes no CONTENT, STYLE or --content: it paints its own sample photo and painting")
+        from .samples import sample_photo_path, sample_style_image
+
+        contents, styles, batch = [sample_photo_path()], [sample_style_image()], False
+        args.output = args.output or "impasto-demo.png"
+    else:
+        contents, styles = (args.content, args.inputs) if args.content else (args.inputs[:1], args.inputs[1:])
+        if not contents or not styles or not args.output:
+            raise ConfigError("give CONTENT, at least one STYLE and -o OUTPUT (or --rerun IMAGE, or --demo; "
+                              "see impasto --help)")
+        batch = len(contents) > 1 or any(Path(c).is_dir() for c in contents)
+        if args.content and len(styles) > 1 and not args.quiet:  # "impasto -c a.jpg photo.jpg art.jpg" meant one
+            print(f"impasto: note: with --content, every other image is a painting: blending {len(styles)} "
+                  f"({', '.join(styles)})", file=sys.stderr)
+        contents = [photo for c in contents for photo in _expand(c, styles, args.quiet)]
+    return _finish_plan(args, config, contents, styles, batch)
+
+
+def _expand(content: str, styles: list[str], quiet: bool) -> list[str]:
+    """A folder becomes the image files in it (by extension, sorted), but for the paintings and for
+    earlier results (images with impasto's metadata: painting a folder again with -o in it must not
+    paint its results); a file stays itself."""
+    if not Path(content).is_dir():
+        return [content]
+    from PIL import Image
+
+    extensions = {ext for ext, fmt in Image.registered_extensions().items() if fmt in READ_FORMATS}
+    images = sorted(str(p) for p in Path(content).iterdir()
+                    if p.suffix.lower() in extensions and not p.name.startswith(".") and not p.is_dir())
+    paintings = {_file_key(style) for style in styles}
+    photos = [image for image in images if _file_key(image) not in paintings and not _painted_by_impasto(image)]
+    if not photos:
+        raise ImageError(f"{content}: folder holds no image files" + (" but paintings and earlier results"
+                                                                         if images else ""))
+    left_out = len(images) - len(photos)
+    if left_out and not quiet:
+        print(f"impasto: note: {content}: leaving out {left_out} image{'s' if left_out > 1 else ''} that "
+              f"{'are' if left_out > 1 else 'is'} a painting or an earlier result", file=sys.stderr)
+    return photos
+
+
+def _painted_by_impasto(path: str) -> bool:
+    try:
+        return read_metadata(path) is not None
+    except ImpastoError:  # unreadable: left in, for the run to report
+        return False
+
+
+def _plan_rerun(args: argparse.Namespace) -> Plan:
+    """The plan of --rerun (the same run again) or --resume (the rest of a stopped run)."""
+    source, verb = (Path(args.rerun), "rerun") if args.rerun else (Path(args.resume), "resume")
+    meta = read_metadata(source)
+    if meta and "config" not in meta and "step" in meta:
+        raise ImageError(f"{source}: a --save-every snapshot records only its step and losses; {verb} the "
+                         "painting it led to")
+    if not meta or "config" not in meta:
+        raise ImageError(f"{source}: carries no impasto metadata, cannot {verb} it")
+    inputs, paths = _recorded_inputs(meta, source, verb)
+    if meta.get("impasto") != __version__ and not args.quiet:
+        print(f"impasto: note: {source} was made by impasto {meta.get('impasto')}, this is {__version__}; "
+              "the result may differ", file=sys.stderr)
+    try:
+        base = dataclasses.asdict(Config.from_saved(meta["config"]))
+    except (ConfigError, TypeError) as exc:
+        raise ConfigError(f"{source}: its settings cannot be used ({exc})") from None
+    if "init" in inputs:
+        base["init"] = paths["init"]  # absolute, so that a rerun from another folder finds it
+    if "masks" in inputs:
+        base["masks"] = tuple(paths["masks"])
+    if "weights" in inputs:
+        base["weights"] = paths["weights"]
+    config = config_from_args(args, base)
+    new_name = source.name if args.resume else f"{source.stem}-rerun{source.suffix}"
+    if not args.output:
+        args.output = str(source.with_name(new_name))
+    elif Path(args.output).is_dir() or args.output.endswith(("/", os.sep)):  # into a folder: the same name
+        args.output = os.path.join(args.output, new_name)
+    if args.print_config:
+        return Plan(config, [], [], False)
+    styles = [_demo_style_if_drawn(p, h) for p, h in zip(paths["style"], inputs["style"])]
+    checks = [("content image", paths["content"], inputs["content"])]
+    checks += [(f"style image {i + 1}", p, h) for i, (p, h, style) in
+               enumerate(zip(paths["style"], inputs["style"], styles)) if style is p]
+    # the recorded init image, masks and weights only where the new settings still use them
+    if "init" in inputs and config.init == paths.get("init"):
+        checks.append(("init image", paths.get("init"), inputs["init"]))
+    if "masks" in inputs and config.masks == tuple(paths.get("masks", [])):
+        checks += [(f"mask {i + 1}", p, h) for i, (p, h) in enumerate(zip(paths["masks"], inputs["masks"]))]
+    if "weights" in inputs and config.weights == paths.get("weights"):
+        checks.append(("weights file", paths.get("weights"), inputs["weights"]))
+    for what, path, digest in checks:
+        if path is None:
+            raise ImageError(f"{source}: its {what} was not a file, cannot {verb} it")
+        if not Path(path).is_file():
+            raise ImageError(f"{path}: {what} of {source} is missing")
+        if fingerprint(path) != digest:
+            raise ImageError(f"{path}: {what} of {source} has changed since (its SHA-256 differs)")
+    if args.resume:  # a run that cannot go on is refused before any output is touched (the rest: stylize)
+        resume_point(source, config)
+    return _finish_plan(args, config, [paths["content"]], styles, False)
+
+
+def _recorded_inputs(meta: dict[str, Any], source: Path, verb: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The inputs that ``meta`` records (SHA-256s, and their paths), checked to be of the shape
+    ``stylize`` writes: a file edited by hand gets a one-line error, not a crash."""
+    inputs = meta["inputs"] if isinstance(meta.get("inputs"), dict) else {}
+    paths = inputs.get("paths")
+    if not isinstance(paths, dict) or not {"content", "style"} <= set(paths) or "content" not in inputs:
+        raise ImageError(f"{source}: its metadata records no input paths (an older impasto); cannot {verb} it")
+
+    def digests(key: str) -> bool:
+        return isinstance(inputs[key], list) and all(isinstance(d, str) for d in inputs[key])
+
+    def named(key: str) -> bool:  # a path for each digest; None for an image that was not a file
+        given = paths.get(key)
+        return (isinstance(given, list) and len(given) == len(inputs[key])
+                and all(p is None or isinstance(p, str) for p in given))
+
+    content = isinstance(inputs["content"], str) and isinstance(paths["content"], str | None)
+    styles = "style" in inputs and digests("style") and len(inputs["style"]) > 0 and named("style")
+    masks = "masks" not in inputs or (digests("masks") and named("masks"))
+    files = all(isinstance(inputs[key], str) and isinstance(paths.get(key), str)
+                for key in ("init", "weights") if key in inputs)
+    if not (content and styles and masks and files):
+        raise ImageError(f"{source}: its metadata's record of its inputs is damaged; cannot {verb} it")
+    return inputs, paths
+
+
+def _demo_style_if_drawn(path: str | None, digest: str) -> Any:
+    """A style input to rerun: its path, or, for the painting --demo draws, that painting drawn again."""
+    from .samples import sample_style_image
+
+    if path is None:
+        drawn = sample_style_image()
+        if fingerprint(drawn) == digest:
+            return drawn
+    return path
+
+
+def _finish_plan(args: argparse.Namespace, config: Config, contents: list[Any], styles: list[Any],
+                 batch: bool) -> Plan:
+    try:
+        check_one_each(config, len(styles))
+    except ConfigError as exc:  # named as typed: the option, or the --config file's key
+        name = str(exc).partition(" ")[0]
+        in_file = getattr(args, "config", None) and not hasattr(args, name)
+        raise ConfigError(f"{args.config}: {exc}" if in_file else as_typed(str(exc))) from None
+    for i, style in enumerate(styles):
+        if isinstance(style, (str, os.PathLike)):
+            read_image(style, what=f"style image {i + 1}")  # a bad painting would fail every photo
+    for mask in config.masks:
+        read_image(mask, what="mask")  # an unreadable mask would fail every photo
+    if config.init not in INITS:
+        read_image(config.init, what="init image")
+    if config.weights:
+        load_weights(config.weights)  # a bad weights file would fail every photo
+    resolve_device(config.device)
+    style_names = "+".join(Path(s).stem if isinstance(s, (str, os.PathLike)) else "style" for s in styles)
+    jobs = []
+    for index, content in enumerate(contents, 1):
+        names = {"stem": Path(content).stem, "style": style_names, "index": index}
+        output = _output_path(args.output, names, "-o", "{stem}-{style}.png", batch)
+        plot = _output_path(args.plot, names, "--plot", "{stem}-{style}-losses.png", batch) if args.plot else None
+        jobs.append(Job(content, output, plot))
+    for attr, what in (("output", "-o"), ("plot", "--plot")):
+        first_of: dict[str, Job] = {}
+        for job in jobs:
+            if getattr(job, attr) is None:
+                continue
+            other = first_of.setdefault(_file_key(getattr(job, attr)), job)
+            if other is job:
+                continue
+            names = [Path(other.content).name, Path(job.content).name]  # in full when they are alike
+            template, clash = getattr(args, attr), " and ".join(names if names[0] != names[1] else
+                                                                  [str(other.content), str(job.content)])
+            advice = "put {stem} or {index} in the name, or give a folder"
+            if "{stem}" in template or Path(template).is_dir() or template.endswith(("/", os.sep)):
+                advice = "put {index} in it, such as FOLDER/{stem}-{index}.png"
+            raise ConfigError(f"{what} {template}: {clash} would be written to the same file, "
+                              f"{getattr(job, attr)}; {advice}")
+    _check_nothing_overwritten(args, config, contents, styles, jobs)
+    for job in jobs:
+        _check_writable(job.output, SAVE_FORMATS)
+        if sidecar_path(job.output):
+            check_writable(sidecar_path(job.output))
+        if job.plot:
+            _check_writable(job.plot, PLOT_FORMATS)
+    if args.log_json:
+        _check_a_file(args.log_json, "--log-json")
+        _check_writable(Path(args.log_json), None)
+    if args.save_every:
+        save_dir = Path(args.save_dir) if args.save_dir else None
+        for folder in {save_dir or job.output.parent for job in jobs}:
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ImageError(f"--save-dir {folder}: cannot make the folder ({exc.strerror or exc})") from None
+            _check_folder_writable(folder, f"--save-dir {folder}")
+    elif args.save_dir:
+        raise ConfigError("--save-dir needs --save-every N")
+    return Plan(config, styles, jobs, batch)
+
+
+def _check_nothing_overwritten(args: argparse.Namespace, config: Config, contents: list[Any], styles: list[Any],
+                               jobs: list[Job]) -> None:
+    """No file the run writes may be one it reads, or one it writes for something else."""
+    reads = {"an input image": [*contents, *styles, *config.masks, *([config.init] if config.init not in INITS else [])],
+             "the weights file": [config.weights] if config.weights else [],
+             "the --config file": [args.config] if getattr(args, "config", None) else []}
+    read = {_file_key(p): what for what, paths in reads.items() for p in paths if isinstance(p, (str, os.PathLike))}
+    # -o may replace the picture rerun or resumed (--resume's default does); nothing else may.
+    source = getattr(args, "rerun", None) or getattr(args, "resume", None)
+    verb = "rerun" if getattr(args, "rerun", None) else "resume"
+    kept = {_file_key(p): f"the picture to {verb}" for p in (source, source and sidecar_path(source)) if p}
+    writes = [(job.output, "-o") for job in jobs] + [(job.plot, "--plot") for job in jobs if job.plot]
+    writes += [(sidecar_path(job.output), "-o's metadata") for job in jobs if sidecar_path(job.output)]
+    if args.save_every:  # snapshots are named after their photo's output: two alike would overwrite
+        snapshots = [_snapshot_path(args, job, 0) for job in jobs]
+        if len({_file_key(path) for path in snapshots}) < len(snapshots):
+            raise ConfigError(f"--save-every: two photos' snapshots would have the same names in "
+                              f"{snapshots[0].parent}; give the outputs different names")
+    writes += [(Path(args.log_json), "--log-json")] if args.log_json else []
+    if args.save_every:  # no other output may have a snapshot's name (OUT-step00050.png)
+        snapshot_names = {(_file_key(_snapshot_path(args, job, 0).parent), job.output.stem) for job in jobs}
+        for path, what in writes:
+            if any(_file_key(path.parent) == folder and re.fullmatch(re.escape(stem) + r"-step\d{5}\.png", path.name)
+                   for folder, stem in snapshot_names):
+                raise ConfigError(f"{path}: {what} has the name of a --save-every snapshot")
+    written: dict[str, str] = {}
+    for path, what in writes:
+        resolved = _file_key(path)
+        if resolved in read:
+            raise ConfigError(f"{path}: {what} would overwrite {read[resolved]}")
+        if resolved in kept and not what.startswith("-o"):
+            raise ConfigError(f"{path}: {what} would overwrite {kept[resolved]}")
+        if written.get(resolved, what) != what:
+            raise ConfigError(f"{path}: {written[resolved]} and {what} would write the same file")
+        written[resolved] = what
+
+
+def _file_key(path: str | os.PathLike) -> str:
+    """What names one file: the absolute path, without case where the file system ignores it
+    (Windows; macOS by default)."""
+    resolved = os.path.normcase(str(Path(path).resolve()))
+    return resolved.casefold() if sys.platform == "darwin" else resolved
+
+
+def _output_path(template: str, names: dict[str, Any], what: str, in_folder: str, batch: bool) -> Path:
+    """The file for one photo: the template filled in, or a name inside a folder. For a single photo
+    a name whose braces are not placeholders is kept as it is, unless they hold a placeholder misspelt."""
+    if Path(template).is_dir() or template.endswith(("/", os.sep)):
+        template = os.path.join(template, in_folder)
+    try:
+        unknown = [field for _, field, _, _ in string.Formatter().parse(template) if field is not None
+                   and field not in names]
+        problem = f"bad placeholder {{{unknown[0]}}}" if unknown else None
+    except ValueError:
+        unknown, problem = [], "a brace that is not closed"
+    misspelt = [(field, close[0]) for field in unknown if (close := difflib.get_close_matches(field, names, n=1))]
+    if misspelt:
+        raise ConfigError(f"{what} {template}: bad placeholder {{{misspelt[0][0]}}}; did you mean {{{misspelt[0][1]}}}?")
+    if problem and not batch:  # one photo: the name is taken as it is
+        return Path(template)
+    if problem:
+        raise ConfigError(f"{what} {template}: {problem}; use {{stem}}, {{style}} or {{index}} "
+                          "(a brace in the name is written twice)")
+    try:
+        return Path(template.format(**names))
+    except ValueError as exc:  # a format that does not fit the value: {stem:d}, {index!x}
+        raise ConfigError(f"{what} {template}: {exc}") from None
+
+
+def _check_a_file(text: str, option: str) -> None:
+    """A path as typed that ends in a slash names a folder (which Path would quietly drop)."""
+    if text.endswith(("/", os.sep)):
+        raise ImageError(f"{text}: {option} takes a file name, not a folder")
+
+
+def _check_writable(path: Path, formats: Any) -> None:
+    """Fail now, not after minutes of work, if ``path`` cannot be written."""
+    if formats is not None and path.suffix.lower() not in formats:
+        raise ImageError(f"{path}: unsupported extension {path.suffix!r}; use one of {', '.join(formats)}")
+    check_writable(path)
+    _check_folder_writable(Path(os.path.realpath(path)).parent, str(path))
+
+
+def _check_folder_writable(folder: Path, name: str) -> None:
+    """Make and remove a file in ``folder``: the one sure test (modes, ACLs, read-only mounts, quotas)."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".impasto-check-", dir=folder)
+    except OSError as exc:
+        raise ImageError(f"{name}: cannot write in folder {str(folder)!r} ({exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+# --- Running ------------------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> int:
+    """Carry out parsed arguments; ImpastoError for bad input (the caller reports it)."""
+    the_plan = plan(args)
+    if args.print_config:  # UTF-8 whatever the console's code page: it is a TOML file
+        text, binary = config_to_toml(the_plan.config), getattr(sys.stdout, "buffer", None)
+        if binary is None:  # a text stream put in place of stdout: it takes text
+            print(text, end="")
+        else:
+            sys.stdout.flush()
+            binary.write(text.encode("utf-8"))
+            binary.flush()
+        return EXIT_OK
+    _say_device(the_plan.config, args.quiet)
+    if not args.quiet:
+        _say_if_paintings_enlarged(the_plan.styles, the_plan.config)
+    # A resumed run's steps go on from the stopped run's: so does its log, when it is the same file
+    log = open(args.log_json, "a" if args.resume else "w", encoding="utf-8") if args.log_json else None
+    failed = 0
+    try:
+        with Interrupts(say=not args.quiet) as interrupts:
+            for index, job in enumerate(the_plan.jobs):
+                label = f"[{index + 1}/{len(the_plan.jobs)}] {Path(job.content).name}" if the_plan.batch else ""
+                try:
+                    _paint(args, the_plan, job, label, log, interrupts)
+                except ImpastoError as exc:
+                    if not the_plan.batch:
+                        raise
+                    failed += 1
+                    photo = "" if str(job.content) in str(exc) else f"photo {job.content}"  # a mask's error, say
+                    skipped = "" if isinstance(exc, Unsaved) else "skipped"  # painted, and kept elsewhere
+                    said = ", ".join(filter(None, (photo, skipped)))
+                    print(f"impasto: error: {exc}{f' ({said})' if said else ''}", file=sys.stderr)
+                if interrupts.signum is not None:
+                    left = [Path(job.content).name for job in the_plan.jobs[index + 1:]]
+                    if left:
+                        named = ", ".join(left[:5]) + (", …" if len(left) > 5 else "")
+                        print(f"impasto: stopped by {signal.Signals(interrupts.signum).name}; {len(left)} "
+                              f"photo{'s' if len(left) > 1 else ''} not painted: {named}", file=sys.stderr)
+                    return EXIT_SIGNAL[interrupts.signum]
+    finally:
+        if log:
+            with contextlib.suppress(OSError):  # its failure was reported at the step it happened
+                log.close()
+    if failed:
+        print(f"impasto: {failed} of {len(the_plan.jobs)} photos failed", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _paint(args: argparse.Namespace, the_plan: Plan, job: Job, label: str, log: TextIO | None,
+           interrupts: "Interrupts") -> None:
+    """Paint one photo and write its image, plot and intermediate saves."""
+    if not args.quiet:
+        _say_if_enlarged(job.content, the_plan.config)
+    progress = Progress(args, the_plan.config, job, label, log, interrupts)
+    try:
+        try:
+            result = stylize(job.content, the_plan.styles, the_plan.config, callback=progress, resume=args.resume)
+        except ImpastoError as exc:  # its advice names settings as the command line spells them
+            renamed = type(exc)(as_typed(str(exc)))
+            if hasattr(exc, "result"):
+                renamed.result = exc.result
+            raise renamed from None
+        finally:
+            progress.close()
+    except Exception as exc:  # a failure mid-run (out of memory, say) carries the best image so far
+        stopped = getattr(exc, "result", None)
+        if stopped is not None and stopped.history:  # steps made in this call (not only a resumed run's)
+            try:
+                with interrupts.hold():  # the failure is what gets reported, a second signal or not
+                    path, problem = _save_or_rescue(stopped, job.output)
+                kept = _kept(stopped, path, instead=bool(problem))
+                print(f"impasto: {problem + '; ' if problem else ''}{kept}", file=sys.stderr)
+            except Unsaved as lost:
+                print(f"impasto: error: {lost}", file=sys.stderr)
+        raise
+    with interrupts.hold():
+        path, problem = _save_or_rescue(result, job.output)
+    if problem:
+        message = f"{problem}; {_kept(result, path, instead=True)}"
+        interrupts.abort_if_pending(message)
+        if interrupts.signum is None:
+            raise Unsaved(message)
+        print(f"impasto: error: {message}", file=sys.stderr)  # the run stopped as asked: exit as a signal says
+        return
+    interrupts.abort_if_pending(_kept(result, path, instead=False))
+    if job.plot:
+        plot_losses(result.history, job.plot, the_plan.config.sizes(), title=f"{path.name}: loss per step")
+    if not args.quiet:
+        squeezed = ", activations recomputed to fit in memory" if result.checkpointed else ""
+        reason = result.stop_reason
+        if interrupts.signum is not None:
+            signal_name = signal.Signals(interrupts.signum).name
+            reason = (f"{signal_name}: the best image so far" if reason == "cancelled"
+                      else f"{reason}; {signal_name} came after the last step")
+        timing = f"{result.timings['total']:.1f} s"
+        if result.resumed_from:
+            timing += f" resumed, {result.timings['total'] + result.resumed_from['seconds']:.1f} s in all"
+        steps = f"{result.steps} step{'s' if result.steps != 1 else ''}"
+        print(f"wrote {path} ({steps}, {timing}, stopped by {reason}{squeezed})", file=sys.stderr)
+        if result.stopped_at:
+            print(f"impasto: to go on where it stopped: impasto --resume {shlex.quote(str(path))}", file=sys.stderr)
+
+
+def _kept(result: Result, path: Path, instead: bool) -> str:
+    """Where ``result`` was kept (``instead`` of its output), and for a stopped run how to go on."""
+    what = f"the best image so far (step {result.steps})" if result.stopped_at else "the painting"
+    kept = f"{what} is kept in {path}{' instead' if instead else ''}"
+    return kept + (f"; to go on from it: impasto --resume {shlex.quote(str(path))}" if result.stopped_at else "")
+
+
+ENLARGED = 4  # a photo enlarged more than this many times comes out soft: say so
+
+
+def _enlarged(source: Any, edge: float) -> tuple[int, int] | None:
+    """(width, height) of an image file that a long edge of ``edge`` px enlarges more than ENLARGED
+    times; None otherwise, or for an image in memory."""
+    size = header_size(source) if isinstance(source, (str, os.PathLike)) else None
+    return size if size and edge > ENLARGED * max(size) else None
+
+
+def _say_if_enlarged(content: Any, config: Config) -> None:
+    """A photo much smaller than the painting comes out soft; say so, and how to paint it at its size
+    (when the network can see it at that size)."""
+    size = _enlarged(content, config.max_size)
+    if size is None:
+        return
+    own = "" if min(size) < smallest_edge((config.content_layer, *config.style_layers)) else \
+        f" (-s {max(size)} paints it at its own size)"
+    print(f"impasto: note: {content} is {size[0]}x{size[1]} px; painted at {config.max_size} px, "
+          f"{config.max_size / max(size):.1f} times larger, it will look soft{own}", file=sys.stderr)
+
+
+def _say_if_paintings_enlarged(styles: list[Any], config: Config) -> None:
+    """A painting is seen at about the picture's size (times style_scale): a small one enlarged much,
+    its strokes are blurs, which the result takes on."""
+    seen = config.max_size * config.style_scale  # its long edge, for a painting of the photo's shape
+    for style in styles:
+        size = _enlarged(style, seen)
+        if size is not None:
+            print(f"impasto: note: {style} is {size[0]}x{size[1]} px; seen {seen / max(size):.1f} times larger, "
+                  "its strokes will be blurred (a larger copy of the painting, or a smaller --style-scale, "
+                  "paints sharper)", file=sys.stderr)
+
+
+class Unsaved(ImageError):
+    """The output could not be written once the painting was done (and maybe not kept elsewhere)."""
+
+    exit_code = EXIT_FAILED  # not bad input: the run worked, the folder failed under it
+
+
+def _save_or_rescue(result: Result, output: Path) -> tuple[Path, str | None]:
+    """Write ``result`` to ``output`` or, if that fails now (a folder made read-only or a disk filled
+    during the run), to a new file in the temporary folder: never lose the painting quietly. Returns
+    where it went and, if not to ``output``, why; raises Unsaved when it could go nowhere."""
+    try:
+        return result.save(output), None
+    except ImageError as exc:
+        problem = str(exc)
+    try:
+        fd, rescue = tempfile.mkstemp(prefix=f"{output.stem}-", suffix=".png")
+        os.close(fd)
+    except OSError as exc:
+        raise Unsaved(f"{problem}; nor could it be kept in the temporary folder {tempfile.gettempdir()} "
+                      f"({exc.strerror or exc}): the picture is lost") from None
+    try:
+        return result.save(rescue), problem
+    except ImpastoError as exc:
+        Path(rescue).unlink(missing_ok=True)
+        raise Unsaved(f"{problem}; nor could it be kept in {rescue} ({str(exc).removeprefix(rescue + ': ')}): "
+                      "the picture is lost") from None
+
+
+def _snapshot_path(args: argparse.Namespace, job: Job, step: int) -> Path:
+    """Where --save-every writes a photo's picture after ``step`` steps."""
+    folder = Path(args.save_dir) if args.save_dir else job.output.parent
+    return (folder / f"{job.output.stem}-step{step:05d}.png").resolve()
+
+
+def _say_device(config: Config, quiet: bool) -> None:
+    if config.device != "auto" or quiet:
+        return
+    device = resolve_device("auto")
+    if device.type == "cuda":
+        import torch
+
+        print(f"impasto: using the GPU {torch.cuda.get_device_name(device)} ({device})", file=sys.stderr)
+    elif device.type != "cpu":
+        print(f"impasto: using the GPU ({device})", file=sys.stderr)
+
+
+class Progress:
+    """The callback of one run: progress bar, JSON log, intermediate saves, and stop on a signal."""
+
+    def __init__(self, args: argparse.Namespace, config: Config, job: Job, label: str, log: TextIO | None,
+                 interrupts: "Interrupts") -> None:
+        self.quiet, self.label, self.log, self.interrupts = args.quiet, label, log, interrupts
+        # Absolute: a --resume of the run, which reads the path from the metadata, logs the same name
+        self.content = os.path.abspath(job.content) if isinstance(job.content, (str, os.PathLike)) else "<image>"
+        self.every = args.save_every
+        self.snapshot = functools.partial(_snapshot_path, args, job)
+        self.bar: Any = None
+        self.resuming = args.resume  # said at the first step, once stylize has checked all it resumes
+
+    def __call__(self, event: ProgressEvent) -> bool:
+        kinds = loss_kinds(event.losses)
+        height, width = event.image.shape[1:]
+        if self.resuming and not self.quiet:
+            print(f"impasto: resuming {self.resuming} at step {event.step} of {event.total} "
+                  f"({max(height, width)} px)", file=sys.stderr)
+        self.resuming = None
+        if not self.quiet:
+            self._draw(event, kinds, f"{width}x{height}")
+        if self.log is not None:
+            record = {"input": self.content, "step": event.step, "total": event.total, "scale": event.scale,
+                      "size": [height, width], "loss": event.loss, **kinds, "terms": event.losses,
+                      "elapsed": round(event.elapsed, 4)}
+            try:
+                self.log.write(json.dumps(record) + "\n")
+                self.log.flush()
+            except OSError as exc:  # the painting matters more than its log: go on without it
+                self._give_up("--log-json", self.log.name, exc.strerror or exc)
+                self.log = None
+        if self.every and event.step % self.every == 0:
+            try:
+                save_image(event.image, self.snapshot(event.step),
+                           metadata={"step": event.step, "loss": event.loss, "losses": event.losses})
+            except ImpastoError as exc:
+                path = self.snapshot(event.step)
+                self._give_up("--save-every", path, str(exc).removeprefix(f"{path}: "))
+                self.every = 0
+        return self.interrupts.signum is not None  # True stops the run, keeping the best image
+
+    def _give_up(self, option: str, path: Any, reason: Any) -> None:
+        if self.bar is not None:
+            self.bar.clear()
+        print(f"impasto: warning: {option}: cannot write {path} ({reason}); going on without it", file=sys.stderr)
+
+    def _draw(self, event: ProgressEvent, kinds: dict[str, float], size: str) -> None:
+        terms = (f"{size} " if event.scales > 1 else "") + " ".join(f"{kind} {value:.3g}" for kind, value in kinds.items())
+        if not sys.stderr.isatty():  # a log file: a plain line every tenth of the run, not a redrawn bar
+            # and at the first step, which says that it started and how long a step takes
+            if event.step % max(1, event.total // 10) == 0 or event.step in (1, event.total):
+                print(f"{self.label + ' ' if self.label else ''}step {event.step}/{event.total}, "
+                      f"{event.elapsed:.1f} s: {terms}", file=sys.stderr, flush=True)
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=event.total, desc=self.label or None, unit="step", dynamic_ncols=True,
+                            file=sys.stderr, initial=event.step - 1)  # a resumed run starts part way
+        self.bar.total = event.total  # less once a size has stopped early (tolerance)
+        self.bar.set_postfix_str(terms, refresh=False)
+        self.bar.update(event.step - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class Interrupts:
+    """While active, the first SIGINT or SIGTERM only sets ``signum``: the progress callback then stops
+    the run, which keeps the best image so far. A second signal aborts at once, or once the result
+    being written is whole (``hold``). Previous handlers are restored on exit; a signal that was
+    being ignored stays ignored. ``say``: answer the first Ctrl-C at once, as a step may take a
+    minute (at 4K), and a user who sees nothing presses it again and loses the picture."""
+
+    def __init__(self, say: bool = False) -> None:
+        self.say = say
+        self.signum: int | None = None
+        self.previous: dict[int, Any] = {}
+        self.holding = False  # while a result is written: a second signal waits until it is
+        self.pending: int | None = None  # the exit code of a signal that waited
+
+    def __enter__(self) -> "Interrupts":
+        if threading.current_thread() is threading.main_thread():
+            for sig in EXIT_SIGNAL:
+                previous = signal.getsignal(sig)
+                if previous is not signal.SIG_IGN:
+                    self.previous[sig] = previous
+                    signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is None:
+            self.signum = signum
+            if self.say and signum == signal.SIGINT:
+                with contextlib.suppress(OSError, ValueError):  # stderr closed: the stop goes on regardless
+                    print("\nimpasto: stopping after this step, keeping the best image so far "
+                          "(Ctrl-C again quits at once, without it)", file=sys.stderr, flush=True)
+            return
+        exit_code = EXIT_SIGNAL.get(signum, EXIT_SIGNAL[signal.SIGINT])
+        if self.holding:
+            self.pending = exit_code
+        else:
+            raise Interrupted(exit_code)
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """Write a result (an image and its sidecar) whole: a second signal waits for
+        ``abort_if_pending``, which is told what was written."""
+        self.holding = True
+        try:
+            yield
+        finally:
+            self.holding = False
+
+    def abort_if_pending(self, done: str) -> None:
+        """Abort for a second signal that came while a result was written, saying what was."""
+        if self.pending is not None:
+            raise Interrupted(self.pending, f"interrupted; {done}")
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, previous in self.previous.items():
+            signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
