@@ -24,12 +24,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from flops import step_flops  # noqa: E402
+from flops import canvas_step_flops  # noqa: E402
 
 import impasto  # noqa: E402
 from impasto.api import uses_bfloat16  # noqa: E402
 from impasto.config import PRECISIONS  # noqa: E402
-from impasto.imageio import canvas_margin, long_edge_shape, read_image, read_metadata, save_image  # noqa: E402
+from impasto.imageio import long_edge_shape, read_image, read_metadata, save_image  # noqa: E402
 from impasto.memory import GB, available, estimate, largest_fitting  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "images"
@@ -98,9 +98,7 @@ def main() -> None:
                     print(f"{label:>10} {height * width / 1e6:6.2f}M {mode:>12}  refused or failed: {row['error']}")
                     continue
                 mode = "checkpointed" if row["checkpointed"] else "plain"
-                margin = canvas_margin(config.margin, height, width)  # a run paints the picture and its margin
-                flops = step_flops((config.content_layer,), config.style_layers, height + 2 * margin, width + 2 * margin)
-                gflops = flops / row["step_s"] / 1e9
+                gflops = canvas_step_flops(config, height, width) / row["step_s"] / 1e9
                 dtype = "bf16" if row["bfloat16"] else "fp32"
                 print(f"{label:>10} {height * width / 1e6:6.2f}M {mode:>12} {dtype:>5} {row['rss'] / GB:8.2f}G "
                       f"{(estimate(config, height, width, row['checkpointed'], row['bfloat16']) + held) / GB:8.2f}G "

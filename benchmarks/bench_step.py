@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from flops import step_flops  # noqa: E402
+from flops import canvas_step_flops  # noqa: E402
 
 import impasto  # noqa: E402
 from impasto.api import _objective, _scaled_styles, resolve_device  # noqa: E402
@@ -88,10 +88,11 @@ def conv_gflops(device: torch.device, channels: int = 256, height: int = 96, wid
 def measure(photo: torch.Tensor, painting: torch.Tensor, size: int, config: impasto.Config, device: torch.device,
             repeats: int, compiled_too: bool = False) -> tuple[tuple[int, int], float, list[tuple[str, float, float]]]:
     """One step of each variant on the photo at ``size`` px: the canvas a run paints (the picture
-    and its margin, at most an eighth of the short edge), the FLOPs of a step on it, and (variant, median seconds, first step's seconds)."""
+    and its margin, at most an eighth of the short edge), the FLOPs of a step on it, and (variant,
+    median seconds, first step's seconds) for each variant."""
     content = resize_to_long_edge(photo, size)
     canvas = with_margin(content[None], canvas_margin(config.margin, *content.shape[1:])).to(device)
-    flops = step_flops((config.content_layer,), config.style_layers, *canvas.shape[2:])
+    flops = canvas_step_flops(config, *content.shape[1:])
     layers = (config.content_layer, *config.style_layers)
     rows = []
     for name, (channels_last, checkpointed, compiled, precision) in VARIANTS.items():

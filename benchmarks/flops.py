@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import impasto
+from impasto.imageio import canvas_margin
 from impasto.vgg import LAYER_NAMES
 
 
@@ -17,6 +19,13 @@ def step_flops(content_layers: tuple[str, ...], style_layers: tuple[str, ...], h
         channels, positions = layer_shape(name, height, width)
         flops += 4 * channels**2 * positions
     return flops
+
+
+def canvas_step_flops(config: impasto.Config, height: int, width: int) -> float:
+    """FLOPs of one step of a run with ``config`` on a picture of ``height`` × ``width``: the network
+    sees the canvas, the picture and its margin (``canvas_margin``) on every side."""
+    margin = canvas_margin(config.margin, height, width)
+    return step_flops((config.content_layer,), config.style_layers, height + 2 * margin, width + 2 * margin)
 
 
 def layer_shape(name: str, height: int, width: int) -> tuple[int, int]:
