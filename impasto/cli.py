@@ -97,7 +97,9 @@ def _serve(argv: list[str]) -> int:
 # --- The parser ---------------------------------------------------------------------------------
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (``impasto`` and ``impasto serve`` share it)."""
+
     def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> argparse.Namespace:
         return super().parse_args(self._negative_values_joined(sys.argv[1:] if args is None else list(args)),
                                   namespace)
@@ -122,7 +124,7 @@ class _Parser(argparse.ArgumentParser):
                 if word.startswith("--") and close:
                     message += f" (did you mean {close[0]}?)"
                     break
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see impasto --help)\n")
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -132,7 +134,7 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineParser(
         prog="impasto", formatter_class=_HelpFormatter, epilog=EPILOG,
         usage="impasto CONTENT STYLE [STYLE ...] -o OUT [options]\n"
               "       impasto -c PHOTO [-c PHOTO ...] STYLE [STYLE ...] -o 'out/{stem}.png'\n"

@@ -77,7 +77,11 @@ def test_help_groups_options_with_defaults(capsys):
 @pytest.mark.parametrize("argv, said", [
     (["--help"], []), (["--version"], []),
     (["--max-size", "big"], ["impasto: error: argument --max-size/-s: 'big' is not a whole number (see impasto --help)"]),
-    (["--bogus"], ["impasto: error: unrecognized arguments: --bogus (see impasto --help)"])])
+    (["--bogus"], ["impasto: error: unrecognized arguments: --bogus (see impasto --help)"]),
+    (["serve", "--help"], []),
+    (["serve", "--port", "x"], ["impasto serve: error: argument --port: invalid int value: 'x' (see impasto serve --help)"]),
+    (["serve", "--wokers", "2"], ["impasto serve: error: unrecognized arguments: --wokers 2 (did you mean --workers?) "
+                                  "(see impasto serve --help)"])])
 def test_help_version_and_usage_errors_answer_without_loading_torch(argv, said):
     done = subprocess.run([sys.executable, "-X", "importtime", "-m", "impasto", *argv], capture_output=True, text=True,
                           timeout=60)

@@ -20,8 +20,8 @@ from starlette.testclient import TestClient  # noqa: E402
 import impasto  # noqa: E402
 from impasto.config import COLOR_MODES  # noqa: E402
 from impasto.imageio import read_metadata  # noqa: E402
-from impasto.web import default_data_dir, main  # noqa: E402
-from impasto.web.app import FORM_SETTINGS, Limits, _download_name, create_app  # noqa: E402
+from impasto.web import Limits, default_data_dir, main  # noqa: E402
+from impasto.web.app import FORM_SETTINGS, _download_name, create_app  # noqa: E402
 from impasto.web.jobs import Job  # noqa: E402
 
 TINY = {"max_size": "48", "iterations": "4"}

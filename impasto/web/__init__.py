@@ -1,7 +1,8 @@
 """``impasto serve``: a local web app over ``impasto.stylize`` (the optional extra ``impasto[web]``).
 
-Importing this package needs nothing beyond impasto itself; Starlette and uvicorn are imported when
-the app is made (``impasto.web.app.create_app``) or served (``main``).
+Importing this package needs nothing beyond impasto itself; Starlette, uvicorn and torch are imported
+when the app is made (``impasto.web.app.create_app``) or served (``main``), so that ``impasto serve
+--help`` answers at once.
 """
 
 from __future__ import annotations
@@ -14,12 +15,26 @@ import socket
 import sys
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+from ..cli import OneLineParser
+from ..config import MIN_SIZE
 from ..errors import EXIT_SIGNAL
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask of the server."""
+
+    max_upload_bytes: int = 32 * 2**20  # the whole multipart body
+    max_size: int = 1024  # Config.max_size
+    max_iterations: int = 1000  # Config.iterations
+    max_pixels: int = 40_000_000  # of each uploaded image, read from its header before decoding
+    max_queued: int = 20  # jobs waiting at once
 
 
 def default_data_dir() -> Path:
@@ -34,10 +49,8 @@ def default_data_dir() -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .app import Limits  # noqa: PLC0415 (defaults come from one place)
-
     limits = Limits()
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="impasto serve", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="A web page on this machine: drop a photo and a painting, press Paint, watch it "
                     "take shape, download the result. Results are kept in the data folder.")
@@ -61,17 +74,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve the web app until Ctrl-C; returns the exit code (2: bad usage or the extra is missing)."""
     try:
-        import uvicorn  # noqa: PLC0415
-
-        from ..config import MIN_SIZE  # noqa: PLC0415
-        from .app import Limits, create_app  # noqa: PLC0415
-    except ImportError as e:
-        from ..cli import WEB_INSTALL  # noqa: PLC0415
-
-        print(f"impasto serve: error: the web app needs the 'web' extra ({e.name} is missing): {WEB_INSTALL}",
-              file=sys.stderr)
-        return 2
-    try:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # --help, or a usage error argparse has reported
         return e.code if isinstance(e.code, int) else 2
@@ -85,6 +87,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ] if bad), None)
     if problem:
         print(f"impasto serve: error: {problem}", file=sys.stderr)
+        return 2
+    try:
+        import uvicorn  # noqa: PLC0415
+
+        from .app import create_app  # noqa: PLC0415
+    except ImportError as e:
+        from ..cli import WEB_INSTALL  # noqa: PLC0415
+
+        print(f"impasto serve: error: the web app needs the 'web' extra ({e.name} is missing): {WEB_INSTALL}",
+              file=sys.stderr)
         return 2
     data_dir = args.data_dir.expanduser()
     limits = Limits(max_upload_bytes=int(args.max_upload_mb * 2**20), max_size=args.max_size,

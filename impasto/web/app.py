@@ -19,7 +19,6 @@ import threading
 import unicodedata
 import urllib.parse
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -37,6 +36,7 @@ from starlette.staticfiles import StaticFiles
 from .. import Config, ConfigError, ImageError, ImpastoError, __version__, read_image
 from ..api import check_edges
 from ..config import MIN_SIZE, parse_setting
+from . import Limits
 from .jobs import FINISHED, Job, JobManager, QueueFull
 
 # The settings the page offers, in order, with how to show them. Every other field of Config keeps
@@ -66,17 +66,6 @@ _DECODING = threading.Lock()  # one upload decoded at a time: a 40-megapixel che
 KEEPALIVE_SECONDS = 15  # an SSE comment line this often lets a dead connection be noticed
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 log = logging.getLogger("impasto.web")
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one request may ask of the server."""
-
-    max_upload_bytes: int = 32 * 2**20  # the whole multipart body
-    max_size: int = 1024  # Config.max_size
-    max_iterations: int = 1000  # Config.iterations
-    max_pixels: int = 40_000_000  # of each uploaded image, read from its header before decoding
-    max_queued: int = 20  # jobs waiting at once
 
 
 class _TooLarge(Exception):
