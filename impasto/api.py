@@ -31,7 +31,7 @@ from .masks import fit_mask, read_masks
 from .memory import plan as plan_memory, return_freed_memory
 from .objective import Objective, WithComposition
 from .optimize import Callback, LoopState, optimize
-from .postprocess import denoise
+from .postprocess import denoise, despeckle
 from .vgg import LAYER_NAMES, VGGFeatures, check_weights_file, load_weights, smallest_edge
 
 
@@ -181,6 +181,8 @@ def stylize(
     image = resize(image, *final_size)
     if grey:  # the optimised luminance with the photo's chroma
         image = with_chroma_of(image, resize_to_long_edge(photo, config.max_size))
+    if config.despeckle:
+        image = despeckle(image, config.despeckle)
     if config.denoise:
         image = denoise(image, config.denoise)
     total = time.perf_counter() - started

@@ -13,6 +13,7 @@ from impasto.api import _cpu_flags, initial_image, load_extractor, repeatable, r
 from impasto.errors import Interrupted
 from impasto.imageio import read_metadata, resize_to_long_edge
 from impasto.memory import GB, estimate
+from impasto.postprocess import despeckle, lone_pixels
 
 FAST = dict(max_size=64, iterations=40, tolerance=0.0)
 
@@ -227,6 +228,16 @@ def test_stylize_leaves_the_global_random_state_alone(images):
     assert repr(result) == f"<Result 32x24 px, 2 steps, iterations, loss {result.history[-1]['loss']:.4g}>"
     with Image.open(io.BytesIO(result._repr_png_())) as shown:  # what a notebook displays
         assert np.array_equal(np.asarray(shown), np.asarray(result.to_pil()))
+
+
+def test_a_run_removes_the_specks_it_leaves(images):
+    photo = torch.full((3, 24, 32), 0.2)
+    photo[:, 10, 12] = 1.0  # a white dot, still one after two steps
+    config = impasto.Config(max_size=32, iterations=2, despeckle=0)
+    kept = impasto.stylize(photo, images / "style/starry_night.jpg", config)
+    assert lone_pixels(kept.image, 60).nonzero().tolist() == [[10, 12]]
+    removed = impasto.stylize(photo, images / "style/starry_night.jpg", config.replace(despeckle=60))
+    assert torch.equal(removed.image, despeckle(kept.image, 60)) and removed.history == kept.history
 
 
 def test_initial_images(images, tmp_path):

@@ -111,6 +111,8 @@ def test_step_size_defaults_per_optimizer():
         ({"zzz": 3}, "unknown setting 'zzz'; valid settings: max_size"),
         ({"margin": -1}, "margin must be from 0 to 64 pixels, not -1"),
         ({"margin": 65}, "margin must be from 0 to 64 pixels, not 65"),
+        ({"despeckle": -1}, "despeckle must be from 0 to 255 grey levels, not -1"),
+        ({"despeckle": 256}, "despeckle must be from 0 to 255 grey levels, not 256"),
     ],
 )
 def test_invalid_settings_name_the_field(changes, message):
@@ -120,8 +122,10 @@ def test_invalid_settings_name_the_field(changes, message):
 
 def test_saved_settings_of_an_older_version_repeat_its_picture():
     assert Config.from_saved(Config().to_dict()) == Config()  # this version's: as saved
-    older = {k: v for k, v in Config().to_dict().items() if k != "margin"}  # 0.5.0 painted to the edge
-    assert Config.from_saved(older).margin == 0 and Config.from_dict(older).margin == 8
+    older = {k: v for k, v in Config().to_dict().items() if k not in ("margin", "despeckle")}  # 0.5.0's
+    assert Config.from_saved(older).margin == 0 and Config.from_dict(older).margin == 8  # it painted to the edge
+    assert Config.from_saved(older).despeckle == 0 and Config.from_dict(older).despeckle == 60  # and kept specks
+    assert Config.from_saved({**older, "margin": 8}) == Config(despeckle=0)  # 0.6.0's to 0.7.2's
     with pytest.raises(ConfigError, match="settings must be a dict of Config fields, not list"):
         Config.from_saved([])
 

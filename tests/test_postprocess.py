@@ -3,7 +3,7 @@ import torch
 
 from impasto.config import Config
 from impasto.errors import ConfigError
-from impasto.postprocess import denoise
+from impasto.postprocess import denoise, despeckle, lone_pixels
 
 
 def test_zero_sigma_is_an_unchanged_copy():
@@ -49,3 +49,34 @@ def test_out_of_range_values_are_refused():
             Config(denoise=sigma)
     with pytest.raises(ConfigError, match="sigma >= 0"):
         denoise(torch.zeros(3, 2, 2), -1.0)
+
+
+def _specks() -> torch.Tensor:
+    picture = torch.full((3, 20, 30), 0.5)
+    picture[:, :, 15:] = torch.linspace(0.3, 0.8, 15)  # a gradient: neighbours differ, but by little
+    picture[1, 5, 7] = 0.9  # green, 102 grey levels off its neighbours: a speck
+    picture[0, 12, 20] += 0.25  # 55 levels off its nearest neighbour: too faint
+    picture[2, 15, 3:5] = 0.1  # two pixels side by side: not lone
+    picture[:, 0, 10] = 1.0  # on the border: never lone
+    return picture
+
+
+def test_lone_pixels_are_single_pixels_far_off_all_their_neighbours():
+    assert lone_pixels(_specks(), 60).nonzero().tolist() == [[5, 7]]
+    assert lone_pixels(_specks(), 50).nonzero().tolist() == [[5, 7], [12, 20]]
+
+
+def test_despeckle_gives_a_lone_pixel_its_neighbours_median_and_leaves_the_rest():
+    picture = _specks()
+    picture[0, 4:7, 6:9] = torch.tensor([[0.1, 0.2, 0.3], [0.4, 0.7, 0.6], [0.7, 0.8, 0.9]])  # red around it
+    before = picture.clone()
+    out = despeckle(picture, 60)
+    assert torch.equal(picture, before)  # the input is left alone
+    assert out[:, 5, 7].tolist() == pytest.approx([0.4, 0.5, 0.5])  # red: the lower median of 8 neighbours
+    out[:, 5, 7] = before[:, 5, 7]
+    assert torch.equal(out, before)  # no other pixel moved
+    assert lone_pixels(despeckle(picture, 50), 50).sum() == 0
+    unchanged = despeckle(picture, 0)
+    assert torch.equal(unchanged, picture) and unchanged.data_ptr() != picture.data_ptr()
+    with pytest.raises(ConfigError, match="levels >= 0"):
+        despeckle(picture, -1)
