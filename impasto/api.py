@@ -178,13 +178,7 @@ def stylize(
     if state.stop_reason == "diverged" and not state.history:  # the picture would be the start, unpainted
         raise ConfigError(f"{source_name(content, 'content image')}: the loss is not finite (NaN or infinity) "
                           "from the first step; nothing was painted: are the weights too large?")
-    image = resize(image, *final_size)
-    if grey:  # the optimised luminance with the photo's chroma
-        image = with_chroma_of(image, resize_to_long_edge(photo, config.max_size))
-    if config.despeckle:
-        image = despeckle(image, config.despeckle)
-    if config.denoise:
-        image = denoise(image, config.denoise)
+    image = _finished(resize(image, *final_size), photo, config)
     total = time.perf_counter() - started
     result = Result(image, config, state.history, {"setup": setup, "optimize": total - setup, "total": total},
                     state.stop_reason, inputs, memory.checkpointed, bfloat16, stopped_at,
@@ -193,6 +187,16 @@ def stylize(
         state.interrupted.result = result
         raise state.interrupted
     return result
+
+
+def _finished(picture: torch.Tensor, photo: torch.Tensor, config: Config) -> torch.Tensor:
+    """The optimised ``picture`` at the output's size as the result shows it: in the ``photo``'s
+    colours for a luminance-only run, its specks removed, smoothed if asked."""
+    if config.preserve_color == "luminance":  # the optimised luminance with the photo's chroma
+        picture = with_chroma_of(picture, resize_to_long_edge(photo, config.max_size))
+    if config.despeckle:
+        picture = despeckle(picture, config.despeckle)
+    return denoise(picture, config.denoise) if config.denoise else picture
 
 
 # Settings that say where and how a run computes, not what it paints: a stopped run may resume with others.
