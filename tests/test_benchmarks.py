@@ -41,6 +41,14 @@ def test_impasto_run_stops_once_as_good_and_its_own_steps_are_done(images, tmp_p
     assert bench_pastiche.first_as_good(rows, math.inf, math.inf) == rows[0][0]
 
 
+def test_as_good_on_both_terms_or_on_their_total():
+    scored = [(1.0, 9.0, 9.0), (2.0, 6.0, 1.0), (3.0, 4.0, 3.0), (4.0, 4.5, 0.5)]
+    assert bench_pastiche.first_as_good(scored, 5.0, 3.0) == 3.0
+    assert bench_pastiche.first_total_as_low(scored, 5.0, 3.0) == 2.0  # 7 <= 8, with the content term above
+    assert bench_pastiche.first_as_good(scored, 4.0, 1.0) is None
+    assert bench_pastiche.first_total_as_low(scored, 4.0, 1.0) == 4.0  # 5 <= 5
+
+
 def test_print_scores_rank_photo_and_painting(images):
     photo, painting = images / "content/golden_gate.jpg", images / "style/starry_night.jpg"
     (photo_content, photo_style), (painting_content, painting_style) = bench_print.scores(
