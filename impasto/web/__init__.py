@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..cli import OneLineParser
+from ..cli import WEB_INSTALL, OneLineParser
 from ..config import MIN_SIZE
 from ..errors import EXIT_SIGNAL
 
@@ -93,8 +93,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         from .app import create_app  # noqa: PLC0415
     except ImportError as e:
-        from ..cli import WEB_INSTALL  # noqa: PLC0415
-
         print(f"impasto serve: error: the web app needs the 'web' extra ({e.name} is missing): {WEB_INSTALL}",
               file=sys.stderr)
         return 2
