@@ -23,15 +23,14 @@ def denoise(image: torch.Tensor, sigma: float) -> torch.Tensor:
         raise ConfigError(f"denoise needs sigma >= 0, not {sigma}")
     if sigma == 0:
         return image.clone()
-    _, height, width = image.shape
     radius = max(1, math.ceil(2 * sigma))
-    padded = F.pad(image[None], (radius,) * 4, mode="replicate")[0]  # (3, H + 2r, W + 2r)
+    padded = _padded(image, radius)
     total = torch.zeros_like(image)
     weights = torch.zeros_like(image[0])  # (H, W)
     # One shifted copy at a time: memory stays at a few images whatever the radius.
     for dy in range(-radius, radius + 1):
         for dx in range(-radius, radius + 1):
-            neighbour = padded[:, radius + dy:radius + dy + height, radius + dx:radius + dx + width]
+            neighbour = _shifted(padded, dy, dx, radius)
             distance2 = (neighbour - image).square().sum(0)  # (H, W)
             weight = math.exp(-(dx * dx + dy * dy) / (2 * sigma * sigma)) * torch.exp(
                 -distance2 / (2 * RANGE_SIGMA * RANGE_SIGMA))
@@ -66,11 +65,11 @@ def despeckle(image: torch.Tensor, levels: float) -> torch.Tensor:
     return image
 
 
-def _padded(image: torch.Tensor) -> torch.Tensor:
-    """(3, H + 2, W + 2): the border pixels repeated once around."""
-    return F.pad(image[None], (1, 1, 1, 1), mode="replicate")[0]
+def _padded(image: torch.Tensor, radius: int = 1) -> torch.Tensor:
+    """(3, H + 2r, W + 2r): the border pixels repeated ``radius`` times around."""
+    return F.pad(image[None], (radius,) * 4, mode="replicate")[0]
 
 
-def _shifted(padded: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
-    """Each pixel's neighbour at (dy, dx), from ``_padded``'s result."""
-    return padded[:, 1 + dy:padded.shape[1] - 1 + dy, 1 + dx:padded.shape[2] - 1 + dx]
+def _shifted(padded: torch.Tensor, dy: int, dx: int, radius: int = 1) -> torch.Tensor:
+    """Each pixel's neighbour at (dy, dx) (at most ``radius`` away), from ``_padded(image, radius)``."""
+    return padded[:, radius + dy:padded.shape[1] - radius + dy, radius + dx:padded.shape[2] - radius + dx]
