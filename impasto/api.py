@@ -28,7 +28,7 @@ from .errors import ConfigError, ImageError, Interrupted
 from .imageio import (ImageSource, long_edge_shape, pixels_shape, read_image, read_metadata, resize,
                       resize_to_long_edge, resize_to_pixels, same_aspect, save_image, source_name, to_pil, unenlarge)
 from .masks import fit_mask, read_masks
-from .memory import plan as plan_memory, return_freed_memory
+from .memory import MemoryPlan, plan as plan_memory, return_freed_memory
 from .objective import Objective, WithComposition
 from .optimize import Callback, LoopState, optimize
 from .postprocess import denoise, despeckle
@@ -111,82 +111,134 @@ def stylize(
         raise ConfigError(f"callback must be a function of a ProgressEvent, not {type(callback).__name__}")
     started = time.perf_counter()
     styles = list(style) if isinstance(style, (list, tuple)) else [style]
-    sizes, steps = config.sizes(), config.steps_per_size()
     images = _read_images(content, styles, config, config.painted_sizes())
-    photo, device = images.photo, images.device
     inputs = _inputs(content, styles, config)
-    final_size = long_edge_shape(*photo.shape[1:], config.max_size)
+    final_size = long_edge_shape(*images.photo.shape[1:], config.max_size)
     point, stopped_image = _resumed(resume, config, inputs, final_size) if resume is not None else (None, None)
-    bfloat16 = uses_bfloat16(config.precision, device)
-    held = {id(t): t.nbytes for t in (photo, images.target, *images.paintings, *(images.masks or []))}
-    memory = plan_memory(config, *photo.shape[1:], device, bfloat16, held=sum(held.values()))
-    if memory.checkpointed:
-        return_freed_memory()
-    grey = config.preserve_color == "luminance"
-    extractor = _extractor(config, device, memory.checkpointed)
-    generator = torch.Generator().manual_seed(config.seed)
-    # With no style to paint (strength 0) there is no recolouring either: the photo comes back.
-    init = "content" if config.init == "palette" and not config.style_weight * config.strength else config.init
-    # A resumed run's count of steps and its clock go on from where it stopped.
-    state = (LoopState(point.total, len(sizes), point.steps, time.perf_counter() - point.seconds) if point
-             else LoopState(sum(steps), len(sizes)))
+    bfloat16 = uses_bfloat16(config.precision, images.device)
+    memory = _planned_memory(config, images, bfloat16)
+    painting = _Painting(config, images, _extractor(config, images.device, memory.checkpointed), callback,
+                         point, stopped_image)
     setup = time.perf_counter() - started
-    image = first = stopped_at = None
-    with repeatable(device):
-        try:
-            for scale, (size, iterations) in enumerate(zip(sizes, steps)):
-                painted = point is not None and scale < point.size_index  # before the run stopped
-                if iterations == 0 or (painted and (first is not None or not config.composition_weight)):
-                    continue  # nor needed for the composition term
-                done = 0  # steps this size had made before this call (a resumed run's)
-                content_image, style_images, scaled_masks = _at_size(images, size, config)
-                objective = _objective(extractor, content_image, style_images, config, device, scaled_masks)
-                if first is None:
-                    first = objective
-                elif config.composition_weight:
-                    objective = WithComposition(objective, first, config.composition_weight)
-                if painted:
-                    continue
-                if point and scale == point.size_index:  # the stopped run's picture, at the size it was painting
-                    image, done = unenlarge(stopped_image, *content_image.shape[1:]), point.steps_at_size
-                    image = luminance(image) if grey else image
-                    if done >= iterations:
-                        continue  # it stopped on this size's last step: the next size goes on from it
-                if image is None:
-                    start = initial_image(init, content_image, style_images, generator, scaled_masks, config.style_blend)
-                    start = luminance(start) if grey else start
-                else:  # coarse-to-fine: continue from the last size's result, upsampled
-                    start = resize(image, *content_image.shape[1:])
-                state.stop_reason, before = "iterations", state.step
-                image = optimize(start[None].to(device), objective, optimizer=config.optimizer, lr=config.step_size,
-                                 iterations=iterations - done, tolerance=config.tolerance, state=state, scale=scale,
-                                 callback=_in_color(callback, resize_to_long_edge(photo, size)) if grey else callback,
-                                 grey=grey, margin=objective.margin)[0].cpu()
-                if state.stop_reason == "cancelled":
-                    left_here = state.total - state.step - sum(steps[scale + 1:])  # 0 once this size has stalled
-                    if state.total > state.step:
-                        stopped_at = {"size_index": scale, "size": size, "steps_at_size": iterations - left_here}
-                    else:  # the stop came with the run's last step: it had nothing left to do
-                        state.stop_reason = "iterations" if done + state.step - before == iterations else "tolerance"
-                if state.stop_reason in ("cancelled", "diverged"):
-                    break
-        except BaseException as exc:  # between a size's steps (building its targets, say): keep the last picture
-            if isinstance(exc, Interrupted) or image is None:
-                raise
-            state.stop_reason, state.interrupted = "cancelled", exc
-            stopped_at = {"size_index": scale, "size": size, "steps_at_size": done}
+    painting.paint()
+    state = painting.state
     if state.stop_reason == "diverged" and not state.history:  # the picture would be the start, unpainted
         raise ConfigError(f"{source_name(content, 'content image')}: the loss is not finite (NaN or infinity) "
                           "from the first step; nothing was painted: are the weights too large?")
-    image = _finished(resize(image, *final_size), photo, config)
+    image = _finished(resize(painting.image, *final_size), images.photo, config)
     total = time.perf_counter() - started
     result = Result(image, config, state.history, {"setup": setup, "optimize": total - setup, "total": total},
-                    state.stop_reason, inputs, memory.checkpointed, bfloat16, stopped_at,
+                    state.stop_reason, inputs, memory.checkpointed, bfloat16, painting.stopped_at,
                     point and {"steps": point.steps, "seconds": point.seconds})
     if state.interrupted is not None:  # a callback's error or Ctrl-C: raised, carrying the best image so far
         state.interrupted.result = result
         raise state.interrupted
     return result
+
+
+def _planned_memory(config: Config, images: _Images, bfloat16: bool) -> MemoryPlan:
+    """The run's memory plan (checkpointed or not), counting the images already held; a checkpointed
+    run gives freed memory back to the system first."""
+    held = {id(t): t.nbytes for t in (images.photo, images.target, *images.paintings, *(images.masks or []))}
+    memory = plan_memory(config, *images.photo.shape[1:], images.device, bfloat16, held=sum(held.values()))
+    if memory.checkpointed:
+        return_freed_memory()
+    return memory
+
+
+class _Painting:
+    """A run's sizes painted in turn (coarse-to-fine), each from the last one's picture, from the
+    start or from where a stopped run left off (``point``, with its ``stopped_image``).
+
+    ``paint`` leaves the picture in ``image`` (at the last size painted), how the run ended in
+    ``state``, and where it stopped, when it stopped part way, in ``stopped_at``.
+    """
+
+    def __init__(self, config: Config, images: _Images, extractor: VGGFeatures, callback: Callback | None,
+                 point: ResumePoint | None, stopped_image: torch.Tensor | None) -> None:
+        self.config, self.images, self.extractor, self.callback = config, images, extractor, callback
+        self.point, self.stopped_image = point, stopped_image
+        self.sizes, self.steps = config.sizes(), config.steps_per_size()
+        self.grey = config.preserve_color == "luminance"
+        self.generator = torch.Generator().manual_seed(config.seed)
+        # With no style to paint (strength 0) there is no recolouring either: the photo comes back.
+        self.init = "content" if config.init == "palette" and not config.style_weight * config.strength else config.init
+        # A resumed run's count of steps and its clock go on from where it stopped.
+        self.state = (LoopState(point.total, len(self.sizes), point.steps, time.perf_counter() - point.seconds)
+                      if point else LoopState(sum(self.steps), len(self.sizes)))
+        self.image: torch.Tensor | None = None
+        self.stopped_at: dict[str, int] | None = None
+        self._first: Objective | None = None  # the first size's, which the composition term scores
+        self._done = 0  # steps the current size had made before this call (a resumed run's)
+
+    def paint(self) -> None:
+        scale = 0
+        with repeatable(self.images.device):
+            try:
+                for scale, (size, iterations) in enumerate(zip(self.sizes, self.steps)):
+                    if not self._paint_size(scale, size, iterations):
+                        break
+            except BaseException as exc:  # between a size's steps (building its targets, say): keep the last picture
+                if isinstance(exc, Interrupted) or self.image is None:
+                    raise
+                self.state.stop_reason, self.state.interrupted = "cancelled", exc
+                self.stopped_at = {"size_index": scale, "size": self.sizes[scale], "steps_at_size": self._done}
+
+    def _paint_size(self, scale: int, size: int, iterations: int) -> bool:
+        """Paint size number ``scale``; whether the run goes on to the next size."""
+        point, state = self.point, self.state
+        painted = point is not None and scale < point.size_index  # before the run stopped
+        if iterations == 0 or (painted and (self._first is not None or not self.config.composition_weight)):
+            return True  # nor needed for the composition term
+        self._done = 0
+        content_image, style_images, masks = _at_size(self.images, size, self.config)
+        objective = self._objective(content_image, style_images, masks)
+        if painted:
+            return True
+        if point and scale == point.size_index:  # the stopped run's picture, at the size it was painting
+            self.image, self._done = unenlarge(self.stopped_image, *content_image.shape[1:]), point.steps_at_size
+            self.image = luminance(self.image) if self.grey else self.image
+            if self._done >= iterations:
+                return True  # it stopped on this size's last step: the next size goes on from it
+        start = self._start(content_image, style_images, masks)
+        state.stop_reason, before = "iterations", state.step
+        callback = self.callback
+        if self.grey:
+            callback = _in_color(callback, resize_to_long_edge(self.images.photo, size))
+        self.image = optimize(start[None].to(self.images.device), objective, optimizer=self.config.optimizer,
+                              lr=self.config.step_size, iterations=iterations - self._done,
+                              tolerance=self.config.tolerance, state=state, scale=scale, callback=callback,
+                              grey=self.grey, margin=objective.margin)[0].cpu()
+        if state.stop_reason == "cancelled":
+            self._note_stop(scale, size, iterations, state.step - before)
+        return state.stop_reason not in ("cancelled", "diverged")
+
+    def _objective(self, content_image: torch.Tensor, style_images: list[torch.Tensor],
+                   masks: list[torch.Tensor] | None) -> Objective | WithComposition:
+        objective = _objective(self.extractor, content_image, style_images, self.config, self.images.device, masks)
+        if self._first is None:
+            self._first = objective
+        elif self.config.composition_weight:
+            objective = WithComposition(objective, self._first, self.config.composition_weight)
+        return objective
+
+    def _start(self, content_image: torch.Tensor, style_images: list[torch.Tensor],
+               masks: list[torch.Tensor] | None) -> torch.Tensor:
+        if self.image is None:
+            start = initial_image(self.init, content_image, style_images, self.generator, masks,
+                                  self.config.style_blend)
+            return luminance(start) if self.grey else start
+        return resize(self.image, *content_image.shape[1:])  # coarse-to-fine: the last size's result, upsampled
+
+    def _note_stop(self, scale: int, size: int, iterations: int, made: int) -> None:
+        """A stop request during size number ``scale``, after ``made`` steps of this call there: where
+        the run stopped, unless that was its last step anyway."""
+        state = self.state
+        left_here = state.total - state.step - sum(self.steps[scale + 1:])  # 0 once this size has stalled
+        if state.total > state.step:
+            self.stopped_at = {"size_index": scale, "size": size, "steps_at_size": iterations - left_here}
+        else:  # the stop came with the run's last step: it had nothing left to do
+            state.stop_reason = "iterations" if self._done + made == iterations else "tolerance"
 
 
 def _finished(picture: torch.Tensor, photo: torch.Tensor, config: Config) -> torch.Tensor:
