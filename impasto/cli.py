@@ -30,7 +30,7 @@ from typing import Any
 
 from . import __version__
 from .config import COLOR_MODES, INITS, OPTIMIZERS, POOLINGS, PRECISIONS, Config, parse_setting, refuse_unknown
-from .errors import EXIT_SIGNAL, ConfigError, ImpastoError
+from .errors import BEFORE_PAINTING, EXIT_SIGNAL, ConfigError, ImpastoError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 WEB_INSTALL = "in impasto's folder: pip install -c constraints.txt -e '.[web]'"  # the web extra, as the README installs it
@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImpastoError as exc:
         return _fail(args, str(exc), getattr(exc, "exit_code", EXIT_USAGE))
     except KeyboardInterrupt as exc:  # a second signal, or one before the run started (while torch loads)
-        return _fail(args, str(exc) or "interrupted", getattr(exc, "exit_code", EXIT_SIGNAL[signal.SIGINT]))
+        return _fail(args, str(exc) or BEFORE_PAINTING, getattr(exc, "exit_code", EXIT_SIGNAL[signal.SIGINT]))
     except Exception as exc:  # a bug or the machine: one line and a pointer to the traceback
         if isinstance(exc, MemoryError) or "out of memory" in str(exc):
             return _fail(args, "out of memory; try a smaller --max-size (or --device cpu)", EXIT_FAILED)
@@ -101,8 +101,9 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (``impasto`` and ``impasto serve`` share it)."""
 
     def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> argparse.Namespace:
-        return super().parse_args(self._negative_values_joined(sys.argv[1:] if args is None else list(args)),
-                                  namespace)
+        # Intermixed, so that images may come after options too: `impasto photo.jpg -o out.png painting.jpg`.
+        return self.parse_intermixed_args(
+            self._negative_values_joined(sys.argv[1:] if args is None else list(args)), namespace)
 
     def _negative_values_joined(self, argv: list[str]) -> list[str]:
         """Join a negative value that argparse would take for an option ("-1,2", "-1e-3") to its option,
@@ -119,10 +120,12 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> typing.NoReturn:
         """One line, with a "did you mean" for a misspelt option."""
         if message.startswith("unrecognized arguments:"):
+            options = {option.lstrip("-"): option for option in self._option_string_actions if option.startswith("--")}
             for word in message.split(":", 1)[1].split():
-                close = difflib.get_close_matches(word.split("=")[0], self._option_string_actions, n=1)
+                # Compared without the dashes, which every option shares ("--bogus" is not like "--host").
+                close = difflib.get_close_matches(word.split("=")[0].lstrip("-"), options, n=1)
                 if word.startswith("--") and close:
-                    message += f" (did you mean {close[0]}?)"
+                    message += f" (did you mean {options[close[0]]}?)"
                     break
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
@@ -189,9 +192,11 @@ def _metavar(name: str) -> str | None:
     hint = _HINTS[name]
     if name in _CHOICES:
         return "{" + ",".join(_CHOICES[name]) + "}"
-    if typing.get_origin(hint) is tuple:
-        return "A,B,..."
-    return {int: "N", float: "X"}.get(hint) or {"weights": "FILE", "learning_rate": "X", "content_layer": "LAYER"}.get(name)
+    named = {"weights": "FILE", "learning_rate": "X", "content_layer": "LAYER", "max_memory": "GB",
+             "masks": "FILE,...", "style_layers": "LAYER,..."}
+    if name in named:
+        return named[name]
+    return "A,B,..." if typing.get_origin(hint) is tuple else {int: "N", float: "X"}.get(hint)
 
 
 def _positive_int(text: str) -> int:
@@ -232,6 +237,13 @@ def _option_type(name: str):
 
 
 # --- Settings -----------------------------------------------------------------------------------
+
+
+def _toml_kind(value: Any) -> str:
+    """A TOML value that no setting takes, as the file wrote it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "a table" if isinstance(value, dict) else "a list of lists or tables"
 
 
 def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = None) -> Config:
@@ -298,7 +310,7 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
     values = {}
     for key, value in data.items():
         if isinstance(value, (dict, bool)) or (isinstance(value, list) and any(isinstance(v, (list, dict)) for v in value)):
-            raise ConfigError(f"{path}: {key}: {value!r} is not a valid value")
+            raise ConfigError(f"{path}: {key}: {_toml_kind(value)} is not a valid value")
         try:  # list items one by one: a file name may hold a comma
             values[key] = parse_setting(key, [str(v) for v in value] if isinstance(value, list) else str(value))
         except ConfigError as exc:

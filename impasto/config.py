@@ -182,17 +182,20 @@ class Config:
                 f"{len(self.style_layers)} style layer{'s' if len(self.style_layers) != 1 else ''}")
         for name in ("content_weight", "style_weight", "tv_weight", "strength", "composition_weight"):
             if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must not be negative, not {getattr(self, name)}")
+                raise ConfigError(f"{name} must not be negative, not {getattr(self, name):g}")
         for name in ("style_layer_weights", "style_blend"):
             weights = getattr(self, name)
             if weights and (any(w < 0 for w in weights) or sum(weights) <= 0):
-                raise ConfigError(f"{name} must be non-negative with a positive sum, not {', '.join(map(str, weights))}")
+                raise ConfigError(f"{name} must be non-negative with a positive sum, not {', '.join(f'{w:g}' for w in weights)}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
         if self.preserve_color not in COLOR_MODES:
             raise ConfigError(f"preserve_color must be one of {', '.join(COLOR_MODES)}, not {self.preserve_color!r}")
         if not self.init or self.init.lower() in INITS and self.init not in INITS:
             raise ConfigError(f"init must be one of {', '.join(INITS)} or an image file, not {self.init!r}")
+        if self.init not in INITS and (misspelt := _misspelt_init(self.init)):
+            raise ConfigError(f"init must be one of {', '.join(INITS)} or an image file, not {self.init!r} "
+                              f"(did you mean {misspelt}?)")
         if any(not mask for mask in self.masks):
             raise ConfigError("masks has an empty file name")
         if self.masks and self.style_blend:
@@ -202,16 +205,16 @@ class Config:
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}")
         if self.learning_rate is not None and not self.learning_rate > 0:
-            raise ConfigError(f"learning_rate must be positive, not {self.learning_rate}")
+            raise ConfigError(f"learning_rate must be positive, not {self.learning_rate:g}")
         if self.iterations < 1:
             raise ConfigError(f"iterations must be at least 1, not {self.iterations}")
         for name in ("coarse_iterations", "refine_iterations"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, not {getattr(self, name)}")
         if self.tolerance < 0:
-            raise ConfigError(f"tolerance must not be negative, not {self.tolerance}")
+            raise ConfigError(f"tolerance must not be negative, not {self.tolerance:g}")
         if self.max_memory is not None and not self.max_memory > 0:
-            raise ConfigError(f"max_memory must be positive, not {self.max_memory}")
+            raise ConfigError(f"max_memory must be positive, not {self.max_memory:g}")
         if not 0 <= self.denoise <= MAX_DENOISE:
             raise ConfigError(f"denoise must be from 0 to {MAX_DENOISE:g} pixels, not {self.denoise}")
         if not 0 <= self.despeckle <= 255:
@@ -316,6 +319,14 @@ def refuse_unknown(settings: dict[str, Any]) -> None:
         raise ConfigError(f"unknown setting {unknown[0]!r}; {hint}")
 
 
+def _misspelt_init(init: str) -> str | None:
+    """The choice that an ``init`` naming no file, with no extension, is a typo of ("nosie": noise)."""
+    name = os.path.basename(init)
+    if os.path.splitext(name)[1] or os.path.lexists(init):
+        return None
+    return next(iter(difflib.get_close_matches(name.lower(), INITS, n=1)), None)
+
+
 def parse_setting(name: str, text: str | list[str]) -> Any:
     """The value of Config field ``name`` written as text, as the command line, a settings file and
     the web form give it: "512", "1e3" (a whole number however written), "relu1_1,relu2_1" (a list
@@ -328,12 +339,12 @@ def parse_setting(name: str, text: str | list[str]) -> Any:
     if kind.startswith("tuple["):
         # A list's items are all kept, an empty one included (for Config to refuse); a comma too many is not.
         parts = [part for part in text.split(",") if part.strip()] if isinstance(text, str) else text
-        return tuple(_parsed(kind.removeprefix("tuple[").removesuffix(", ...]"), part.strip()) for part in parts)
-    return _parsed(kind, text.strip())
+        return tuple(parse_value(kind.removeprefix("tuple[").removesuffix(", ...]"), part.strip()) for part in parts)
+    return parse_value(kind, text.strip())
 
 
-def _parsed(kind: str, text: str) -> Any:
-    """One value of a field type ("int", "float" or "str") from text."""
+def parse_value(kind: str, text: str) -> Any:
+    """One value of a field type ("int", "float" or "str") from text; raises ConfigError naming the text."""
     if kind == "str":
         return text
     if "_" not in text:  # Python's digit separators (1_000) are not how people or forms write numbers

@@ -6,7 +6,7 @@ which loads torch (a second or two)."""
 import signal
 import sys
 
-from .errors import EXIT_SIGNAL, Interrupted
+from .errors import BEFORE_PAINTING, EXIT_SIGNAL, Interrupted
 
 
 def _terminated(signum: int, frame: object) -> None:
@@ -25,7 +25,7 @@ def main() -> int:
     try:
         from .cli import main as run
     except KeyboardInterrupt as exc:
-        print("impasto: error: interrupted", file=sys.stderr)
+        print(f"impasto: error: {BEFORE_PAINTING}", file=sys.stderr)
         return getattr(exc, "exit_code", EXIT_SIGNAL[signal.SIGINT])
     code = run()
     for sig in EXIT_SIGNAL:  # the run is over: let the interpreter exit in peace

@@ -23,6 +23,12 @@ class WeightsError(ImpastoError):
     """A VGG-19 weights file that is missing or does not hold what was expected."""
 
 
+# What the command line says of a signal that stops it before the painting starts (while torch loads, say),
+# and of a second one, which quits at once.
+BEFORE_PAINTING = "interrupted before the painting started; nothing was written"
+AGAIN = "interrupted again: quit at once, without saving the picture"
+
+
 class Interrupted(KeyboardInterrupt):
     """A command cut short by a signal, with the exit code that says which (128 + its number). Unlike a
     plain KeyboardInterrupt, which ends a run keeping its best image on the exception's ``result``, it

@@ -17,6 +17,7 @@ import functools
 import io
 import json
 import os
+import re
 import stat
 import struct
 import tempfile
@@ -68,7 +69,7 @@ def read_image(source: ImageSource, *, what: str = "image", max_pixels: int = DE
             except (*_DECODE_ERRORS, AssertionError) as e:  # Pillow asserts that one never read is open
                 if isinstance(e, AssertionError) or str(e) == "Operation on closed image":
                     raise ImageError(f"{what}: the PIL image is closed (read it before closing it)") from None
-                raise ImageError(f"{what}: truncated or corrupt image ({e})") from None
+                raise ImageError(f"{what}: truncated or corrupt image") from None
             return _from_pil(source, what, background)
     if isinstance(source, np.ndarray):
         return _from_array(source, what, background)
@@ -99,14 +100,16 @@ def source_name(source: ImageSource, what: str) -> str:
 def _read_file(path: Path, max_pixels: int, background: float) -> torch.Tensor:
     try:
         with open(path, "rb") as file:
+            if os.fstat(file.fileno()).st_size == 0:
+                raise ImageError(f"{path}: an empty file (0 bytes), not an image")
             # The size limit that Pillow's bomb warning stands for is enforced by _check_size.
             with _pillow_quietly(), Image.open(file, formats=READ_FORMATS) as im:
                 try:
                     _check_size(im, str(path), max_pixels)
                     try:
                         im.load()  # decode everything now, so that a truncated file fails here
-                    except _DECODE_ERRORS as e:
-                        raise ImageError(f"{path}: truncated or corrupt image ({e})") from None
+                    except _DECODE_ERRORS:  # Pillow's words ("43 bytes not processed") tell a user nothing more
+                        raise ImageError(f"{path}: truncated or corrupt image") from None
                     return _from_pil(im, str(path), background)
                 finally:  # free the pixels now: an error's traceback would keep them (a server's memory)
                     im.close()
@@ -118,10 +121,14 @@ def _read_file(path: Path, max_pixels: int, background: float) -> torch.Tensor:
         raise ImageError(f"{path}: permission denied") from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image file, or not in a format impasto reads") from None
-    except Image.DecompressionBombError as e:
-        raise ImageError(f"{path}: too large to read safely ({e})") from None
-    except OSError as e:
-        raise ImageError(f"{path}: cannot read ({e.strerror or e})") from None
+    except Image.DecompressionBombError as e:  # over twice Pillow's limit, refused before _check_size can
+        pixels = re.search(r"\((\d+) pixels\)", str(e))
+        limit = min(max_pixels, 2 * (Image.MAX_IMAGE_PIXELS or max_pixels))
+        counted = f"{int(pixels[1]):,} pixels, " if pixels else ""
+        raise ImageError(f"{path}: too large to read safely ({counted}more than the limit of {limit:,})") from None
+    except OSError as e:  # one with no errno is Pillow's: a header it could not parse
+        raise ImageError(f"{path}: cannot read ({e.strerror})" if e.errno else f"{path}: truncated or corrupt image"
+                         ) from None
 
 
 def header_size(path: str | os.PathLike) -> tuple[int, int] | None:

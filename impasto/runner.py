@@ -29,7 +29,7 @@ from . import __version__
 from .api import Result, check_one_each, fingerprint, resolve_device, resume_point, stylize
 from .cli import EXIT_FAILED, EXIT_OK, as_typed, config_from_args, config_to_toml
 from .config import INITS, Config
-from .errors import EXIT_SIGNAL, ConfigError, ImageError, ImpastoError, Interrupted
+from .errors import AGAIN, EXIT_SIGNAL, ConfigError, ImageError, ImpastoError, Interrupted
 from .imageio import READ_FORMATS, SAVE_FORMATS, check_writable, header_size, read_image, read_metadata, save_image, sidecar_path
 from .optimize import ProgressEvent
 from .plot import PLOT_FORMATS, loss_kinds, plot_losses
@@ -77,15 +77,27 @@ def plan(args: argparse.Namespace) -> Plan:
         args.output = args.output or "impasto-demo.png"
     else:
         contents, styles = (args.content, args.inputs) if args.content else (args.inputs[:1], args.inputs[1:])
-        if not contents or not styles or not args.output:
-            raise ConfigError("give CONTENT, at least one STYLE and -o OUTPUT (or --rerun IMAGE, or --demo; "
-                              "see impasto --help)")
+        _check_named(args, contents, styles)
         batch = len(contents) > 1 or any(Path(c).is_dir() for c in contents)
         if args.content and len(styles) > 1 and not args.quiet:  # "impasto -c a.jpg photo.jpg art.jpg" meant one
             print(f"impasto: note: with --content, every other image is a painting: blending {len(styles)} "
                   f"({', '.join(styles)})", file=sys.stderr)
         contents = [photo for c in contents for photo in _expand(c, styles, args.quiet)]
     return _finish_plan(args, config, contents, styles, batch)
+
+
+def _check_named(args: argparse.Namespace, contents: list[str], styles: list[str]) -> None:
+    """Refuse a command line without a photo, a painting or an output, saying which is missing."""
+    if not contents:
+        raise ConfigError("give CONTENT, at least one STYLE and -o OUTPUT (or --rerun IMAGE, or --demo; "
+                          "see impasto --help)")
+    if not styles:
+        where = "as the images besides --content" if args.content else "after the photo"
+        raise ConfigError(f"no STYLE image: give one or more paintings {where} (impasto PHOTO PAINTING -o OUT)")
+    if args.output is None:
+        raise ConfigError("no -o OUTPUT: name the file to write, -o out.png say (for a batch, a folder or a template)")
+    if not args.output.strip():
+        raise ConfigError("-o is empty: name the file to write, -o out.png say")
 
 
 def _expand(content: str, styles: list[str], quiet: bool) -> list[str]:
@@ -220,10 +232,10 @@ def _finish_plan(args: argparse.Namespace, config: Config, contents: list[Any], 
     for i, style in enumerate(styles):
         if isinstance(style, (str, os.PathLike)):
             read_image(style, what=f"style image {i + 1}")  # a bad painting would fail every photo
-    for mask in config.masks:
-        read_image(mask, what="mask")  # an unreadable mask would fail every photo
+    for i, mask in enumerate(config.masks):  # an unreadable mask would fail every photo
+        _check_readable(mask, f"mask {i + 1}" if len(config.masks) > 1 else "mask")
     if config.init not in INITS:
-        read_image(config.init, what="init image")
+        _check_readable(config.init, "init image")
     if config.weights:
         load_weights(config.weights)  # a bad weights file would fail every photo
     resolve_device(config.device)
@@ -265,6 +277,10 @@ def _finish_plan(args: argparse.Namespace, config: Config, contents: list[Any], 
         for folder in {save_dir or job.output.parent for job in jobs}:
             try:
                 folder.mkdir(parents=True, exist_ok=True)
+            except (FileExistsError, NotADirectoryError):  # it, or a folder above it, is a file
+                file = next((p for p in (*reversed(folder.parents), folder) if p.exists() and not p.is_dir()), folder)
+                raise ImageError(f"--save-dir {folder}: {'it' if file == folder else file} is a file, not a folder"
+                                 ) from None
             except OSError as exc:
                 raise ImageError(f"--save-dir {folder}: cannot make the folder ({exc.strerror or exc})") from None
             _check_folder_writable(folder, f"--save-dir {folder}")
@@ -342,6 +358,14 @@ def _output_path(template: str, names: dict[str, Any], what: str, in_folder: str
         raise ConfigError(f"{what} {template}: {exc}") from None
 
 
+def _check_readable(path: str, what: str) -> None:
+    """Read an image file that an option names, saying in the error what it was for."""
+    try:
+        read_image(path, what=what)
+    except ImageError as exc:
+        raise ImageError(f"{exc} (the {what})") from None
+
+
 def _check_a_file(text: str, option: str) -> None:
     """A path as typed that ends in a slash names a folder (which Path would quietly drop)."""
     if text.endswith(("/", os.sep)):
@@ -350,6 +374,9 @@ def _check_a_file(text: str, option: str) -> None:
 
 def _check_writable(path: Path, formats: Any) -> None:
     """Fail now, not after minutes of work, if ``path`` cannot be written."""
+    if formats is not None and not path.suffix:  # the format comes from the extension
+        raise ImageError(f"{path}: no extension to tell the format; use one of {', '.join(formats)} "
+                         f"({path.name}{next(iter(formats))}, say)")
     if formats is not None and path.suffix.lower() not in formats:
         raise ImageError(f"{path}: unsupported extension {path.suffix!r}; use one of {', '.join(formats)}")
     check_writable(path)
@@ -664,7 +691,7 @@ class Interrupts:
         if self.holding:
             self.pending = exit_code
         else:
-            raise Interrupted(exit_code)
+            raise Interrupted(exit_code, AGAIN)
 
     @contextlib.contextmanager
     def hold(self) -> Iterator[None]:

@@ -55,8 +55,14 @@ class VGGWeights:
 
 def check_layers(names: list[str] | tuple[str, ...]) -> None:
     """Raise ConfigError naming the first unknown layer and listing the valid ones."""
+    def bare(name: str) -> str:  # "RELU1_1", "relu1-1" and "relu11" are relu1_1 misspelt
+        return "".join(c for c in name.lower() if c.isalnum())
+
     for name in names:
         if name not in LAYER_NAMES:
+            meant = next((layer for layer in LAYER_NAMES if bare(layer) == bare(name)), None)
+            if meant:
+                raise ConfigError(f"unknown VGG-19 layer {name!r}; did you mean {meant!r}?")
             raise ConfigError(f"unknown VGG-19 layer {name!r}; valid layers: {', '.join(LAYER_NAMES)}")
 
 
@@ -83,8 +89,8 @@ def load_weights(path: str | os.PathLike | None = None) -> VGGWeights:
     path = default_weights_path() if path is None else check_weights_file(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a file that is not a checkpoint
-        raise WeightsError(f"{path}: not a PyTorch weights file ({type(exc).__name__})") from None
+    except Exception:  # torch raises many types for a file that is not a checkpoint
+        raise WeightsError(f"{path}: not a PyTorch weights file (one that torch.save wrote)") from None
     if not isinstance(state, dict):
         raise WeightsError(f"{path}: expected a dict of tensors, found {type(state).__name__}")
     if "block1_conv1_W_q" in state:

@@ -79,9 +79,11 @@ def test_help_groups_options_with_defaults(capsys):
     (["--max-size", "big"], ["impasto: error: argument --max-size/-s: 'big' is not a whole number (see impasto --help)"]),
     (["--bogus"], ["impasto: error: unrecognized arguments: --bogus (see impasto --help)"]),
     (["serve", "--help"], []),
-    (["serve", "--port", "x"], ["impasto serve: error: argument --port: invalid int value: 'x' (see impasto serve --help)"]),
+    (["serve", "--port", "x"], ["impasto serve: error: argument --port: 'x' is not a whole number (see impasto serve --help)"]),
     (["serve", "--wokers", "2"], ["impasto serve: error: unrecognized arguments: --wokers 2 (did you mean --workers?) "
-                                  "(see impasto serve --help)"])])
+                                  "(see impasto serve --help)"]),
+    # "--bogus" and "--host" share their dashes and "os", nothing that makes one a misspelling of the other
+    (["serve", "--bogus"], ["impasto serve: error: unrecognized arguments: --bogus (see impasto serve --help)"])])
 def test_help_version_and_usage_errors_answer_without_loading_torch(argv, said):
     done = subprocess.run([sys.executable, "-X", "importtime", "-m", "impasto", *argv], capture_output=True, text=True,
                           timeout=60)
@@ -606,6 +608,8 @@ def test_config_file_and_print_config(tmp_path, capsys):
         ('init = "Noise"\n', "run.toml: init must be one of content, palette, noise, style or an image file, not 'Noise'"),
         ('init = ""\n', "run.toml: init must be one of content, palette, noise, style or an image file, not ''"),
         ('masks = [""]\n', "run.toml: masks has an empty file name"),
+        ("max_size = true\n", "run.toml: max_size: true is not a valid value"),  # as TOML writes it, not Python's True
+        ("style_weight = {a = 1}\n", "run.toml: style_weight: a table is not a valid value"),
     ],
 )
 def test_bad_config_file_exits_2(tmp_path, capsys, text, message):
@@ -680,7 +684,22 @@ def test_bad_config_file_exits_2(tmp_path, capsys, text, message):
         (["{content}", "{style}", "-o", "{out}", "--preserve-color", "hsv"], "invalid choice: 'hsv'"),
         (["--rerun", "{content}"], "golden_gate.jpg: carries no impasto metadata, cannot rerun it"),
         (["--rerun", "{content}", "{style}"], "--rerun takes no CONTENT"),
-        (["{content}", "{style}"], "give CONTENT, at least one STYLE and -o OUTPUT"),
+        (["{content}", "{style}"], "no -o OUTPUT: name the file to write, -o out.png say"),
+        (["{content}", "{style}", "-o", ""], "-o is empty: name the file to write"),
+        (["{content}", "-o", "{out}"], "no STYLE image: give one or more paintings after the photo"),
+        (["-c", "{content}", "-o", "{out}"], "no STYLE image: give one or more paintings as the images besides --content"),
+        (["-o", "{out}"], "give CONTENT, at least one STYLE and -o OUTPUT"),
+        (["{content}", "{style}", "-o", "{tmp}/out"], "out: no extension to tell the format; use one of .png, .jpg"),
+        (["{content}", "{style}", "-o", "{out}", "--init", "nosie"],
+         "invalid option: --init must be one of content, palette, noise, style or an image file, not 'nosie' "
+         "(did you mean noise?)"),
+        (["{content}", "{style}", "-o", "{out}", "--init", "{tmp}/cut.jpg"], "cut.jpg: truncated or corrupt image (the init image)"),
+        (["{content}", "{style}", "-o", "{out}", "--masks", "{tmp}/text.jpg"],
+         "text.jpg: not an image file, or not in a format impasto reads (the mask)"),
+        (["{content}", "{style}", "-o", "{out}", "--save-every", "1", "--save-dir", "{content}"],
+         "golden_gate.jpg: it is a file, not a folder"),
+        (["{content}", "{style}", "-o", "{out}", "--style-layers", "RELU1_1"],
+         "invalid option: unknown VGG-19 layer 'RELU1_1'; did you mean 'relu1_1'?"),
     ],
 )
 def test_errors_are_one_line_and_exit_2(images, tmp_path, capsys, argv, message):
@@ -707,9 +726,10 @@ def test_errors_are_one_line_and_exit_2(images, tmp_path, capsys, argv, message)
         (["a.jpg", "b.jpg", "-o", "c.png", "--save-every", "0"], "'0' is not a positive whole number"),
         (["a.jpg", "b.jpg", "-o", "c.png", "--optimizer", "sgd"], "invalid choice: 'sgd'"),
         (["a.jpg", "b.jpg", "-o", "c.png", "--max-sise", "9"], "(did you mean --max-size?)"),
+        (["a.jpg", "b.jpg", "-o", "c.png", "--bogus"], "unrecognized arguments: --bogus (see impasto --help)"),
         # values that look like options to argparse are read as values, and checked as such
         (["a.jpg", "b.jpg", "--style-blend", "-1,2"], "--style-blend must be non-negative with a positive sum, not "
-                                                      "-1.0, 2.0"),
+                                                      "-1, 2"),
         (["a.jpg", "b.jpg", "--tv-weight", "-1e-3"], "--tv-weight must not be negative, not -0.001"),
     ],
 )
@@ -717,6 +737,16 @@ def test_bad_option_value_exits_2(capsys, argv, message):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.startswith("impasto: error: ") and err.count("\n") == 1
+
+
+def test_images_may_come_before_between_and_after_options():
+    parse = build_parser().parse_args
+    for argv in (["a.jpg", "b.jpg", "-o", "c.png", "-s", "64"], ["a.jpg", "-o", "c.png", "b.jpg", "-s", "64"],
+                 ["-s", "64", "a.jpg", "-o", "c.png", "b.jpg"], ["a.jpg", "-s", "64", "b.jpg", "-o", "c.png"]):
+        args = parse(argv)
+        assert (args.inputs, args.output, args.max_size) == (["a.jpg", "b.jpg"], "c.png", 64), argv
+    assert parse(["a.jpg", "b.jpg", "-o", "c.png", "d.jpg", "--remove-noise", "e.jpg"]).inputs == [
+        "a.jpg", "b.jpg", "d.jpg", "e.jpg"]
 
 
 def test_a_value_that_looks_like_an_option_is_its_options_value():
@@ -755,6 +785,7 @@ def test_a_second_signal_aborts_at_once():
             assert interrupts.signum == signal.SIGTERM  # the first only asks the run to stop
             signal.raise_signal(signal.SIGINT)
     assert info.value.exit_code == 130
+    assert str(info.value) == "interrupted again: quit at once, without saving the picture"
     assert signal.getsignal(signal.SIGINT) is before
 
 

@@ -106,6 +106,10 @@ def test_step_size_defaults_per_optimizer():
         ({"style_layers": ("relu1_1", "relu1_1"), "style_layer_weights": (1.0, 3.0)}, "names a layer twice"),
         ({"init": "Noise"}, "init must be one of content, palette, noise, style or an image file, not 'Noise'"),
         ({"init": ""}, "init must be one of .* or an image file, not ''"),
+        ({"init": "nosie"}, r"init must be one of .* or an image file, not 'nosie' \(did you mean noise\?\)"),
+        ({"init": "/no/such/folder/Palete"}, r"not '/no/such/folder/Palete' \(did you mean palette\?\)"),
+        ({"style_weight": -5.0}, "style_weight must not be negative, not -5$"),  # as typed, not -5.0
+        ({"style_layers": ("relu1-1",), "style_layer_weights": ()}, "unknown VGG-19 layer 'relu1-1'; did you mean 'relu1_1'"),
         ({"masks": ("",)}, "masks has an empty file name"),
         ({"iters": 3}, "unknown setting 'iters'; did you mean 'iterations'?"),
         ({"zzz": 3}, "unknown setting 'zzz'; valid settings: max_size"),
@@ -118,6 +122,13 @@ def test_step_size_defaults_per_optimizer():
 def test_invalid_settings_name_the_field(changes, message):
     with pytest.raises(ConfigError, match=message):
         Config().replace(**changes)
+
+
+def test_an_init_file_is_not_taken_for_a_misspelt_choice(tmp_path):
+    (tmp_path / "nosie").write_bytes(b"")  # a file by that name: a start image, however badly named
+    assert Config(init=str(tmp_path / "nosie")).init == str(tmp_path / "nosie")
+    assert Config(init="nosie.png").init == "nosie.png"  # an image file's name, checked when the run reads it
+    assert Config(init="sunset").init == "sunset"  # like no choice
 
 
 def test_saved_settings_of_an_older_version_repeat_its_picture():

@@ -44,7 +44,7 @@ def test_ctrl_c_while_starting_is_one_line(monkeypatch, capsys, signal_handlers,
     monkeypatch.setattr(sys, "argv", ["impasto", "photo.jpg", "painting.jpg", "-o", "out.png"])
     monkeypatch.setitem(sys.modules, module, _InterruptedImport(module))
     assert console.main() == 130
-    assert capsys.readouterr().err == "impasto: error: interrupted\n"
+    assert capsys.readouterr().err == "impasto: error: interrupted before the painting started; nothing was written\n"
 
 
 @STARTING
@@ -55,7 +55,7 @@ def test_sigterm_or_sighup_while_starting_is_one_line_and_its_code(monkeypatch, 
     monkeypatch.setattr(sys, "argv", ["impasto", "photo.jpg", "painting.jpg", "-o", "out.png"])
     monkeypatch.setitem(sys.modules, module, _TerminatedImport(module))
     assert console.main() == code
-    assert capsys.readouterr().err == "impasto: error: interrupted\n"
+    assert capsys.readouterr().err == "impasto: error: interrupted before the painting started; nothing was written\n"
 
 
 def test_the_command_runs_the_cli_and_then_ignores_signals(monkeypatch, capsys, signal_handlers):

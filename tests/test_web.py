@@ -375,6 +375,9 @@ def test_serve_command_line(tmp_path, monkeypatch, capsys):
     assert main(["--help"]) == 0
     help_text = capsys.readouterr().out
     assert "(default: None)" not in help_text and str(tmp_path / "xdg" / "impasto") in "".join(help_text.split())
+    assert "(default: [])" not in help_text and "--port N " in help_text and "--max-upload-mb MB " in help_text
+    assert main(["--max-upload-mb", "inf"]) == 2  # it had overflowed making the limit, with a traceback
+    assert capsys.readouterr().err == "impasto serve: error: --max-upload-mb must be a positive number\n"
     with socket.create_server(("127.0.0.1", 0)) as taken:  # a port another program listens on
         port = taken.getsockname()[1]
         assert main(["--port", str(port), "--data-dir", str(tmp_path / "data")]) == 2

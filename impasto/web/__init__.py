@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import math
 import os
 import signal
 import socket
@@ -19,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..cli import WEB_INSTALL, OneLineParser
-from ..config import MIN_SIZE
-from ..errors import EXIT_SIGNAL
+from ..config import MIN_SIZE, parse_value
+from ..errors import EXIT_SIGNAL, ConfigError
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
@@ -48,27 +49,46 @@ def default_data_dir() -> Path:
     return base / "impasto"
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    def _get_help_string(self, action: argparse.Action) -> str:  # no "(default: None)"
+        return action.help or "" if action.default is None else super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     limits = Limits()
     parser = OneLineParser(
-        prog="impasto serve", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        prog="impasto serve", formatter_class=_HelpFormatter,
         description="A web page on this machine: drop a photo and a painting, press Paint, watch it "
                     "take shape, download the result. Results are kept in the data folder.")
     parser.add_argument("--host", default=DEFAULT_HOST,
                         help="address to listen on; anything but 127.0.0.1/localhost opens it to the network")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on")
-    parser.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+    parser.add_argument("--port", type=_number("int"), default=DEFAULT_PORT, metavar="N", help="port to listen on")
+    parser.add_argument("--allowed-host", action="append", metavar="NAME",
                         help="another name the page may be opened by, besides IP addresses, localhost and (with a "
                              "--host open to the network) this machine's names; others get 403, against DNS rebinding")
-    parser.add_argument("--data-dir", type=Path, default=default_data_dir(), help="folder for uploads and results")
-    parser.add_argument("--workers", type=int, default=1, help="jobs run at the same time")
-    parser.add_argument("--max-upload-mb", type=float, default=limits.max_upload_bytes / 2**20,
+    parser.add_argument("--data-dir", type=Path, default=default_data_dir(), metavar="DIR",
+                        help="folder for uploads and results")
+    parser.add_argument("--workers", type=_number("int"), default=1, metavar="N", help="jobs run at the same time")
+    parser.add_argument("--max-upload-mb", type=_number("float"), default=limits.max_upload_bytes / 2**20, metavar="MB",
                         help="largest request (both images together), in MB")
-    parser.add_argument("--max-size", type=int, default=limits.max_size, help="largest output long edge, in pixels")
-    parser.add_argument("--max-iterations", type=int, default=limits.max_iterations, help="most iterations per job")
-    parser.add_argument("--max-pixels", type=int, default=limits.max_pixels,
+    parser.add_argument("--max-size", type=_number("int"), default=limits.max_size, metavar="N",
+                        help="largest output long edge, in pixels")
+    parser.add_argument("--max-iterations", type=_number("int"), default=limits.max_iterations, metavar="N",
+                        help="most iterations per job")
+    parser.add_argument("--max-pixels", type=_number("int"), default=limits.max_pixels, metavar="N",
                         help="largest uploaded image, in pixels (checked before decoding)")
     return parser
+
+
+def _number(kind: str):
+    """An option's value read as settings are ("1e3" is a whole number), and refused in their words."""
+    def convert(text: str) -> int | float:
+        try:
+            return parse_value(kind, text.strip())
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return convert
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -80,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     problem = next((message for bad, message in [
         (not 0 <= args.port <= 65535, f"--port must be 0..65535, not {args.port}"),
         (args.workers < 1, f"--workers must be at least 1, not {args.workers}"),
-        (not args.max_upload_mb > 0, "--max-upload-mb must be positive"),
+        (not 0 < args.max_upload_mb < math.inf, "--max-upload-mb must be a positive number"),
         (args.max_size < MIN_SIZE, f"--max-size must be at least {MIN_SIZE}"),
         (args.max_iterations < 1, "--max-iterations must be at least 1"),
         (args.max_pixels < 1, "--max-pixels must be positive"),
@@ -100,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     limits = Limits(max_upload_bytes=int(args.max_upload_mb * 2**20), max_size=args.max_size,
                     max_iterations=args.max_iterations, max_pixels=args.max_pixels)
     try:
-        hosts = {*LOOPBACK_NAMES, args.host, *args.allowed_host}
+        hosts = {*LOOPBACK_NAMES, args.host, *(args.allowed_host or [])}
         if not _is_loopback(args.host):  # open to the network: this machine's own names too (IPs always pass)
             hosts |= {socket.gethostname(), socket.getfqdn()}
         app = create_app(data_dir, workers=args.workers, limits=limits, hosts=hosts)
