@@ -13,11 +13,12 @@ import numbers
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import PIL.Image
 import torch
 
@@ -35,7 +36,7 @@ from .postprocess import denoise, despeckle
 from .vgg import LAYER_NAMES, VGGFeatures, check_weights_file, load_weights, smallest_edge
 
 
-@dataclass
+@dataclass(eq=False)  # two Results are the same run only if they are one object: == on images would raise
 class Result:
     """A finished (or stopped) run: the painting, how the loss went, and how long it took."""
 
@@ -91,7 +92,7 @@ class Result:
 
 def stylize(
     content: ImageSource,
-    style: ImageSource | Sequence[ImageSource],
+    style: ImageSource | Iterable[ImageSource],
     config: Config | None = None,
     *,
     callback: Callback | None = None,
@@ -110,7 +111,7 @@ def stylize(
     if callback is not None and not callable(callback):
         raise ConfigError(f"callback must be a function of a ProgressEvent, not {type(callback).__name__}")
     started = time.perf_counter()
-    styles = list(style) if isinstance(style, (list, tuple)) else [style]
+    styles = _style_list(style)
     images = _read_images(content, styles, config, config.painted_sizes())
     inputs = _inputs(content, styles, config)
     final_size = long_edge_shape(*images.photo.shape[1:], config.max_size)
@@ -134,6 +135,12 @@ def stylize(
         state.interrupted.result = result
         raise state.interrupted
     return result
+
+
+def _style_list(style: ImageSource | Iterable[ImageSource]) -> list[ImageSource]:
+    """One painting, or several in any iterable (a list, a tuple, a generator …)."""
+    one = isinstance(style, (str, os.PathLike, PIL.Image.Image, np.ndarray, torch.Tensor))
+    return [style] if one or not isinstance(style, Iterable) else list(style)
 
 
 def _planned_memory(config: Config, images: _Images, bfloat16: bool) -> MemoryPlan:
@@ -208,7 +215,7 @@ class _Painting:
         self.image = optimize(start[None].to(self.images.device), objective, optimizer=self.config.optimizer,
                               lr=self.config.step_size, iterations=iterations - self._done,
                               tolerance=self.config.tolerance, state=state, scale=scale, callback=callback,
-                              grey=self.grey, margin=objective.margin)[0].cpu()
+                              grey=self.grey, margin=objective.margin, resumed=self._done > 0)[0].cpu()
         if state.stop_reason == "cancelled":
             self._note_stop(scale, size, iterations, state.step - before)
         return state.stop_reason not in ("cancelled", "diverged")
@@ -350,7 +357,7 @@ def _as_compared(config: Config, name: str) -> Any:
     return ("a file" if value else "built-in") if name == "weights" else value
 
 
-def objective_for(content: ImageSource, style: ImageSource | Sequence[ImageSource], config: Config | None = None,
+def objective_for(content: ImageSource, style: ImageSource | Iterable[ImageSource], config: Config | None = None,
                   size: int | None = None) -> Objective:
     """The objective of ``config`` at ``size`` px (long edge; default ``config.max_size``), of the picture
     itself: a run minimises it on a canvas with ``config.margin`` px more on each side, which it crops
@@ -359,15 +366,16 @@ def objective_for(content: ImageSource, style: ImageSource | Sequence[ImageSourc
     best loss; the same for a run with no margin).
 
     ``objective.score(picture)`` gives the weighted terms of a (3, H, W) picture by name
-    ("content/relu4_2", "style/relu1_1", …); ``objective(image)`` the differentiable loss of a
-    (1, 3, H, W) image of ``objective.image_shape`` on ``objective.device``. At the sizes after a
+    ("content/relu4_2", "style/relu1_1", …); ``objective(image)`` the differentiable loss and its
+    terms, ``(loss, {name: term})``, of a (1, 3, H, W) image of ``objective.image_shape`` on
+    ``objective.device``. At the sizes after a
     coarse-to-fine run's first, the run adds the composition term; this leaves it out. With
     ``preserve_color = "luminance"`` it makes a picture grey before scoring it, as the run paints it.
     """
     config = _checked_config(config)
     if size is not None and (not isinstance(size, numbers.Integral) or isinstance(size, bool) or size < 1):
         raise ConfigError(f"size must be a whole number of pixels, not {size!r}")
-    styles = list(style) if isinstance(style, (list, tuple)) else [style]
+    styles = _style_list(style)
     at = config.max_size if size is None else int(size)
     images = _read_images(content, styles, config, [at], None if size is None else "size")
     content_image, style_images, masks = _at_size(images, at, config)

@@ -269,6 +269,8 @@ class Config:
         """Settings from a dict such as ``to_dict`` makes; unknown keys are an error."""
         if not isinstance(data, dict):
             raise ConfigError(f"settings must be a dict of Config fields, not {type(data).__name__}")
+        if not_named := next((key for key in data if not isinstance(key, str)), None):
+            raise ConfigError(f"settings must be named by Config field names, not {not_named!r}")
         return cls(**data)  # which refuses an unknown name
 
     @classmethod

@@ -60,6 +60,8 @@ def read_image(source: ImageSource, *, what: str = "image", max_pixels: int = DE
     means none). The caller's object is never changed. Raises ImageError.
     """
     if isinstance(source, (str, os.PathLike)):
+        if not os.fspath(source):  # Path("") would be ".", the current folder
+            raise ImageError(f"{what}: an empty file name")
         return _read_file(Path(source), max_pixels, background)
     if isinstance(source, Image.Image):
         _check_size(source, what, max_pixels)
@@ -396,12 +398,18 @@ def save_image(
     PNG, or into a sidecar file ``<path>.json`` for the other formats. Missing folders are not
     created. Raises ImageError.
     """
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+        raise ImageError(f"save: expected a file name (str or path), not {path!r}")
+    if os.fspath(path).endswith(("/", os.sep)):  # which Path would quietly drop
+        raise ImageError(f"{path}: names a folder; give the file's name")
     path = Path(path)
     fmt = SAVE_FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise ImageError(f"{path}: unsupported extension {path.suffix!r}; use one of {', '.join(SAVE_FORMATS)}")
-    try:
-        text = None if metadata is None else json.dumps(metadata)  # fails before anything is written
+    if metadata is not None and not isinstance(metadata, dict):  # read_metadata would refuse it
+        raise ImageError(f"{path}: metadata must be a dict, not {type(metadata).__name__}")
+    try:  # strict JSON (no NaN), so that every reader can read it back
+        text = None if metadata is None else json.dumps(metadata, allow_nan=False)  # fails before anything is written
     except (TypeError, ValueError) as exc:
         raise ImageError(f"{path}: the metadata cannot be saved as JSON ({exc})") from None
     if isinstance(image, np.ndarray):
@@ -410,6 +418,8 @@ def save_image(
         image = image[0] if image.dim() == 4 and image.shape[0] == 1 else image  # a batch of one, as read
         if image.is_floating_point() and not bool(torch.isfinite(image).all()):
             raise ImageError(f"{path}: the image holds NaN or infinite values; nothing was written")
+        if image.is_floating_point():  # as an array is refused: 0-255 floats would come out white
+            _check_range(image.detach().to("cpu", torch.float32).numpy(force=True).copy(), str(path))
     im = image if isinstance(image, Image.Image) else to_pil(image)
     options: dict[str, Any] = {}
     if fmt == "PNG" and text is not None:

@@ -109,6 +109,9 @@ class Objective:
         if image.dim() != 4 or image.shape[:2] != (1, 3) or tuple(image.shape[2:]) != self.image_shape:
             raise ImageError(f"objective: expected an image of shape (1, 3, {self.image_shape[0]}, "
                              f"{self.image_shape[1]}), got {tuple(image.shape)} (score() takes any picture)")
+        if not image.is_floating_point():
+            raise ImageError(f"objective: expected a float image in [0, 1], got {image.dtype} (score() takes any picture)")
+        image = image.float()  # float64 or half in, as the network's weights are; the gradient flows back
         with torch.autocast(image.device.type, dtype=torch.bfloat16, enabled=self.bfloat16):
             features = self.extractor(image)
             # The Gram products run in bfloat16 too: their inputs are bfloat16 values already and the

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -44,7 +44,7 @@ class ProgressEvent:
     loss: float  # weighted total
     losses: dict[str, float]  # weighted terms by name
     elapsed: float  # seconds since the run started (a resumed run's include those of the part before its stop)
-    image: torch.Tensor  # the current pixels (3, H, W) in [0, 1], a copy the callback may keep
+    image: torch.Tensor = field(repr=False)  # the current pixels (3, H, W) in [0, 1], a copy the callback may keep
 
 
 # Return True to stop the run after this step (the best image so far is kept). Only a bool (Python's or
@@ -166,11 +166,15 @@ def optimize(
     callback: Callback | None = None,
     grey: bool = False,
     margin: int = 0,
+    resumed: bool = False,
 ) -> torch.Tensor:
     """Minimise ``objective`` over the pixels of ``image`` (1, 3, H, W) and of a ``margin`` around it
     (px; the objective's canvas, first the picture mirrored into it); return the best picture seen,
     the margin cropped off, as callbacks see it. ``grey``: ``image`` is grey, and stays so (each step
     moves its three channels alike).
+
+    ``resumed``: ``image`` is a stopped run's last picture, whose loss that run reported as its last
+    step; evaluating it again only gives the first move, and ``iterations`` steps follow it.
 
     Stops after ``iterations`` steps, when the loss stalls (``tolerance``), when ``callback``
     returns True ("cancelled"), or when the loss is not finite ("diverged"); ``state.stop_reason``
@@ -182,7 +186,7 @@ def optimize(
     opt = make_optimizer(optimizer, image, lr)
     best, best_loss, losses = image.detach().clone(), math.inf, []
     try:
-        for _ in range(iterations):
+        for evaluation in range(iterations + resumed):
             loss, terms = objective(image)
             (grad,) = torch.autograd.grad(loss, image)
             if grey:  # the gradient's part that keeps the channels equal: a grey picture's own gradient
@@ -194,6 +198,9 @@ def optimize(
                 break
             if loss_value < best_loss:
                 best, best_loss = image.detach().clone(), loss_value
+            if resumed and evaluation == 0:  # not a step: counting it would spend one on a picture already scored
+                opt.step(image, grad)
+                continue
             state.step += 1
             term_values = dict(zip(terms, values))
             state.history.append({"step": state.step, "scale": scale, "loss": loss_value, **term_values})

@@ -123,6 +123,15 @@ def test_in_memory_inputs_and_blend(images):
     assert result.image.shape == (3, 34, 64) and result.steps == 3
 
 
+def test_paintings_may_come_in_any_iterable_and_results_compare_as_objects(images):
+    photo, paintings = images / "content/golden_gate.jpg", [images / "style/the_scream.jpg", images / "style/starry_night.jpg"]
+    config = impasto.Config(**FAST).replace(iterations=2)
+    listed = impasto.stylize(photo, paintings, config)
+    generated = impasto.stylize(photo, (p for p in paintings), config)
+    assert torch.equal(listed.image, generated.image) and generated.inputs == listed.inputs
+    assert listed == listed and listed != generated and listed in [generated, listed]  # not == on their images
+
+
 def test_a_blend_weight_of_zero_leaves_a_painting_out_entirely(images):
     # the Gram targets and the palette start alike: (0, 1) is the second painting alone, bit for bit
     photo, first, second = (images / p for p in ("content/golden_gate.jpg", "style/starry_night.jpg",
@@ -493,6 +502,18 @@ def test_resume_goes_on_from_the_stopped_picture(stopped):
     meta = resumed.metadata()
     assert meta["resumed_from"] == {"steps": 8, "seconds": read_metadata(path)["seconds"]}
     assert meta["seconds"] > meta["resumed_from"]["seconds"] and "stopped_at" not in meta
+
+
+def test_a_resumed_runs_steps_all_move_the_picture(images):
+    # The stopped picture's loss is its run's last step: scored again, it only gives the first move. Counted
+    # as a step (up to 0.8.0), a run stopped one step short of its end came back from resuming unchanged.
+    photo, art = images / "content/golden_gate.jpg", images / "style/starry_night.jpg"
+    config = impasto.Config(max_size=48, iterations=6, tolerance=0.0, margin=0, despeckle=0)
+    stopped = impasto.stylize(photo, art, config, callback=lambda event: event.step == 5)
+    resumed = impasto.stylize(photo, art, config, resume=stopped)
+    assert [row["step"] for row in resumed.history] == [6] and resumed.steps == 6
+    assert resumed.history[0]["loss"] < 0.98 * stopped.history[-1]["loss"]
+    assert not torch.equal(resumed.image, stopped.image)
 
 
 def test_a_run_stopped_at_the_end_of_a_size_resumes_at_the_next(stopped):

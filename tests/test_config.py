@@ -124,6 +124,11 @@ def test_invalid_settings_name_the_field(changes, message):
         Config().replace(**changes)
 
 
+def test_settings_are_named_by_text():
+    with pytest.raises(ConfigError, match="^settings must be named by Config field names, not 1$"):
+        Config.from_dict({1: 2})
+
+
 def test_an_init_file_is_not_taken_for_a_misspelt_choice(tmp_path):
     (tmp_path / "nosie").write_bytes(b"")  # a file by that name: a start image, however badly named
     assert Config(init=str(tmp_path / "nosie")).init == str(tmp_path / "nosie")

@@ -587,6 +587,34 @@ def test_save_errors_name_the_path_and_leave_nothing(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.png", "taken.png"]
 
 
+@pytest.mark.parametrize("image, path, metadata, message", [
+    # A picture scaled 0-255 came out all white: refused, as the same values in an array are.
+    (torch.full((3, 2, 2), 0.5) * 255, "out.png", None, r"out\.png: float pixel values must lie in \[0, 1\], found \[127\.5"),
+    (torch.zeros(3, 2, 2), None, None, r"^save: expected a file name \(str or path\), not None$"),
+    (torch.zeros(3, 2, 2), b"out.png", None, r"^save: expected a file name \(str or path\), not b'out.png'$"),
+    (torch.zeros(3, 2, 2), "", None, r"^save: expected a file name \(str or path\), not ''$"),
+    (torch.zeros(3, 2, 2), "out.png/", None, r"out\.png/: names a folder; give the file's name$"),
+    (torch.zeros(3, 2, 2), "out.png", "notes", r"out\.png: metadata must be a dict, not str$"),  # unreadable after
+    (torch.zeros(3, 2, 2), "out.png", {"loss": float("nan")}, r"out\.png: the metadata cannot be saved as JSON"),
+])
+def test_save_refuses_what_it_would_write_wrong(tmp_path, monkeypatch, image, path, metadata, message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ImageError, match=message):
+        save_image(image, path, metadata=metadata)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_leaves_the_callers_tensor_as_it_was(tmp_path):
+    image = torch.full((3, 2, 2), 1.0 + 5e-6)  # a rounding error past white: saved as white
+    save_image(image, tmp_path / "out.png")
+    assert torch.equal(image, torch.full((3, 2, 2), 1.0 + 5e-6)) and read_image(tmp_path / "out.png").min() == 1.0
+
+
+def test_an_empty_file_name_is_not_the_current_folder():
+    with pytest.raises(ImageError, match="^content image: an empty file name$"):
+        read_image("", what="content image")
+
+
 def test_saving_through_a_link_replaces_the_file_it_names(tmp_path):
     save_image(torch.zeros(3, 2, 2), tmp_path / "target.png")
     (tmp_path / "link.png").symlink_to("target.png")

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from impasto.api import load_extractor
+from impasto.errors import ImageError
 from impasto.imageio import read_image, resize, resize_to_long_edge, with_margin, without_margin
 from impasto.losses import content_loss, gram_matrix, style_loss, tv_loss
 from impasto.objective import Objective, WithComposition, blend_grams
@@ -55,6 +56,21 @@ def test_each_term_is_its_loss_times_its_weight(images):
     for name, value in expected.items():
         assert torch.allclose(terms[name], value, rtol=1e-5), name
     assert torch.allclose(loss, sum(expected.values()), rtol=1e-5)
+
+
+def test_a_double_image_is_scored_as_float_with_its_gradient_and_whole_numbers_are_refused(images):
+    content, style = _image(images / "content/golden_gate.jpg"), _image(images / "style/starry_night.jpg")
+    objective = _objective(content, [style])
+    image = torch.rand(1, *content.shape, generator=torch.Generator().manual_seed(0))
+    as_double = image.double().requires_grad_(True)
+    loss, _ = objective(as_double)
+    (grad,) = torch.autograd.grad(loss, as_double)
+    as_float = image.clone().requires_grad_(True)
+    expected, _ = objective(as_float)
+    assert loss.item() == expected.item() and grad.dtype == torch.float64
+    assert torch.allclose(grad.float(), torch.autograd.grad(expected, as_float)[0])
+    with pytest.raises(ImageError, match=r"objective: expected a float image in \[0, 1\], got torch.uint8"):
+        objective((image * 255).to(torch.uint8))
 
 
 def test_a_mask_of_ones_is_the_unmasked_objective(images):

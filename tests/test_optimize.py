@@ -49,6 +49,23 @@ def test_loop_records_history_and_returns_best():
     assert quadratic(best)[0].item() == pytest.approx(min(row["loss"] for row in state.history))
 
 
+def test_a_resumed_start_is_scored_for_its_first_move_not_counted_as_a_step():
+    start, scored = torch.full((1, 1, 2, 3), 0.5), []
+
+    def counted(image):
+        scored.append(image.detach().clone())
+        return quadratic(image)
+
+    state = LoopState(total=5, step=3)  # a run stopped after 3 steps, whose last picture is ``start``
+    events = []
+    optimize(start, counted, optimizer="lbfgs", lr=1.0, iterations=2, tolerance=0, state=state,
+             callback=events.append, resumed=True)
+    assert len(scored) == 3 and torch.equal(scored[0], start)  # the start, then the pictures of steps 4 and 5
+    assert [e.step for e in events] == [4, 5] and [row["step"] for row in state.history] == [4, 5]
+    assert not torch.equal(events[0].image[None], start)  # step 4 shows a moved picture, not the start again
+    assert events[0].loss < quadratic(start)[0].item()
+
+
 def test_the_margin_is_painted_and_cropped_off():
     canvases = []
 
@@ -68,6 +85,13 @@ def test_the_margin_is_painted_and_cropped_off():
     assert canvases[-1][0, 0, 0].min() > 0.99  # the margin was painted
     assert best.shape == (1, 1, 2, 3) and torch.allclose(best, TARGET.clamp(0, 1), atol=1e-3)
     assert all(e.image.shape == (1, 2, 3) for e in events)
+
+
+def test_a_progress_events_repr_leaves_its_image_out():
+    events = []
+    optimize(torch.full((1, 1, 2, 3), 0.5), quadratic, optimizer="lbfgs", lr=1.0, iterations=1, tolerance=0,
+             state=LoopState(total=1), callback=events.append)
+    assert repr(events[0]).startswith("ProgressEvent(step=1, total=1,") and "tensor" not in repr(events[0])
 
 
 def test_callback_can_stop_the_run():
