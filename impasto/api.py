@@ -443,13 +443,21 @@ def check_edges(photo: tuple[int, int], photo_name: str, paintings: dict[str, tu
         larger = size_setting or ("max_size" if size == config.max_size else "min_size")  # what made this size
         if min(height, width) < shortest:
             raise ImageError(f"{photo_name}: {width}×{height} at {size} px is too narrow ({advice}: raise "
-                             f"{larger} or crop the image)")
+                             f"{larger} to {_size_for_edge(photo, shortest)} px or more, or crop the image)")
         pixels = max(1, round(height * width * config.style_scale**2))
         for name, painting in paintings.items():
             painting_height, painting_width = pixels_shape(*painting, pixels)
             if min(painting_height, painting_width) < shortest:
                 raise ImageError(f"{name}: seen at {painting_width}×{painting_height} for a {size} px picture, "
                                  f"too narrow ({advice}: raise {larger} or style_scale, or crop the painting)")
+
+
+def _size_for_edge(shape: tuple[int, int], shortest: int) -> int:
+    """The smallest long edge at which a picture of ``shape`` (H, W) has a short edge of ``shortest`` px."""
+    size = max(1, (shortest - 1) * max(shape) // min(shape))  # too small: the short edge is rounded
+    while min(long_edge_shape(*shape, size)) < shortest:
+        size += 1
+    return size
 
 
 def _at_size(images: _Images, size: int, config: Config

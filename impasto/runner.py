@@ -228,7 +228,7 @@ def _finish_plan(args: argparse.Namespace, config: Config, contents: list[Any], 
     except ConfigError as exc:  # named as typed: the option, or the --config file's key
         name = str(exc).partition(" ")[0]
         in_file = getattr(args, "config", None) and not hasattr(args, name)
-        raise ConfigError(f"{args.config}: {exc}" if in_file else as_typed(str(exc))) from None
+        raise ConfigError(f"{args.config}: {exc}" if in_file else f"invalid option: {as_typed(str(exc))}") from None
     for i, style in enumerate(styles):
         if isinstance(style, (str, os.PathLike)):
             read_image(style, what=f"style image {i + 1}")  # a bad painting would fail every photo

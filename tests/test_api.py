@@ -9,9 +9,9 @@ from PIL import Image
 
 import impasto
 from impasto import api
-from impasto.api import _cpu_flags, initial_image, load_extractor, repeatable, resolve_device, uses_bfloat16
+from impasto.api import _cpu_flags, check_edges, initial_image, load_extractor, repeatable, resolve_device, uses_bfloat16
 from impasto.errors import Interrupted
-from impasto.imageio import read_metadata, resize_to_long_edge
+from impasto.imageio import long_edge_shape, read_metadata, resize_to_long_edge
 from impasto.memory import GB, estimate
 from impasto.postprocess import despeckle, lone_pixels
 
@@ -322,8 +322,16 @@ def test_shallow_layers_allow_smaller_pictures_and_objective_for_checks_its_size
     shallow = impasto.Config(max_size=16, iterations=2, content_layer="relu2_2", style_layers=("relu1_1", "relu2_1"),
                              style_layer_weights=(1.0, 1.0))
     assert impasto.stylize(photo, painting, shallow).image.shape == (3, 12, 16)
-    with pytest.raises(impasto.ImageError, match=r"8×6 at 8 px is too narrow \(.*: raise size or crop the image\)"):
+    with pytest.raises(impasto.ImageError, match=r"8×6 at 8 px is too narrow \(.*: raise size to 21 px or more, or crop the image\)"):
         impasto.objective_for(photo, painting, impasto.Config(**FAST), size=8)
+
+
+@pytest.mark.parametrize("shape, size", [((3, 400), 2067), ((480, 640), 21), ((100, 15), 104), ((1, 2), 31)])
+def test_a_too_narrow_photo_is_told_the_size_that_would_do(shape, size):
+    with pytest.raises(impasto.ImageError) as info:
+        check_edges(shape, "thin.png", {}, [16], impasto.Config(max_size=16))
+    assert str(info.value).endswith(f"raise max_size to {size} px or more, or crop the image)")
+    assert min(long_edge_shape(*shape, size)) == 16 > min(long_edge_shape(*shape, size - 1))  # and no smaller
 
 
 def test_no_painting_is_a_clear_error(images):

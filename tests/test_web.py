@@ -291,7 +291,7 @@ def test_a_photo_too_small_for_max_size_is_refused_before_it_is_queued(tmp_path,
         assert response.status_code == 400
         error = response.json()["error"]
         assert error.startswith("photo 'golden_gate.jpg': 16×12 at 16 px is too narrow")
-        assert error.endswith(": raise Size or crop the image)")  # the page's field, not max_size
+        assert error.endswith(": raise Size to 21 px or more, or crop the image)")  # the page's field, not max_size
         assert client.get("/api/jobs").json()["jobs"] == [] and not any((tmp_path / "jobs").iterdir())
 
 

@@ -130,6 +130,16 @@ def test_paint_in_the_browser(server, page, images, tmp_path):
     assert page.get_attribute("#content-file", "aria-describedby") == "message"
     assert page.evaluate("document.activeElement.id") == "content-file"
     assert page.locator(".card").count() == 1
+    # The refused photo leaves its box: Paint waits for another rather than send it again.
+    assert page.inner_text("#drop-content .drop-name") == "" and page.is_disabled("#paint")
+    assert "has-image" not in page.get_attribute("#drop-content", "class")
+    # A photo the page refuses itself (empty) does not leave the one before it in the box either.
+    page.set_input_files("#content-file", str(images / "content/golden_gate.jpg"))
+    assert page.is_enabled("#paint")
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    page.set_input_files("#content-file", str(tmp_path / "empty.jpg"))
+    assert "“empty.jpg” is empty" in page.inner_text("#message")
+    assert page.inner_text("#drop-content .drop-name") == "" and page.is_disabled("#paint")
     # On a 320 px screen (WCAG's reflow width) a long file name in a message, and the gallery, fit.
     page.set_viewport_size({"width": 320, "height": 568})
     page.set_input_files("#content-file", str(fake.rename(tmp_path / ("holiday-" * 12 + ".png"))))

@@ -107,18 +107,14 @@ function chooseFile(kind, file) {
   const limit = state.settings ? state.settings.limits.max_upload_bytes : Infinity;
   hideMessage();
   const input = $(`${kind}-file`);
-  if (file.type && !file.type.startsWith("image/")) {
-    showMessage(`“${file.name}” does not look like an image (${file.type}). Choose a JPEG, PNG or WebP file as the ${what}.`,
-      "error", true, input);
-    return;
-  }
-  if (file.size === 0) {
-    showMessage(`“${file.name}” is empty. Choose a JPEG, PNG or WebP file as the ${what}.`, "error", true, input);
-    return;
-  }
-  if (file.size > limit) {
-    showMessage(`“${file.name}” is ${mb(file.size)} MB; this server accepts at most ${mb(limit)} MB per request.`,
-      "error", true, input);
+  const refusal = file.type && !file.type.startsWith("image/")
+    ? `“${file.name}” does not look like an image (${file.type}). Choose a JPEG, PNG or WebP file as the ${what}.`
+    : file.size === 0 ? `“${file.name}” is empty. Choose a JPEG, PNG or WebP file as the ${what}.`
+    : file.size > limit ? `“${file.name}” is ${mb(file.size)} MB; this server accepts at most ${mb(limit)} MB per request.`
+    : null;
+  if (refusal) {
+    clearChoice(kind);  // the box must not go on showing, and Paint sending, an image the user replaced
+    showMessage(refusal, "error", true, input);
     return;
   }
   files[kind] = file;
@@ -136,6 +132,20 @@ function chooseFile(kind, file) {
   thumb.hidden = false;
   zone.classList.add("has-image");
   zone.querySelector(".drop-name").textContent = file.name;
+  updatePaintButton();
+}
+
+// An empty box again: after a file the page or the server refused, Paint waits for another.
+function clearChoice(kind) {
+  files[kind] = null;
+  const zone = $(`drop-${kind}`);
+  const thumb = zone.querySelector(".thumb");
+  if (thumb.src) URL.revokeObjectURL(thumb.src);
+  thumb.removeAttribute("src");
+  thumb.hidden = true;
+  zone.classList.remove("has-image");
+  zone.querySelector(".drop-name").textContent = "";
+  $(`${kind}-file`).value = "";  // choosing the same file again is a change too
   updatePaintButton();
 }
 
@@ -305,6 +315,8 @@ async function paint() {
     follow(job, true);
   } catch (err) {
     const field = faultyControl(err.message);
+    const kind = field && field.id.endsWith("-file") ? field.id.replace("-file", "") : null;
+    if (kind) clearChoice(kind);  // the server cannot read it: sending it again would fail again
     showMessage(err.message, "error", true, field);
     updatePaintButton();
     (field || $("paint")).focus();  // where the problem is, not <body>
@@ -629,10 +641,10 @@ async function refreshGallery() {
     meta.className = "meta";
     const info = document.createElement("span");
     info.textContent = `${job.size ? job.size[0] + "×" + job.size[1] : ""} · ${job.step} step${job.step === 1 ? "" : "s"}`;
-    if (job.status === "cancelled") {
+    if (job.status === "cancelled") {  // with an error: the server's stop, not the user's Cancel (as showJob says)
       const badge = document.createElement("span");
       badge.className = "badge";
-      badge.textContent = "cancelled";
+      badge.textContent = job.error ? "stopped" : "cancelled";
       info.append(" ", badge);
     }
     const link = document.createElement("a");
