@@ -48,7 +48,7 @@ class ProgressEvent:
 
 
 # Return True to stop the run after this step (the best image so far is kept). Only a bool (Python's or
-# numpy's) True stops it: what a progress bar's update() returns, say, does not.
+# numpy's) True stops it, not any truthy value: a number or a text returned by chance goes on.
 Callback = Callable[[ProgressEvent], "bool | None"]
 
 
