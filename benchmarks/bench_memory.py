@@ -73,7 +73,7 @@ def main() -> None:
     if args.steps < 2:
         parser.error("--steps must be at least 2: a step's time is the time between two")
     config = impasto.Config(scales=1)  # as the runs: one size, so no composition term's pass
-    layers = (config.content_layer, *config.style_layers)
+    layers = config.layers
     budget = available(torch.device("cpu"))
     bfloat16 = uses_bfloat16(args.precision, torch.device("cpu"))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {budget / GB:.1f} GB available")

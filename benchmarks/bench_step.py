@@ -93,7 +93,7 @@ def measure(photo: torch.Tensor, painting: torch.Tensor, size: int, config: impa
     content = resize_to_long_edge(photo, size)
     canvas = with_margin(content[None], canvas_margin(config.margin, *content.shape[1:])).to(device)
     flops = canvas_step_flops(config, *content.shape[1:])
-    layers = (config.content_layer, *config.style_layers)
+    layers = config.layers
     rows = []
     for name, (channels_last, checkpointed, compiled, precision) in VARIANTS.items():
         if compiled and not compiled_too:

@@ -435,7 +435,7 @@ def check_edges(photo: tuple[int, int], photo_name: str, paintings: dict[str, tu
     """Refuse, naming the image, a photo or painting (their (H, W), ``paintings`` by name) whose short
     edge at one of ``sizes`` is too short for the deepest layer used (16 px for relu5_1, after four
     poolings). The advice names ``size_setting`` as the size to raise, or max_size or min_size."""
-    layers = (config.content_layer, *config.style_layers)
+    layers = config.layers
     shortest = smallest_edge(layers)
     advice = f"VGG-19's {max(layers, key=LAYER_NAMES.index)} needs a short edge of at least {shortest} px"
     for size in sizes:
@@ -470,8 +470,7 @@ def _at_size(images: _Images, size: int, config: Config
 
 
 def _extractor(config: Config, device: torch.device, checkpointed: bool = False) -> VGGFeatures:
-    return load_extractor(config.weights, config.pooling, (config.content_layer, *config.style_layers),
-                          str(device), checkpointed)
+    return load_extractor(config.weights, config.pooling, config.layers, str(device), checkpointed)
 
 
 def color_inputs(photo: torch.Tensor, paintings: list[torch.Tensor], mode: str

@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import COLOR_MODES, INITS, OPTIMIZERS, POOLINGS, PRECISIONS, Config, parse_setting, refuse_unknown
+from .config import (COLOR_MODES, INITS, OPTIMIZERS, POOLINGS, PRECISIONS, Config, parse_setting, parse_value,
+                     refuse_unknown)
 from .errors import BEFORE_PAINTING, EXIT_SIGNAL, ConfigError, ImpastoError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -45,7 +46,7 @@ or an unexpected error; 2 bad input or usage; 130 / 143 / 129 interrupted by
 Ctrl-C / SIGTERM / SIGHUP (the best image so far is written; a second Ctrl-C
 aborts at once)."""
 
-# Single-letter aliases for the options people type most, and other spellings.
+# Single-letter aliases for the options people type most.
 _SHORT = {"max_size": ["-s"], "iterations": ["-n"], "style_weight": ["-w"]}
 _CHOICES = {"optimizer": OPTIMIZERS, "pooling": POOLINGS, "preserve_color": COLOR_MODES, "precision": PRECISIONS}
 _HINTS = typing.get_type_hints(Config)
@@ -130,15 +131,10 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    def _get_help_string(self, action: argparse.Action) -> str:
-        shown = action.default not in (None, False, argparse.SUPPRESS) and "default:" not in (action.help or "")
-        return f"{action.help} (default: %(default)s)" if shown else action.help or ""
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
-        prog="impasto", formatter_class=_HelpFormatter, epilog=EPILOG,
+        # The epilog's lines as written; each option's help gives its default itself (Config's, or none).
+        prog="impasto", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         usage="impasto CONTENT STYLE [STYLE ...] -o OUT [options]\n"
               "       impasto -c PHOTO [-c PHOTO ...] STYLE [STYLE ...] -o 'out/{stem}.png'\n"
               "       impasto --rerun PAINTED.png [-o NEW.png] [options]\n"
@@ -201,8 +197,8 @@ def _metavar(name: str) -> str | None:
 
 def _positive_int(text: str) -> int:
     try:
-        value = int(text)
-    except ValueError:
+        value = parse_value("int", text.strip())  # "1e2" as the settings read it
+    except ConfigError:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")

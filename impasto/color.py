@@ -66,7 +66,7 @@ def with_chroma_of(grey: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
     return yiq_to_rgb(yiq).clamp(0.0, 1.0)
 
 
-def _sqrtm(cov: torch.Tensor, power: float) -> torch.Tensor:
+def _matrix_power(cov: torch.Tensor, power: float) -> torch.Tensor:
     """cov^power for a symmetric positive semi-definite 3×3 matrix, by eigendecomposition."""
     values, vectors = torch.linalg.eigh(cov)
     return vectors @ torch.diag((values.clamp(min=0) + _EPS) ** power) @ vectors.T
@@ -92,7 +92,7 @@ def match_color(style: torch.Tensor, content: torch.Tensor, *, clamp: bool = Tru
 def recolor(image: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor, *, clamp: bool = True) -> torch.Tensor:
     """``image`` mapped to the colour ``mean`` (3,) and covariance (3, 3) by ``match_color``'s transform."""
     mu_s, cov_s = mean_and_covariance(image)
-    transform = _sqrtm(cov, 0.5) @ _sqrtm(cov_s, -0.5)
+    transform = _matrix_power(cov, 0.5) @ _matrix_power(cov_s, -0.5)
     pixels = image.reshape(3, -1).double()  # (3, N)
     out = (transform @ (pixels - mu_s[:, None]) + mean[:, None]).reshape(image.shape).to(image.dtype)
     return out.clamp(0.0, 1.0) if clamp else out

@@ -171,7 +171,7 @@ class Config:
             raise ConfigError(f"style_scale must be above 0 and at most {MAX_STYLE_SCALE:g}, not {self.style_scale}")
         from .vgg import check_layers  # here: the command line's --help reads Config without loading torch
 
-        check_layers([self.content_layer, *self.style_layers])
+        check_layers(self.layers)
         if not self.style_layers:
             raise ConfigError("style_layers must name at least one layer")
         if len(set(self.style_layers)) != len(self.style_layers):
@@ -243,6 +243,11 @@ class Config:
     def painted_sizes(self) -> list[int]:
         """The sizes of ``sizes()`` at which a run takes steps (a size given none is skipped)."""
         return [size for size, steps in zip(self.sizes(), self.steps_per_size()) if steps]
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        """The layers the network must give: the content layer, then the style layers."""
+        return (self.content_layer, *self.style_layers)
 
     @property
     def layer_weights(self) -> dict[str, float]:
@@ -338,6 +343,8 @@ def parse_setting(name: str, text: str | list[str]) -> Any:
     if annotation.endswith(" | None") and isinstance(text, str) and not text.strip():
         return None
     kind = annotation.removesuffix(" | None")
+    if not isinstance(text, str) and not kind.startswith("tuple["):  # a settings file's list for one value
+        raise ConfigError(f"a list, not {_KINDS.get(kind, 'one value')}")
     if kind.startswith("tuple["):
         # A list's items are all kept, an empty one included (for Config to refuse); a comma too many is not.
         parts = [part for part in text.split(",") if part.strip()] if isinstance(text, str) else text

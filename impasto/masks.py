@@ -73,7 +73,7 @@ def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def layer_mask(mask: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """A (1, 1, H, W) mask shrunk to a layer's height × width by area averaging (antialiased)."""
+    """A (1, 1, H, W) mask shrunk to a layer's height × width (bilinear, antialiased: a tent filter)."""
     if tuple(mask.shape[2:]) == (height, width):
         return mask
     return F.interpolate(mask, size=(height, width), mode="bilinear", align_corners=False, antialias=True)

@@ -57,23 +57,23 @@ class MemoryPlan:
 
     checkpointed: bool
     estimate: float  # bytes at the peak, in the chosen mode
-    budget: float  # bytes the run may use
 
 
 def kept_tensors(layers: tuple[str, ...], pooling: str, value_bytes: int = 4) -> list[tuple[str, float]]:
     """(layer, bytes per input pixel) of each tensor the forward pass keeps for the backward pass.
 
     ``value_bytes``: 4 for float32 features, 2 for bfloat16. A ReLU works in place on its
-    convolution's output, so the pair is one tensor; max pooling also keeps an int64 index per
-    output value.
+    convolution's output, so the pair is one tensor, unless the convolution's output is requested
+    (then both are kept); max pooling also keeps an int64 index per output value.
     """
     deepest = max(LAYER_NAMES.index(name) for name in layers)
     kept, channels = [], 3
     index_bytes = 8 if pooling == "max" else 0
     for name in LAYER_NAMES[: deepest + 1]:
         block = int(name[4])
-        if name.startswith("relu"):
+        if name.startswith(("relu", "conv")):
             channels = BLOCK_WIDTHS[block - 1]
+        if name.startswith("relu") or name.startswith("conv") and name in layers:
             kept.append((name, channels / 4 ** (block - 1) * value_bytes))
         elif name.startswith("pool"):
             kept.append((name, channels / 4**block * (value_bytes + index_bytes)))
@@ -83,7 +83,7 @@ def kept_tensors(layers: tuple[str, ...], pooling: str, value_bytes: int = 4) ->
 def pass_bytes(layers: tuple[str, ...], pooling: str, checkpointed: bool, value_bytes: int = 4) -> float:
     """Bytes per input pixel held at the peak of one forward + backward pass of the extractor."""
     kept = kept_tensors(layers, pooling, value_bytes)
-    largest = max(size for name, size in kept if name.startswith("relu"))
+    largest = max(size for name, size in kept if not name.startswith("pool"))  # conv1_1 alone keeps no ReLU
     gradients = 3 * largest  # a layer's output and input gradients, and a feature's Gram gradient
     if not checkpointed:
         return sum(size for _, size in kept) + gradients
@@ -101,7 +101,7 @@ def pass_bytes(layers: tuple[str, ...], pooling: str, checkpointed: bool, value_
 def estimate(config: Config, height: int, width: int, checkpointed: bool, bfloat16: bool = False) -> float:
     """Peak bytes of a run of ``config`` whose largest size is height × width pixels; ``bfloat16``:
     whether its features are computed in bfloat16 (``impasto.api.uses_bfloat16``)."""
-    layers = (config.content_layer, *config.style_layers)
+    layers = config.layers
     pixels = _canvas_pixels(config, height, width)
     optimizer_floats = 3 * (2 * LBFGS_HISTORY + 6) if config.optimizer == "lbfgs" else 3 * 6
     feature_bytes = pass_bytes(layers, config.pooling, checkpointed, 2 if bfloat16 else 4)
@@ -110,7 +110,7 @@ def estimate(config: Config, height: int, width: int, checkpointed: bool, bfloat
                                              if name in config.style_layers)
     # Coarse-to-fine's composition term runs a second pass on the picture shrunk to the first size run.
     schedule = config.replace(max_size=max(height, width))
-    sizes = [size for size, steps in zip(schedule.sizes(), schedule.steps_per_size()) if steps]
+    sizes = schedule.painted_sizes()
     first_size = long_edge_shape(height, width, sizes[0])
     composition = _canvas_pixels(config, *first_size) if len(sizes) > 1 and config.composition_weight else 0
     optimisation = (pixels + composition) * feature_bytes + pixels * 4 * optimizer_floats
@@ -153,7 +153,7 @@ def plan(config: Config, photo_height: int, photo_width: int, device: torch.devi
     for checkpointed in (False, True):
         need = estimate(config, height, width, checkpointed, bfloat16) + held
         if need <= budget:
-            return MemoryPlan(checkpointed, need, budget)
+            return MemoryPlan(checkpointed, need)
     fits = largest_fitting(config, photo_height, photo_width, budget - held, bfloat16)
     if config.max_memory:
         limit, advice = f"max_memory is {config.max_memory:g} GB", "raise max_memory"

@@ -264,14 +264,14 @@ def _finish_plan(args: argparse.Namespace, config: Config, contents: list[Any], 
                               f"{getattr(job, attr)}; {advice}")
     _check_nothing_overwritten(args, config, contents, styles, jobs)
     for job in jobs:
-        _check_writable(job.output, SAVE_FORMATS)
+        _check_output_path(job.output, SAVE_FORMATS)
         if sidecar_path(job.output):
             check_writable(sidecar_path(job.output))
         if job.plot:
-            _check_writable(job.plot, PLOT_FORMATS)
+            _check_output_path(job.plot, PLOT_FORMATS)
     if args.log_json:
         _check_a_file(args.log_json, "--log-json")
-        _check_writable(Path(args.log_json), None)
+        _check_output_path(Path(args.log_json), None)
     if args.save_every:
         save_dir = Path(args.save_dir) if args.save_dir else None
         for folder in {save_dir or job.output.parent for job in jobs}:
@@ -372,7 +372,7 @@ def _check_a_file(text: str, option: str) -> None:
         raise ImageError(f"{text}: {option} takes a file name, not a folder")
 
 
-def _check_writable(path: Path, formats: Any) -> None:
+def _check_output_path(path: Path, formats: Any) -> None:
     """Fail now, not after minutes of work, if ``path`` cannot be written."""
     if formats is not None and not path.suffix:  # the format comes from the extension
         raise ImageError(f"{path}: no extension to tell the format; use one of {', '.join(formats)} "
@@ -450,7 +450,7 @@ def _paint(args: argparse.Namespace, the_plan: Plan, job: Job, label: str, log: 
     """Paint one photo and write its image, plot and intermediate saves."""
     if not args.quiet:
         _say_if_enlarged(job.content, the_plan.config)
-    progress = Progress(args, the_plan.config, job, label, log, interrupts)
+    progress = Progress(args, job, label, log, interrupts)
     try:
         try:
             result = stylize(job.content, the_plan.styles, the_plan.config, callback=progress, resume=args.resume)
@@ -523,7 +523,7 @@ def _say_if_enlarged(content: Any, config: Config) -> None:
     size = _enlarged(content, config.max_size)
     if size is None:
         return
-    own = "" if min(size) < smallest_edge((config.content_layer, *config.style_layers)) else \
+    own = "" if min(size) < smallest_edge(config.layers) else \
         f" (-s {max(size)} paints it at its own size)"
     print(f"impasto: note: {content} is {size[0]}x{size[1]} px; painted at {config.max_size} px, "
           f"{config.max_size / max(size):.1f} times larger, it will look soft{own}", file=sys.stderr)
@@ -590,7 +590,7 @@ def _say_device(config: Config, quiet: bool) -> None:
 class Progress:
     """The callback of one run: progress bar, JSON log, intermediate saves, and stop on a signal."""
 
-    def __init__(self, args: argparse.Namespace, config: Config, job: Job, label: str, log: TextIO | None,
+    def __init__(self, args: argparse.Namespace, job: Job, label: str, log: TextIO | None,
                  interrupts: "Interrupts") -> None:
         self.quiet, self.label, self.log, self.interrupts = args.quiet, label, log, interrupts
         # Absolute: a --resume of the run, which reads the path from the metadata, logs the same name

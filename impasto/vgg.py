@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .config import POOLINGS
 from .errors import ConfigError, WeightsError
 
 # Convolutions per block of VGG-19 (16 in all).
@@ -183,8 +184,8 @@ class VGGFeatures(nn.Module):
                  channels_last: bool = True, checkpointed: bool = False):
         super().__init__()
         check_layers(layers)
-        if pooling not in ("max", "avg"):
-            raise ConfigError(f"pooling must be 'max' or 'avg', not {pooling!r}")
+        if pooling not in POOLINGS:
+            raise ConfigError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
         self.layers = tuple(dict.fromkeys(layers))
         deepest = max(LAYER_NAMES.index(name) for name in self.layers)
         self.body = nn.Sequential()

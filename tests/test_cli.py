@@ -609,6 +609,7 @@ def test_config_file_and_print_config(tmp_path, capsys):
         ('init = ""\n', "run.toml: init must be one of content, palette, noise, style or an image file, not ''"),
         ('masks = [""]\n', "run.toml: masks has an empty file name"),
         ("max_size = true\n", "run.toml: max_size: true is not a valid value"),  # as TOML writes it, not Python's True
+        ("max_size = [512]\n", "run.toml: max_size: a list, not a whole number"),  # it had been an AttributeError
         ("style_weight = {a = 1}\n", "run.toml: style_weight: a table is not a valid value"),
     ],
 )

@@ -13,6 +13,7 @@ def test_defaults_follow_the_paper_layers():
     config = Config()
     assert config.content_layer == "relu4_2"
     assert config.style_layers == ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+    assert config.layers == ("relu4_2", *config.style_layers)  # all the network must give, content first
     assert config.max_size == 512 and config.optimizer == "lbfgs" and config.init == "palette"
     assert config.sizes() == [512]  # a 256 px stage would erase the subject: below min_size
 

@@ -78,7 +78,11 @@ def test_fit_mask_softens_edges_only():
     assert row[:40].max() < 1e-3 and row[60:].min() > 1 - 1e-3  # far from the edge: unchanged
     assert 0.1 < row[49].item() < 0.5 < row[50].item() < 0.9  # at the edge: a ramp, not a step
     assert torch.allclose(gaussian_blur(torch.ones(1, 1, 9, 9), 2.0), torch.ones(1, 1, 9, 9))
-    assert layer_mask(fitted, 25, 25).shape == (1, 1, 25, 25)
+    shrunk = layer_mask(fitted, 25, 25)  # each layer's positions weighted by the share of the region they see
+    assert shrunk.shape == (1, 1, 25, 25) and abs(shrunk.mean().item() - fitted.mean().item()) < 1e-3
+    assert shrunk[0, 0, 12, :10].max() < 1e-3 and shrunk[0, 0, 12, 15:].min() > 1 - 1e-3
+    assert 0.2 < shrunk[0, 0, 12, 12].item() < 0.8  # the edge's position sees both sides
+    assert layer_mask(fitted, 100, 100) is fitted  # at its own size: as it is
 
 
 def test_masked_regions_take_their_own_style(images, tmp_path):

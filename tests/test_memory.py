@@ -28,6 +28,18 @@ def test_kept_tensors_counted_by_hand():
     assert dict(kept_tensors(LAYERS, "max", 2))["pool1"] == 16 * (2 + 8)
 
 
+def test_a_requested_convolution_is_kept_beside_its_relu():
+    # A ReLU works in place unless its convolution's output is asked for; conv1_1 alone keeps no ReLU at all.
+    assert kept_tensors(("conv1_1",), "avg") == [("conv1_1", 4 * 64)]
+    assert dict(kept_tensors(("conv2_1", "relu1_1"), "avg")) == {"relu1_1": 4 * 64, "relu1_2": 4 * 64, "pool1": 4 * 16,
+                                                                 "conv2_1": 4 * 32}
+    assert pass_bytes(("conv1_1",), "avg", False) == 4 * (64 + 3 * 64)
+    assert pass_bytes(("conv1_1",), "avg", True) == 4 * (64 + 0 + 3 * 64)  # nothing between it and the input
+    shallow = Config(content_layer="conv1_1", style_layers=("conv1_1",), style_layer_weights=())
+    squeezed = shallow.replace(max_memory=0.99 * estimate(shallow, 384, 512, False) / GB)
+    assert plan(squeezed, 384, 512, CPU).checkpointed  # it had failed: max() of no ReLU
+
+
 def test_checkpointing_keeps_less():
     # Plain: everything kept (320 values) + three gradients of relu1_1's size (192).
     assert pass_bytes(LAYERS, "avg", False) == 4 * (320 + 192)

@@ -64,6 +64,7 @@ _ONE_EACH = (f"send one photo, at most {MAX_STYLES} paintings, and each setting 
              f"({', '.join(FORM_SETTINGS)})")
 _DECODING = threading.Lock()  # one upload decoded at a time: a 40-megapixel check takes ~1.4 GB
 KEEPALIVE_SECONDS = 15  # an SSE comment line this often lets a dead connection be noticed
+STATIC = Path(__file__).resolve().parent.parent / "static"  # the page: index.html, app.js, style.css
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 log = logging.getLogger("impasto.web")
 
@@ -96,8 +97,7 @@ def create_app(data_dir: str | Path, *, workers: int = 1, limits: Limits | None 
         return job
 
     async def index(request: Request) -> Response:
-        return FileResponse(Path(__file__).resolve().parent.parent / "static" / "index.html",
-                            headers={"Cache-Control": "no-cache"})
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     async def settings(request: Request) -> Response:
         defaults = _defaults(limits)
@@ -203,7 +203,6 @@ def create_app(data_dir: str | Path, *, workers: int = 1, limits: Limits | None 
     async def unexpected_error(request: Request, exc: Exception) -> Response:  # a bug: JSON like the rest
         return JSONResponse({"error": f"unexpected {type(exc).__name__} (see the server's log)"}, status_code=500)
 
-    static = Path(__file__).resolve().parent.parent / "static"
     routes = [
         Route("/", index),
         Route("/api/settings", settings),
@@ -216,7 +215,7 @@ def create_app(data_dir: str | Path, *, workers: int = 1, limits: Limits | None 
         Route("/api/jobs/{job_id}/resume", resume, methods=["POST"]),
         Route("/api/jobs/{job_id}/result.png", result),
         Route("/api/jobs/{job_id}/preview.png", preview),
-        Mount("/static", StaticFiles(directory=static), name="static"),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     app = Starlette(routes=routes, lifespan=lifespan,
                     exception_handlers={HTTPException: http_error, Exception: unexpected_error},
