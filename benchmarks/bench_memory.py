@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from flops import canvas_step_flops  # noqa: E402
 
 import impasto  # noqa: E402
-from impasto.api import uses_bfloat16  # noqa: E402
+from impasto.device import uses_bfloat16  # noqa: E402
 from impasto.config import PRECISIONS  # noqa: E402
 from impasto.imageio import long_edge_shape, read_image, read_metadata, save_image  # noqa: E402
 from impasto.memory import GB, available, estimate, largest_fitting  # noqa: E402

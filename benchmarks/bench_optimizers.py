@@ -38,7 +38,8 @@ from bench_pastiche import CONTENT, PEER_OBJECTIVE, STYLE  # noqa: E402
 
 import impasto  # noqa: E402
 import impasto.optimize  # noqa: E402
-from impasto.api import initial_image, repeatable, resolve_device  # noqa: E402
+from impasto.api import initial_image  # noqa: E402
+from impasto.device import repeatable, resolve_device  # noqa: E402
 from impasto.imageio import read_image, resize_to_long_edge, resize_to_pixels  # noqa: E402
 from impasto.plot import loss_kinds  # noqa: E402
 

@@ -40,7 +40,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from flops import step_flops  # noqa: E402
 
 import impasto  # noqa: E402
-from impasto.api import load_extractor, resolve_device, uses_bfloat16  # noqa: E402
+from impasto.api import load_extractor  # noqa: E402
+from impasto.device import resolve_device, uses_bfloat16  # noqa: E402
 from impasto.imageio import read_image, save_image  # noqa: E402
 from impasto.memory import GB, available, largest_fitting  # noqa: E402
 from impasto.plot import loss_kinds  # noqa: E402

@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from flops import canvas_step_flops  # noqa: E402
 
 import impasto  # noqa: E402
-from impasto.api import _objective, _scaled_styles, resolve_device  # noqa: E402
+from impasto.api import _objective, _scaled_styles  # noqa: E402
+from impasto.device import resolve_device  # noqa: E402
 from impasto.imageio import canvas_margin, read_image, resize_to_long_edge, with_margin  # noqa: E402
 from impasto.vgg import VGGFeatures, load_weights  # noqa: E402
 

@@ -16,8 +16,9 @@ __version__ = "0.8.1"
 # the command line can answer Ctrl-C with one line even while torch is still loading.
 _PUBLIC = {
     "Config": "config", "ConfigError": "errors", "ImageError": "errors", "ImpastoError": "errors",
-    "ProgressEvent": "optimize", "Result": "api", "ResumePoint": "api", "WeightsError": "errors", "objective_for": "api",
-    "read_image": "imageio", "read_metadata": "imageio", "resume_point": "api", "save_image": "imageio",
+    "ProgressEvent": "optimize", "Result": "result", "ResumePoint": "resume", "WeightsError": "errors",
+    "objective_for": "api", "read_image": "imageio", "read_metadata": "imageio", "resume_point": "resume",
+    "save_image": "imageio",
     "stylize": "api",
 }
 __all__ = [
@@ -27,11 +28,13 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .api import Result, ResumePoint, objective_for, resume_point, stylize
+    from .api import objective_for, stylize
     from .config import Config
     from .errors import ConfigError, ImageError, ImpastoError, WeightsError
     from .imageio import read_image, read_metadata, save_image
     from .optimize import ProgressEvent
+    from .result import Result
+    from .resume import ResumePoint, resume_point
 
 
 def __getattr__(name: str) -> Any:

@@ -1,93 +1,36 @@
-"""The public entry point: ``stylize(content, style, config) -> Result``."""
+"""The public entry point: ``stylize(content, style, config) -> Result``: the run's inputs read and
+checked, then its sizes painted in turn (coarse-to-fine); and ``objective_for``, the objective a run
+minimises, to score pictures by it."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import hashlib
-import io
-import json
-import math
 import numbers
 import os
-import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import PIL.Image
 import torch
 
-from . import __version__
 from .color import blended_mean_and_covariance, luminance, match_color, match_luminance, recolor, with_chroma_of
-from .config import INITS, Config, check_device
+from .config import INITS, Config, checked_config
+from .device import repeatable, resolve_device, uses_bfloat16
 from .errors import ConfigError, ImageError, Interrupted
-from .imageio import (ImageSource, long_edge_shape, pixels_shape, read_image, read_metadata, resize,
-                      resize_to_long_edge, resize_to_pixels, same_aspect, save_image, source_name, to_pil, unenlarge)
+from .imageio import (ImageSource, long_edge_shape, pixels_shape, read_image, resize, resize_to_long_edge,
+                      resize_to_pixels, same_aspect, source_name, unenlarge)
 from .masks import fit_mask, read_masks
 from .memory import MemoryPlan, plan as plan_memory, return_freed_memory
 from .objective import Objective, WithComposition
 from .optimize import Callback, LoopState, optimize
 from .postprocess import denoise, despeckle
+from .result import Result
+from .resume import ResumePoint, resumed_run
 from .vgg import LAYER_NAMES, VGGFeatures, check_weights_file, load_weights, smallest_edge
-
-
-@dataclass(eq=False)  # two Results are the same run only if they are one object: == on images would raise
-class Result:
-    """A finished (or stopped) run: the painting, how the loss went, and how long it took."""
-
-    image: torch.Tensor  # (3, H, W) RGB in [0, 1], the best image seen
-    config: Config
-    history: list[dict[str, float]]  # one row per step: step, scale, loss and each weighted term
-    timings: dict[str, float]  # seconds: "setup" (weights, images), "optimize" (targets and steps), "total"
-    stop_reason: str  # "iterations", "tolerance", "cancelled" or "diverged"
-    inputs: dict[str, Any] = field(default_factory=dict)  # SHA-256 of each input, for reproduction
-    checkpointed: bool = False  # whether activations were recomputed to fit in memory (see memory)
-    bfloat16: bool = False  # whether the features were computed in bfloat16 (precision 'auto' decides per machine)
-    # Where a cancelled run stopped, for ``stylize(..., resume=)``: "size_index" (into config.sizes()),
-    # "size" (px) and "steps_at_size"; None when it has nothing left to do.
-    stopped_at: dict[str, int] | None = None
-    resumed_from: dict[str, float] | None = None  # a resumed run: "steps" and "seconds" made before it
-
-    @property
-    def steps(self) -> int:
-        """Steps made in all (a resumed run's count goes on from where it stopped)."""
-        return int(self.history[-1]["step"]) if self.history else int((self.resumed_from or {}).get("steps", 0))
-
-    def __repr__(self) -> str:  # the image and the history would fill a notebook's screen
-        loss = f", loss {self.history[-1]['loss']:.4g}" if self.history else ""
-        return f"<Result {self.image.shape[2]}x{self.image.shape[1]} px, {self.steps} steps, {self.stop_reason}{loss}>"
-
-    def to_pil(self) -> PIL.Image.Image:
-        """The painting as an 8-bit RGB PIL image (to hand it on)."""
-        return to_pil(self.image)
-
-    def _repr_png_(self) -> bytes:  # Jupyter and IPython show a Result as its painting
-        buffer = io.BytesIO()
-        self.to_pil().save(buffer, format="PNG")
-        return buffer.getvalue()
-
-    def metadata(self) -> dict[str, Any]:
-        """Everything needed to repeat the run: settings, version, inputs, outcome."""
-        final = self.history[-1] if self.history else {}
-        before = self.resumed_from or {}
-        meta = {"impasto": __version__, "config": self.config.to_dict(), "inputs": self.inputs,
-                "steps": self.steps, "stop_reason": self.stop_reason, "final_losses": final,
-                "seconds": round(before.get("seconds", 0.0) + self.timings.get("total", 0.0), 3),
-                "checkpointed": self.checkpointed, "bfloat16": self.bfloat16}
-        if self.stopped_at:
-            meta["stopped_at"] = self.stopped_at
-        if self.resumed_from:
-            meta["resumed_from"] = self.resumed_from
-        return meta
-
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the image (format from the extension) atomically, with the run's metadata."""
-        return save_image(self.image, path, metadata=self.metadata())
 
 
 def stylize(
@@ -107,7 +50,7 @@ def stylize(
     optimizer's memory starts afresh, so the picture is alike, not identical to an uninterrupted
     run's. Raises ``ImpastoError`` subclasses for bad inputs or settings; never prints.
     """
-    config = _checked_config(config)
+    config = checked_config(config)
     if callback is not None and not callable(callback):
         raise ConfigError(f"callback must be a function of a ProgressEvent, not {type(callback).__name__}")
     started = time.perf_counter()
@@ -115,7 +58,7 @@ def stylize(
     images = _read_images(content, styles, config, config.painted_sizes())
     inputs = _inputs(content, styles, config)
     final_size = long_edge_shape(*images.photo.shape[1:], config.max_size)
-    point, stopped_image = _resumed(resume, config, inputs, final_size) if resume is not None else (None, None)
+    point, stopped_image = resumed_run(resume, config, inputs, final_size) if resume is not None else (None, None)
     bfloat16 = uses_bfloat16(config.precision, images.device)
     memory = _planned_memory(config, images, bfloat16)
     painting = _Painting(config, images, _extractor(config, images.device, memory.checkpointed), callback,
@@ -258,105 +201,6 @@ def _finished(picture: torch.Tensor, photo: torch.Tensor, config: Config) -> tor
     return denoise(picture, config.denoise) if config.denoise else picture
 
 
-# Settings that say where and how a run computes, not what it paints: a stopped run may resume with others.
-MACHINE_SETTINGS = ("device", "precision", "max_memory")
-
-
-class ResumePoint(NamedTuple):
-    """Where a stopped run left off (``resume_point``)."""
-
-    size_index: int  # the size it was painting, an index into config.sizes()
-    size: int  # that size (px)
-    steps_at_size: int  # steps made at that size (all of them once the loss had stalled there)
-    steps: int  # steps made in all
-    seconds: float  # time spent in all
-    total: int  # the most steps the whole run can take: those planned, less those skipped as the loss stalled
-    inputs: dict[str, Any]  # the SHA-256 of each input it was painted from, as ``Result.inputs``
-
-
-def resume_point(stopped: Result | str | os.PathLike, config: Config) -> ResumePoint:
-    """Where ``stopped`` (a cancelled Result, or the file it was saved to) left off, after checking
-    that it can go on with ``config``: it stopped part way, was painted with the same settings, bar
-    ``MACHINE_SETTINGS``, and its record of where it stopped is sound. ``stylize(..., resume=)``
-    checks this first, then the inputs and the picture. Raises ``ImageError`` or ``ConfigError``."""
-    if not isinstance(stopped, (Result, str, os.PathLike)):
-        raise ImageError(f"resume: expected a stopped Result or the file it was saved to, not {type(stopped).__name__}")
-    config = _checked_config(config)
-    name = _resume_name(stopped)
-    meta = stopped.metadata() if isinstance(stopped, Result) else read_metadata(stopped)
-    if not meta or "config" not in meta:
-        raise ImageError(f"{name}: carries no impasto metadata, cannot resume it")
-    at = meta.get("stopped_at")
-    if not at:
-        raise ImageError(f"{name}: not stopped part way (its run stopped by {meta.get('stop_reason')}), "
-                         "nothing to resume")
-    try:
-        saved = Config.from_saved(meta["config"])
-    except (ConfigError, TypeError) as exc:
-        raise ImageError(f"{name}: its settings cannot be used ({exc})") from None
-    for f in dataclasses.fields(Config):
-        ours, theirs = (_as_compared(c, f.name) for c in (config, saved))
-        if f.name not in MACHINE_SETTINGS and ours != theirs:
-            raise ConfigError(f"{name}: painted with {f.name} {theirs!r}, not {ours!r}; resume it with its own settings")
-    if not isinstance(meta.get("inputs"), dict):
-        raise ImageError(f"{name}: its metadata records no inputs, cannot resume it")
-    sizes, steps = config.sizes(), config.steps_per_size()
-    try:
-        index, made, before = at["size_index"], at["steps_at_size"], (meta["steps"], meta["seconds"])
-        whole = all(isinstance(n, int) and not isinstance(n, bool) for n in (index, made, before[0]))
-        seconds = isinstance(before[1], (int, float)) and not isinstance(before[1], bool) and 0 <= before[1] < math.inf
-        if not (whole and seconds and 0 <= index < len(sizes) and 0 <= made <= steps[index]
-                and 0 <= before[0] <= sum(steps[:index]) + made):
-            raise ValueError
-    except (KeyError, TypeError, ValueError):
-        raise ImageError(f"{name}: its record of where it stopped is damaged ({json.dumps(at)})") from None
-    skipped = sum(steps[:index]) + made - before[0]  # by earlier sizes whose loss stalled
-    return ResumePoint(index, sizes[index], made, before[0], float(before[1]), sum(steps) - skipped, meta["inputs"])
-
-
-def _resumed(stopped: Result | str | os.PathLike, config: Config, inputs: dict[str, Any],
-             shape: tuple[int, int]) -> tuple[ResumePoint, torch.Tensor]:
-    """``resume_point(stopped, config)`` and the stopped picture (3, H, W), after checking that it was
-    painted from the same ``inputs`` (as ``_inputs`` fingerprints them) and is of the output's ``shape``."""
-    point, name = resume_point(stopped, config), _resume_name(stopped)
-    for key, what in (("content", "content image"), ("style", "style images"), ("init", "init image"),
-                      ("masks", "masks"), ("weights", "weights file")):
-        if point.inputs.get(key) != inputs.get(key):
-            hint = ("; a file is fingerprinted by its bytes, an image in memory by its pixels: give it as then"
-                    if _given_in_memory(point.inputs, key) != _given_in_memory(inputs, key) else "")
-            raise ImageError(f"{name}: painted from other {what} (their SHA-256 differs{hint})")
-    image = stopped.image if isinstance(stopped, Result) else read_image(stopped, what="image to resume")
-    if tuple(image.shape[1:]) != shape:
-        raise ImageError(f"{name}: is {image.shape[2]}x{image.shape[1]}, but the run it stopped paints "
-                         f"{shape[1]}x{shape[0]}")
-    return point, image
-
-
-def _resume_name(stopped: Result | str | os.PathLike) -> str:
-    return "the run to resume" if isinstance(stopped, Result) else str(stopped)
-
-
-def _given_in_memory(inputs: dict[str, Any], key: str) -> list[bool]:
-    """Which of ``inputs``' images under ``key`` were given in memory (they have no path)."""
-    paths = inputs.get("paths")
-    given = paths.get(key) if isinstance(paths, dict) else None
-    return [path is None for path in (given if isinstance(given, list) else [given])]
-
-
-def _as_compared(config: Config, name: str) -> Any:
-    """A setting of ``config`` as resuming compares it: the learning rate in force (an empty one is the
-    optimizer's default), files by how many there are (their contents are compared by fingerprint, as
-    their paths may differ)."""
-    value = getattr(config, name)
-    if name == "learning_rate":
-        return config.step_size
-    if name == "init" and value not in INITS:
-        return "an image file"
-    if name == "masks":
-        return f"{len(value)} image(s)"
-    return ("a file" if value else "built-in") if name == "weights" else value
-
-
 def objective_for(content: ImageSource, style: ImageSource | Iterable[ImageSource], config: Config | None = None,
                   size: int | None = None) -> Objective:
     """The objective of ``config`` at ``size`` px (long edge; default ``config.max_size``), of the picture
@@ -372,7 +216,7 @@ def objective_for(content: ImageSource, style: ImageSource | Iterable[ImageSourc
     coarse-to-fine run's first, the run adds the composition term; this leaves it out. With
     ``preserve_color = "luminance"`` it makes a picture grey before scoring it, as the run paints it.
     """
-    config = _checked_config(config)
+    config = checked_config(config)
     if size is not None and (not isinstance(size, numbers.Integral) or isinstance(size, bool) or size < 1):
         raise ConfigError(f"size must be a whole number of pixels, not {size!r}")
     styles = _style_list(style)
@@ -381,15 +225,6 @@ def objective_for(content: ImageSource, style: ImageSource | Iterable[ImageSourc
     content_image, style_images, masks = _at_size(images, at, config)
     return _objective(_extractor(config, images.device), content_image, style_images, config.replace(margin=0),
                       images.device, masks)
-
-
-def _checked_config(config: Config | None) -> Config:
-    if config is None:
-        return Config()
-    if not isinstance(config, Config):
-        raise ConfigError(f"config must be an impasto.Config, not {type(config).__name__} "
-                          "(Config.from_dict makes one from a dict)")
-    return config
 
 
 class _Images(NamedTuple):
@@ -536,23 +371,6 @@ def _objective(extractor: VGGFeatures, content: torch.Tensor, styles: list[torch
         margin=config.margin)
 
 
-def uses_bfloat16(precision: str, device: torch.device) -> bool:
-    """Whether a run computes its features in bfloat16: 'auto' does only on CPUs with native bfloat16
-    arithmetic (measured 2x faster with the same scores; elsewhere it is emulated, or unmeasured)."""
-    if precision != "auto":
-        return precision == "bfloat16"
-    return device.type == "cpu" and bool({"avx512_bf16", "amx_bf16"} & _cpu_flags())
-
-
-@functools.cache
-def _cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((set(line.split(":", 1)[1].split()) for line in f if line.startswith("flags")), set())
-    except OSError:
-        return set()
-
-
 def initial_image(init: str, content: torch.Tensor, styles: list[torch.Tensor], generator: torch.Generator,
                   masks: list[torch.Tensor] | None = None, blend: Sequence[float] = ()) -> torch.Tensor:
     """The starting pixels (3, H, W): the photo, noise, the (heaviest) painting or an image file, at the photo's size.
@@ -586,62 +404,6 @@ def initial_image(init: str, content: torch.Tensor, styles: list[torch.Tensor], 
             raise ImageError(f"{init}: a start image must have the photo's proportions; it is {width}x{height} "
                              f"({ratio(height, width)}), the photo {ratio(*size)} ({size[1]}x{size[0]} at this size)")
     return resize(image, *size)
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' picks CUDA, then MPS, then the CPU; anything else must be available."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    check_device(name)
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} asked for, but no CUDA GPU is available")
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        count = torch.cuda.device_count()
-        raise ConfigError(f"device {name!r} asked for, but there is no such CUDA GPU: this machine has {count} "
-                          f"(cuda:0{f' to cuda:{count - 1}' if count > 1 else ''})")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"device {name!r} asked for, but MPS is not available")
-    return device
-
-
-class _DeterministicCudnn:
-    """While any run is inside, cuDNN uses only its deterministic algorithms.
-
-    cuDNN's fastest convolution algorithms may add partial sums in a different order each time: on
-    a GPU the same run then drifts by rounding, step after step (seen on an H200). The deterministic
-    ones cost 2 % at 512 px and nothing at 2048 px there (``benchmarks/gpu.sh``). Runs are counted,
-    so that concurrent ones (the web app's workers) keep the setting until the last ends, which
-    restores the caller's own.
-    """
-
-    def __init__(self) -> None:
-        self.lock, self.runs, self.before = threading.Lock(), 0, False
-
-    def __enter__(self) -> None:
-        with self.lock:
-            if self.runs == 0:
-                self.before = torch.backends.cudnn.deterministic
-            self.runs += 1
-            torch.backends.cudnn.deterministic = True
-
-    def __exit__(self, *exc_info: object) -> None:
-        with self.lock:
-            self.runs -= 1
-            if self.runs == 0:
-                torch.backends.cudnn.deterministic = self.before
-
-
-_DETERMINISTIC_CUDNN = _DeterministicCudnn()
-
-
-def repeatable(device: torch.device) -> contextlib.AbstractContextManager:
-    """A context in which the same seed repeats a run on ``device`` to the last bit."""
-    return _DETERMINISTIC_CUDNN if device.type == "cuda" else contextlib.nullcontext()
 
 
 @functools.lru_cache(maxsize=4)

@@ -326,6 +326,16 @@ def refuse_unknown(settings: dict[str, Any]) -> None:
         raise ConfigError(f"unknown setting {unknown[0]!r}; {hint}")
 
 
+def checked_config(config: Config | None) -> Config:
+    """``config``, or the defaults for None; anything else is refused (a dict, say)."""
+    if config is None:
+        return Config()
+    if not isinstance(config, Config):
+        raise ConfigError(f"config must be an impasto.Config, not {type(config).__name__} "
+                          "(Config.from_dict makes one from a dict)")
+    return config
+
+
 def _misspelt_init(init: str) -> str | None:
     """The choice that an ``init`` naming no file, with no extension, is a typo of ("nosie": noise)."""
     name = os.path.basename(init)

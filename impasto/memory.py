@@ -100,7 +100,7 @@ def pass_bytes(layers: tuple[str, ...], pooling: str, checkpointed: bool, value_
 
 def estimate(config: Config, height: int, width: int, checkpointed: bool, bfloat16: bool = False) -> float:
     """Peak bytes of a run of ``config`` whose largest size is height × width pixels; ``bfloat16``:
-    whether its features are computed in bfloat16 (``impasto.api.uses_bfloat16``)."""
+    whether its features are computed in bfloat16 (``impasto.device.uses_bfloat16``)."""
     layers = config.layers
     pixels = _canvas_pixels(config, height, width)
     optimizer_floats = 3 * (2 * LBFGS_HISTORY + 6) if config.optimizer == "lbfgs" else 3 * 6

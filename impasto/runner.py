@@ -26,7 +26,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import __version__
-from .api import Result, check_one_each, fingerprint, resolve_device, resume_point, stylize
+from .api import check_one_each, fingerprint, stylize
+from .device import resolve_device
+from .result import Result
+from .resume import resume_point
 from .cli import EXIT_FAILED, EXIT_OK, as_typed, config_from_args, config_to_toml
 from .config import INITS, Config
 from .errors import AGAIN, EXIT_SIGNAL, ConfigError, ImageError, ImpastoError, Interrupted

@@ -9,7 +9,8 @@ from PIL import Image
 
 import impasto
 from impasto import api
-from impasto.api import _cpu_flags, check_edges, initial_image, load_extractor, repeatable, resolve_device, uses_bfloat16
+from impasto.api import check_edges, initial_image, load_extractor
+from impasto.device import _cpu_flags, repeatable, resolve_device, uses_bfloat16
 from impasto.errors import Interrupted
 from impasto.imageio import long_edge_shape, read_metadata, resize_to_long_edge
 from impasto.memory import GB, estimate

@@ -1,0 +1,71 @@
+"""What a run gives back: ``Result``, the painting with how the loss went, how long it took, and
+the metadata that repeats it."""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import PIL.Image
+import torch
+
+from . import __version__
+from .config import Config
+from .imageio import save_image, to_pil
+
+
+@dataclass(eq=False)  # two Results are the same run only if they are one object: == on images would raise
+class Result:
+    """A finished (or stopped) run: the painting, how the loss went, and how long it took."""
+
+    image: torch.Tensor  # (3, H, W) RGB in [0, 1], the best image seen
+    config: Config
+    history: list[dict[str, float]]  # one row per step: step, scale, loss and each weighted term
+    timings: dict[str, float]  # seconds: "setup" (weights, images), "optimize" (targets and steps), "total"
+    stop_reason: str  # "iterations", "tolerance", "cancelled" or "diverged"
+    inputs: dict[str, Any] = field(default_factory=dict)  # SHA-256 of each input, for reproduction
+    checkpointed: bool = False  # whether activations were recomputed to fit in memory (see memory)
+    bfloat16: bool = False  # whether the features were computed in bfloat16 (precision 'auto' decides per machine)
+    # Where a cancelled run stopped, for ``stylize(..., resume=)``: "size_index" (into config.sizes()),
+    # "size" (px) and "steps_at_size"; None when it has nothing left to do.
+    stopped_at: dict[str, int] | None = None
+    resumed_from: dict[str, float] | None = None  # a resumed run: "steps" and "seconds" made before it
+
+    @property
+    def steps(self) -> int:
+        """Steps made in all (a resumed run's count goes on from where it stopped)."""
+        return int(self.history[-1]["step"]) if self.history else int((self.resumed_from or {}).get("steps", 0))
+
+    def __repr__(self) -> str:  # the image and the history would fill a notebook's screen
+        loss = f", loss {self.history[-1]['loss']:.4g}" if self.history else ""
+        return f"<Result {self.image.shape[2]}x{self.image.shape[1]} px, {self.steps} steps, {self.stop_reason}{loss}>"
+
+    def to_pil(self) -> PIL.Image.Image:
+        """The painting as an 8-bit RGB PIL image (to hand it on)."""
+        return to_pil(self.image)
+
+    def _repr_png_(self) -> bytes:  # Jupyter and IPython show a Result as its painting
+        buffer = io.BytesIO()
+        self.to_pil().save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    def metadata(self) -> dict[str, Any]:
+        """Everything needed to repeat the run: settings, version, inputs, outcome."""
+        final = self.history[-1] if self.history else {}
+        before = self.resumed_from or {}
+        meta = {"impasto": __version__, "config": self.config.to_dict(), "inputs": self.inputs,
+                "steps": self.steps, "stop_reason": self.stop_reason, "final_losses": final,
+                "seconds": round(before.get("seconds", 0.0) + self.timings.get("total", 0.0), 3),
+                "checkpointed": self.checkpointed, "bfloat16": self.bfloat16}
+        if self.stopped_at:
+            meta["stopped_at"] = self.stopped_at
+        if self.resumed_from:
+            meta["resumed_from"] = self.resumed_from
+        return meta
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the image (format from the extension) atomically, with the run's metadata."""
+        return save_image(self.image, path, metadata=self.metadata())
