@@ -5,6 +5,9 @@ import zlib
 
 import numpy as np
 
+# A run of two sizes (32 then 64 px), 12 steps each: small enough to stop and resume in a few seconds.
+TWO_SIZES = dict(max_size=64, min_size=32, coarse_iterations=12, iterations=12, tolerance=0.0)
+
 
 def noise(height: int = 24, width: int = 32, seed: int = 0) -> np.ndarray:
     """Random 8-bit RGB pixels, height × width × 3."""

@@ -1,0 +1,137 @@
+"""Going on with a stopped run (impasto/resume.py), end to end at tiny sizes."""
+
+import pytest
+import torch
+
+import impasto
+from impasto.imageio import read_metadata
+
+from helpers import TWO_SIZES
+
+
+@pytest.fixture(scope="module")
+def stopped(images, tmp_path_factory):
+    """A two-size run cancelled after step 8 (at the first size), saved as a file."""
+    photo, art = images / "content/golden_gate.jpg", images / "style/starry_night.jpg"
+    config = impasto.Config(**TWO_SIZES)
+    result = impasto.stylize(photo, art, config, callback=lambda event: event.step == 8)
+    path = result.save(tmp_path_factory.mktemp("stopped") / "stopped.png")
+    return photo, art, config, result, path
+
+
+def test_a_stopped_run_records_where_it_stopped(stopped):
+    *_, result, path = stopped
+    assert result.stop_reason == "cancelled" and result.steps == 8
+    assert result.stopped_at == {"size_index": 0, "size": 32, "steps_at_size": 8}
+    assert read_metadata(path)["stopped_at"] == result.stopped_at
+
+
+def test_resume_goes_on_from_the_stopped_picture(stopped):
+    photo, art, config, result, path = stopped
+    clock: list[float] = []
+    resumed = impasto.stylize(photo, art, config, resume=path, callback=lambda event: clock.append(event.elapsed))
+    assert [row["step"] for row in resumed.history] == list(range(9, 25))  # 4 more at 32 px, 12 at 64 px
+    assert clock[0] > read_metadata(path)["seconds"]  # the clock goes on from the stopped part's time
+    assert [row["scale"] for row in resumed.history] == [0] * 4 + [1] * 12
+    assert resumed.steps == 24 and resumed.stop_reason == "iterations" and resumed.stopped_at is None
+    # It starts from the stopped picture (rounded to 8 bits and back from 64 px), not from the photo again.
+    # The margin around it, not saved, is the picture mirrored again: on this 32 px thumbnail's 4 px margin
+    # that costs 16 % more loss (0.06 % with no margin), a small part of the way back to the start's.
+    best_before = min(row["loss"] for row in result.history)
+    assert abs(resumed.history[0]["loss"] - best_before) < 0.1 * (result.history[0]["loss"] - best_before)
+    meta = resumed.metadata()
+    assert meta["resumed_from"] == {"steps": 8, "seconds": read_metadata(path)["seconds"]}
+    assert meta["seconds"] > meta["resumed_from"]["seconds"] and "stopped_at" not in meta
+
+
+def test_a_resumed_runs_steps_all_move_the_picture(images):
+    # The stopped picture's loss is its run's last step: scored again, it only gives the first move. Counted
+    # as a step (up to 0.8.0), a run stopped one step short of its end came back from resuming unchanged.
+    photo, art = images / "content/golden_gate.jpg", images / "style/starry_night.jpg"
+    config = impasto.Config(max_size=48, iterations=6, tolerance=0.0, margin=0, despeckle=0)
+    stopped = impasto.stylize(photo, art, config, callback=lambda event: event.step == 5)
+    resumed = impasto.stylize(photo, art, config, resume=stopped)
+    assert [row["step"] for row in resumed.history] == [6] and resumed.steps == 6
+    assert resumed.history[0]["loss"] < 0.98 * stopped.history[-1]["loss"]
+    assert not torch.equal(resumed.image, stopped.image)
+
+
+def test_a_run_stopped_at_the_end_of_a_size_resumes_at_the_next(stopped):
+    photo, art, config, *_ = stopped
+    result = impasto.stylize(photo, art, config, callback=lambda event: event.step == 12)
+    assert result.stopped_at == {"size_index": 0, "size": 32, "steps_at_size": 12}
+    # A machine setting may change, and a setting may be spelled out at the value it had (the default step).
+    resumed = impasto.stylize(photo, art, config.replace(device="cpu", learning_rate=1.0), resume=result)
+    assert [row["scale"] for row in resumed.history] == [1] * 12 and resumed.steps == 24
+    finished = impasto.stylize(photo, art, config, callback=lambda event: event.step == 24)
+    assert finished.stop_reason == "iterations" and finished.stopped_at is None  # nothing was left to do
+
+
+def test_resuming_counts_the_steps_that_sizes_skipped_as_their_loss_stalled(stopped):
+    photo, art, config, *_ = stopped
+    config = config.replace(coarse_iterations=14, iterations=14, tolerance=1.0)  # each size stalls after 11 steps
+    result = impasto.stylize(photo, art, config, callback=lambda event: event.step == 13)
+    assert result.stopped_at == {"size_index": 1, "size": 64, "steps_at_size": 2}
+    point = impasto.resume_point(result, config)
+    assert (point.size_index, point.steps_at_size, point.steps, point.total) == (1, 2, 13, 25)  # 3 skipped at 32 px
+    totals: list[int] = []
+    resumed = impasto.stylize(photo, art, config, resume=result, callback=lambda event: totals.append(event.total))
+    assert totals[0] == 25 and totals[-1] == resumed.steps == 24 and resumed.stop_reason == "tolerance"
+
+
+def test_a_stop_as_the_loss_stalls_records_the_size_as_done(stopped):
+    photo, art, config, *_ = stopped
+    config = config.replace(coarse_iterations=14, iterations=14, tolerance=1.0)
+    result = impasto.stylize(photo, art, config, callback=lambda event: event.step == 11)  # 32 px stalls then
+    assert result.stopped_at == {"size_index": 0, "size": 32, "steps_at_size": 14}
+    assert impasto.resume_point(result, config).total == 25
+    resumed = impasto.stylize(photo, art, config, resume=result)
+    assert [row["scale"] for row in resumed.history] == [1] * 11 and resumed.history[0]["step"] == 12
+    last = impasto.stylize(photo, art, config, callback=lambda event: event.step == 22)  # 64 px stalls then
+    assert last.stop_reason == "tolerance" and last.stopped_at is None
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(iterations=13), "painted with iterations 12, not 13; resume it with its own settings"),
+    (dict(init="noise"), "painted with init 'palette', not 'noise'"),
+    (dict(content="content/rainier.jpg"), "painted from other content image (their SHA-256 differs)"),
+    (dict(style="style/the_scream.jpg"), "painted from other style images (their SHA-256 differs)"),
+])
+def test_resume_refuses_other_inputs_or_settings(stopped, images, change, message):
+    photo, art, config, _, path = stopped
+    photo = images / change.pop("content", photo)
+    art = images / change.pop("style", art)
+    with pytest.raises(impasto.ImpastoError, match="^" + str(path) + ": " + message.replace("(", r"\(").replace(")", r"\)")):
+        impasto.stylize(photo, art, config.replace(**change), resume=path)
+
+
+def test_resume_refuses_what_cannot_be_resumed(stopped, tmp_path):
+    photo, art, config, result, path = stopped
+    finished = impasto.stylize(photo, art, config.replace(iterations=2, coarse_iterations=2))
+    with pytest.raises(impasto.ImageError, match="the run to resume: not stopped part way .its run stopped by "
+                                                 "iterations., nothing to resume"):
+        impasto.stylize(photo, art, finished.config, resume=finished)
+    impasto.save_image(result.image, tmp_path / "plain.png")
+    with pytest.raises(impasto.ImageError, match="plain.png: carries no impasto metadata, cannot resume it"):
+        impasto.stylize(photo, art, config, resume=tmp_path / "plain.png")
+    impasto.save_image(result.image[:, :, :60], tmp_path / "cropped.png", metadata=result.metadata())
+    with pytest.raises(impasto.ImageError, match="cropped.png: is 60x48, but the run it stopped paints 64x48"):
+        impasto.stylize(photo, art, config, resume=tmp_path / "cropped.png")
+    at = {"size_index": 0, "steps_at_size": 8}
+    for change in ({"stopped_at": {"size_index": 5, "steps_at_size": 8}},
+                   {"stopped_at": {"size_index": 0, "steps_at_size": 2.5}}, {"steps": -5}, {"steps": 9},
+                   {"seconds": -100.0}, {"seconds": True}, {"seconds": "1.5"}, {"seconds": None}):
+        damaged = {**result.metadata(), "stopped_at": at, **change}
+        impasto.save_image(result.image, tmp_path / "damaged.png", metadata=damaged)
+        with pytest.raises(impasto.ImageError, match="damaged.png: its record of where it stopped is damaged"):
+            impasto.stylize(photo, art, config, resume=tmp_path / "damaged.png")
+    impasto.save_image(result.image, tmp_path / "no-inputs.png", metadata={**result.metadata(), "inputs": []})
+    with pytest.raises(impasto.ImageError, match="no-inputs.png: its metadata records no inputs, cannot resume it"):
+        impasto.resume_point(tmp_path / "no-inputs.png", config)
+    with pytest.raises(impasto.ImageError, match="resume: expected a stopped Result or the file it was saved to, not int"):
+        impasto.stylize(photo, art, config, resume=123)
+    with pytest.raises(impasto.ImageError, match="painted from other content image .their SHA-256 differs; a file is "
+                                                 "fingerprinted by its bytes, an image in memory by its pixels"):
+        impasto.stylize(impasto.read_image(photo), art, config, resume=path)  # the same photo, given in memory
+    with pytest.raises(impasto.ConfigError, match="stopped.png: painted with max_size 64, not 512"):
+        impasto.resume_point(path, None)  # None is the default Config, as for stylize
