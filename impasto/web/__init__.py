@@ -18,6 +18,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..cli import WEB_INSTALL, OneLineParser
 from ..config import MIN_SIZE, parse_value
@@ -97,14 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # --help, or a usage error argparse has reported
         return e.code if isinstance(e.code, int) else 2
-    problem = next((message for bad, message in [
-        (not 0 <= args.port <= 65535, f"--port must be 0..65535, not {args.port}"),
-        (args.workers < 1, f"--workers must be at least 1, not {args.workers}"),
-        (not 0 < args.max_upload_mb < math.inf, "--max-upload-mb must be a positive number"),
-        (args.max_size < MIN_SIZE, f"--max-size must be at least {MIN_SIZE}"),
-        (args.max_iterations < 1, "--max-iterations must be at least 1"),
-        (args.max_pixels < 1, "--max-pixels must be positive"),
-    ] if bad), None)
+    problem = _problem(args)
     if problem:
         print(f"impasto serve: error: {problem}", file=sys.stderr)
         return 2
@@ -120,26 +114,55 @@ def main(argv: Sequence[str] | None = None) -> int:
     limits = Limits(max_upload_bytes=int(args.max_upload_mb * 2**20), max_size=args.max_size,
                     max_iterations=args.max_iterations, max_pixels=args.max_pixels)
     try:
-        hosts = {*LOOPBACK_NAMES, args.host, *(args.allowed_host or [])}
-        if not _is_loopback(args.host):  # open to the network: this machine's own names too (IPs always pass)
-            hosts |= {socket.gethostname(), socket.getfqdn()}
-        app = create_app(data_dir, workers=args.workers, limits=limits, hosts=hosts)
+        app = create_app(data_dir, workers=args.workers, limits=limits,
+                         hosts=_allowed_hosts(args.host, args.allowed_host or []))
     except OSError as e:
         print(f"impasto serve: error: cannot use the data folder {data_dir}: {e.strerror or e}", file=sys.stderr)
         return 2
     if not _is_loopback(args.host):
         print(f"impasto serve: warning: listening on {args.host}: anyone who can reach this machine can "
               "use the app and see its results", file=sys.stderr)
-    try:  # before saying where to go: uvicorn would only log the clash, after our message
-        with socket.create_server((args.host, args.port), family=_family(args.host)):
-            pass
-    except OSError as e:
-        reason = (e.strerror or str(e)).split(" (while attempting")[0]
-        print(f"impasto serve: error: cannot listen on {args.host} port {args.port} ({reason})", file=sys.stderr)
+    taken = _cannot_listen(args.host, args.port)  # before saying where to go: uvicorn would only log it, after
+    if taken:
+        print(f"impasto serve: error: cannot listen on {args.host} port {args.port} ({taken})", file=sys.stderr)
         return 2
     host = socket.gethostname() if args.host in ("0.0.0.0", "::") else args.host  # any address: name this machine
     host = f"[{host}]" if ":" in host else host
     print(f"impasto: open http://{host}:{args.port}/ (results in {data_dir}; Ctrl-C stops)", flush=True)
+    return _serve(uvicorn, app, args.host, args.port)
+
+
+def _problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the options' values, if anything."""
+    return next((message for bad, message in [
+        (not 0 <= args.port <= 65535, f"--port must be 0..65535, not {args.port}"),
+        (args.workers < 1, f"--workers must be at least 1, not {args.workers}"),
+        (not 0 < args.max_upload_mb < math.inf, "--max-upload-mb must be a positive number"),
+        (args.max_size < MIN_SIZE, f"--max-size must be at least {MIN_SIZE}"),
+        (args.max_iterations < 1, "--max-iterations must be at least 1"),
+        (args.max_pixels < 1, "--max-pixels must be positive"),
+    ] if bad), None)
+
+
+def _allowed_hosts(host: str, allowed: list[str]) -> set[str]:
+    """The names the page may be opened by (IP addresses always may)."""
+    hosts = {*LOOPBACK_NAMES, host, *allowed}
+    if not _is_loopback(host):  # open to the network: this machine's own names too
+        hosts |= {socket.gethostname(), socket.getfqdn()}
+    return hosts
+
+
+def _cannot_listen(host: str, port: int) -> str | None:
+    """Why a server could not listen on ``host``:``port`` (taken, say), or None."""
+    try:
+        with socket.create_server((host, port), family=_family(host)):
+            return None
+    except OSError as e:
+        return (e.strerror or str(e)).split(" (while attempting")[0]
+
+
+def _serve(uvicorn: Any, app: Any, host: str, port: int) -> int:
+    """Run the app until a signal; its exit code."""
     manager = app.state.manager
 
     class Server(uvicorn.Server):
@@ -150,11 +173,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             threading.Thread(target=manager.cancel_all, daemon=True).start()
             super().handle_exit(sig, frame)
 
-    server = Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
-                                   timeout_graceful_shutdown=30))
+    server = Server(uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=30))
     try:
         server.run()
-    except SystemExit:  # uvicorn exits this way when it cannot listen (taken since the check above)
+    except SystemExit:  # uvicorn exits this way when it cannot listen (taken since the check)
         return 2
     except KeyboardInterrupt as exc:  # uvicorn re-raises the signal it handled, once it has shut down
         return getattr(exc, "exit_code", EXIT_SIGNAL[signal.SIGINT])  # SIGTERM's is 143 (impasto.console)
