@@ -226,6 +226,38 @@ def _demo_style_if_drawn(path: str | None, digest: str) -> Any:
 
 def _finish_plan(args: argparse.Namespace, config: Config, contents: list[Any], styles: list[Any],
                  batch: bool) -> Plan:
+    """Check the inputs every photo shares, name each photo's outputs, and check that they can be written."""
+    _check_shared_inputs(args, config, styles)
+    style_names = "+".join(Path(s).stem if isinstance(s, (str, os.PathLike)) else "style" for s in styles)
+    jobs = []
+    for index, content in enumerate(contents, 1):
+        names = {"stem": Path(content).stem, "style": style_names, "index": index}
+        output = _output_path(args.output, names, "-o", "{stem}-{style}.png", batch)
+        plot = _output_path(args.plot, names, "--plot", "{stem}-{style}-losses.png", batch) if args.plot else None
+        jobs.append(Job(content, output, plot))
+    _check_no_two_alike(args, jobs)
+    _check_nothing_overwritten(args, config, contents, styles, jobs)
+    for job in jobs:
+        _check_output_path(job.output, SAVE_FORMATS)
+        if sidecar_path(job.output):
+            check_writable(sidecar_path(job.output))
+        if job.plot:
+            _check_output_path(job.plot, PLOT_FORMATS)
+    if args.log_json:
+        _check_a_file(args.log_json, "--log-json")
+        _check_output_path(Path(args.log_json), None)
+    if args.save_every:
+        save_dir = Path(args.save_dir) if args.save_dir else None
+        for folder in {save_dir or job.output.parent for job in jobs}:
+            _make_save_dir(folder)
+    elif args.save_dir:
+        raise ConfigError("--save-dir needs --save-every N")
+    return Plan(config, styles, jobs, batch)
+
+
+def _check_shared_inputs(args: argparse.Namespace, config: Config, styles: list[Any]) -> None:
+    """The settings' counts, the paintings, masks, start image, weights and device: a bad one would
+    fail every photo of a batch, so it is found before the first."""
     try:
         check_one_each(config, len(styles))
     except ConfigError as exc:  # named as typed: the option, or the --config file's key
@@ -234,21 +266,18 @@ def _finish_plan(args: argparse.Namespace, config: Config, contents: list[Any], 
         raise ConfigError(f"{args.config}: {exc}" if in_file else f"invalid option: {as_typed(str(exc))}") from None
     for i, style in enumerate(styles):
         if isinstance(style, (str, os.PathLike)):
-            read_image(style, what=f"style image {i + 1}")  # a bad painting would fail every photo
-    for i, mask in enumerate(config.masks):  # an unreadable mask would fail every photo
+            read_image(style, what=f"style image {i + 1}")
+    for i, mask in enumerate(config.masks):
         _check_readable(mask, f"mask {i + 1}" if len(config.masks) > 1 else "mask")
     if config.init not in INITS:
         _check_readable(config.init, "init image")
     if config.weights:
-        load_weights(config.weights)  # a bad weights file would fail every photo
+        load_weights(config.weights)
     resolve_device(config.device)
-    style_names = "+".join(Path(s).stem if isinstance(s, (str, os.PathLike)) else "style" for s in styles)
-    jobs = []
-    for index, content in enumerate(contents, 1):
-        names = {"stem": Path(content).stem, "style": style_names, "index": index}
-        output = _output_path(args.output, names, "-o", "{stem}-{style}.png", batch)
-        plot = _output_path(args.plot, names, "--plot", "{stem}-{style}-losses.png", batch) if args.plot else None
-        jobs.append(Job(content, output, plot))
+
+
+def _check_no_two_alike(args: argparse.Namespace, jobs: list[Job]) -> None:
+    """No two photos of a batch may be written to the same file (-o or --plot)."""
     for attr, what in (("output", "-o"), ("plot", "--plot")):
         first_of: dict[str, Job] = {}
         for job in jobs:
@@ -265,31 +294,18 @@ def _finish_plan(args: argparse.Namespace, config: Config, contents: list[Any], 
                 advice = "put {index} in it, such as FOLDER/{stem}-{index}.png"
             raise ConfigError(f"{what} {template}: {clash} would be written to the same file, "
                               f"{getattr(job, attr)}; {advice}")
-    _check_nothing_overwritten(args, config, contents, styles, jobs)
-    for job in jobs:
-        _check_output_path(job.output, SAVE_FORMATS)
-        if sidecar_path(job.output):
-            check_writable(sidecar_path(job.output))
-        if job.plot:
-            _check_output_path(job.plot, PLOT_FORMATS)
-    if args.log_json:
-        _check_a_file(args.log_json, "--log-json")
-        _check_output_path(Path(args.log_json), None)
-    if args.save_every:
-        save_dir = Path(args.save_dir) if args.save_dir else None
-        for folder in {save_dir or job.output.parent for job in jobs}:
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-            except (FileExistsError, NotADirectoryError):  # it, or a folder above it, is a file
-                file = next((p for p in (*reversed(folder.parents), folder) if p.exists() and not p.is_dir()), folder)
-                raise ImageError(f"--save-dir {folder}: {'it' if file == folder else file} is a file, not a folder"
-                                 ) from None
-            except OSError as exc:
-                raise ImageError(f"--save-dir {folder}: cannot make the folder ({exc.strerror or exc})") from None
-            _check_folder_writable(folder, f"--save-dir {folder}")
-    elif args.save_dir:
-        raise ConfigError("--save-dir needs --save-every N")
-    return Plan(config, styles, jobs, batch)
+
+
+def _make_save_dir(folder: Path) -> None:
+    """--save-every's folder, made if missing, and checked to be writable."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):  # it, or a folder above it, is a file
+        file = next((p for p in (*reversed(folder.parents), folder) if p.exists() and not p.is_dir()), folder)
+        raise ImageError(f"--save-dir {folder}: {'it' if file == folder else file} is a file, not a folder") from None
+    except OSError as exc:
+        raise ImageError(f"--save-dir {folder}: cannot make the folder ({exc.strerror or exc})") from None
+    _check_folder_writable(folder, f"--save-dir {folder}")
 
 
 def _check_nothing_overwritten(args: argparse.Namespace, config: Config, contents: list[Any], styles: list[Any],
