@@ -111,8 +111,9 @@ class _Painting:
         self.sizes, self.steps = config.sizes(), config.steps_per_size()
         self.grey = config.preserve_color == "luminance"
         self.generator = torch.Generator().manual_seed(config.seed)
-        # With no style to paint (strength 0) there is no recolouring either: the photo comes back.
-        self.init = "content" if config.init == "palette" and not config.style_weight * config.strength else config.init
+        # A weaker style pulls less towards the painting's colours: the start is recoloured as far as the
+        # strength asks, up to 1 (with no style to paint, strength 0, the photo comes back).
+        self.recolour = min(1.0, config.strength) if config.style_weight else 0.0
         # A resumed run's count of steps and its clock go on from where it stopped.
         self.state = (LoopState(point.total, len(self.sizes), point.steps, time.perf_counter() - point.seconds)
                       if point else LoopState(sum(self.steps), len(self.sizes)))
@@ -175,8 +176,8 @@ class _Painting:
     def _start(self, content_image: torch.Tensor, style_images: list[torch.Tensor],
                masks: list[torch.Tensor] | None) -> torch.Tensor:
         if self.image is None:
-            start = initial_image(self.init, content_image, style_images, self.generator, masks,
-                                  self.config.style_blend)
+            start = initial_image(self.config.init, content_image, style_images, self.generator, masks,
+                                  self.config.style_blend, self.recolour)
             return luminance(start) if self.grey else start
         return resize(self.image, *content_image.shape[1:])  # coarse-to-fine: the last size's result, upsampled
 
@@ -372,22 +373,26 @@ def _objective(extractor: VGGFeatures, content: torch.Tensor, styles: list[torch
 
 
 def initial_image(init: str, content: torch.Tensor, styles: list[torch.Tensor], generator: torch.Generator,
-                  masks: list[torch.Tensor] | None = None, blend: Sequence[float] = ()) -> torch.Tensor:
+                  masks: list[torch.Tensor] | None = None, blend: Sequence[float] = (), recolour: float = 1.0
+                  ) -> torch.Tensor:
     """The starting pixels (3, H, W): the photo, noise, the (heaviest) painting or an image file, at the photo's size.
 
     'palette' recolours the photo to the paintings' colours, pooled in the ``blend`` proportions
     (default equal); with masks, each masked region to its own painting, the rest left the photo.
+    ``recolour`` goes that share of the way from the photo's colours (0: the photo itself).
     """
     size = content.shape[1:]
-    if init == "content":
+    if init == "content" or init == "palette" and not recolour:
         return content.clone()
     if init == "palette":
         if not masks:
-            return recolor(content, *blended_mean_and_covariance(styles, list(blend) or [1.0] * len(styles)))
-        weights = [m.reshape(1, *size).cpu() for m in masks]
-        unmasked = (1 - sum(weights)).clamp(min=0)
-        mixed = unmasked * content + sum(w * match_color(content, s) for w, s in zip(weights, styles))
-        return mixed / (unmasked + sum(weights))
+            recoloured = recolor(content, *blended_mean_and_covariance(styles, list(blend) or [1.0] * len(styles)))
+        else:
+            weights = [m.reshape(1, *size).cpu() for m in masks]
+            unmasked = (1 - sum(weights)).clamp(min=0)
+            mixed = unmasked * content + sum(w * match_color(content, s) for w, s in zip(weights, styles))
+            recoloured = mixed / (unmasked + sum(weights))
+        return recoloured if recolour == 1 else torch.lerp(content, recoloured, recolour)
     if init == "noise":
         # Noise around mid-grey: uniform noise in [0, 1] is far from any natural image's statistics.
         return (0.5 + 0.25 * torch.randn(content.shape, generator=generator)).clamp(0, 1)

@@ -117,7 +117,8 @@ class Config:
     tolerance: float = _field(
         1e-4, "stop when the loss falls by less than this fraction per step (averaged over 10 steps); 0: never", "optimisation")
     init: str = _field(
-        "palette", "starting image: 'palette' (the photo in the painting's colours), 'content' (the photo), "
+        "palette", "starting image: 'palette' (the photo in the painting's colours, below strength 1 only that far), "
+        "'content' (the photo), "
         "'noise', 'style' or an image file", "optimisation")
     seed: int = _field(0, "seed of the random start (init noise): the same seed repeats a run", "optimisation")
     device: str = _field("auto", "'auto' (a GPU when there is one), 'cpu', 'cuda', 'cuda:N' or 'mps'", "optimisation")

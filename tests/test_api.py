@@ -275,6 +275,10 @@ def test_initial_images(images, tmp_path):
     masked = initial_image("palette", content, [painting], generator, [left])
     torch.testing.assert_close(masked[..., :15], palette[..., :15])
     torch.testing.assert_close(masked[..., 15:], content[..., 15:])
+    # recolour: that share of the way from the photo's colours (a weaker style's start), none at 0
+    torch.testing.assert_close(initial_image("palette", content, [painting], generator, recolour=0.25),
+                               0.75 * content + 0.25 * palette)
+    assert torch.equal(initial_image("palette", content, [painting], generator, recolour=0.0), content)
     impasto.save_image(torch.ones(3, 4, 6), tmp_path / "white.png")
     torch.testing.assert_close(initial_image(str(tmp_path / "white.png"), content, [style], generator),
                                torch.ones(3, 20, 30))
