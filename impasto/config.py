@@ -275,8 +275,9 @@ class Config:
         """Settings from a dict such as ``to_dict`` makes; unknown keys are an error."""
         if not isinstance(data, dict):
             raise ConfigError(f"settings must be a dict of Config fields, not {type(data).__name__}")
-        if not_named := next((key for key in data if not isinstance(key, str)), None):
-            raise ConfigError(f"settings must be named by Config field names, not {not_named!r}")
+        not_named = [key for key in data if not isinstance(key, str)]  # 0 and None too
+        if not_named:
+            raise ConfigError(f"settings must be named by Config field names, not {not_named[0]!r}")
         return cls(**data)  # which refuses an unknown name
 
     @classmethod

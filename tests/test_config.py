@@ -126,8 +126,9 @@ def test_invalid_settings_name_the_field(changes, message):
 
 
 def test_settings_are_named_by_text():
-    with pytest.raises(ConfigError, match="^settings must be named by Config field names, not 1$"):
-        Config.from_dict({1: 2})
+    for key in (1, 0, None):  # a key that is false as well
+        with pytest.raises(ConfigError, match=f"^settings must be named by Config field names, not {key}$"):
+            Config.from_dict({key: 2})
 
 
 def test_an_init_file_is_not_taken_for_a_misspelt_choice(tmp_path):
