@@ -246,8 +246,10 @@ def test_cancel_then_resume_in_the_browser(server, page, images):
     page.wait_for_selector("#cancel:not([hidden])")
     assert page.is_hidden("#resume")
     page.wait_for_function("document.querySelectorAll('.card').length === 0")  # no stale card while it paints
+    assert page.is_disabled("#paint") and page.get_attribute("#paint", "title").startswith("A painting is in progress")
     page.wait_for_function("document.querySelector('#status-text').textContent.startsWith('Finished')",
                            timeout=120_000)
+    assert page.get_attribute("#paint", "title") == ""
     steps = int(page.inner_text("#status-text").split()[1])
     assert steps > steps_before and page.is_hidden("#resume") and page.locator(".card .badge").count() == 0
     assert page.locator(".card").count() == 1 and errors == []

@@ -295,6 +295,8 @@ function reuseSettings() {
 
 function updatePaintButton() {
   $("paint").disabled = !(state.settings && files.content && files.style) || busy();
+  // Why it waits, when the reason is not on the form: a painting (perhaps another tab's) is in progress.
+  $("paint").title = busy() ? "A painting is in progress: Paint is ready again when it ends (or is cancelled)" : "";
   if (!state.view && files.content && files.style) setStatus("Ready: press Paint.", "");
 }
 
