@@ -419,7 +419,7 @@ def save_image(
         if image.is_floating_point() and not bool(torch.isfinite(image).all()):
             raise ImageError(f"{path}: the image holds NaN or infinite values; nothing was written")
         if image.is_floating_point():  # as an array is refused: 0-255 floats would come out white
-            _check_range(image.detach().to("cpu", torch.float32).numpy(force=True).copy(), str(path))
+            _check_range(image.detach().to("cpu", torch.float32, copy=True).numpy(), str(path))  # one copy: it clips
     im = image if isinstance(image, Image.Image) else to_pil(image)
     options: dict[str, Any] = {}
     if fmt == "PNG" and text is not None:

@@ -74,9 +74,9 @@ def resume_point(stopped: Result | str | os.PathLike, config: Config) -> ResumeP
 
 
 def resumed_run(stopped: Result | str | os.PathLike, config: Config, inputs: dict[str, Any],
-             shape: tuple[int, int]) -> tuple[ResumePoint, torch.Tensor]:
+                shape: tuple[int, int]) -> tuple[ResumePoint, torch.Tensor]:
     """``resume_point(stopped, config)`` and the stopped picture (3, H, W), after checking that it was
-    painted from the same ``inputs`` (as ``_inputs`` fingerprints them) and is of the output's ``shape``."""
+    painted from the same ``inputs`` (as ``api._inputs`` fingerprints them) and is of the output's ``shape``."""
     point, name = resume_point(stopped, config), _resume_name(stopped)
     for key, what in (("content", "content image"), ("style", "style images"), ("init", "init image"),
                       ("masks", "masks"), ("weights", "weights file")):
