@@ -18,7 +18,7 @@ import shutil
 import threading
 import unicodedata
 import urllib.parse
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -79,149 +79,171 @@ def create_app(data_dir: str | Path, *, workers: int = 1, limits: Limits | None 
 
     ``hosts``: the only names a request may address the server by (its Host header) besides IP
     addresses, e.g. the loopback names and the machine's; None accepts any."""
-    limits = limits or Limits()
-    manager = JobManager(data_dir, workers=workers, preview_every=preview_every)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        manager.start()
-        try:
-            yield
-        finally:
-            await run_in_threadpool(manager.stop)
-
-    def job_or_404(request: Request) -> Job:
-        job = manager.get(request.path_params["job_id"])
-        if job is None:
-            raise HTTPException(404, "no such job")
-        return job
-
-    async def index(request: Request) -> Response:
-        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
-
-    async def settings(request: Request) -> Response:
-        defaults = _defaults(limits)
-        fields = [{"name": name, "type": type(getattr(defaults, name)).__name__, "default": getattr(defaults, name),
-                   "help": _FIELDS[name].metadata["help"], **_form_settings(limits)[name]}
-                  for name in FORM_SETTINGS]
-        return JSONResponse({"version": __version__, "settings": fields, "max_styles": MAX_STYLES,
-                             "limits": dataclasses.asdict(limits)})
-
-    async def list_jobs(request: Request) -> Response:
-        return JSONResponse({"jobs": [job.summary() for job in manager.list()]})
-
-    async def get_job(request: Request) -> Response:
-        job = job_or_404(request)
-        return JSONResponse({**job.summary(), "points": list(job.points)})
-
-    async def create_job(request: Request) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > limits.max_upload_bytes):
-            return _too_large(limits)
-        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-            raise HTTPException(400, "send the images as multipart/form-data (fields 'content' and 'style')")
-        if manager.pending() >= limits.max_queued:
-            raise HTTPException(429, f"{limits.max_queued} jobs are already waiting; try again later")
-        received = 0
-
-        async def receive() -> dict[str, Any]:  # counts the body as it streams in, for chunked uploads
-            nonlocal received
-            message = await request.receive()
-            received += len(message.get("body", b""))
-            if received > limits.max_upload_bytes:
-                raise _TooLarge
-            return message
-
-        try:
-            async with Request(request.scope, receive).form(
-                    max_files=MAX_STYLES + 1, max_fields=len(FORM_SETTINGS)) as form:
-                job = await _new_job(form, manager, limits)
-        except _TooLarge:
-            return _too_large(limits)
-        except (OSError, ImpastoError) as e:  # the data folder is read-only or full
-            log.warning("cannot store a new job: %s", e)
-            raise HTTPException(500, "the server cannot write in its data folder (read-only or full?)") from None
-        except HTTPException as e:
-            if e.detail.startswith(("Too many files", "Too many fields")):  # Starlette's words, about its counts
-                raise HTTPException(400, _ONE_EACH) from None
-            raise
-        return JSONResponse(job.summary(), status_code=201, headers={"Location": f"/api/jobs/{job.id}"})
-
-    async def cancel(request: Request) -> Response:
-        job = job_or_404(request)
-        if not manager.cancel(job):
-            raise HTTPException(409, f"job already {job.status}")
-        return JSONResponse(job.summary(), status_code=202)
-
-    async def resume(request: Request) -> Response:
-        job = job_or_404(request)
-        try:
-            if not manager.resume(job, most_waiting=limits.max_queued):
-                raise HTTPException(409, f"job is {job.status}; only a painting stopped part way can resume")
-        except QueueFull as e:
-            raise HTTPException(429, str(e)) from None
-        return JSONResponse(job.summary(), status_code=202)
-
-    async def delete(request: Request) -> Response:
-        job = job_or_404(request)
-        try:
-            if not manager.delete(job):
-                raise HTTPException(409, f"job is {job.status}; cancel it first")
-        except OSError as e:
-            raise HTTPException(500, f"cannot delete the job's folder ({e.strerror or e})") from None
-        return Response(status_code=204)
-
-    async def result(request: Request) -> Response:
-        job = job_or_404(request)
-        if not job.has_result:
-            raise HTTPException(404, f"job is {job.status} and has no result")
-        headers = {"Cache-Control": "no-cache"}
-        if request.query_params.get("download", "").lower() in ("1", "true", "yes"):
-            # The name in UTF-8 for browsers (RFC 6266), and in ASCII for clients that read no other.
-            headers["Content-Disposition"] = (f'attachment; filename="{_download_name(job, ascii_only=True)}"; '
-                                              f"filename*=UTF-8''{urllib.parse.quote(_download_name(job))}")
-        return FileResponse(job.result_path, media_type="image/png", headers=headers)
-
-    async def preview(request: Request) -> Response:
-        job = job_or_404(request)
-        png = job.preview
-        if png is not None:
-            return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
-        if job.has_result or (job.stopped_at and job.result_path.is_file()):  # resumed: where it stopped
-            return FileResponse(job.result_path, media_type="image/png", headers={"Cache-Control": "no-cache"})
-        raise HTTPException(404, f"job is {job.status} and has no preview yet")
-
-    async def events(request: Request) -> Response:
-        job = job_or_404(request)
-        return StreamingResponse(_event_stream(job, manager), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
-
-    async def http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
-
-    async def unexpected_error(request: Request, exc: Exception) -> Response:  # a bug: JSON like the rest
-        return JSONResponse({"error": f"unexpected {type(exc).__name__} (see the server's log)"}, status_code=500)
-
     routes = [
-        Route("/", index),
-        Route("/api/settings", settings),
-        Route("/api/jobs", list_jobs, methods=["GET"]),
-        Route("/api/jobs", create_job, methods=["POST"]),
-        Route("/api/jobs/{job_id}", get_job, methods=["GET"]),
-        Route("/api/jobs/{job_id}", delete, methods=["DELETE"]),
-        Route("/api/jobs/{job_id}/events", events),
-        Route("/api/jobs/{job_id}/cancel", cancel, methods=["POST"]),
-        Route("/api/jobs/{job_id}/resume", resume, methods=["POST"]),
-        Route("/api/jobs/{job_id}/result.png", result),
-        Route("/api/jobs/{job_id}/preview.png", preview),
+        Route("/", _index),
+        Route("/api/settings", _settings),
+        Route("/api/jobs", _list_jobs, methods=["GET"]),
+        Route("/api/jobs", _create_job, methods=["POST"]),
+        Route("/api/jobs/{job_id}", _get_job, methods=["GET"]),
+        Route("/api/jobs/{job_id}", _delete, methods=["DELETE"]),
+        Route("/api/jobs/{job_id}/events", _events),
+        Route("/api/jobs/{job_id}/cancel", _cancel, methods=["POST"]),
+        Route("/api/jobs/{job_id}/resume", _resume, methods=["POST"]),
+        Route("/api/jobs/{job_id}/result.png", _result),
+        Route("/api/jobs/{job_id}/preview.png", _preview),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan,
-                    exception_handlers={HTTPException: http_error, Exception: unexpected_error},
+    app = Starlette(routes=routes, lifespan=_lifespan,
+                    exception_handlers={HTTPException: _http_error, Exception: _unexpected_error},
                     middleware=[Middleware(_FromThisSiteOnly, hosts=hosts)])
-    app.state.manager, app.state.limits = manager, limits
+    app.state.manager = JobManager(data_dir, workers=workers, preview_every=preview_every)
+    app.state.limits = limits or Limits()
     return app
+
+
+# The routes. Each reads the server's JobManager and Limits from request.app.state.
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: Starlette) -> AsyncIterator[None]:
+    app.state.manager.start()
+    try:
+        yield
+    finally:
+        await run_in_threadpool(app.state.manager.stop)
+
+
+def _job_or_404(request: Request) -> Job:
+    job = request.app.state.manager.get(request.path_params["job_id"])
+    if job is None:
+        raise HTTPException(404, "no such job")
+    return job
+
+
+async def _index(request: Request) -> Response:
+    return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+async def _settings(request: Request) -> Response:
+    limits = request.app.state.limits
+    defaults = _defaults(limits)
+    fields = [{"name": name, "type": type(getattr(defaults, name)).__name__, "default": getattr(defaults, name),
+               "help": _FIELDS[name].metadata["help"], **_form_settings(limits)[name]}
+              for name in FORM_SETTINGS]
+    return JSONResponse({"version": __version__, "settings": fields, "max_styles": MAX_STYLES,
+                         "limits": dataclasses.asdict(limits)})
+
+
+async def _list_jobs(request: Request) -> Response:
+    return JSONResponse({"jobs": [job.summary() for job in request.app.state.manager.list()]})
+
+
+async def _get_job(request: Request) -> Response:
+    job = _job_or_404(request)
+    return JSONResponse({**job.summary(), "points": list(job.points)})
+
+
+async def _create_job(request: Request) -> Response:
+    manager, limits = request.app.state.manager, request.app.state.limits
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > limits.max_upload_bytes):
+        return _too_large(limits)
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise HTTPException(400, "send the images as multipart/form-data (fields 'content' and 'style')")
+    if manager.pending() >= limits.max_queued:
+        raise HTTPException(429, f"{limits.max_queued} jobs are already waiting; try again later")
+    try:
+        async with Request(request.scope, _counting_receive(request, limits.max_upload_bytes)).form(
+                max_files=MAX_STYLES + 1, max_fields=len(FORM_SETTINGS)) as form:
+            job = await _new_job(form, manager, limits)
+    except _TooLarge:
+        return _too_large(limits)
+    except (OSError, ImpastoError) as e:  # the data folder is read-only or full
+        log.warning("cannot store a new job: %s", e)
+        raise HTTPException(500, "the server cannot write in its data folder (read-only or full?)") from None
+    except HTTPException as e:
+        if e.detail.startswith(("Too many files", "Too many fields")):  # Starlette's words, about its counts
+            raise HTTPException(400, _ONE_EACH) from None
+        raise
+    return JSONResponse(job.summary(), status_code=201, headers={"Location": f"/api/jobs/{job.id}"})
+
+
+def _counting_receive(request: Request, most_bytes: int) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """The request's receive, raising _TooLarge once the body passes ``most_bytes``: a chunked upload
+    sends no Content-Length to check up front."""
+    received = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal received
+        message = await request.receive()
+        received += len(message.get("body", b""))
+        if received > most_bytes:
+            raise _TooLarge
+        return message
+    return receive
+
+
+async def _cancel(request: Request) -> Response:
+    job = _job_or_404(request)
+    if not request.app.state.manager.cancel(job):
+        raise HTTPException(409, f"job already {job.status}")
+    return JSONResponse(job.summary(), status_code=202)
+
+
+async def _resume(request: Request) -> Response:
+    job = _job_or_404(request)
+    try:
+        if not request.app.state.manager.resume(job, most_waiting=request.app.state.limits.max_queued):
+            raise HTTPException(409, f"job is {job.status}; only a painting stopped part way can resume")
+    except QueueFull as e:
+        raise HTTPException(429, str(e)) from None
+    return JSONResponse(job.summary(), status_code=202)
+
+
+async def _delete(request: Request) -> Response:
+    job = _job_or_404(request)
+    try:
+        if not request.app.state.manager.delete(job):
+            raise HTTPException(409, f"job is {job.status}; cancel it first")
+    except OSError as e:
+        raise HTTPException(500, f"cannot delete the job's folder ({e.strerror or e})") from None
+    return Response(status_code=204)
+
+
+async def _result(request: Request) -> Response:
+    job = _job_or_404(request)
+    if not job.has_result:
+        raise HTTPException(404, f"job is {job.status} and has no result")
+    headers = {"Cache-Control": "no-cache"}
+    if request.query_params.get("download", "").lower() in ("1", "true", "yes"):
+        # The name in UTF-8 for browsers (RFC 6266), and in ASCII for clients that read no other.
+        headers["Content-Disposition"] = (f'attachment; filename="{_download_name(job, ascii_only=True)}"; '
+                                          f"filename*=UTF-8''{urllib.parse.quote(_download_name(job))}")
+    return FileResponse(job.result_path, media_type="image/png", headers=headers)
+
+
+async def _preview(request: Request) -> Response:
+    job = _job_or_404(request)
+    png = job.preview
+    if png is not None:
+        return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
+    if job.has_result or (job.stopped_at and job.result_path.is_file()):  # resumed: where it stopped
+        return FileResponse(job.result_path, media_type="image/png", headers={"Cache-Control": "no-cache"})
+    raise HTTPException(404, f"job is {job.status} and has no preview yet")
+
+
+async def _events(request: Request) -> Response:
+    job = _job_or_404(request)
+    return StreamingResponse(_event_stream(job, request.app.state.manager), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:  # a bug: JSON like the rest
+    return JSONResponse({"error": f"unexpected {type(exc).__name__} (see the server's log)"}, status_code=500)
 
 
 class _FromThisSiteOnly:
