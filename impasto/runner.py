@@ -136,27 +136,12 @@ def _painted_by_impasto(path: str) -> bool:
 def _plan_rerun(args: argparse.Namespace) -> Plan:
     """The plan of --rerun (the same run again) or --resume (the rest of a stopped run)."""
     source, verb = (Path(args.rerun), "rerun") if args.rerun else (Path(args.resume), "resume")
-    meta = read_metadata(source)
-    if meta and "config" not in meta and "step" in meta:
-        raise ImageError(f"{source}: a --save-every snapshot records only its step and losses; {verb} the "
-                         "painting it led to")
-    if not meta or "config" not in meta:
-        raise ImageError(f"{source}: carries no impasto metadata, cannot {verb} it")
+    meta = _saved_run(source, verb)
     inputs, paths = _recorded_inputs(meta, source, verb)
     if meta.get("impasto") != __version__ and not args.quiet:
         print(f"impasto: note: {source} was made by impasto {meta.get('impasto')}, this is {__version__}; "
               "the result may differ", file=sys.stderr)
-    try:
-        base = dataclasses.asdict(Config.from_saved(meta["config"]))
-    except (ConfigError, TypeError) as exc:
-        raise ConfigError(f"{source}: its settings cannot be used ({exc})") from None
-    if "init" in inputs:
-        base["init"] = paths["init"]  # absolute, so that a rerun from another folder finds it
-    if "masks" in inputs:
-        base["masks"] = tuple(paths["masks"])
-    if "weights" in inputs:
-        base["weights"] = paths["weights"]
-    config = config_from_args(args, base)
+    config = config_from_args(args, _recorded_config(meta, source, inputs, paths))
     new_name = source.name if args.resume else f"{source.stem}-rerun{source.suffix}"
     if not args.output:
         args.output = str(source.with_name(new_name))
@@ -165,10 +150,46 @@ def _plan_rerun(args: argparse.Namespace) -> Plan:
     if args.print_config:
         return Plan(config, [], [], False)
     styles = [_demo_style_if_drawn(p, h) for p, h in zip(paths["style"], inputs["style"])]
+    _check_unchanged(source, verb, config, inputs, paths, styles)
+    if args.resume:  # a run that cannot go on is refused before any output is touched (the rest: stylize)
+        resume_point(source, config)
+    return _finish_plan(args, config, [paths["content"]], styles, False)
+
+
+def _saved_run(source: Path, verb: str) -> dict[str, Any]:
+    """The impasto metadata of a painting to rerun or resume."""
+    meta = read_metadata(source)
+    if meta and "config" not in meta and "step" in meta:
+        raise ImageError(f"{source}: a --save-every snapshot records only its step and losses; {verb} the "
+                         "painting it led to")
+    if not meta or "config" not in meta:
+        raise ImageError(f"{source}: carries no impasto metadata, cannot {verb} it")
+    return meta
+
+
+def _recorded_config(meta: dict[str, Any], source: Path, inputs: dict[str, Any], paths: dict[str, Any]
+                     ) -> dict[str, Any]:
+    """The saved run's settings as a dict, with its init image, masks and weights by absolute path,
+    so that a rerun from another folder finds them."""
+    try:
+        base = dataclasses.asdict(Config.from_saved(meta["config"]))
+    except (ConfigError, TypeError) as exc:
+        raise ConfigError(f"{source}: its settings cannot be used ({exc})") from None
+    for name in ("init", "weights"):
+        if name in inputs:
+            base[name] = paths[name]
+    if "masks" in inputs:
+        base["masks"] = tuple(paths["masks"])
+    return base
+
+
+def _check_unchanged(source: Path, verb: str, config: Config, inputs: dict[str, Any], paths: dict[str, Any],
+                     styles: list[Any]) -> None:
+    """Each recorded input that the run will read is still there, with the SHA-256 recorded; the
+    recorded init image, masks and weights only where the new settings still use them."""
     checks = [("content image", paths["content"], inputs["content"])]
     checks += [(f"style image {i + 1}", p, h) for i, (p, h, style) in
                enumerate(zip(paths["style"], inputs["style"], styles)) if style is p]
-    # the recorded init image, masks and weights only where the new settings still use them
     if "init" in inputs and config.init == paths.get("init"):
         checks.append(("init image", paths.get("init"), inputs["init"]))
     if "masks" in inputs and config.masks == tuple(paths.get("masks", [])):
@@ -182,9 +203,6 @@ def _plan_rerun(args: argparse.Namespace) -> Plan:
             raise ImageError(f"{path}: {what} of {source} is missing")
         if fingerprint(path) != digest:
             raise ImageError(f"{path}: {what} of {source} has changed since (its SHA-256 differs)")
-    if args.resume:  # a run that cannot go on is refused before any output is touched (the rest: stylize)
-        resume_point(source, config)
-    return _finish_plan(args, config, [paths["content"]], styles, False)
 
 
 def _recorded_inputs(meta: dict[str, Any], source: Path, verb: str) -> tuple[dict[str, Any], dict[str, Any]]:
