@@ -124,7 +124,8 @@ class _Painting:
 
     def paint(self) -> None:
         scale = 0
-        with repeatable(self.images.device):
+        # Gradients on whatever the caller set (a service may call this under torch.no_grad()).
+        with repeatable(self.images.device), torch.inference_mode(False), torch.enable_grad():
             try:
                 for scale, (size, iterations) in enumerate(zip(self.sizes, self.steps)):
                     if not self._paint_size(scale, size, iterations):

@@ -229,6 +229,20 @@ def test_progress_images_are_copies_a_callback_may_keep(images):
     assert len(frames) == 3 and not torch.equal(frames[0], frames[2])
 
 
+def test_a_caller_without_gradients_still_gets_a_painting(images):
+    # A service may run under torch.no_grad() or inference mode; the run turns gradients on for itself.
+    photo, painting = images / "content/golden_gate.jpg", images / "style/starry_night.jpg"
+    config = impasto.Config(max_size=32, iterations=3)
+    expected = impasto.stylize(photo, painting, config)
+    with torch.no_grad():
+        assert torch.equal(impasto.stylize(photo, painting, config).image, expected.image)
+        assert not torch.is_grad_enabled()
+    with torch.inference_mode():
+        photo_tensor = impasto.read_image(photo)  # an inference tensor, which autograd cannot save
+        result = impasto.stylize(photo_tensor, painting, config)
+    assert result.steps == 3 and torch.equal(result.image, expected.image)
+
+
 def test_stylize_leaves_the_global_random_state_alone(images):
     load_extractor.cache_clear()  # building the network must not draw from it either
     torch.manual_seed(123)
