@@ -131,6 +131,8 @@ def _read_file(path: Path, max_pixels: int, background: float) -> torch.Tensor:
     except OSError as e:  # one with no errno is Pillow's: a header it could not parse
         raise ImageError(f"{path}: cannot read ({e.strerror})" if e.errno else f"{path}: truncated or corrupt image"
                          ) from None
+    except _DECODE_ERRORS:  # a header Pillow could not parse (a PPM's raises ValueError)
+        raise ImageError(f"{path}: truncated or corrupt image") from None
 
 
 def header_size(path: str | os.PathLike) -> tuple[int, int] | None:

@@ -313,6 +313,20 @@ def test_truncated_files(tmp_path, ext):
     assert str(info.value) == f"{tmp_path / f'cut.{ext}'}: truncated or corrupt image"
 
 
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "TIFF", "BMP", "GIF", "PPM"])
+def test_a_file_cut_anywhere_is_an_image_error_naming_it(tmp_path, fmt):
+    # Every reader's damaged headers too: a PPM's raised Pillow's ValueError ("Reached EOF while reading header").
+    buf = io.BytesIO()
+    Image.fromarray(noise(16, 16)).save(buf, format=fmt)
+    data, path = buf.getvalue(), tmp_path / f"cut.{fmt.lower()}"
+    for length in sorted({1, 2, 3, 5, 8, 12, 20, 40, len(data) // 2}):
+        path.write_bytes(data[:length])
+        with pytest.raises(ImageError) as info:
+            read_image(path)
+        assert str(info.value).startswith(f"{path}: "), (length, info.value)
+        assert str(info.value).endswith(("truncated or corrupt image", "not in a format impasto reads")), length
+
+
 def test_pixel_limit_checked_before_decoding(tmp_path):
     Image.fromarray(noise(20, 30)).save(tmp_path / "big.png")
     with pytest.raises(ImageError, match=r"big\.png: 30x20 pixels is more than the limit of 599"):
