@@ -455,8 +455,14 @@ def run(args: argparse.Namespace) -> int:
         with Interrupts(say=not args.quiet) as interrupts:
             for index, job in enumerate(the_plan.jobs):
                 label = f"[{index + 1}/{len(the_plan.jobs)}] {Path(job.content).name}" if the_plan.batch else ""
+                done = index + 1  # the photos painted (or failed) so far
                 try:
-                    _paint(args, the_plan, job, label, log, interrupts)
+                    if not _paint(args, the_plan, job, label, log, interrupts):
+                        done = index
+                except Interrupted as exc:  # a second signal: quit at once, naming the photos left unpainted
+                    if the_plan.batch:
+                        exc.args = (f"{exc}; {_not_painted(the_plan.jobs[index:])}",)
+                    raise
                 except ImpastoError as exc:
                     if not the_plan.batch:
                         raise
@@ -466,11 +472,12 @@ def run(args: argparse.Namespace) -> int:
                     said = ", ".join(filter(None, (photo, skipped)))
                     print(f"impasto: error: {exc}{f' ({said})' if said else ''}", file=sys.stderr)
                 if interrupts.signum is not None:
-                    left = [Path(job.content).name for job in the_plan.jobs[index + 1:]]
-                    if left:
-                        named = ", ".join(left[:5]) + (", …" if len(left) > 5 else "")
-                        print(f"impasto: stopped by {signal.Signals(interrupts.signum).name}; {len(left)} "
-                              f"photo{'s' if len(left) > 1 else ''} not painted: {named}", file=sys.stderr)
+                    name, left = signal.Signals(interrupts.signum).name, the_plan.jobs[done:]
+                    if the_plan.batch and left:
+                        print(f"impasto: stopped by {name}; {_not_painted(left)}", file=sys.stderr)
+                    elif left:
+                        print(f"impasto: stopped by {name} before the painting started; nothing was written",
+                              file=sys.stderr)
                     return EXIT_SIGNAL[interrupts.signum]
     finally:
         if log:
@@ -482,11 +489,19 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _not_painted(jobs: list[Job]) -> str:
+    names = [Path(job.content).name for job in jobs]
+    return (f"{len(names)} photo{'s' if len(names) > 1 else ''} not painted: "
+            + ", ".join(names[:5]) + (", …" if len(names) > 5 else ""))
+
+
 def _paint(args: argparse.Namespace, the_plan: Plan, job: Job, label: str, log: TextIO | None,
-           interrupts: "Interrupts") -> None:
-    """Paint one photo and write its image, plot and intermediate saves."""
+           interrupts: "Interrupts") -> bool:
+    """Paint one photo and write its image, plot and intermediate saves; False when a signal came
+    before its first step was made, and nothing was written (its output, if any, left as it was)."""
     if not args.quiet:
         _say_if_enlarged(job.content, the_plan.config)
+    interrupts.painting = False
     progress = Progress(args, job, label, log, interrupts)
     try:
         try:
@@ -509,6 +524,8 @@ def _paint(args: argparse.Namespace, the_plan: Plan, job: Job, label: str, log: 
             except Unsaved as lost:
                 print(f"impasto: error: {lost}", file=sys.stderr)
         raise
+    if progress.stopped_unpainted:  # a picture of one step, perhaps over a finished one: not worth it
+        return False
     with interrupts.hold():
         path, problem = _save_or_rescue(result, job.output)
     if problem:
@@ -517,7 +534,7 @@ def _paint(args: argparse.Namespace, the_plan: Plan, job: Job, label: str, log: 
         if interrupts.signum is None:
             raise Unsaved(message)
         print(f"impasto: error: {message}", file=sys.stderr)  # the run stopped as asked: exit as a signal says
-        return
+        return True
     interrupts.abort_if_pending(_kept(result, path, instead=False))
     if job.plot:
         plot_losses(result.history, job.plot, the_plan.config.sizes(), title=f"{path.name}: loss per step")
@@ -535,6 +552,7 @@ def _paint(args: argparse.Namespace, the_plan: Plan, job: Job, label: str, log: 
         print(f"wrote {path} ({steps}, {timing}, stopped by {reason}{squeezed})", file=sys.stderr)
         if result.stopped_at:
             print(f"impasto: to go on where it stopped: impasto --resume {shlex.quote(str(path))}", file=sys.stderr)
+    return True
 
 
 def _kept(result: Result, path: Path, instead: bool) -> str:
@@ -636,8 +654,14 @@ class Progress:
         self.snapshot = functools.partial(_snapshot_path, args, job)
         self.bar: Any = None
         self.resuming = args.resume  # said at the first step, once stylize has checked all it resumes
+        self.stopped_unpainted = False  # a signal came before the first step was made
 
     def __call__(self, event: ProgressEvent) -> bool:
+        if not self.interrupts.painting:
+            self.interrupts.painting = True
+            if self.interrupts.signum is not None:
+                self.stopped_unpainted = True
+                return True
         kinds = loss_kinds(event.losses)
         height, width = event.image.shape[1:]
         if self.resuming and not self.quiet:
@@ -706,6 +730,7 @@ class Interrupts:
         self.previous: dict[int, Any] = {}
         self.holding = False  # while a result is written: a second signal waits until it is
         self.pending: int | None = None  # the exit code of a signal that waited
+        self.painting = False  # a photo's first step has been made: a signal now keeps its picture
 
     def __enter__(self) -> "Interrupts":
         if threading.current_thread() is threading.main_thread():
@@ -720,9 +745,10 @@ class Interrupts:
         if self.signum is None:
             self.signum = signum
             if self.say and signum == signal.SIGINT:
+                doing = ("stopping after this step, keeping the best image so far (Ctrl-C again quits at once, "
+                         "without it)" if self.painting else "stopping before the painting starts")
                 with contextlib.suppress(OSError, ValueError):  # stderr closed: the stop goes on regardless
-                    print("\nimpasto: stopping after this step, keeping the best image so far "
-                          "(Ctrl-C again quits at once, without it)", file=sys.stderr, flush=True)
+                    print(f"\nimpasto: {doing}", file=sys.stderr, flush=True)
             return
         exit_code = EXIT_SIGNAL.get(signum, EXIT_SIGNAL[signal.SIGINT])
         if self.holding:

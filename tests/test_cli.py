@@ -396,24 +396,43 @@ def test_a_painting_whose_folder_went_away_during_the_run_is_kept_elsewhere(phot
         kept.unlink()
 
 
+def _signals_in_runs(monkeypatch, *signals, step, photo=None, also=lambda: None):
+    """Make the runner's stylize raise ``signals`` one after another (and call ``also``) during step
+    ``step`` of the run of ``photo`` (a stem; None: of every run). Step 0: as the run starts, before
+    its first step, when the photo is left unpainted."""
+    real_stylize = runner.stylize
+
+    def stylize_with_signals(content, *args, callback, **kwargs):
+        ours = photo is None or Path(content).stem == photo
+
+        def send():
+            for sig in signals:
+                signal.raise_signal(sig)
+            also()
+
+        def signal_then_callback(event):
+            if ours and event.step == step:
+                send()
+            return callback(event)
+        if ours and step == 0:
+            send()
+        return real_stylize(content, *args, callback=signal_then_callback, **kwargs)
+
+    monkeypatch.setattr("impasto.runner.stylize", stylize_with_signals)
+
+
 def test_a_stopped_picture_whose_folder_went_away_is_kept_elsewhere_with_how_to_go_on(photo, painting, tmp_path,
                                                                                      capsys, monkeypatch):
-    folder, real_stylize = tmp_path / "prints", runner.stylize
+    folder = tmp_path / "prints"
     folder.mkdir()
-
-    def stopped_while_its_folder_goes(*args, **kwargs):
-        signal.raise_signal(signal.SIGINT)  # Ctrl-C as the run starts: it stops after a step
-        shutil.rmtree(folder)
-        return real_stylize(*args, **kwargs)
-
-    monkeypatch.setattr("impasto.runner.stylize", stopped_while_its_folder_goes)
-    assert main([photo, painting, "-o", str(folder / "out.png"), *QUICK[1:], "-q"]) == 130  # stopped as asked
+    _signals_in_runs(monkeypatch, signal.SIGINT, step=2, also=lambda: shutil.rmtree(folder))
+    assert main([photo, painting, "-o", str(folder / "out.png"), *QUICK[1:], "-n", "5", "-q"]) == 130  # as asked
     err = capsys.readouterr().err
     kept = Path(re.fullmatch(rf"impasto: error: {re.escape(str(folder))}/out\.png: folder .* does not exist; the best "
-                             r"image so far \(step 1\) is kept in (.*) instead; to go on from it: impasto --resume \1\n",
+                             r"image so far \(step 2\) is kept in (.*) instead; to go on from it: impasto --resume \1\n",
                              err).group(1))
     try:
-        assert read_metadata(kept)["stopped_at"]["steps_at_size"] == 1
+        assert read_metadata(kept)["stopped_at"]["steps_at_size"] == 2
     finally:
         kept.unlink()
 
@@ -804,23 +823,19 @@ def test_a_second_signal_while_the_result_is_written_waits_for_it():
 
 def test_a_second_signal_while_the_stopped_picture_is_written_says_where_it_is(photo, painting, tmp_path, capsys,
                                                                              monkeypatch):
-    real_stylize, real_save = runner.stylize, runner._save_or_rescue
-
-    def signal_then_stylize(*args, **kwargs):  # Ctrl-C as the run starts: it stops after a step
-        signal.raise_signal(signal.SIGINT)
-        return real_stylize(*args, **kwargs)
+    real_save = runner._save_or_rescue
 
     def signal_then_save(*args):  # Ctrl-C again while the picture is written
         signal.raise_signal(signal.SIGTERM)
         return real_save(*args)
 
-    monkeypatch.setattr("impasto.runner.stylize", signal_then_stylize)
+    _signals_in_runs(monkeypatch, signal.SIGINT, step=2)  # Ctrl-C in the second step: it stops after it
     monkeypatch.setattr("impasto.runner._save_or_rescue", signal_then_save)
     out = tmp_path / "out.png"
-    assert main([photo, painting, "-o", str(out), *QUICK[1:], "-q"]) == 143
-    assert capsys.readouterr().err == (f"impasto: error: interrupted; the best image so far (step 1) is kept in {out}; "
+    assert main([photo, painting, "-o", str(out), *QUICK[1:], "-n", "5", "-q"]) == 143
+    assert capsys.readouterr().err == (f"impasto: error: interrupted; the best image so far (step 2) is kept in {out}; "
                                        f"to go on from it: impasto --resume {out}\n")
-    assert read_metadata(out)["stopped_at"]["steps_at_size"] == 1
+    assert read_metadata(out)["stopped_at"]["steps_at_size"] == 2
 
 
 def test_a_signal_after_the_last_step_is_reported_with_the_finished_picture(photo, painting, tmp_path, capsys,
@@ -840,37 +855,59 @@ def test_a_signal_after_the_last_step_is_reported_with_the_finished_picture(phot
 
 
 def test_the_terminal_closing_keeps_the_best_image_so_far(photo, painting, tmp_path, capsys, monkeypatch):
-    real_stylize = runner.stylize
-
-    def hang_up_then_stylize(*args, **kwargs):  # the terminal closes as the run starts: it stops after a step
-        signal.raise_signal(signal.SIGHUP)
-        return real_stylize(*args, **kwargs)
-
-    monkeypatch.setattr("impasto.runner.stylize", hang_up_then_stylize)
+    _signals_in_runs(monkeypatch, signal.SIGHUP, step=2)  # the terminal closes: it stops after this step
     out = tmp_path / "out.png"
-    assert main([photo, painting, "-o", str(out), *QUICK[1:]]) == 129
+    assert main([photo, painting, "-o", str(out), *QUICK[1:], "-n", "5"]) == 129
     assert "stopped by SIGHUP: the best image so far" in capsys.readouterr().err
-    assert read_metadata(out)["stopped_at"]["steps_at_size"] == 1
+    assert read_metadata(out)["stopped_at"]["steps_at_size"] == 2
 
 
-def test_a_batch_stopped_by_a_signal_names_the_photos_left(painting, tmp_path, capsys, monkeypatch):
-    real_stylize = runner.stylize
-
-    def signal_then_stylize(*args, **kwargs):  # Ctrl-C as the first photo starts: it stops after a step
-        signal.raise_signal(signal.SIGINT)
-        return real_stylize(*args, **kwargs)
-
-    monkeypatch.setattr("impasto.runner.stylize", signal_then_stylize)
+def _batch(painting, tmp_path):
+    """main on a batch of three photos, a, b and c; its exit code."""
     photos = []
     for seed, name in enumerate(("a", "b", "c")):
         photos.append(tmp_path / f"{name}.png")
         _write_photo(photos[-1], seed)
-    code = main([*(arg for p in photos for arg in ("-c", str(p))), painting, "-o", str(tmp_path / "{stem}-out.png"),
+    return main([*(arg for p in photos for arg in ("-c", str(p))), painting, "-o", str(tmp_path / "{stem}-out.png"),
                  *QUICK[1:]])
+
+
+def test_a_batch_stopped_by_a_signal_names_the_photos_left(painting, tmp_path, capsys, monkeypatch):
+    _signals_in_runs(monkeypatch, signal.SIGINT, step=2, photo="a")
+    code = _batch(painting, tmp_path)
     err = capsys.readouterr().err
     assert code == 130 and "impasto: stopped by SIGINT; 2 photos not painted: b.png, c.png" in err
-    assert read_metadata(tmp_path / "a-out.png")["steps"] == 1
+    assert read_metadata(tmp_path / "a-out.png")["steps"] == 2
     assert not (tmp_path / "b-out.png").exists()
+
+
+def test_a_signal_before_a_photos_first_step_leaves_its_output_alone(painting, tmp_path, capsys, monkeypatch):
+    # Ctrl-C just as b starts (a's picture written): b's earlier painting is not replaced by one step of a new one
+    (tmp_path / "b-out.png").write_bytes(b"an earlier painting")
+    _signals_in_runs(monkeypatch, signal.SIGINT, step=0, photo="b")
+    code = _batch(painting, tmp_path)
+    err = capsys.readouterr().err
+    assert code == 130 and "impasto: stopped by SIGINT; 2 photos not painted: b.png, c.png" in err
+    assert "stopping before the painting starts" in err and "stopping after this step" not in err
+    assert read_metadata(tmp_path / "a-out.png")["stop_reason"] == "iterations"
+    assert (tmp_path / "b-out.png").read_bytes() == b"an earlier painting"
+
+
+def test_a_second_signal_in_a_batch_names_the_photos_left(painting, tmp_path, capsys, monkeypatch):
+    _signals_in_runs(monkeypatch, signal.SIGINT, signal.SIGINT, step=2, photo="b")
+    code = _batch(painting, tmp_path)
+    assert code == 130 and capsys.readouterr().err.endswith(
+        "impasto: error: interrupted again: quit at once, without saving the picture; "
+        "2 photos not painted: b.png, c.png\n")
+    assert (tmp_path / "a-out.png").exists() and not (tmp_path / "b-out.png").exists()
+
+
+def test_a_signal_before_the_first_step_of_one_photo_writes_nothing(photo, painting, tmp_path, capsys, monkeypatch):
+    _signals_in_runs(monkeypatch, signal.SIGINT, step=0)
+    assert main([photo, painting, "-o", str(tmp_path / "out.png"), *QUICK[1:]]) == 130
+    assert capsys.readouterr().err.endswith(
+        "impasto: stopped by SIGINT before the painting started; nothing was written\n")
+    assert not (tmp_path / "out.png").exists()
 
 
 def test_signals_write_the_best_image_and_exit_130_or_143(photo, painting, tmp_path):
