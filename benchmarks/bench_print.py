@@ -51,7 +51,7 @@ def paint(content: Path, style: Path, config: impasto.Config, out: Path) -> dict
     bounds = [result.timings["setup"]] + [ended[k] for k in sorted(ended)]
     return {"sizes": sizes, "steps": [sum(1 for row in result.history if row["scale"] == k) for k in range(len(sizes))],
             "seconds": [round(b - a) for a, b in zip(bounds, bounds[1:])], "total": round(total),
-            "loss": result.history[-1]["loss"]}
+            "loss": result.losses["loss"]}
 
 
 def scores(content: Path, style: Path, pictures: list[Path], config: impasto.Config, size: int

@@ -60,7 +60,7 @@ for size, precision, name in [(512, "float32", "gpu-512-float32.png"), (512, "bf
     seconds = time.perf_counter() - started
     result.save(out / name)
     print(f"{size} px {precision}: {seconds:.1f} s (setup {result.timings['setup']:.2f} s), "
-          f"{result.steps} steps ({result.stop_reason}), loss {result.history[-1]['loss']:.4g}, "
+          f"{result.steps} steps ({result.stop_reason}), loss {result.losses['loss']:.4g}, "
           f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GB",
           flush=True)
 EOF

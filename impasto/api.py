@@ -73,7 +73,7 @@ def stylize(
     total = time.perf_counter() - started
     result = Result(image, config, state.history, {"setup": setup, "optimize": total - setup, "total": total},
                     state.stop_reason, inputs, memory.checkpointed, bfloat16, painting.stopped_at,
-                    point and {"steps": point.steps, "seconds": point.seconds})
+                    point and {"steps": point.steps, "seconds": point.seconds}, state.best_step)
     if state.interrupted is not None:  # a callback's error or Ctrl-C: raised, carrying the best image so far
         state.interrupted.result = result
         raise state.interrupted

@@ -47,12 +47,15 @@ class ProgressEvent:
     image: torch.Tensor = field(repr=False)  # the current pixels (3, H, W) in [0, 1], a copy the callback may keep
 
 
-# Return True to stop the run after this step (the best image so far is kept). Only a bool (Python's or
-# numpy's) True stops it, not any truthy value: a number or a text returned by chance goes on.
+# Return True to stop the run after this step (the best image so far is kept). Only a bool (Python's,
+# numpy's or a one-element torch bool tensor) True stops it, not any truthy value: a number or a text
+# returned by chance goes on.
 Callback = Callable[[ProgressEvent], "bool | None"]
 
 
 def _asks_to_stop(answer: object) -> bool:
+    if isinstance(answer, torch.Tensor):  # a comparison of the event's image, say
+        return answer.dtype == torch.bool and answer.numel() == 1 and bool(answer)
     return isinstance(answer, (bool, np.bool_)) and bool(answer)
 
 
@@ -147,6 +150,7 @@ class LoopState:
     history: list[dict[str, float]] | None = None
     stop_reason: str = "iterations"
     interrupted: BaseException | None = None  # what stopped the run (a callback's error, Ctrl-C), raised at its end
+    best_step: int = 0  # the step whose picture is the best of the current size (what optimize returns)
 
     def __post_init__(self) -> None:
         self.started = self.started or time.perf_counter()
@@ -196,8 +200,9 @@ def optimize(
             if not math.isfinite(loss_value):
                 state.stop_reason = "diverged"
                 break
-            if loss_value < best_loss:
+            if loss_value < best_loss:  # the picture before this evaluation's move: that of the step counted now
                 best, best_loss = image.detach().clone(), loss_value
+                state.best_step = state.step + (not (resumed and evaluation == 0))
             if resumed and evaluation == 0:  # not a step: counting it would spend one on a picture already scored
                 opt.step(image, grad)
                 continue

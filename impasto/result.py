@@ -33,6 +33,15 @@ class Result:
     # "size" (px) and "steps_at_size"; None when it has nothing left to do.
     stopped_at: dict[str, int] | None = None
     resumed_from: dict[str, float] | None = None  # a resumed run: "steps" and "seconds" made before it
+    image_step: int | None = None  # the step whose picture ``image`` is (the best seen); None: the last
+
+    @property
+    def losses(self) -> dict[str, float]:
+        """The history's row of the step whose picture ``image`` is: its loss and terms. The best
+        picture is usually the last step's, not always (a step may raise the loss); {} when it is a
+        resumed run's stopped picture, scored before this run."""
+        step = self.steps if self.image_step is None else self.image_step
+        return next((row for row in reversed(self.history) if row["step"] == step), {})
 
     @property
     def steps(self) -> int:
@@ -40,7 +49,7 @@ class Result:
         return int(self.history[-1]["step"]) if self.history else int((self.resumed_from or {}).get("steps", 0))
 
     def __repr__(self) -> str:  # the image and the history would fill a notebook's screen
-        loss = f", loss {self.history[-1]['loss']:.4g}" if self.history else ""
+        loss = f", loss {self.losses['loss']:.4g}" if self.losses else ""
         return f"<Result {self.image.shape[2]}x{self.image.shape[1]} px, {self.steps} steps, {self.stop_reason}{loss}>"
 
     def to_pil(self) -> PIL.Image.Image:
@@ -54,10 +63,10 @@ class Result:
 
     def metadata(self) -> dict[str, Any]:
         """Everything needed to repeat the run: settings, version, inputs, outcome."""
-        final = self.history[-1] if self.history else {}
         before = self.resumed_from or {}
         meta = {"impasto": __version__, "config": self.config.to_dict(), "inputs": self.inputs,
-                "steps": self.steps, "stop_reason": self.stop_reason, "final_losses": final,
+                "steps": self.steps, "stop_reason": self.stop_reason,
+                "image_step": self.steps if self.image_step is None else self.image_step, "final_losses": self.losses,
                 "seconds": round(before.get("seconds", 0.0) + self.timings.get("total", 0.0), 3),
                 "checkpointed": self.checkpointed, "bfloat16": self.bfloat16}
         if self.stopped_at:

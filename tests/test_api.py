@@ -90,6 +90,21 @@ def test_objective_for_scores_pictures_as_the_run_did(painted, images):
     assert eight_bit == pytest.approx(terms, rel=0.02) and objective.score(photo_path) == photo
 
 
+def test_a_results_losses_are_those_of_its_picture_not_of_the_last_step(images, tmp_path):
+    # Adam at a large rate overshoots: the picture kept is an earlier step's, and the losses reported are its.
+    photo, painting = images / "content/golden_gate.jpg", images / "style/starry_night.jpg"
+    config = impasto.Config(max_size=48, iterations=8, optimizer="adam", learning_rate=0.5, margin=0,
+                            despeckle=0, tolerance=0.0)
+    result = impasto.stylize(photo, painting, config)
+    best = min(result.history, key=lambda row: row["loss"])
+    assert best["step"] < result.steps == 8 and result.image_step == best["step"] and result.losses == best
+    assert repr(result).endswith(f", loss {best['loss']:.4g}>")
+    meta = read_metadata(result.save(tmp_path / "out.png"))
+    assert meta["image_step"] == best["step"] and meta["final_losses"] == best
+    assert sum(impasto.objective_for(photo, painting, config).score(result.image).values()) == pytest.approx(
+        best["loss"], rel=1e-4)
+
+
 def test_objective_for_a_grey_run_scores_the_saved_colour_picture_as_the_run_saw_it(images):
     photo_path, painting_path = images / "content/golden_gate.jpg", images / "style/starry_night.jpg"
     config = impasto.Config(max_size=48, iterations=10, preserve_color="luminance", margin=0)  # the picture's loss

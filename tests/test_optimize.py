@@ -49,6 +49,16 @@ def test_loop_records_history_and_returns_best():
     assert quadratic(best)[0].item() == pytest.approx(min(row["loss"] for row in state.history))
 
 
+def test_the_best_step_is_the_one_whose_picture_is_returned():
+    # Adam at a large rate overshoots: its loss rises and falls, and the best is not the last step's.
+    state, events = LoopState(total=12), []
+    best = optimize(torch.full((1, 1, 2, 3), 0.5), quadratic, optimizer="adam", lr=0.6, iterations=12,
+                    tolerance=0, state=state, callback=events.append)
+    losses = [row["loss"] for row in state.history]
+    assert losses.index(min(losses)) + 1 == state.best_step < 12
+    assert torch.equal(best[0], events[state.best_step - 1].image)
+
+
 def test_a_resumed_start_is_scored_for_its_first_move_not_counted_as_a_step():
     start, scored = torch.full((1, 1, 2, 3), 0.5), []
 
@@ -64,6 +74,7 @@ def test_a_resumed_start_is_scored_for_its_first_move_not_counted_as_a_step():
     assert [e.step for e in events] == [4, 5] and [row["step"] for row in state.history] == [4, 5]
     assert not torch.equal(events[0].image[None], start)  # step 4 shows a moved picture, not the start again
     assert events[0].loss < quadratic(start)[0].item()
+    assert state.best_step == 5
 
 
 def test_the_margin_is_painted_and_cropped_off():
@@ -102,7 +113,9 @@ def test_callback_can_stop_the_run():
 
 
 def test_only_a_true_bool_from_the_callback_stops_the_run():
-    for answer, steps in ((True, 1), (np.True_, 1), (1, 5), ("yes", 5), (None, 5), (False, 5)):
+    for answer, steps in ((True, 1), (np.True_, 1), (torch.tensor(True), 1), (torch.tensor([True]), 1),
+                          (torch.tensor(False), 5), (torch.tensor([True, True]), 5), (torch.tensor(1.0), 5),
+                          (1, 5), ("yes", 5), (None, 5), (False, 5)):
         state = LoopState(total=5)
         optimize(torch.full((1, 1, 2, 3), 0.5), quadratic, optimizer="lbfgs", lr=1.0, iterations=5,
                  tolerance=0, state=state, callback=lambda event: answer)
