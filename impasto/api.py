@@ -19,7 +19,7 @@ import torch
 
 from .color import blended_mean_and_covariance, luminance, match_color, match_luminance, recolor, with_chroma_of
 from .config import INITS, Config, checked_config
-from .device import repeatable, resolve_device, uses_bfloat16
+from .device import machine, repeatable, resolve_device, uses_bfloat16
 from .errors import ConfigError, ImageError, Interrupted
 from .imageio import (ImageSource, long_edge_shape, pixels_shape, read_image, resize, resize_to_long_edge,
                       resize_to_pixels, same_aspect, source_name, unenlarge)
@@ -73,7 +73,8 @@ def stylize(
     total = time.perf_counter() - started
     result = Result(image, config, state.history, {"setup": setup, "optimize": total - setup, "total": total},
                     state.stop_reason, inputs, memory.checkpointed, bfloat16, painting.stopped_at,
-                    point and {"steps": point.steps, "seconds": point.seconds}, state.best_step)
+                    point and {"steps": point.steps, "seconds": point.seconds}, state.best_step,
+                    machine(images.device))
     if state.interrupted is not None:  # a callback's error or Ctrl-C: raised, carrying the best image so far
         state.interrupted.result = result
         raise state.interrupted

@@ -120,7 +120,9 @@ class Config:
         "palette", "starting image: 'palette' (the photo in the painting's colours, below strength 1 only that far), "
         "'content' (the photo), "
         "'noise', 'style' or an image file", "optimisation")
-    seed: int = _field(0, "seed of the random start (init noise): the same seed repeats a run", "optimisation")
+    seed: int = _field(
+        0, "seed of the noise start (init noise), the only random part of a run; other starts do not use it",
+        "optimisation")
     device: str = _field("auto", "'auto' (a GPU when there is one), 'cpu', 'cuda', 'cuda:N' or 'mps'", "optimisation")
     precision: str = _field(
         "auto", "arithmetic of the VGG convolutions and Gram products: 'bfloat16' (2x faster on CPUs with AVX-512 "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
+from typing import Any
 
 import torch
 
@@ -28,6 +29,14 @@ def _cpu_flags() -> set[str]:
             return next((set(line.split(":", 1)[1].split()) for line in f if line.startswith("flags")), set())
     except OSError:
         return set()
+
+
+def machine(device: torch.device) -> dict[str, Any]:
+    """What a run's pixels depend on besides its settings (Result.machine): the device, and on a CPU
+    the number of threads, which splits each convolution's sums in a different order."""
+    if device.type != "cpu":
+        return {"device": str(device)}
+    return {"device": "cpu", "threads": torch.get_num_threads()}
 
 
 def resolve_device(name: str) -> torch.device:

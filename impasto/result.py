@@ -34,6 +34,9 @@ class Result:
     stopped_at: dict[str, int] | None = None
     resumed_from: dict[str, float] | None = None  # a resumed run: "steps" and "seconds" made before it
     image_step: int | None = None  # the step whose picture ``image`` is (the best seen); None: the last
+    # What the pixels depend on besides the settings: "device" ("cpu", "cuda:0" …) and, on a CPU, "threads"
+    # (the sums of a convolution are split among them, in an order that changes the last bits).
+    machine: dict[str, Any] = field(default_factory=dict)
 
     @property
     def losses(self) -> dict[str, float]:
@@ -68,7 +71,7 @@ class Result:
                 "steps": self.steps, "stop_reason": self.stop_reason,
                 "image_step": self.steps if self.image_step is None else self.image_step, "final_losses": self.losses,
                 "seconds": round(before.get("seconds", 0.0) + self.timings.get("total", 0.0), 3),
-                "checkpointed": self.checkpointed, "bfloat16": self.bfloat16}
+                "checkpointed": self.checkpointed, "bfloat16": self.bfloat16, "machine": self.machine}
         if self.stopped_at:
             meta["stopped_at"] = self.stopped_at
         if self.resumed_from:

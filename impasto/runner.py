@@ -27,7 +27,7 @@ from typing import Any, TextIO
 
 from . import __version__
 from .api import check_one_each, fingerprint, stylize
-from .device import resolve_device
+from .device import machine, resolve_device, uses_bfloat16
 from .result import Result
 from .resume import resume_point
 from .cli import EXIT_FAILED, EXIT_OK, as_typed, config_from_args, config_to_toml
@@ -142,6 +142,9 @@ def _plan_rerun(args: argparse.Namespace) -> Plan:
         print(f"impasto: note: {source} was made by impasto {meta.get('impasto')}, this is {__version__}; "
               "the result may differ", file=sys.stderr)
     config = config_from_args(args, _recorded_config(meta, source, inputs, paths))
+    if args.rerun and not args.quiet:
+        for note in _rerun_differences(source, meta, config):
+            print(f"impasto: note: {note}", file=sys.stderr)
     new_name = source.name if args.resume else f"{source.stem}-rerun{source.suffix}"
     if not args.output:
         args.output = str(source.with_name(new_name))
@@ -154,6 +157,27 @@ def _plan_rerun(args: argparse.Namespace) -> Plan:
     if args.resume:  # a run that cannot go on is refused before any output is touched (the rest: stylize)
         resume_point(source, config)
     return _finish_plan(args, config, [paths["content"]], styles, False)
+
+
+def _rerun_differences(source: Path, meta: dict[str, Any], config: Config) -> list[str]:
+    """Why a rerun of ``source`` here will not repeat its picture to the last bit (besides new settings)."""
+    notes = []
+    if meta.get("resumed_from"):
+        notes.append(f"{source} was stopped and resumed; the rerun paints it without a stop, so it differs a little")
+    elif meta.get("stopped_at"):
+        notes.append(f"{source} was stopped at step {meta.get('steps')}; the rerun paints all the steps")
+    device = resolve_device(config.device)
+    was, now = meta.get("machine") or {}, machine(device)
+    if was.get("device", now["device"]).split(":")[0] != device.type:
+        notes.append(f"{source} was painted on {was['device']}, this run is on {now['device']}, so it differs a little")
+    elif was.get("threads", now.get("threads")) != now.get("threads"):
+        notes.append(f"{source} was painted with {was['threads']} CPU threads, this run has {now['threads']}, so it "
+                     f"differs a little (OMP_NUM_THREADS={was['threads']} repeats it)")
+    if "bfloat16" in meta and meta["bfloat16"] != uses_bfloat16(config.precision, device):
+        then, here = ("bfloat16", "float32") if meta["bfloat16"] else ("float32", "bfloat16")
+        notes.append(f"{source} was painted in {then}, this run computes in {here}, so it differs "
+                     f"(--precision {then} repeats it)")
+    return notes
 
 
 def _saved_run(source: Path, verb: str) -> dict[str, Any]:

@@ -245,6 +245,31 @@ def test_rerun_reproduces_bit_for_bit_and_checks_inputs(painting, tmp_path, caps
     assert not (tmp_path / "x.png").exists()
 
 
+def test_a_rerun_says_why_its_picture_will_differ(painting, tmp_path, capsys):
+    content, first = tmp_path / "photo.png", tmp_path / "first.png"
+    _write_photo(content, 0)
+    assert main([str(content), painting, "-o", str(first), *QUICK]) == 0
+    meta, threads = read_metadata(first), torch.get_num_threads()
+    assert meta["machine"] == {"device": "cpu", "threads": threads}
+    assert main(["--rerun", str(first), "-o", str(tmp_path / "same.png")]) == 0
+    assert "note" not in capsys.readouterr().err  # the same machine and threads: nothing to say
+    # The same picture as painted elsewhere: with more threads, in the other precision, stopped and resumed
+    meta["machine"]["threads"] = threads + 3
+    meta["bfloat16"] = not meta["bfloat16"]
+    meta["resumed_from"] = {"steps": 1, "seconds": 0.5}
+    edited = tmp_path / "edited.png"
+    save_image(read_image(first), edited, metadata=meta)
+    assert main(["--rerun", str(edited)]) == 0
+    then, here = ("bfloat16", "float32") if meta["bfloat16"] else ("float32", "bfloat16")
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("impasto: note: ")]
+    assert notes == [f"impasto: note: {edited} was stopped and resumed; the rerun paints it without a stop, so it "
+                     "differs a little",
+                     f"impasto: note: {edited} was painted with {threads + 3} CPU threads, this run has {threads}, "
+                     f"so it differs a little (OMP_NUM_THREADS={threads + 3} repeats it)",
+                     f"impasto: note: {edited} was painted in {then}, this run computes in {here}, so it differs "
+                     f"(--precision {then} repeats it)"]
+
+
 def test_rerun_finds_a_relative_weights_file_and_checks_it(photo, painting, tmp_path, capsys, monkeypatch):
     (tmp_path / "run").mkdir()
     monkeypatch.chdir(tmp_path / "run")

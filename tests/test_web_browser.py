@@ -77,7 +77,7 @@ def test_paint_in_the_browser(server, page, images, tmp_path):
     assert page.locator("#paint").bounding_box()["y"] + page.locator("#paint").bounding_box()["height"] <= 700
     help_of = "document.querySelector('#setting-{}').parentElement.querySelector('.help').textContent"
     assert page.evaluate(help_of.format("max_size")).endswith("(the photo is scaled to it; at most 256)")
-    assert "at most" not in page.evaluate(help_of.format("seed"))  # 2^53 - 1 says nothing a user needs
+    assert page.evaluate(help_of.format("iterations")).endswith(" (at most 1000)")
     assert page.input_value("#setting-style_scale") == "1"  # the default chosen, not the first choice
     assert page.is_disabled("#paint")
     page.set_input_files("#content-file", str(images / "content/golden_gate.jpg"))
@@ -171,11 +171,11 @@ def test_keyboard_and_phone(server, page, images):
     page.click("#paint")
     assert not page.evaluate("document.querySelector('#setting-max_size').validity.valid")
     assert page.is_hidden("#cancel")  # nothing was sent
-    page.fill("#setting-seed", "99999999999999999999")  # above the server's limit: the browser says so
-    page.click("#paint")
-    assert not page.evaluate("document.querySelector('#setting-seed').validity.valid") and page.is_hidden("#cancel")
-    page.fill("#setting-seed", "0")
     page.fill("#setting-max_size", "32")
+    page.fill("#setting-iterations", "1001")  # above the server's limit: the browser says so
+    page.click("#paint")
+    assert not page.evaluate("document.querySelector('#setting-iterations').validity.valid")
+    assert page.is_hidden("#cancel")
     page.fill("#setting-iterations", "3")
     slider = page.locator("#setting-style_weight")
     assert slider.get_attribute("aria-valuetext") == "200"  # what the page shows, not log10 of it
@@ -184,7 +184,7 @@ def test_keyboard_and_phone(server, page, images):
     page.wait_for_selector(".card", timeout=120_000)
     page.wait_for_function("document.activeElement.id === 'download'")  # focus followed the run, not lost
     assert page.inner_text(".card .meta span") == "32×24 · 3 steps"
-    assert "style strength 200 · seed 0 · " in page.get_attribute(".card .title", "title")  # repeated runs told apart
+    assert "style strength 200 · 3 steps · " in page.get_attribute(".card .title", "title")  # repeated runs told apart
     stage, picture = page.locator("#stage").bounding_box(), page.locator("#preview").bounding_box()
     assert picture["x"] >= stage["x"] and picture["x"] + picture["width"] <= stage["x"] + stage["width"] + 0.5
     page.evaluate("document.querySelector('#preview').hidden = true")

@@ -257,10 +257,9 @@ function within(s, text) {
   return s.type === "int" && !Number.isInteger(value) ? null : value;
 }
 
-// A number field's help with its limit: "(the photo is scaled to it; at most 1024)". A limit past a
-// million (the seed's 2^53 - 1) says nothing a user needs.
+// A number field's help with its limit: "(the photo is scaled to it; at most 1024)".
 function withMaximum(s) {
-  if (s.max === undefined || s.widget !== "number" || s.max > 1e6) return s.help;
+  if (s.max === undefined || s.widget !== "number") return s.help;
   return s.help.endsWith(")") ? `${s.help.slice(0, -1)}; at most ${s.max})` : `${s.help} (at most ${s.max})`;
 }
 
@@ -637,7 +636,7 @@ async function refreshGallery() {
     title.className = "title";
     title.textContent = jobTitle(job);
     // Repeated runs of one pair differ in their settings and time: the tooltip tells them apart.
-    title.title = `${title.textContent}\nstyle strength ${job.config.style_weight} · seed ${job.config.seed}` +
+    title.title = `${title.textContent}\nstyle strength ${job.config.style_weight} · ${job.config.iterations} steps` +
       ` · ${new Date(job.created * 1000).toLocaleString()}`;
     const meta = document.createElement("div");
     meta.className = "meta";

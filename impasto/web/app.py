@@ -41,14 +41,12 @@ from .jobs import FINISHED, Job, JobManager, QueueFull
 
 # The settings the page offers, in order, with how to show them. Every other field of Config keeps
 # its default: a request can never name a file (weights, init) or a device. A new setting (style
-# blend, say) is one entry here; the page builds its form from GET /api/settings.
+# blend, say) is one entry here; the page builds its form from GET /api/settings. Not the seed: it
+# seeds only a noise start, which the page does not offer, so it would change nothing.
 FORM_SETTINGS: dict[str, dict[str, Any]] = {
     "style_weight": {"label": "Style strength", "widget": "log-slider", "min": 1, "max": 10_000},
     "max_size": {"label": "Size", "unit": "px", "widget": "number", "min": MIN_SIZE},
     "iterations": {"label": "Iterations", "widget": "number", "min": 1},
-    # Config takes seeds up to 2**63 - 1, but a browser's numbers are doubles: past 2**53 its number box
-    # rounds them (it showed 2**63 - 1 as 9223372036854776000) and lets through seeds the server refuses.
-    "seed": {"label": "Seed", "widget": "number", "min": 0, "max": 2**53 - 1},
     # The painting seen larger or smaller, so its strokes come out so on the picture. Up to 2: the
     # painting is then read at 4 times the picture's pixels, which the server's memory can bear.
     "style_scale": {"label": "Brush strokes", "widget": "select", "min": 0.5, "max": 2.0, "help": "the "
