@@ -26,7 +26,7 @@ from .imageio import (ImageSource, long_edge_shape, pixels_shape, read_image, re
 from .masks import fit_mask, read_masks
 from .memory import MemoryPlan, plan as plan_memory, return_freed_memory
 from .objective import Objective, WithComposition
-from .optimize import Callback, LoopState, optimize
+from .optimize import Callback, LoopState, ProgressEvent, optimize
 from .postprocess import denoise, despeckle
 from .result import Result
 from .resume import ResumePoint, resumed_run
@@ -57,24 +57,27 @@ def stylize(
     styles = _style_list(style)
     images = _read_images(content, styles, config, config.painted_sizes())
     inputs = _inputs(content, styles, config)
-    final_size = long_edge_shape(*images.photo.shape[1:], config.max_size)
-    point, stopped_image = resumed_run(resume, config, inputs, final_size) if resume is not None else (None, None)
+    point, stopped_image = (resumed_run(resume, config, inputs, tuple(images.photo.shape[1:]))
+                            if resume is not None else (None, None))
     bfloat16 = uses_bfloat16(config.precision, images.device)
     memory = _planned_memory(config, images, bfloat16)
+    # What every Result of the run records besides its picture and progress
+    record = {"inputs": inputs, "checkpointed": memory.checkpointed, "bfloat16": bfloat16,
+              "machine": machine(images.device)}
     painting = _Painting(config, images, _extractor(config, images.device, memory.checkpointed), callback,
-                         point, stopped_image)
+                         point, stopped_image, record)
     setup = time.perf_counter() - started
     painting.paint()
     state = painting.state
     if state.stop_reason == "diverged" and not state.history:  # the picture would be the start, unpainted
         raise ConfigError(f"{source_name(content, 'content image')}: the loss is not finite (NaN or infinity) "
                           "from the first step; nothing was painted: are the weights too large?")
+    final_size = long_edge_shape(*images.photo.shape[1:], config.max_size)
     image = _finished(resize(painting.image, *final_size), images.photo, config)
     total = time.perf_counter() - started
     result = Result(image, config, state.history, {"setup": setup, "optimize": total - setup, "total": total},
-                    state.stop_reason, inputs, memory.checkpointed, bfloat16, painting.stopped_at,
-                    point and {"steps": point.steps, "seconds": point.seconds}, state.best_step,
-                    machine(images.device))
+                    state.stop_reason, stopped_at=painting.stopped_at, resumed_from=painting.resumed_from,
+                    image_step=state.best_step, **record)
     if state.interrupted is not None:  # a callback's error or Ctrl-C: raised, carrying the best image so far
         state.interrupted.result = result
         raise state.interrupted
@@ -106,9 +109,10 @@ class _Painting:
     """
 
     def __init__(self, config: Config, images: _Images, extractor: VGGFeatures, callback: Callback | None,
-                 point: ResumePoint | None, stopped_image: torch.Tensor | None) -> None:
+                 point: ResumePoint | None, stopped_image: torch.Tensor | None, record: dict[str, Any]) -> None:
         self.config, self.images, self.extractor, self.callback = config, images, extractor, callback
-        self.point, self.stopped_image = point, stopped_image
+        self.point, self.stopped_image, self.record = point, stopped_image, record
+        self.resumed_from = point and {"steps": point.steps, "seconds": point.seconds}
         self.sizes, self.steps = config.sizes(), config.steps_per_size()
         self.grey = config.preserve_color == "luminance"
         self.generator = torch.Generator().manual_seed(config.seed)
@@ -155,7 +159,8 @@ class _Painting:
                 return True  # it stopped on this size's last step: the next size goes on from it
         start = self._start(content_image, style_images, masks)
         state.stop_reason, before = "iterations", state.step
-        callback = self.callback
+        callback = self.callback and functools.partial(self._with_stop_record, self.callback, scale, size,
+                                                       before - self._done)
         if self.grey:
             callback = _in_color(callback, resize_to_long_edge(self.images.photo, size))
         self.image = optimize(start[None].to(self.images.device), objective, optimizer=self.config.optimizer,
@@ -165,6 +170,18 @@ class _Painting:
         if state.stop_reason == "cancelled":
             self._note_stop(scale, size, iterations, state.step - before)
         return state.stop_reason not in ("cancelled", "diverged")
+
+    def _with_stop_record(self, callback: Callback, scale: int, size: int, first_step: int,
+                          event: ProgressEvent) -> bool | None:
+        """Call ``callback`` with an event that knows how to stop here (``ProgressEvent.stopped_here``):
+        size number ``scale`` (``size`` px) had made ``first_step`` steps of the run before its own."""
+        def stopped_here(event: ProgressEvent) -> Result:
+            stopped_at = {"size_index": scale, "size": size, "steps_at_size": event.step - first_step}
+            seconds = event.elapsed - (self.point.seconds if self.point else 0.0)
+            return Result(event.image, self.config, list(self.state.history), {"total": seconds}, "cancelled",
+                          stopped_at=stopped_at, resumed_from=self.resumed_from, image_step=event.step,
+                          **self.record)
+        return callback(dataclasses.replace(event, as_stopped=stopped_here))
 
     def _objective(self, content_image: torch.Tensor, style_images: list[torch.Tensor],
                    masks: list[torch.Tensor] | None) -> Objective | WithComposition:

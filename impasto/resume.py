@@ -13,7 +13,7 @@ import torch
 
 from .config import INITS, Config, checked_config
 from .errors import ConfigError, ImageError
-from .imageio import read_image, read_metadata
+from .imageio import long_edge_shape, read_image, read_metadata
 from .result import Result
 
 
@@ -74,9 +74,11 @@ def resume_point(stopped: Result | str | os.PathLike, config: Config) -> ResumeP
 
 
 def resumed_run(stopped: Result | str | os.PathLike, config: Config, inputs: dict[str, Any],
-                shape: tuple[int, int]) -> tuple[ResumePoint, torch.Tensor]:
+                photo_shape: tuple[int, int]) -> tuple[ResumePoint, torch.Tensor]:
     """``resume_point(stopped, config)`` and the stopped picture (3, H, W), after checking that it was
-    painted from the same ``inputs`` (as ``api._inputs`` fingerprints them) and is of the output's ``shape``."""
+    painted from the same ``inputs`` (as ``api._inputs`` fingerprints them) and is of the output's shape
+    for a photo of ``photo_shape`` (H, W), or of the shape of the size it stopped at (a picture saved
+    by ``ProgressEvent.stopped_here``)."""
     point, name = resume_point(stopped, config), _resume_name(stopped)
     for key, what in (("content", "content image"), ("style", "style images"), ("init", "init image"),
                       ("masks", "masks"), ("weights", "weights file")):
@@ -85,7 +87,8 @@ def resumed_run(stopped: Result | str | os.PathLike, config: Config, inputs: dic
                     if _given_in_memory(point.inputs, key) != _given_in_memory(inputs, key) else "")
             raise ImageError(f"{name}: painted from other {what} (their SHA-256 differs{hint})")
     image = stopped.image if isinstance(stopped, Result) else read_image(stopped, what="image to resume")
-    if tuple(image.shape[1:]) != shape:
+    shape = long_edge_shape(*photo_shape, config.max_size)
+    if tuple(image.shape[1:]) not in (shape, long_edge_shape(*photo_shape, point.size)):
         raise ImageError(f"{name}: is {image.shape[2]}x{image.shape[1]}, but the run it stopped paints "
                          f"{shape[1]}x{shape[0]}")
     return point, image

@@ -33,7 +33,7 @@ from .resume import resume_point
 from .cli import EXIT_FAILED, EXIT_OK, as_typed, config_from_args, config_to_toml
 from .config import INITS, Config
 from .errors import AGAIN, EXIT_SIGNAL, ConfigError, ImageError, ImpastoError, Interrupted
-from .imageio import READ_FORMATS, SAVE_FORMATS, check_writable, header_size, read_image, read_metadata, save_image, sidecar_path
+from .imageio import READ_FORMATS, SAVE_FORMATS, check_writable, header_size, read_image, read_metadata, sidecar_path
 from .optimize import ProgressEvent
 from .plot import PLOT_FORMATS, loss_kinds, plot_losses
 from .vgg import load_weights, smallest_edge
@@ -184,8 +184,8 @@ def _saved_run(source: Path, verb: str) -> dict[str, Any]:
     """The impasto metadata of a painting to rerun or resume."""
     meta = read_metadata(source)
     if meta and "config" not in meta and "step" in meta:
-        raise ImageError(f"{source}: a --save-every snapshot records only its step and losses; {verb} the "
-                         "painting it led to")
+        raise ImageError(f"{source}: a --save-every snapshot of impasto before 0.9.0 records only its step and "
+                         f"losses; {verb} the painting it led to")
     if not meta or "config" not in meta:
         raise ImageError(f"{source}: carries no impasto metadata, cannot {verb} it")
     return meta
@@ -706,8 +706,7 @@ class Progress:
                 self.log = None
         if self.every and event.step % self.every == 0:
             try:
-                save_image(event.image, self.snapshot(event.step),
-                           metadata={"step": event.step, "loss": event.loss, "losses": event.losses})
+                event.stopped_here().save(self.snapshot(event.step))  # a picture --resume goes on from
             except ImpastoError as exc:
                 path = self.snapshot(event.step)
                 self._give_up("--save-every", path, str(exc).removeprefix(f"{path}: "))

@@ -125,7 +125,9 @@ def test_run_writes_image_log_plot_and_steps(photo, images, tmp_path, capsys):
     with Image.open(plot) as image:
         assert image.format == "PNG" and image.size == (840, 480)
     assert sorted(p.name for p in steps.iterdir()) == ["painted-step00002.png"]
-    assert read_metadata(steps / "painted-step00002.png")["step"] == 2
+    snapshot = read_metadata(steps / "painted-step00002.png")
+    assert snapshot["steps"] == 2 and snapshot["stopped_at"] == {"size_index": 0, "size": 48, "steps_at_size": 2}
+    assert snapshot["config"] == meta["config"] and snapshot["inputs"] == meta["inputs"]
 
 
 def test_a_terminal_gets_a_progress_bar(photo, painting, tmp_path, capsys, monkeypatch):
@@ -147,8 +149,24 @@ def test_batch_snapshots_with_the_same_names_are_refused(images, painting, tmp_p
     assert main(argv) == 0
     assert sorted(p.name for p in (tmp_path / "steps").iterdir()) == [
         "golden_gate-step00002.png", "rainier-step00002.png"]
-    assert main(["--rerun", str(tmp_path / "steps/rainier-step00002.png")]) == 2
-    assert "a --save-every snapshot records only its step and losses" in capsys.readouterr().err
+
+
+def test_a_snapshot_can_be_resumed_as_a_stopped_picture(photo, painting, tmp_path, capsys):
+    # A run killed outright (out of memory, a power cut) leaves no stopped picture, but its snapshots.
+    out, steps = tmp_path / "out.png", tmp_path / "steps"
+    assert main([photo, painting, "-o", str(out), *QUICK[1:], "-n", "8", "--save-every", "3", "--save-dir",
+                 str(steps)]) == 0
+    capsys.readouterr()
+    resumed = tmp_path / "resumed.png"
+    assert main(["--resume", str(steps / "out-step00003.png"), "-o", str(resumed)]) == 0
+    assert f"impasto: resuming {steps / 'out-step00003.png'} at step 4 of 8 (32 px)" in capsys.readouterr().err
+    meta = read_metadata(resumed)
+    assert meta["steps"] == 8 and meta["stop_reason"] == "iterations" and meta["resumed_from"]["steps"] == 3
+    assert sorted(p.name for p in steps.iterdir()) == ["out-step00003.png", "out-step00006.png"]  # none resumed
+    old = tmp_path / "old.png"  # a snapshot of impasto before 0.9.0 recorded only its step and losses
+    save_image(read_image(steps / "out-step00003.png"), old, metadata={"step": 3, "loss": 1.0, "losses": {}})
+    assert main(["--resume", str(old)]) == 2
+    assert "a --save-every snapshot of impasto before 0.9.0 records only its step and losses" in capsys.readouterr().err
 
 
 def test_names_differing_only_in_case_are_one_file_on_macos(photo, painting, tmp_path, capsys, monkeypatch):

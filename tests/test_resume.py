@@ -56,6 +56,25 @@ def test_a_resumed_runs_steps_all_move_the_picture(images):
     assert not torch.equal(resumed.image, stopped.image)
 
 
+def test_a_progress_event_gives_a_picture_to_resume_from_as_if_stopped_there(stopped, tmp_path):
+    # Saved every so often, it is what a run killed outright leaves to go on from.
+    photo, art, config, *_ = stopped
+    here = {}
+    whole = impasto.stylize(photo, art, config, callback=lambda event: here.setdefault(
+        event.step, event.stopped_here()) and None)
+    for step, at, shape in ((8, {"size_index": 0, "size": 32, "steps_at_size": 8}, (3, 24, 32)),
+                            (17, {"size_index": 1, "size": 64, "steps_at_size": 5}, (3, 48, 64))):
+        record = here[step]
+        assert record.stop_reason == "cancelled" and record.steps == step and record.stopped_at == at
+        assert record.image.shape == shape and record.losses == whole.history[step - 1]
+        assert record.inputs == whole.inputs and record.machine == whole.machine
+        resumed = impasto.stylize(photo, art, config, resume=record.save(tmp_path / f"at{step}.png"))
+        assert resumed.history[0]["step"] == step + 1 and resumed.steps == 24 and resumed.stop_reason == "iterations"
+        assert resumed.resumed_from["steps"] == step
+    with pytest.raises(impasto.ImpastoError, match="only the progress events of impasto.stylize know their run"):
+        impasto.ProgressEvent(1, 1, 0, 1, 0.0, {}, 0.0, torch.zeros(3, 2, 2)).stopped_here()
+
+
 def test_a_run_stopped_at_the_end_of_a_size_resumes_at_the_next(stopped):
     photo, art, config, *_ = stopped
     result = impasto.stylize(photo, art, config, callback=lambda event: event.step == 12)
