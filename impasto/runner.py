@@ -138,6 +138,7 @@ def _plan_rerun(args: argparse.Namespace) -> Plan:
     source, verb = (Path(args.rerun), "rerun") if args.rerun else (Path(args.resume), "resume")
     meta = _saved_run(source, verb)
     inputs, paths = _recorded_inputs(meta, source, verb)
+    paths = _found_beside(source, inputs, paths, args.quiet)
     if meta.get("impasto") != __version__ and not args.quiet:
         print(f"impasto: note: {source} was made by impasto {meta.get('impasto')}, this is {__version__}; "
               "the result may differ", file=sys.stderr)
@@ -253,6 +254,24 @@ def _recorded_inputs(meta: dict[str, Any], source: Path, verb: str) -> tuple[dic
     if not (content and styles and masks and files):
         raise ImageError(f"{source}: its metadata's record of its inputs is damaged; cannot {verb} it")
     return inputs, paths
+
+
+def _found_beside(source: Path, inputs: dict[str, Any], paths: dict[str, Any], quiet: bool) -> dict[str, Any]:
+    """``paths``, with each input no longer at its recorded path but beside ``source``, under its name
+    and with its recorded SHA-256, taken from there: a folder of photo, painting and picture moved
+    as a whole still reruns and resumes."""
+    def found(path: Any, digest: str) -> Any:
+        if not isinstance(path, str) or Path(path).exists():
+            return path
+        beside = source.parent / Path(path).name
+        if not beside.is_file() or fingerprint(beside) != digest:
+            return path
+        if not quiet:
+            print(f"impasto: note: {path} is gone; using {beside} beside {source} (the same SHA-256)",
+                  file=sys.stderr)
+        return os.path.abspath(beside)
+    return {key: [found(p, d) for p, d in zip(value, inputs[key])] if isinstance(value, list)
+            else found(value, inputs[key]) for key, value in paths.items() if key in inputs}
 
 
 def _demo_style_if_drawn(path: str | None, digest: str) -> Any:

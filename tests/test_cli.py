@@ -288,6 +288,27 @@ def test_a_rerun_says_why_its_picture_will_differ(painting, tmp_path, capsys):
                      f"(--precision {then} repeats it)"]
 
 
+def test_a_folder_moved_as_a_whole_still_reruns_and_resumes(painting, tmp_path, capsys):
+    before, after = tmp_path / "before", tmp_path / "after"
+    before.mkdir()
+    _write_photo(before / "photo.png", 0)
+    shutil.copy(painting, before / "art.jpg")
+    assert main([str(before / "photo.png"), str(before / "art.jpg"), "-o", str(before / "out.png"), *QUICK[1:],
+                 "-n", "4", "--save-every", "2"]) == 0
+    before.rename(after)
+    capsys.readouterr()
+    assert main(["--rerun", str(after / "out.png")]) == 0
+    err = capsys.readouterr().err
+    assert f"impasto: note: {before / 'photo.png'} is gone; using {after / 'photo.png'} beside {after / 'out.png'}" in err
+    assert read_metadata(after / "out-rerun.png")["inputs"]["paths"]["style"] == [str(after / "art.jpg")]
+    with Image.open(after / "out.png") as a, Image.open(after / "out-rerun.png") as b:
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+    assert main(["--resume", str(after / "out-step00002.png"), "-o", str(after / "resumed.png"), "-q"]) == 0
+    _write_photo(after / "photo.png", 1)  # not the photo it was painted from: not taken
+    assert main(["--rerun", str(after / "out.png"), "-q"]) == 2
+    assert f"{before / 'photo.png'}: content image of {after / 'out.png'} is missing" in capsys.readouterr().err
+
+
 def test_rerun_finds_a_relative_weights_file_and_checks_it(photo, painting, tmp_path, capsys, monkeypatch):
     (tmp_path / "run").mkdir()
     monkeypatch.chdir(tmp_path / "run")
