@@ -53,10 +53,10 @@ def resume_point(stopped: Result | str | os.PathLike, config: Config) -> ResumeP
         saved = Config.from_saved(meta["config"])
     except (ConfigError, TypeError) as exc:
         raise ImageError(f"{name}: its settings cannot be used ({exc})") from None
-    for f in dataclasses.fields(Config):
-        ours, theirs = (_as_compared(c, f.name) for c in (config, saved))
-        if f.name not in MACHINE_SETTINGS and ours != theirs:
-            raise ConfigError(f"{name}: painted with {f.name} {theirs!r}, not {ours!r}; resume it with its own settings")
+    differing = differing_setting(config, saved)
+    if differing:
+        setting, ours, theirs = differing
+        raise ConfigError(f"{name}: painted with {setting} {theirs!r}, not {ours!r}; resume it with its own settings")
     if not isinstance(meta.get("inputs"), dict):
         raise ImageError(f"{name}: its metadata records no inputs, cannot resume it")
     sizes, steps = config.sizes(), config.steps_per_size()
@@ -92,6 +92,16 @@ def resumed_run(stopped: Result | str | os.PathLike, config: Config, inputs: dic
         raise ImageError(f"{name}: is {image.shape[2]}x{image.shape[1]}, but the run it stopped paints "
                          f"{shape[1]}x{shape[0]}")
     return point, image
+
+
+def differing_setting(config: Config, saved: Config) -> tuple[str, Any, Any] | None:
+    """The first setting, bar ``MACHINE_SETTINGS``, in which ``config`` and ``saved`` differ as resuming
+    compares them: (name, ours, theirs); None when they paint alike."""
+    for f in dataclasses.fields(Config):
+        ours, theirs = (_as_compared(c, f.name) for c in (config, saved))
+        if f.name not in MACHINE_SETTINGS and ours != theirs:
+            return f.name, ours, theirs
+    return None
 
 
 def _resume_name(stopped: Result | str | os.PathLike) -> str:

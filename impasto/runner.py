@@ -29,7 +29,7 @@ from . import __version__
 from .api import check_one_each, fingerprint, stylize
 from .device import machine, resolve_device, uses_bfloat16
 from .result import Result
-from .resume import resume_point
+from .resume import differing_setting, resume_point
 from .cli import EXIT_FAILED, EXIT_OK, as_typed, config_from_args, config_to_toml
 from .config import INITS, Config
 from .errors import AGAIN, EXIT_SIGNAL, ConfigError, ImageError, ImpastoError, Interrupted
@@ -63,6 +63,8 @@ def plan(args: argparse.Namespace) -> Plan:
     """Work out the settings, inputs and outputs, and check them all before any optimisation."""
     if args.rerun and args.resume:
         raise ConfigError("give --rerun or --resume, not both")
+    if args.continue_run and (args.rerun or args.resume):
+        raise ConfigError("--continue goes on with photos to paint: give it without --rerun or --resume")
     if args.rerun or args.resume:
         option = "--rerun" if args.rerun else "--resume"
         if args.inputs or args.content or args.demo:
@@ -491,16 +493,24 @@ def run(args: argparse.Namespace) -> int:
     _say_device(the_plan.config, args.quiet)
     if not args.quiet:
         _say_if_paintings_enlarged(the_plan.styles, the_plan.config)
-    # A resumed run's steps go on from the stopped run's: so does its log, when it is the same file
-    log = open(args.log_json, "a" if args.resume else "w", encoding="utf-8") if args.log_json else None
+    # A resumed run's steps go on from the stopped run's (--continue's too): so does its log, when it is the same file
+    appends = args.resume or args.continue_run
+    log = open(args.log_json, "a" if appends else "w", encoding="utf-8") if args.log_json else None
     failed = 0
     try:
         with Interrupts(say=not args.quiet) as interrupts:
             for index, job in enumerate(the_plan.jobs):
                 label = f"[{index + 1}/{len(the_plan.jobs)}] {Path(job.content).name}" if the_plan.batch else ""
                 done = index + 1  # the photos painted (or failed) so far
+                left = _left_to_paint(job, the_plan) if args.continue_run else "all"
+                if left == "nothing":
+                    if not args.quiet:
+                        print(f"impasto: {job.output} is already painted with these settings; skipped (--continue)",
+                              file=sys.stderr)
+                    continue
                 try:
-                    if not _paint(args, the_plan, job, label, log, interrupts):
+                    if not _paint(args, the_plan, job, label, log, interrupts,
+                                  resume=job.output if left == "the rest" else args.resume):
                         done = index
                 except Interrupted as exc:  # a second signal: quit at once, naming the photos left unpainted
                     if the_plan.batch:
@@ -517,7 +527,8 @@ def run(args: argparse.Namespace) -> int:
                 if interrupts.signum is not None:
                     name, left = signal.Signals(interrupts.signum).name, the_plan.jobs[done:]
                     if the_plan.batch and left:
-                        print(f"impasto: stopped by {name}; {_not_painted(left)}", file=sys.stderr)
+                        print(f"impasto: stopped by {name}; {_not_painted(left)} (the same command with --continue "
+                              "paints what is left)", file=sys.stderr)
                     elif left:
                         print(f"impasto: stopped by {name} before the painting started; nothing was written",
                               file=sys.stderr)
@@ -538,17 +549,36 @@ def _not_painted(jobs: list[Job]) -> str:
             + ", ".join(names[:5]) + (", …" if len(names) > 5 else ""))
 
 
+def _left_to_paint(job: Job, the_plan: Plan) -> str:
+    """For --continue: "nothing" when ``job``'s output is already its painting with these settings and
+    inputs, "the rest" when it is that run stopped part way, "all" otherwise (none, or another's)."""
+    meta = read_metadata(job.output) if job.output.is_file() else None
+    inputs = meta.get("inputs") if meta else None
+    if not isinstance(inputs, dict) or "config" not in meta:
+        return "all"
+    try:
+        saved = Config.from_saved(meta["config"])
+    except (ConfigError, TypeError):
+        return "all"
+    same_inputs = (inputs.get("content") == fingerprint(job.content)
+                   and inputs.get("style") == [fingerprint(style) for style in the_plan.styles])
+    if not same_inputs or differing_setting(the_plan.config, saved):
+        return "all"
+    return "the rest" if meta.get("stopped_at") else "nothing"
+
+
 def _paint(args: argparse.Namespace, the_plan: Plan, job: Job, label: str, log: TextIO | None,
-           interrupts: "Interrupts") -> bool:
-    """Paint one photo and write its image, plot and intermediate saves; False when a signal came
-    before its first step was made, and nothing was written (its output, if any, left as it was)."""
+           interrupts: "Interrupts", resume: Any) -> bool:
+    """Paint one photo (going on from the stopped picture ``resume``, if not None) and write its image,
+    plot and intermediate saves; False when a signal came before its first step was made, and nothing
+    was written (its output, if any, left as it was)."""
     if not args.quiet:
         _say_if_enlarged(job.content, the_plan.config)
     interrupts.painting = False
-    progress = Progress(args, job, label, log, interrupts)
+    progress = Progress(args, job, label, log, interrupts, resume)
     try:
         try:
-            result = stylize(job.content, the_plan.styles, the_plan.config, callback=progress, resume=args.resume)
+            result = stylize(job.content, the_plan.styles, the_plan.config, callback=progress, resume=resume)
         except ImpastoError as exc:  # its advice names settings as the command line spells them
             renamed = type(exc)(as_typed(str(exc)))
             if hasattr(exc, "result"):
@@ -689,14 +719,14 @@ class Progress:
     """The callback of one run: progress bar, JSON log, intermediate saves, and stop on a signal."""
 
     def __init__(self, args: argparse.Namespace, job: Job, label: str, log: TextIO | None,
-                 interrupts: "Interrupts") -> None:
+                 interrupts: "Interrupts", resume: Any) -> None:
         self.quiet, self.label, self.log, self.interrupts = args.quiet, label, log, interrupts
         # Absolute: a --resume of the run, which reads the path from the metadata, logs the same name
         self.content = os.path.abspath(job.content) if isinstance(job.content, (str, os.PathLike)) else "<image>"
         self.every = args.save_every
         self.snapshot = functools.partial(_snapshot_path, args, job)
         self.bar: Any = None
-        self.resuming = args.resume  # said at the first step, once stylize has checked all it resumes
+        self.resuming = resume  # said at the first step, once stylize has checked all it resumes
         self.stopped_unpainted = False  # a signal came before the first step was made
 
     def __call__(self, event: ProgressEvent) -> bool:

@@ -759,6 +759,7 @@ def test_bad_config_file_exits_2(tmp_path, capsys, text, message):
          "raise --min-size to 21 px or more, or crop the image)"),
         (["{content}", "{style}", "-o", "{out}", "--init", "{tmp}/missing.png"], "{tmp}/missing.png: no such file"),
         (["{content}", "{style}", "-o", "{out}", "--save-dir", "{tmp}"], "--save-dir needs --save-every N"),
+        (["--rerun", "{out}", "--continue"], "--continue goes on with photos to paint: give it without --rerun"),
         (["{content}", "{style}", "-o", "{out}", "--masks", "{tmp}/missing.png"], "{tmp}/missing.png: no such file"),
         (["{content}", "{style}", "-o", "{out}", "--masks", "{tmp}/text.jpg,{tmp}/text.jpg"],
          "invalid option: --masks has 2 images for 1 style image (one each)"),
@@ -926,14 +927,14 @@ def test_the_terminal_closing_keeps_the_best_image_so_far(photo, painting, tmp_p
     assert read_metadata(out)["stopped_at"]["steps_at_size"] == 2
 
 
-def _batch(painting, tmp_path):
-    """main on a batch of three photos, a, b and c; its exit code."""
-    photos = []
-    for seed, name in enumerate(("a", "b", "c")):
-        photos.append(tmp_path / f"{name}.png")
-        _write_photo(photos[-1], seed)
+def _batch(painting, tmp_path, *options):
+    """main on a batch of three photos, a, b and c (written if missing), with ``options``; its exit code."""
+    photos = [tmp_path / f"{name}.png" for name in ("a", "b", "c")]
+    for seed, photo in enumerate(photos):
+        if not photo.exists():
+            _write_photo(photo, seed)
     return main([*(arg for p in photos for arg in ("-c", str(p))), painting, "-o", str(tmp_path / "{stem}-out.png"),
-                 *QUICK[1:]])
+                 *QUICK[1:], *options])
 
 
 def test_a_batch_stopped_by_a_signal_names_the_photos_left(painting, tmp_path, capsys, monkeypatch):
@@ -943,6 +944,25 @@ def test_a_batch_stopped_by_a_signal_names_the_photos_left(painting, tmp_path, c
     assert code == 130 and "impasto: stopped by SIGINT; 2 photos not painted: b.png, c.png" in err
     assert read_metadata(tmp_path / "a-out.png")["steps"] == 2
     assert not (tmp_path / "b-out.png").exists()
+
+
+def test_a_stopped_batch_continues_with_what_is_left(painting, tmp_path, capsys, monkeypatch):
+    _signals_in_runs(monkeypatch, signal.SIGINT, step=2, photo="b")
+    assert _batch(painting, tmp_path, "-n", "5") == 130
+    assert "1 photo not painted: c.png (the same command with --continue paints what is left)" in (
+        capsys.readouterr().err)
+    monkeypatch.undo()
+    finished = (tmp_path / "a-out.png").read_bytes()
+    assert _batch(painting, tmp_path, "-n", "5", "--continue") == 0
+    err = capsys.readouterr().err
+    assert f"impasto: {tmp_path / 'a-out.png'} is already painted with these settings; skipped (--continue)" in err
+    assert f"impasto: resuming {tmp_path / 'b-out.png'} at step 3 of 5" in err
+    assert (tmp_path / "a-out.png").read_bytes() == finished
+    assert read_metadata(tmp_path / "b-out.png")["resumed_from"]["steps"] == 2
+    assert all(read_metadata(tmp_path / f"{name}-out.png")["steps"] == 5 for name in "abc")
+    assert _batch(painting, tmp_path, "-n", "6", "--continue") == 0  # other settings: painted afresh
+    assert all(read_metadata(tmp_path / f"{name}-out.png")["steps"] == 6 for name in "abc")
+    assert "skipped" not in capsys.readouterr().err
 
 
 def test_a_signal_before_a_photos_first_step_leaves_its_output_alone(painting, tmp_path, capsys, monkeypatch):
