@@ -121,10 +121,11 @@ def _expand(content: str, styles: list[str], quiet: bool) -> list[str]:
     if not photos:
         raise ImageError(f"{content}: folder holds no image files" + (" but paintings and earlier results"
                                                                          if images else ""))
-    left_out = len(images) - len(photos)
+    left_out = [Path(image).name for image in images if image not in photos]
     if left_out and not quiet:
-        print(f"impasto: note: {content}: leaving out {left_out} image{'s' if left_out > 1 else ''} that "
-              f"{'are' if left_out > 1 else 'is'} a painting or an earlier result", file=sys.stderr)
+        many = len(left_out) > 1
+        print(f"impasto: note: {content}: leaving out {len(left_out)} image{'s' if many else ''} that "
+              f"{'are' if many else 'is'} a painting or an earlier result: {_named(left_out)}", file=sys.stderr)
     return photos
 
 
@@ -340,7 +341,15 @@ def _check_shared_inputs(args: argparse.Namespace, config: Config, styles: list[
 
 
 def _check_no_two_alike(args: argparse.Namespace, jobs: list[Job]) -> None:
-    """No two photos of a batch may be written to the same file (-o or --plot)."""
+    """No photo given twice (a file, and in a folder given too, say), and no two photos of a batch
+    written to the same file (-o or --plot)."""
+    photos: set[str] = set()
+    for job in jobs:
+        if not isinstance(job.content, (str, os.PathLike)):
+            continue
+        if _file_key(job.content) in photos:
+            raise ConfigError(f"{job.content}: given twice as a photo; give it once")
+        photos.add(_file_key(job.content))
     for attr, what in (("output", "-o"), ("plot", "--plot")):
         first_of: dict[str, Job] = {}
         for job in jobs:
@@ -545,8 +554,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _not_painted(jobs: list[Job]) -> str:
     names = [Path(job.content).name for job in jobs]
-    return (f"{len(names)} photo{'s' if len(names) > 1 else ''} not painted: "
-            + ", ".join(names[:5]) + (", …" if len(names) > 5 else ""))
+    return f"{len(names)} photo{'s' if len(names) > 1 else ''} not painted: {_named(names)}"
+
+
+def _named(names: list[str]) -> str:
+    """Up to five names, then "…"."""
+    return ", ".join(names[:5]) + (", …" if len(names) > 5 else "")
 
 
 def _left_to_paint(job: Job, the_plan: Plan) -> str:
@@ -592,7 +605,7 @@ def _paint(args: argparse.Namespace, the_plan: Plan, job: Job, label: str, log: 
             try:
                 with interrupts.hold():  # the failure is what gets reported, a second signal or not
                     path, problem = _save_or_rescue(stopped, job.output)
-                kept = _kept(stopped, path, instead=bool(problem))
+                kept = _kept(stopped, path, bool(problem), args, job)
                 print(f"impasto: {problem + '; ' if problem else ''}{kept}", file=sys.stderr)
             except Unsaved as lost:
                 print(f"impasto: error: {lost}", file=sys.stderr)
@@ -602,13 +615,13 @@ def _paint(args: argparse.Namespace, the_plan: Plan, job: Job, label: str, log: 
     with interrupts.hold():
         path, problem = _save_or_rescue(result, job.output)
     if problem:
-        message = f"{problem}; {_kept(result, path, instead=True)}"
+        message = f"{problem}; {_kept(result, path, True, args, job)}"
         interrupts.abort_if_pending(message)
         if interrupts.signum is None:
             raise Unsaved(message)
         print(f"impasto: error: {message}", file=sys.stderr)  # the run stopped as asked: exit as a signal says
         return True
-    interrupts.abort_if_pending(_kept(result, path, instead=False))
+    interrupts.abort_if_pending(_kept(result, path, False, args, job))
     if job.plot:
         plot_losses(result.history, job.plot, the_plan.config.sizes(), title=f"{path.name}: loss per step")
     if not args.quiet:
@@ -624,15 +637,28 @@ def _paint(args: argparse.Namespace, the_plan: Plan, job: Job, label: str, log: 
         steps = f"{result.steps} step{'s' if result.steps != 1 else ''}"
         print(f"wrote {path} ({steps}, {timing}, stopped by {reason}{squeezed})", file=sys.stderr)
         if result.stopped_at:
-            print(f"impasto: to go on where it stopped: impasto --resume {shlex.quote(str(path))}", file=sys.stderr)
+            print(f"impasto: to go on where it stopped: {_resume_command(path, args, job)}", file=sys.stderr)
     return True
 
 
-def _kept(result: Result, path: Path, instead: bool) -> str:
+def _kept(result: Result, path: Path, instead: bool, args: argparse.Namespace, job: Job) -> str:
     """Where ``result`` was kept (``instead`` of its output), and for a stopped run how to go on."""
     what = f"the best image so far (step {result.steps})" if result.stopped_at else "the painting"
     kept = f"{what} is kept in {path}{' instead' if instead else ''}"
-    return kept + (f"; to go on from it: impasto --resume {shlex.quote(str(path))}" if result.stopped_at else "")
+    return kept + (f"; to go on from it: {_resume_command(path, args, job)}" if result.stopped_at else "")
+
+
+def _resume_command(path: Path, args: argparse.Namespace, job: Job) -> str:
+    """The command that resumes the picture stopped in ``path``, with the run's log, plot and snapshots,
+    which --resume does not take from the picture."""
+    words = ["impasto", "--resume", str(path)]
+    if args.log_json:
+        words += ["--log-json", args.log_json]
+    if job.plot:
+        words += ["--plot", str(job.plot)]
+    if args.save_every:
+        words += ["--save-every", str(args.save_every), *(["--save-dir", args.save_dir] if args.save_dir else [])]
+    return shlex.join(words)
 
 
 ENLARGED = 4  # a photo enlarged more than this many times comes out soft: say so

@@ -235,6 +235,10 @@ def test_photos_with_the_same_name_need_index(painting, tmp_path, capsys):
     assert (f"{tmp_path / 'a/x.png'} and {tmp_path / 'b/x.png'} would be written to the same file, "
             f"{tmp_path / 'x.png'}; put {{index}} in it") in capsys.readouterr().err
     assert main([*argv, "-o", str(tmp_path / "{stem}-{index}.png")]) == 0
+    # One photo twice (here as a file and in its folder) is not two photos: {index} would paint it twice
+    argv = ["-c", str(tmp_path / "a"), "-c", str(tmp_path / "a/x.png"), painting, *QUICK]
+    assert main([*argv, "-o", str(tmp_path / "{stem}-{index}.png")]) == 2
+    assert capsys.readouterr().err == f"impasto: error: {tmp_path / 'a/x.png'}: given twice as a photo; give it once\n"
 
 
 def _write_photo(path: Path, seed: int) -> None:
@@ -589,10 +593,11 @@ def test_a_folder_painted_again_into_itself_leaves_out_its_painting_and_earlier_
     shutil.copy(images / "style/the_scream.jpg", folder / "scream.jpg")  # the painting, kept beside the photo
     argv = [str(folder), str(folder / "scream.jpg"), "-o", f"{folder}/", *QUICK[1:]]
     assert main(argv) == 0
-    assert f"impasto: note: {folder}: leaving out 1 image that is a painting or an earlier result" in \
+    assert f"impasto: note: {folder}: leaving out 1 image that is a painting or an earlier result: scream.jpg\n" in \
         capsys.readouterr().err
     assert main(argv) == 0  # the same command again: the result is not a photo to paint
-    assert "leaving out 2 images that are a painting or an earlier result" in capsys.readouterr().err
+    assert ("leaving out 2 images that are a painting or an earlier result: photo-scream.png, scream.jpg\n"
+            in capsys.readouterr().err)
     assert sorted(p.name for p in folder.iterdir()) == ["photo-scream.png", "photo.png", "scream.jpg"]
 
 
@@ -1021,7 +1026,8 @@ def test_signals_write_the_best_image_and_exit_130_or_143(photo, painting, tmp_p
         assert "\nstep 1/100000, " in "\n" + err  # a log says at once that the run started (the next line: step 10000)
         assert err.splitlines()[-2].startswith(f"wrote {out} (") and err.splitlines()[-2].endswith(
             f"stopped by {sig.name}: the best image so far)")
-        assert err.splitlines()[-1] == f"impasto: to go on where it stopped: impasto --resume {out}"
+        # with the run's log, which --resume does not take from the picture
+        assert err.splitlines()[-1] == f"impasto: to go on where it stopped: impasto --resume {out} --log-json {log}"
         with Image.open(out) as image:
             assert image.size == {signal.SIGINT: (40, 30), signal.SIGTERM: (34, 40)}[sig]  # the demo photo: 512×600
         meta = read_metadata(out)
