@@ -15,14 +15,14 @@ __version__ = "0.8.1"
 # The public names, each from the module that defines it. They are imported on first use, so that
 # the command line can answer Ctrl-C with one line even while torch is still loading.
 _PUBLIC = {
-    "Config": "config", "ConfigError": "errors", "ImageError": "errors", "ImpastoError": "errors",
+    "Callback": "optimize", "Config": "config", "ConfigError": "errors", "ImageSource": "imageio", "ImageError": "errors", "ImpastoError": "errors",
     "ProgressEvent": "optimize", "Result": "result", "ResumePoint": "resume", "WeightsError": "errors",
     "objective_for": "api", "read_image": "imageio", "read_metadata": "imageio", "resume_point": "resume",
     "save_image": "imageio",
     "stylize": "api",
 }
 __all__ = [
-    "Config", "ConfigError", "ImageError", "ImpastoError", "ProgressEvent", "Result", "ResumePoint",
+    "Callback", "Config", "ConfigError", "ImageError", "ImageSource", "ImpastoError", "ProgressEvent", "Result", "ResumePoint",
     "WeightsError", "__version__", "objective_for", "read_image", "read_metadata", "resume_point", "save_image",
     "stylize",
 ]
@@ -31,8 +31,8 @@ if TYPE_CHECKING:
     from .api import objective_for, stylize
     from .config import Config
     from .errors import ConfigError, ImageError, ImpastoError, WeightsError
-    from .imageio import read_image, read_metadata, save_image
-    from .optimize import ProgressEvent
+    from .imageio import ImageSource, read_image, read_metadata, save_image
+    from .optimize import Callback, ProgressEvent
     from .result import Result
     from .resume import ResumePoint, resume_point
 

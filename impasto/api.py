@@ -43,12 +43,18 @@ def stylize(
 ) -> Result:
     """Paint ``content`` in the style of ``style`` (one image, or several blended).
 
-    Images may be paths, PIL images, arrays (H, W[, C]) or tensors (3, H, W) in [0, 1]. ``callback``
-    receives a ``ProgressEvent`` after every step and may return True to stop early. ``resume`` goes
-    on with a stopped run (its cancelled ``Result``, or the file it was saved to) from the size and
-    step where it stopped; the inputs and settings must be the same, bar ``MACHINE_SETTINGS``. The
-    optimizer's memory starts afresh, so the picture is alike, not identical to an uninterrupted
-    run's. Raises ``ImpastoError`` subclasses for bad inputs or settings; never prints.
+    Images may be paths, PIL images, arrays (H, W[, C]) or tensors ((1,) 3, H, W, or grey H, W) in
+    [0, 1] (whole-number types in their own range). ``callback`` receives a ``ProgressEvent`` after
+    every step and may return True to stop early. ``resume`` goes on with a stopped run (its
+    cancelled ``Result``, or the file it was saved to) from the size and step where it stopped; the
+    inputs and settings must be the same, bar device, precision and max_memory. The optimizer's
+    memory starts afresh, so the picture is alike, not identical to an uninterrupted run's.
+
+    The Result's ``stop_reason`` says how the run ended: "iterations", "tolerance" (the loss
+    stalled), "cancelled" (the callback asked, or an exception stopped it) or "diverged". An
+    exception raised by the callback or during the run (a KeyboardInterrupt, out of memory) comes
+    out of ``stylize`` with the best image so far as its ``result`` attribute (once a picture
+    exists). Raises ``ImpastoError`` subclasses for bad inputs or settings; never prints.
     """
     config = checked_config(config)
     if callback is not None and not callable(callback):

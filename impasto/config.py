@@ -14,6 +14,7 @@ import math
 import numbers
 import os
 import re
+import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -301,6 +302,22 @@ def _naming_unknown_settings(generated_init: Any) -> Any:
 
 
 Config.__init__ = _naming_unknown_settings(Config.__init__)  # type: ignore[method-assign]
+
+
+def _settings_doc() -> str:
+    """Every setting with its default and meaning, by group, for ``help(Config)`` (the text the
+    command line's --help shows too)."""
+    lines = ["", "Settings, by group (name = default: meaning):"]
+    for group in dict.fromkeys(f.metadata["group"] for f in dataclasses.fields(Config)):
+        lines += ["", f"{group}:"]
+        for f in dataclasses.fields(Config):
+            if f.metadata["group"] == group:
+                lines += textwrap.wrap(f"{f.name} = {f.default!r}: {f.metadata['help']}", 100,
+                                       initial_indent="    ", subsequent_indent="        ")
+    return "\n".join(f"    {line}" if line else "" for line in lines)
+
+
+Config.__doc__ = (Config.__doc__ or "").rstrip() + "\n" + _settings_doc() + "\n"
 
 
 def check_device(name: str) -> None:

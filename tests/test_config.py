@@ -1,3 +1,4 @@
+import dataclasses
 import inspect
 import json
 from pathlib import Path
@@ -191,3 +192,9 @@ def test_settings_are_read_from_text_one_way_for_every_front_end():
                              ("iterations", "1e308", "too large")):
         with pytest.raises(ConfigError, match=f"^'{text}' is (not )?{kind}$"):
             parse_setting(name, text)
+
+
+def test_help_on_config_lists_every_setting_with_its_default_and_meaning():
+    doc = " ".join(Config.__doc__.split())  # unwrapped
+    for f in dataclasses.fields(Config):
+        assert f"{f.name} = {f.default!r}: {' '.join(f.metadata['help'].split())}" in doc, f.name
