@@ -511,15 +511,14 @@ def run(args: argparse.Namespace) -> int:
             for index, job in enumerate(the_plan.jobs):
                 label = f"[{index + 1}/{len(the_plan.jobs)}] {Path(job.content).name}" if the_plan.batch else ""
                 done = index + 1  # the photos painted (or failed) so far
-                left = _left_to_paint(job, the_plan) if args.continue_run else "all"
-                if left == "nothing":
+                finished, resume = _continuing(args, job, the_plan) if args.continue_run else (False, args.resume)
+                if finished:
                     if not args.quiet:
                         print(f"impasto: {job.output} is already painted with these settings; skipped (--continue)",
                               file=sys.stderr)
                     continue
                 try:
-                    if not _paint(args, the_plan, job, label, log, interrupts,
-                                  resume=job.output if left == "the rest" else args.resume):
+                    if not _paint(args, the_plan, job, label, log, interrupts, resume):
                         done = index
                 except Interrupted as exc:  # a second signal: quit at once, naming the photos left unpainted
                     if the_plan.batch:
@@ -562,22 +561,37 @@ def _named(names: list[str]) -> str:
     return ", ".join(names[:5]) + (", …" if len(names) > 5 else "")
 
 
-def _left_to_paint(job: Job, the_plan: Plan) -> str:
-    """For --continue: "nothing" when ``job``'s output is already its painting with these settings and
-    inputs, "the rest" when it is that run stopped part way, "all" otherwise (none, or another's)."""
-    meta = read_metadata(job.output) if job.output.is_file() else None
+def _continuing(args: argparse.Namespace, job: Job, the_plan: Plan) -> tuple[bool, Path | None]:
+    """For --continue: whether ``job``'s output is already its painting with these settings and inputs,
+    and if not, the picture to go on from: that run stopped part way in the output, or, when the
+    output is missing or another run's, its latest --save-every snapshot (a run killed outright)."""
+    state = _run_of(job.output, job, the_plan)
+    if state != "other":
+        return state == "finished", job.output if state == "stopped" else None
+    folder = Path(args.save_dir) if args.save_dir else job.output.parent
+    named = re.compile(rf"{re.escape(job.output.stem)}-step(\d{{5,}})\.png")  # as _snapshot_path names them
+    steps = {int(m[1]): folder / m[0] for m in (named.fullmatch(p.name) for p in
+                                                 (folder.iterdir() if folder.is_dir() else [])) if m}
+    return False, next((steps[step] for step in sorted(steps, reverse=True)
+                        if _run_of(steps[step], job, the_plan) == "stopped"), None)
+
+
+def _run_of(path: Path, job: Job, the_plan: Plan) -> str:
+    """What the picture in ``path`` is to ``job``: "finished" when it is its painting with these settings
+    and inputs, "stopped" when it is that run stopped part way, "other" otherwise (none, or another's)."""
+    meta = read_metadata(path) if path.is_file() else None
     inputs = meta.get("inputs") if meta else None
     if not isinstance(inputs, dict) or "config" not in meta:
-        return "all"
+        return "other"
     try:
         saved = Config.from_saved(meta["config"])
     except (ConfigError, TypeError):
-        return "all"
+        return "other"
     same_inputs = (inputs.get("content") == fingerprint(job.content)
                    and inputs.get("style") == [fingerprint(style) for style in the_plan.styles])
     if not same_inputs or differing_setting(the_plan.config, saved):
-        return "all"
-    return "the rest" if meta.get("stopped_at") else "nothing"
+        return "other"
+    return "stopped" if meta.get("stopped_at") else "finished"
 
 
 def _paint(args: argparse.Namespace, the_plan: Plan, job: Job, label: str, log: TextIO | None,

@@ -163,6 +163,12 @@ def test_a_snapshot_can_be_resumed_as_a_stopped_picture(photo, painting, tmp_pat
     meta = read_metadata(resumed)
     assert meta["steps"] == 8 and meta["stop_reason"] == "iterations" and meta["resumed_from"]["steps"] == 3
     assert sorted(p.name for p in steps.iterdir()) == ["out-step00003.png", "out-step00006.png"]  # none resumed
+    # --continue takes the latest snapshot up by itself when the painting is missing (the run was killed)
+    out.unlink()
+    assert main([photo, painting, "-o", str(out), *QUICK[1:], "-n", "8", "--save-every", "3", "--save-dir",
+                 str(steps), "--continue"]) == 0
+    assert f"impasto: resuming {steps / 'out-step00006.png'} at step 7 of 8" in capsys.readouterr().err
+    assert read_metadata(out)["resumed_from"]["steps"] == 6 and read_metadata(out)["steps"] == 8
     old = tmp_path / "old.png"  # a snapshot of impasto before 0.9.0 recorded only its step and losses
     save_image(read_image(steps / "out-step00003.png"), old, metadata={"step": 3, "loss": 1.0, "losses": {}})
     assert main(["--resume", str(old)]) == 2
