@@ -442,7 +442,10 @@ def load_extractor(weights: str | None, pooling: str, layers: tuple[str, ...], d
     """The frozen VGG-19 for these settings, loaded once per process (batches reuse it)."""
     # channels-last is oneDNN's and cuDNN's fast layout; MPS is left in the plain one.
     channels_last = not device.startswith("mps")
-    return VGGFeatures(load_weights(weights), layers, pooling, channels_last, checkpointed).to(device)
+    # Never inference tensors, whatever mode the first caller was in: autograd cannot save them, and the
+    # network is cached for every later run.
+    with torch.inference_mode(False):
+        return VGGFeatures(load_weights(weights), layers, pooling, channels_last, checkpointed).to(device)
 
 
 def fingerprint(source: ImageSource) -> str:
