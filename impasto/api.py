@@ -62,16 +62,16 @@ def stylize(
     started = time.perf_counter()
     styles = _style_list(style)
     images = _read_images(content, styles, config, config.painted_sizes())
-    inputs = _inputs(content, styles, config)
+    inputs = input_record(content, styles, config)
     point, stopped_image = (resumed_run(resume, config, inputs, tuple(images.photo.shape[1:]))
                             if resume is not None else (None, None))
     bfloat16 = uses_bfloat16(config.precision, images.device)
     memory = _planned_memory(config, images, bfloat16)
     # What every Result of the run records besides its picture and progress
-    record = {"inputs": inputs, "checkpointed": memory.checkpointed, "bfloat16": bfloat16,
+    result_fields = {"inputs": inputs, "checkpointed": memory.checkpointed, "bfloat16": bfloat16,
               "machine": machine(images.device)}
     painting = _Painting(config, images, _extractor(config, images.device, memory.checkpointed), callback,
-                         point, stopped_image, record)
+                         point, stopped_image, result_fields)
     setup = time.perf_counter() - started
     painting.paint()
     state = painting.state
@@ -83,7 +83,7 @@ def stylize(
     total = time.perf_counter() - started
     result = Result(image, config, state.history, {"setup": setup, "optimize": total - setup, "total": total},
                     state.stop_reason, stopped_at=painting.stopped_at, resumed_from=painting.resumed_from,
-                    image_step=state.best_step, **record)
+                    image_step=state.best_step, **result_fields)
     if state.interrupted is not None:  # a callback's error or Ctrl-C: raised, carrying the best image so far
         state.interrupted.result = result
         raise state.interrupted
@@ -115,9 +115,10 @@ class _Painting:
     """
 
     def __init__(self, config: Config, images: _Images, extractor: VGGFeatures, callback: Callback | None,
-                 point: ResumePoint | None, stopped_image: torch.Tensor | None, record: dict[str, Any]) -> None:
+                 point: ResumePoint | None, stopped_image: torch.Tensor | None, result_fields: dict[str, Any]
+                 ) -> None:
         self.config, self.images, self.extractor, self.callback = config, images, extractor, callback
-        self.point, self.stopped_image, self.record = point, stopped_image, record
+        self.point, self.stopped_image, self.result_fields = point, stopped_image, result_fields
         self.resumed_from = point and {"steps": point.steps, "seconds": point.seconds}
         self.sizes, self.steps = config.sizes(), config.steps_per_size()
         self.grey = config.preserve_color == "luminance"
@@ -126,8 +127,8 @@ class _Painting:
         # strength asks, up to 1 (with no style to paint, strength 0, the photo comes back).
         self.recolour = min(1.0, config.strength) if config.style_weight else 0.0
         # A resumed run's count of steps and its clock go on from where it stopped.
-        self.state = (LoopState(point.total, len(self.sizes), point.steps, time.perf_counter() - point.seconds)
-                      if point else LoopState(sum(self.steps), len(self.sizes)))
+        self.state = (LoopState(point.total, len(self.sizes), point.steps, time.perf_counter() - point.seconds,
+                                best_step=point.steps) if point else LoopState(sum(self.steps), len(self.sizes)))
         self.image: torch.Tensor | None = None
         self.stopped_at: dict[str, int] | None = None
         self._first: Objective | None = None  # the first size's, which the composition term scores
@@ -166,7 +167,7 @@ class _Painting:
         start = self._start(content_image, style_images, masks)
         state.stop_reason, before = "iterations", state.step
         callback = self.callback and functools.partial(self._with_stop_record, self.callback, scale, size,
-                                                       before - self._done)
+                                                       iterations)
         if self.grey:
             callback = _in_color(callback, resize_to_long_edge(self.images.photo, size))
         self.image = optimize(start[None].to(self.images.device), objective, optimizer=self.config.optimizer,
@@ -177,17 +178,23 @@ class _Painting:
             self._note_stop(scale, size, iterations, state.step - before)
         return state.stop_reason not in ("cancelled", "diverged")
 
-    def _with_stop_record(self, callback: Callback, scale: int, size: int, first_step: int,
+    def _with_stop_record(self, callback: Callback, scale: int, size: int, iterations: int,
                           event: ProgressEvent) -> bool | None:
-        """Call ``callback`` with an event that knows how to stop here (``ProgressEvent.stopped_here``):
-        size number ``scale`` (``size`` px) had made ``first_step`` steps of the run before its own."""
+        """Call ``callback`` with an event that knows how to stop here (``ProgressEvent.stopped_here``),
+        at size number ``scale`` (``size`` px, at most ``iterations`` steps)."""
         def stopped_here(event: ProgressEvent) -> Result:
-            stopped_at = {"size_index": scale, "size": size, "steps_at_size": event.step - first_step}
+            stopped_at = {"size_index": scale, "size": size,
+                          "steps_at_size": self._steps_at_size(scale, iterations, event.total, event.step)}
             seconds = event.elapsed - (self.point.seconds if self.point else 0.0)
             return Result(event.image, self.config, list(self.state.history), {"total": seconds}, "cancelled",
                           stopped_at=stopped_at, resumed_from=self.resumed_from, image_step=event.step,
-                          **self.record)
-        return callback(dataclasses.replace(event, as_stopped=stopped_here))
+                          **self.result_fields)
+        return callback(dataclasses.replace(event, _as_stopped=stopped_here))
+
+    def _steps_at_size(self, scale: int, iterations: int, total: int, step: int) -> int:
+        """Steps made at size number ``scale`` after ``step`` steps of a run of at most ``total``: all of
+        its ``iterations`` once its loss has stalled (the total dropped the steps it will not make)."""
+        return iterations - (total - step - sum(self.steps[scale + 1:]))
 
     def _objective(self, content_image: torch.Tensor, style_images: list[torch.Tensor],
                    masks: list[torch.Tensor] | None) -> Objective | WithComposition:
@@ -210,9 +217,9 @@ class _Painting:
         """A stop request during size number ``scale``, after ``made`` steps of this call there: where
         the run stopped, unless that was its last step anyway."""
         state = self.state
-        left_here = state.total - state.step - sum(self.steps[scale + 1:])  # 0 once this size has stalled
         if state.total > state.step:
-            self.stopped_at = {"size_index": scale, "size": size, "steps_at_size": iterations - left_here}
+            self.stopped_at = {"size_index": scale, "size": size,
+                               "steps_at_size": self._steps_at_size(scale, iterations, state.total, state.step)}
         else:  # the stop came with the run's last step: it had nothing left to do
             state.stop_reason = "iterations" if self._done + made == iterations else "tolerance"
 
@@ -356,7 +363,7 @@ def _in_color(callback: Callback | None, photo: torch.Tensor) -> Callback | None
         event, image=with_chroma_of(event.image, photo.to(event.image.device))))
 
 
-def _inputs(content: ImageSource, styles: list[ImageSource], config: Config) -> dict[str, Any]:
+def input_record(content: ImageSource, styles: list[ImageSource], config: Config) -> dict[str, Any]:
     """SHA-256 of every input (the weights file too), and the absolute paths of those given as files
     (None otherwise)."""
     inputs: dict[str, Any] = {"content": fingerprint(content), "style": [fingerprint(s) for s in styles],

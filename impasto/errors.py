@@ -25,7 +25,8 @@ class WeightsError(ImpastoError):
 
 # What the command line says of a signal that stops it before the painting starts (while torch loads, say),
 # and of a second one, which quits at once.
-BEFORE_PAINTING = "interrupted before the painting started; nothing was written"
+NOTHING_WRITTEN = "before the painting started; nothing was written"
+BEFORE_PAINTING = f"interrupted {NOTHING_WRITTEN}"
 AGAIN = "interrupted again: quit at once, without saving the picture"
 
 
@@ -34,6 +35,7 @@ class Interrupted(KeyboardInterrupt):
     plain KeyboardInterrupt, which ends a run keeping its best image on the exception's ``result``, it
     goes straight through: the command line's second Ctrl-C aborts at once."""
 
-    def __init__(self, exit_code: int = 130, message: str = "") -> None:
+    def __init__(self, exit_code: int = 130, message: str = "", after_writing: bool = False) -> None:
         super().__init__(*([message] if message else []))
-        self.exit_code = exit_code
+        # ``after_writing``: it came while a picture was written, and waited until it was whole
+        self.exit_code, self.after_writing = exit_code, after_writing

@@ -45,8 +45,9 @@ METADATA_KEY = "impasto"
 # its size can be checked (a bomb), an EPS is run by Ghostscript. (A camera's MPO is read as a JPEG.)
 READ_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF", "PPM")
 
-# What a damaged file raises while Pillow decodes it.
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error)
+# What a damaged file raises while Pillow reads its header (besides its OSError), and while it decodes it.
+_HEADER_ERRORS = (SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error)
+_DECODE_ERRORS = (OSError, *_HEADER_ERRORS)
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
 _ALPHA = ("RGBA", "RGBa", "LA", "La", "PA")
 
@@ -105,7 +106,7 @@ def _read_file(path: Path, max_pixels: int, background: float) -> torch.Tensor:
             if os.fstat(file.fileno()).st_size == 0:
                 raise ImageError(f"{path}: an empty file (0 bytes), not an image")
             # The size limit that Pillow's bomb warning stands for is enforced by _check_size.
-            with _pillow_quietly(), Image.open(file, formats=READ_FORMATS) as im:
+            with _pillow_quietly(), _opened(file, path) as im:
                 try:
                     _check_size(im, str(path), max_pixels)
                     try:
@@ -131,7 +132,14 @@ def _read_file(path: Path, max_pixels: int, background: float) -> torch.Tensor:
     except OSError as e:  # one with no errno is Pillow's: a header it could not parse
         raise ImageError(f"{path}: cannot read ({e.strerror})" if e.errno else f"{path}: truncated or corrupt image"
                          ) from None
-    except _DECODE_ERRORS:  # a header Pillow could not parse (a PPM's raises ValueError)
+
+
+def _opened(file: IO[bytes], path: Path) -> Image.Image:
+    """Pillow's image of an open file, its header read; a header that Pillow cannot parse is a
+    truncated or corrupt image (a PPM's raises ValueError; the OSErrors are read_image's to name)."""
+    try:
+        return Image.open(file, formats=READ_FORMATS)
+    except _HEADER_ERRORS:
         raise ImageError(f"{path}: truncated or corrupt image") from None
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,7 +19,9 @@ import torch
 from .errors import ImpastoError, Interrupted
 from .imageio import with_margin, without_margin
 from .objective import Objective, WithComposition
-from .result import Result
+
+if TYPE_CHECKING:
+    from .result import Result
 
 # Steps over which the relative decrease of the loss is averaged for the stopping test.
 TOLERANCE_WINDOW = 10
@@ -47,16 +50,16 @@ class ProgressEvent:
     elapsed: float  # seconds since the run started (a resumed run's include those of the part before its stop)
     image: torch.Tensor = field(repr=False)  # the current pixels (3, H, W) in [0, 1], a copy the callback may keep
     # Set by stylize: builds ``stopped_here``'s Result (a run's context, which this loop does not know).
-    as_stopped: Callable[[ProgressEvent], Result] | None = field(default=None, repr=False, compare=False)
+    _as_stopped: Callable[[ProgressEvent], Any] | None = field(default=None, repr=False, compare=False)
 
     def stopped_here(self) -> Result:
         """The run as if it had stopped after this step: a cancelled ``Result`` of ``image`` (at this
         size's resolution) whose ``save`` writes a picture that ``stylize(..., resume=)`` and ``impasto
         --resume`` go on from. Saved every so often, it keeps a long run safe from a crash or a kill,
         which leave no stopped picture. Only the events of ``stylize`` have it."""
-        if self.as_stopped is None:
+        if self._as_stopped is None:
             raise ImpastoError("stopped_here: only the progress events of impasto.stylize know their run")
-        return self.as_stopped(self)
+        return self._as_stopped(self)
 
 
 # Return True to stop the run after this step (the best image so far is kept). Only a bool (Python's,

@@ -76,16 +76,16 @@ def resume_point(stopped: Result | str | os.PathLike, config: Config) -> ResumeP
 def resumed_run(stopped: Result | str | os.PathLike, config: Config, inputs: dict[str, Any],
                 photo_shape: tuple[int, int]) -> tuple[ResumePoint, torch.Tensor]:
     """``resume_point(stopped, config)`` and the stopped picture (3, H, W), after checking that it was
-    painted from the same ``inputs`` (as ``api._inputs`` fingerprints them) and is of the output's shape
+    painted from the same ``inputs`` (as ``api.input_record`` fingerprints them) and is of the output's shape
     for a photo of ``photo_shape`` (H, W), or of the shape of the size it stopped at (a picture saved
     by ``ProgressEvent.stopped_here``)."""
     point, name = resume_point(stopped, config), _resume_name(stopped)
-    for key, what in (("content", "content image"), ("style", "style images"), ("init", "init image"),
-                      ("masks", "masks"), ("weights", "weights file")):
-        if point.inputs.get(key) != inputs.get(key):
-            hint = ("; a file is fingerprinted by its bytes, an image in memory by its pixels: give it as then"
-                    if _given_in_memory(point.inputs, key) != _given_in_memory(inputs, key) else "")
-            raise ImageError(f"{name}: painted from other {what} (their SHA-256 differs{hint})")
+    differing = differing_input(point.inputs, inputs)
+    if differing:
+        key, what = differing
+        hint = ("; a file is fingerprinted by its bytes, an image in memory by its pixels: give it as then"
+                if _given_in_memory(point.inputs, key) != _given_in_memory(inputs, key) else "")
+        raise ImageError(f"{name}: painted from other {what} (their SHA-256 differs{hint})")
     image = stopped.image if isinstance(stopped, Result) else read_image(stopped, what="image to resume")
     shape = long_edge_shape(*photo_shape, config.max_size)
     if tuple(image.shape[1:]) not in (shape, long_edge_shape(*photo_shape, point.size)):
@@ -101,6 +101,16 @@ def differing_setting(config: Config, saved: Config) -> tuple[str, Any, Any] | N
         ours, theirs = (_as_compared(c, f.name) for c in (config, saved))
         if f.name not in MACHINE_SETTINGS and ours != theirs:
             return f.name, ours, theirs
+    return None
+
+
+def differing_input(recorded: dict[str, Any], inputs: dict[str, Any]) -> tuple[str, str] | None:
+    """The first input whose SHA-256 differs between a picture's ``recorded`` inputs and the ``inputs``
+    of a run (as ``api.input_record`` gives them): (its key, what it is); None when all are the same."""
+    for key, what in (("content", "content image"), ("style", "style images"), ("init", "init image"),
+                      ("masks", "masks"), ("weights", "weights file")):
+        if recorded.get(key) != inputs.get(key):
+            return key, what
     return None
 
 

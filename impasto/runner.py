@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import __version__
-from .api import check_one_each, fingerprint, stylize
+from .api import check_one_each, fingerprint, input_record, stylize
 from .device import machine, resolve_device, uses_bfloat16
 from .result import Result
-from .resume import differing_setting, resume_point
+from .resume import differing_input, differing_setting, resume_point
 from .cli import EXIT_FAILED, EXIT_OK, as_typed, config_from_args, config_to_toml
 from .config import INITS, Config
-from .errors import AGAIN, EXIT_SIGNAL, ConfigError, ImageError, ImpastoError, Interrupted
+from .errors import AGAIN, EXIT_SIGNAL, NOTHING_WRITTEN, ConfigError, ImageError, ImpastoError, Interrupted
 from .imageio import READ_FORMATS, SAVE_FORMATS, check_writable, header_size, read_image, read_metadata, sidecar_path
 from .optimize import ProgressEvent
 from .plot import PLOT_FORMATS, loss_kinds, plot_losses
@@ -121,7 +121,8 @@ def _expand(content: str, styles: list[str], quiet: bool) -> list[str]:
     if not photos:
         raise ImageError(f"{content}: folder holds no image files" + (" but paintings and earlier results"
                                                                          if images else ""))
-    left_out = [Path(image).name for image in images if image not in photos]
+    kept = set(photos)
+    left_out = [Path(image).name for image in images if image not in kept]
     if left_out and not quiet:
         many = len(left_out) > 1
         print(f"impasto: note: {content}: leaving out {len(left_out)} image{'s' if many else ''} that "
@@ -146,9 +147,6 @@ def _plan_rerun(args: argparse.Namespace) -> Plan:
         print(f"impasto: note: {source} was made by impasto {meta.get('impasto')}, this is {__version__}; "
               "the result may differ", file=sys.stderr)
     config = config_from_args(args, _recorded_config(meta, source, inputs, paths))
-    if args.rerun and not args.quiet:
-        for note in _rerun_differences(source, meta, config):
-            print(f"impasto: note: {note}", file=sys.stderr)
     new_name = source.name if args.resume else f"{source.stem}-rerun{source.suffix}"
     if not args.output:
         args.output = str(source.with_name(new_name))
@@ -156,6 +154,9 @@ def _plan_rerun(args: argparse.Namespace) -> Plan:
         args.output = os.path.join(args.output, new_name)
     if args.print_config:
         return Plan(config, [], [], False)
+    if args.rerun and not args.quiet:
+        for note in _rerun_differences(source, meta, config):
+            print(f"impasto: note: {note}", file=sys.stderr)
     styles = [_demo_style_if_drawn(p, h) for p, h in zip(paths["style"], inputs["style"])]
     _check_unchanged(source, verb, config, inputs, paths, styles)
     if args.resume:  # a run that cannot go on is refused before any output is touched (the rest: stylize)
@@ -402,7 +403,7 @@ def _check_nothing_overwritten(args: argparse.Namespace, config: Config, content
     if args.save_every:  # no other output may have a snapshot's name (OUT-step00050.png)
         snapshot_names = {(_file_key(_snapshot_path(args, job, 0).parent), job.output.stem) for job in jobs}
         for path, what in writes:
-            if any(_file_key(path.parent) == folder and re.fullmatch(re.escape(stem) + r"-step\d{5}\.png", path.name)
+            if any(_file_key(path.parent) == folder and _snapshot_step(path.name, stem) is not None
                    for folder, stem in snapshot_names):
                 raise ConfigError(f"{path}: {what} has the name of a --save-every snapshot")
     written: dict[str, str] = {}
@@ -490,14 +491,8 @@ def _check_folder_writable(folder: Path, name: str) -> None:
 def run(args: argparse.Namespace) -> int:
     """Carry out parsed arguments; ImpastoError for bad input (the caller reports it)."""
     the_plan = plan(args)
-    if args.print_config:  # UTF-8 whatever the console's code page: it is a TOML file
-        text, binary = config_to_toml(the_plan.config), getattr(sys.stdout, "buffer", None)
-        if binary is None:  # a text stream put in place of stdout: it takes text
-            print(text, end="")
-        else:
-            sys.stdout.flush()
-            binary.write(text.encode("utf-8"))
-            binary.flush()
+    if args.print_config:
+        _print_config(the_plan.config)
         return EXIT_OK
     _say_device(the_plan.config, args.quiet)
     if not args.quiet:
@@ -509,37 +504,21 @@ def run(args: argparse.Namespace) -> int:
     try:
         with Interrupts(say=not args.quiet) as interrupts:
             for index, job in enumerate(the_plan.jobs):
-                label = f"[{index + 1}/{len(the_plan.jobs)}] {Path(job.content).name}" if the_plan.batch else ""
-                done = index + 1  # the photos painted (or failed) so far
-                finished, resume = _continuing(args, job, the_plan) if args.continue_run else (False, args.resume)
-                if finished:
-                    if not args.quiet:
-                        print(f"impasto: {job.output} is already painted with these settings; skipped (--continue)",
-                              file=sys.stderr)
-                    continue
+                interrupts.painting = False  # until this photo's first step: a signal now leaves it unpainted
                 try:
-                    if not _paint(args, the_plan, job, label, log, interrupts, resume):
-                        done = index
+                    over = _paint_or_skip(args, the_plan, index, job, log, interrupts)
                 except Interrupted as exc:  # a second signal: quit at once, naming the photos left unpainted
-                    if the_plan.batch:
-                        exc.args = (f"{exc}; {_not_painted(the_plan.jobs[index:])}",)
+                    left = the_plan.jobs[index + exc.after_writing:]
+                    if the_plan.batch and left:
+                        exc.args = (f"{exc}; {_not_painted(left)}",)
                     raise
                 except ImpastoError as exc:
                     if not the_plan.batch:
                         raise
-                    failed += 1
-                    photo = "" if str(job.content) in str(exc) else f"photo {job.content}"  # a mask's error, say
-                    skipped = "" if isinstance(exc, Unsaved) else "skipped"  # painted, and kept elsewhere
-                    said = ", ".join(filter(None, (photo, skipped)))
-                    print(f"impasto: error: {exc}{f' ({said})' if said else ''}", file=sys.stderr)
+                    failed, over = failed + 1, True
+                    _say_failed(job, exc)
                 if interrupts.signum is not None:
-                    name, left = signal.Signals(interrupts.signum).name, the_plan.jobs[done:]
-                    if the_plan.batch and left:
-                        print(f"impasto: stopped by {name}; {_not_painted(left)} (the same command with --continue "
-                              "paints what is left)", file=sys.stderr)
-                    elif left:
-                        print(f"impasto: stopped by {name} before the painting started; nothing was written",
-                              file=sys.stderr)
+                    _say_stopped(interrupts.signum, the_plan, the_plan.jobs[index + over:])
                     return EXIT_SIGNAL[interrupts.signum]
     finally:
         if log:
@@ -549,6 +528,49 @@ def run(args: argparse.Namespace) -> int:
         print(f"impasto: {failed} of {len(the_plan.jobs)} photos failed", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _print_config(config: Config) -> None:
+    """--print-config: the settings as TOML, in UTF-8 whatever the console's code page."""
+    text, binary = config_to_toml(config), getattr(sys.stdout, "buffer", None)
+    if binary is None:  # a text stream put in place of stdout: it takes text
+        print(text, end="")
+        return
+    sys.stdout.flush()
+    binary.write(text.encode("utf-8"))
+    binary.flush()
+
+
+def _paint_or_skip(args: argparse.Namespace, the_plan: Plan, index: int, job: Job, log: TextIO | None,
+                   interrupts: "Interrupts") -> bool:
+    """Paint photo number ``index`` (with --continue, only what is left of it); whether it is over
+    (painted or skipped), rather than left unpainted by a signal before its first step."""
+    finished, resume = _continuing(args, job, the_plan) if args.continue_run else (False, args.resume)
+    if finished:
+        if not args.quiet:
+            print(f"impasto: {job.output} is already painted with these settings; skipped (--continue)",
+                  file=sys.stderr)
+        return True
+    label = f"[{index + 1}/{len(the_plan.jobs)}] {Path(job.content).name}" if the_plan.batch else ""
+    return _paint(args, the_plan, job, label, log, interrupts, resume)
+
+
+def _say_failed(job: Job, exc: ImpastoError) -> None:
+    """A batch's photo that failed, named, and whether its painting was skipped or kept elsewhere."""
+    photo = "" if str(job.content) in str(exc) else f"photo {job.content}"  # a mask's error, say
+    skipped = "" if isinstance(exc, Unsaved) else "skipped"  # painted, and kept elsewhere
+    said = ", ".join(filter(None, (photo, skipped)))
+    print(f"impasto: error: {exc}{f' ({said})' if said else ''}", file=sys.stderr)
+
+
+def _say_stopped(signum: int, the_plan: Plan, left: list[Job]) -> None:
+    """A run stopped by a signal: the photos it left unpainted, and how to paint them."""
+    name = signal.Signals(signum).name
+    if the_plan.batch and left:
+        print(f"impasto: stopped by {name}; {_not_painted(left)} (the same command with --continue paints what "
+              "is left)", file=sys.stderr)
+    elif left:
+        print(f"impasto: stopped by {name} {NOTHING_WRITTEN}", file=sys.stderr)
 
 
 def _not_painted(jobs: list[Job]) -> str:
@@ -565,31 +587,29 @@ def _continuing(args: argparse.Namespace, job: Job, the_plan: Plan) -> tuple[boo
     """For --continue: whether ``job``'s output is already its painting with these settings and inputs,
     and if not, the picture to go on from: that run stopped part way in the output, or, when the
     output is missing or another run's, its latest --save-every snapshot (a run killed outright)."""
-    state = _run_of(job.output, job, the_plan)
+    inputs = input_record(job.content, the_plan.styles, the_plan.config)
+    state = _run_of(job.output, the_plan.config, inputs)
     if state != "other":
         return state == "finished", job.output if state == "stopped" else None
-    folder = Path(args.save_dir) if args.save_dir else job.output.parent
-    named = re.compile(rf"{re.escape(job.output.stem)}-step(\d{{5,}})\.png")  # as _snapshot_path names them
-    steps = {int(m[1]): folder / m[0] for m in (named.fullmatch(p.name) for p in
-                                                 (folder.iterdir() if folder.is_dir() else [])) if m}
-    return False, next((steps[step] for step in sorted(steps, reverse=True)
-                        if _run_of(steps[step], job, the_plan) == "stopped"), None)
+    folder = _snapshot_path(args, job, 0).parent
+    steps = {path: _snapshot_step(path.name, job.output.stem) for path in (folder.iterdir() if folder.is_dir() else [])}
+    latest_first = sorted((path for path, step in steps.items() if step is not None), key=steps.get, reverse=True)
+    return False, next((path for path in latest_first if _run_of(path, the_plan.config, inputs) == "stopped"), None)
 
 
-def _run_of(path: Path, job: Job, the_plan: Plan) -> str:
-    """What the picture in ``path`` is to ``job``: "finished" when it is its painting with these settings
-    and inputs, "stopped" when it is that run stopped part way, "other" otherwise (none, or another's)."""
-    meta = read_metadata(path) if path.is_file() else None
-    inputs = meta.get("inputs") if meta else None
-    if not isinstance(inputs, dict) or "config" not in meta:
-        return "other"
+def _run_of(path: Path, config: Config, inputs: dict[str, Any]) -> str:
+    """What the picture in ``path`` is to a run of ``config`` on ``inputs`` (``api.input_record``):
+    "finished" when it is that run's painting, "stopped" when it is that run stopped part way, "other"
+    otherwise (none, another run's, or a file whose metadata cannot be read, which is painted afresh)."""
     try:
-        saved = Config.from_saved(meta["config"])
-    except (ConfigError, TypeError):
+        meta = read_metadata(path) if path.is_file() else None
+        saved = Config.from_saved(meta["config"]) if meta and "config" in meta else None
+    except (ImpastoError, TypeError):
         return "other"
-    same_inputs = (inputs.get("content") == fingerprint(job.content)
-                   and inputs.get("style") == [fingerprint(style) for style in the_plan.styles])
-    if not same_inputs or differing_setting(the_plan.config, saved):
+    recorded = meta.get("inputs") if meta else None
+    if saved is None or not isinstance(recorded, dict) or differing_input(recorded, inputs):
+        return "other"
+    if differing_setting(config, saved):
         return "other"
     return "stopped" if meta.get("stopped_at") else "finished"
 
@@ -601,7 +621,6 @@ def _paint(args: argparse.Namespace, the_plan: Plan, job: Job, label: str, log: 
     was written (its output, if any, left as it was)."""
     if not args.quiet:
         _say_if_enlarged(job.content, the_plan.config)
-    interrupts.painting = False
     progress = Progress(args, job, label, log, interrupts, resume)
     try:
         try:
@@ -657,7 +676,7 @@ def _paint(args: argparse.Namespace, the_plan: Plan, job: Job, label: str, log: 
 
 def _kept(result: Result, path: Path, instead: bool, args: argparse.Namespace, job: Job) -> str:
     """Where ``result`` was kept (``instead`` of its output), and for a stopped run how to go on."""
-    what = f"the best image so far (step {result.steps})" if result.stopped_at else "the painting"
+    what = f"the best image so far (step {result.image_step or result.steps})" if result.stopped_at else "the painting"
     kept = f"{what} is kept in {path}{' instead' if instead else ''}"
     return kept + (f"; to go on from it: {_resume_command(path, args, job)}" if result.stopped_at else "")
 
@@ -741,6 +760,13 @@ def _snapshot_path(args: argparse.Namespace, job: Job, step: int) -> Path:
     """Where --save-every writes a photo's picture after ``step`` steps."""
     folder = Path(args.save_dir) if args.save_dir else job.output.parent
     return (folder / f"{job.output.stem}-step{step:05d}.png").resolve()
+
+
+def _snapshot_step(name: str, stem: str) -> int | None:
+    """The step of a file named as _snapshot_path names the snapshots of an output named ``stem``; None
+    for any other name."""
+    match = re.fullmatch(rf"{re.escape(stem)}-step(\d{{5,}})\.png", name)
+    return int(match[1]) if match else None
 
 
 def _say_device(config: Config, quiet: bool) -> None:
@@ -881,7 +907,7 @@ class Interrupts:
     def abort_if_pending(self, done: str) -> None:
         """Abort for a second signal that came while a result was written, saying what was."""
         if self.pending is not None:
-            raise Interrupted(self.pending, f"interrupted; {done}")
+            raise Interrupted(self.pending, f"interrupted; {done}", after_writing=True)
 
     def __exit__(self, *exc: Any) -> None:
         for sig, previous in self.previous.items():

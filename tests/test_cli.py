@@ -974,6 +974,40 @@ def test_a_stopped_batch_continues_with_what_is_left(painting, tmp_path, capsys,
     assert _batch(painting, tmp_path, "-n", "6", "--continue") == 0  # other settings: painted afresh
     assert all(read_metadata(tmp_path / f"{name}-out.png")["steps"] == 6 for name in "abc")
     assert "skipped" not in capsys.readouterr().err
+    (tmp_path / "b-out.png").write_bytes(b"not a picture")  # an output whose metadata cannot be read
+    assert _batch(painting, tmp_path, "-n", "6", "--continue") == 0  # is painted afresh, as without --continue
+    assert capsys.readouterr().err.count("skipped (--continue)") == 2
+    assert read_metadata(tmp_path / "b-out.png")["steps"] == 6
+
+
+def test_continue_paints_again_what_was_painted_from_another_start_image(photo, painting, tmp_path, capsys):
+    start, out = tmp_path / "start.png", tmp_path / "out.png"
+    _write_photo(start, 0)
+    shutil.copy(photo, tmp_path / "photo.jpg")
+    argv = [str(tmp_path / "photo.jpg"), painting, "-o", str(out), *QUICK[1:], "--init", str(start), "--continue"]
+    assert main(argv) == 0
+    assert main(argv) == 0 and "skipped (--continue)" in capsys.readouterr().err
+    _write_photo(start, 1)  # the same settings, but another start image
+    before = out.read_bytes()
+    assert main(argv) == 0 and "skipped" not in capsys.readouterr().err
+    assert out.read_bytes() != before
+
+
+def test_a_second_signal_while_a_batchs_picture_is_written_names_only_the_photos_after_it(
+        painting, tmp_path, capsys, monkeypatch):
+    real_save = runner._save_or_rescue
+
+    def signal_then_save(result, output):  # Ctrl-C again while b's stopped picture is written: b is kept
+        if output.name == "b-out.png":
+            signal.raise_signal(signal.SIGINT)
+        return real_save(result, output)
+
+    _signals_in_runs(monkeypatch, signal.SIGINT, step=2, photo="b")
+    monkeypatch.setattr("impasto.runner._save_or_rescue", signal_then_save)
+    assert _batch(painting, tmp_path, "-n", "5") == 130
+    assert capsys.readouterr().err.endswith(f"impasto: error: interrupted; the best image so far (step 2) is kept in "
+                                            f"{tmp_path / 'b-out.png'}; to go on from it: impasto --resume "
+                                            f"{tmp_path / 'b-out.png'}; 1 photo not painted: c.png\n")
 
 
 def test_a_signal_before_a_photos_first_step_leaves_its_output_alone(painting, tmp_path, capsys, monkeypatch):

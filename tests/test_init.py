@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import typing
 
 import pytest
 
@@ -22,3 +23,9 @@ def test_public_names():
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         impasto.nope
     assert impasto.api.stylize is impasto.stylize  # submodules load on first use too
+
+
+def test_type_hints_of_the_public_classes_resolve():
+    # Tools that read them at run time (typing.get_type_hints) must find every name they use.
+    for name in ("Config", "ProgressEvent", "Result", "ResumePoint"):
+        assert typing.get_type_hints(getattr(impasto, name))

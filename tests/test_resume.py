@@ -75,6 +75,20 @@ def test_a_progress_event_gives_a_picture_to_resume_from_as_if_stopped_there(sto
         impasto.ProgressEvent(1, 1, 0, 1, 0.0, {}, 0.0, torch.zeros(3, 2, 2)).stopped_here()
 
 
+def test_a_record_of_the_step_where_the_loss_stalled_has_nothing_left_to_paint(images):
+    # The run ends there ("tolerance"): going on from that step must not paint the steps it never would.
+    photo, art = images / "content/golden_gate.jpg", images / "style/starry_night.jpg"
+    config = impasto.Config(max_size=32, iterations=30, tolerance=0.05)
+    records = []
+    ended = impasto.stylize(photo, art, config, callback=lambda event: records.append(event.stopped_here()) and None)
+    assert ended.stop_reason == "tolerance" and ended.steps < 30
+    last = records[-1]
+    assert last.steps == ended.steps and last.stopped_at["steps_at_size"] == 30
+    assert records[-2].stopped_at["steps_at_size"] == ended.steps - 1
+    resumed = impasto.stylize(photo, art, config, resume=last)
+    assert resumed.history == [] and resumed.steps == ended.steps and resumed.image_step == ended.steps
+
+
 def test_a_run_stopped_at_the_end_of_a_size_resumes_at_the_next(stopped):
     photo, art, config, *_ = stopped
     result = impasto.stylize(photo, art, config, callback=lambda event: event.step == 12)
