@@ -176,8 +176,9 @@ def _rerun_differences(source: Path, meta: dict[str, Any], config: Config) -> li
     if was.get("device", now["device"]).split(":")[0] != device.type:
         notes.append(f"{source} was painted on {was['device']}, this run is on {now['device']}, so it differs a little")
     elif was.get("threads", now.get("threads")) != now.get("threads"):
-        notes.append(f"{source} was painted with {was['threads']} CPU threads, this run has {now['threads']}, so it "
-                     f"differs a little (OMP_NUM_THREADS={was['threads']} repeats it)")
+        threads = f"{was['threads']} CPU thread{'s' if was['threads'] != 1 else ''}"
+        notes.append(f"{source} was painted with {threads}, this run has {now['threads']}, so it differs a little "
+                     f"(OMP_NUM_THREADS={was['threads']} repeats it)")
     if "bfloat16" in meta and meta["bfloat16"] != uses_bfloat16(config.precision, device):
         then, here = ("bfloat16", "float32") if meta["bfloat16"] else ("float32", "bfloat16")
         notes.append(f"{source} was painted in {then}, this run computes in {here}, so it differs "
