@@ -23,7 +23,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 from . import __version__
 from .api import check_one_each, fingerprint, input_record, stylize
@@ -33,7 +33,7 @@ from .resume import differing_input, differing_setting, resume_point
 from .cli import EXIT_FAILED, EXIT_OK, as_typed, config_from_args, config_to_toml
 from .config import INITS, Config
 from .errors import AGAIN, EXIT_SIGNAL, NOTHING_WRITTEN, ConfigError, ImageError, ImpastoError, Interrupted
-from .imageio import READ_FORMATS, SAVE_FORMATS, check_writable, header_size, read_image, read_metadata, sidecar_path
+from .imageio import READ_FORMATS, SAVE_FORMATS, check_writable, header_size, read_image, read_metadata, save_image, sidecar_path
 from .optimize import ProgressEvent
 from .plot import PLOT_FORMATS, loss_kinds, plot_losses
 from .vgg import load_weights, smallest_edge
@@ -148,6 +148,8 @@ def _plan_rerun(args: argparse.Namespace) -> Plan:
               "the result may differ", file=sys.stderr)
     config = config_from_args(args, _recorded_config(meta, source, inputs, paths))
     new_name = source.name if args.resume else f"{source.stem}-rerun{source.suffix}"
+    if args.resume and not args.output and isinstance(meta.get("snapshot_of"), str):
+        args.output = _snapshots_output(source, Path(meta["snapshot_of"]), args.quiet)
     if not args.output:
         args.output = str(source.with_name(new_name))
     elif Path(args.output).is_dir() or args.output.endswith(("/", os.sep)):  # into a folder: the same name
@@ -184,6 +186,17 @@ def _rerun_differences(source: Path, meta: dict[str, Any], config: Config) -> li
         notes.append(f"{source} was painted in {then}, this run computes in {here}, so it differs "
                      f"(--precision {then} repeats it)")
     return notes
+
+
+def _snapshots_output(snapshot: Path, output: Path, quiet: bool) -> str:
+    """Where a --save-every snapshot resumed without -o writes the painting: the run's output (in the
+    snapshot's folder if the output's is gone, the folder moved, say), not over the snapshot."""
+    if not output.parent.is_dir():
+        output = snapshot.with_name(output.name)
+    if not quiet:
+        print(f"impasto: note: {snapshot} is a --save-every snapshot of {output}; the painting goes there",
+              file=sys.stderr)
+    return str(output)
 
 
 def _saved_run(source: Path, verb: str) -> dict[str, Any]:
@@ -262,17 +275,18 @@ def _recorded_inputs(meta: dict[str, Any], source: Path, verb: str) -> tuple[dic
 
 
 def _found_beside(source: Path, inputs: dict[str, Any], paths: dict[str, Any], quiet: bool) -> dict[str, Any]:
-    """``paths``, with each input no longer at its recorded path but beside ``source``, under its name
-    and with its recorded SHA-256, taken from there: a folder of photo, painting and picture moved
-    as a whole still reruns and resumes."""
+    """``paths``, with each input no longer at its recorded path but beside ``source`` or in the folder
+    above it (a --save-dir snapshot's), under its name and with its recorded SHA-256, taken from
+    there: a folder of photo, painting and pictures moved as a whole still reruns and resumes."""
     def found(path: Any, digest: str) -> Any:
         if not isinstance(path, str) or Path(path).exists():
             return path
-        beside = source.parent / Path(path).name
-        if not beside.is_file() or fingerprint(beside) != digest:
+        near = (folder / Path(path).name for folder in (source.parent, source.parent.parent))
+        beside = next((file for file in near if file.is_file() and fingerprint(file) == digest), None)
+        if beside is None:
             return path
         if not quiet:
-            print(f"impasto: note: {path} is gone; using {beside} beside {source} (the same SHA-256)",
+            print(f"impasto: note: {path} is gone; using {beside}, found near {source} (the same SHA-256)",
                   file=sys.stderr)
         return os.path.abspath(beside)
     return {key: [found(p, d) for p, d in zip(value, inputs[key])] if isinstance(value, list)
@@ -586,33 +600,51 @@ def _named(names: list[str]) -> str:
 
 def _continuing(args: argparse.Namespace, job: Job, the_plan: Plan) -> tuple[bool, Path | None]:
     """For --continue: whether ``job``'s output is already its painting with these settings and inputs,
-    and if not, the picture to go on from: that run stopped part way in the output, or, when the
-    output is missing or another run's, its latest --save-every snapshot (a run killed outright)."""
+    and if not, the picture to go on from, the furthest along: that run stopped part way in the
+    output, or one of its --save-every snapshots (all that is left of a run killed outright)."""
     inputs = input_record(job.content, the_plan.styles, the_plan.config)
-    state = _run_of(job.output, the_plan.config, inputs)
-    if state != "other":
-        return state == "finished", job.output if state == "stopped" else None
+    found = _run_of(job.output, the_plan.config, inputs)
+    if found.state == "finished":
+        return True, None
+    if found.state == "stopped elsewise" and not args.quiet:  # a typo in a setting would lose a long print
+        print(f"impasto: note: {job.output} was stopped part way with {as_typed(found.why)}; replacing it",
+              file=sys.stderr)
     folder = _snapshot_path(args, job, 0).parent
-    steps = {path: _snapshot_step(path.name, job.output.stem) for path in (folder.iterdir() if folder.is_dir() else [])}
-    latest_first = sorted((path for path, step in steps.items() if step is not None), key=steps.get, reverse=True)
-    return False, next((path for path in latest_first if _run_of(path, the_plan.config, inputs) == "stopped"), None)
+    snapshots = [path for path in (folder.iterdir() if folder.is_dir() else [])
+                 if _snapshot_step(path.name, job.output.stem) is not None]
+    stopped = [(found.steps, job.output)] if found.state == "stopped" else []
+    for path in snapshots:
+        snapshot = _run_of(path, the_plan.config, inputs)
+        if snapshot.state == "stopped":
+            stopped.append((snapshot.steps, path))
+    return False, max(stopped, key=lambda pair: pair[0])[1] if stopped else None
 
 
-def _run_of(path: Path, config: Config, inputs: dict[str, Any]) -> str:
-    """What the picture in ``path`` is to a run of ``config`` on ``inputs`` (``api.input_record``):
-    "finished" when it is that run's painting, "stopped" when it is that run stopped part way, "other"
-    otherwise (none, another run's, or a file whose metadata cannot be read, which is painted afresh)."""
+class _Found(NamedTuple):
+    """What a picture is to a run (``_run_of``)."""
+
+    state: str  # "finished", "stopped", "stopped elsewise" (with other settings or inputs), "other"
+    steps: int = 0  # steps it records
+    why: str = ""  # for "stopped elsewise": the setting or input that differs
+
+
+def _run_of(path: Path, config: Config, inputs: dict[str, Any]) -> _Found:
+    """What the picture in ``path`` is to a run of ``config`` on ``inputs`` (``api.input_record``): its
+    painting, that run stopped part way, or another (none, another run's, or a file whose metadata
+    cannot be read, which is painted afresh)."""
     try:
         meta = read_metadata(path) if path.is_file() else None
         saved = Config.from_saved(meta["config"]) if meta and "config" in meta else None
     except (ImpastoError, TypeError):
-        return "other"
+        return _Found("other")
     recorded = meta.get("inputs") if meta else None
-    if saved is None or not isinstance(recorded, dict) or differing_input(recorded, inputs):
-        return "other"
-    if differing_setting(config, saved):
-        return "other"
-    return "stopped" if meta.get("stopped_at") else "finished"
+    if saved is None or not isinstance(recorded, dict) or not isinstance(meta.get("steps"), int):
+        return _Found("other")
+    setting, differing = differing_setting(config, saved), differing_input(recorded, inputs)
+    if setting or differing:
+        why = f"{setting[0]} {setting[2]!r}, not {setting[1]!r}" if setting else f"other {differing[1]}"
+        return _Found("stopped elsewise" if meta.get("stopped_at") else "other", meta["steps"], why)
+    return _Found("stopped" if meta.get("stopped_at") else "finished", meta["steps"])
 
 
 def _paint(args: argparse.Namespace, the_plan: Plan, job: Job, label: str, log: TextIO | None,
@@ -790,7 +822,7 @@ class Progress:
         self.quiet, self.label, self.log, self.interrupts = args.quiet, label, log, interrupts
         # Absolute: a --resume of the run, which reads the path from the metadata, logs the same name
         self.content = os.path.abspath(job.content) if isinstance(job.content, (str, os.PathLike)) else "<image>"
-        self.every = args.save_every
+        self.every, self.output = args.save_every, os.path.abspath(job.output)
         self.snapshot = functools.partial(_snapshot_path, args, job)
         self.bar: Any = None
         self.resuming = resume  # said at the first step, once stylize has checked all it resumes
@@ -822,7 +854,9 @@ class Progress:
                 self.log = None
         if self.every and event.step % self.every == 0:
             try:
-                event.stopped_here().save(self.snapshot(event.step))  # a picture --resume goes on from
+                stopped = event.stopped_here()  # a picture --resume goes on from, to the run's output
+                save_image(stopped.image, self.snapshot(event.step),
+                           metadata={**stopped.metadata(), "snapshot_of": self.output})
             except ImpastoError as exc:
                 path = self.snapshot(event.step)
                 self._give_up("--save-every", path, str(exc).removeprefix(f"{path}: "))

@@ -169,6 +169,11 @@ def test_a_snapshot_can_be_resumed_as_a_stopped_picture(photo, painting, tmp_pat
                  str(steps), "--continue"]) == 0
     assert f"impasto: resuming {steps / 'out-step00006.png'} at step 7 of 8" in capsys.readouterr().err
     assert read_metadata(out)["resumed_from"]["steps"] == 6 and read_metadata(out)["steps"] == 8
+    out.unlink()  # resumed without -o, a snapshot paints the run's output, not over itself
+    assert main(["--resume", str(steps / "out-step00003.png")]) == 0
+    assert (f"impasto: note: {steps / 'out-step00003.png'} is a --save-every snapshot of {out}; the painting goes "
+            "there") in capsys.readouterr().err
+    assert read_metadata(out)["steps"] == 8 and read_metadata(steps / "out-step00003.png")["steps"] == 3
     old = tmp_path / "old.png"  # a snapshot of impasto before 0.9.0 recorded only its step and losses
     save_image(read_image(steps / "out-step00003.png"), old, metadata={"step": 3, "loss": 1.0, "losses": {}})
     assert main(["--resume", str(old)]) == 2
@@ -304,16 +309,18 @@ def test_a_folder_moved_as_a_whole_still_reruns_and_resumes(painting, tmp_path, 
     _write_photo(before / "photo.png", 0)
     shutil.copy(painting, before / "art.jpg")
     assert main([str(before / "photo.png"), str(before / "art.jpg"), "-o", str(before / "out.png"), *QUICK[1:],
-                 "-n", "4", "--save-every", "2"]) == 0
+                 "-n", "4", "--save-every", "2", "--save-dir", str(before / "steps")]) == 0
     before.rename(after)
     capsys.readouterr()
     assert main(["--rerun", str(after / "out.png")]) == 0
     err = capsys.readouterr().err
-    assert f"impasto: note: {before / 'photo.png'} is gone; using {after / 'photo.png'} beside {after / 'out.png'}" in err
+    assert (f"impasto: note: {before / 'photo.png'} is gone; using {after / 'photo.png'}, found near "
+            f"{after / 'out.png'}") in err
     assert read_metadata(after / "out-rerun.png")["inputs"]["paths"]["style"] == [str(after / "art.jpg")]
     with Image.open(after / "out.png") as a, Image.open(after / "out-rerun.png") as b:
         assert np.array_equal(np.asarray(a), np.asarray(b))
-    assert main(["--resume", str(after / "out-step00002.png"), "-o", str(after / "resumed.png"), "-q"]) == 0
+    # a snapshot in --save-dir finds them in the folder above it
+    assert main(["--resume", str(after / "steps/out-step00002.png"), "-o", str(after / "resumed.png"), "-q"]) == 0
     _write_photo(after / "photo.png", 1)  # not the photo it was painted from: not taken
     assert main(["--rerun", str(after / "out.png"), "-q"]) == 2
     assert f"{before / 'photo.png'}: content image of {after / 'out.png'} is missing" in capsys.readouterr().err
@@ -978,6 +985,30 @@ def test_a_stopped_batch_continues_with_what_is_left(painting, tmp_path, capsys,
     assert _batch(painting, tmp_path, "-n", "6", "--continue") == 0  # is painted afresh, as without --continue
     assert capsys.readouterr().err.count("skipped (--continue)") == 2
     assert read_metadata(tmp_path / "b-out.png")["steps"] == 6
+
+
+def test_continue_goes_on_from_the_picture_furthest_along(photo, painting, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "out.png"
+    argv = [photo, painting, "-o", str(out), *QUICK[1:], "-n", "9", "--save-every", "2"]
+    _signals_in_runs(monkeypatch, signal.SIGINT, step=3)
+    assert main(argv) == 130  # stopped at step 3
+    stopped_at_3 = out.read_bytes()
+    _signals_in_runs(monkeypatch, signal.SIGINT, step=7)
+    assert main(["--resume", str(out), "--save-every", "2"]) == 130  # resumed: snapshots of steps 4 and 6
+    monkeypatch.undo()
+    out.write_bytes(stopped_at_3)  # as if the resumed run had been killed outright after step 7
+    capsys.readouterr()
+    assert main([*argv, "--continue"]) == 0
+    assert f"impasto: resuming {tmp_path / 'out-step00006.png'} at step 7 of 9" in capsys.readouterr().err
+    # A stopped picture of other settings is replaced, and the note says why (a typo would lose a long print)
+    other = tmp_path / "other.png"
+    _signals_in_runs(monkeypatch, signal.SIGINT, step=3)
+    assert main([photo, painting, "-o", str(other), *QUICK[1:], "-n", "9", "--style-weight", "400"]) == 130
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert main([photo, painting, "-o", str(other), *QUICK[1:], "-n", "9", "--continue"]) == 0
+    assert (f"impasto: note: {other} was stopped part way with --style-weight 400.0, not 200.0; replacing it"
+            in capsys.readouterr().err)
 
 
 def test_continue_paints_again_what_was_painted_from_another_start_image(photo, painting, tmp_path, capsys):
