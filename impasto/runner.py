@@ -839,6 +839,8 @@ class Progress:
         if self.resuming and not self.quiet:
             print(f"impasto: resuming {self.resuming} at step {event.step} of {event.total} "
                   f"({max(height, width)} px)", file=sys.stderr)
+        if self.resuming and self.log is not None:
+            _forget_logged_steps(self.log, self.content, event.step)
         self.resuming = None
         if not self.quiet:
             self._draw(event, kinds, f"{width}x{height}")
@@ -888,6 +890,28 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def _forget_logged_steps(log: TextIO, content: str, first: int) -> None:
+    """Drop from a --log-json file the records of ``content``'s steps from ``first`` on: a run killed
+    after its last snapshot had logged steps that, resumed from the snapshot, it paints again."""
+    def repeated(line: str) -> bool:
+        with contextlib.suppress(ValueError, AttributeError, TypeError):  # not a record of ours: kept
+            record = json.loads(line)
+            return record.get("input") == content and record.get("step") >= first
+        return False
+
+    try:
+        log.flush()
+        with open(log.name, "r+", encoding="utf-8") as file:
+            lines = file.readlines()
+            kept = [line for line in lines if not repeated(line)]
+            if len(kept) < len(lines):  # the log's own handle appends, so it goes on after the kept lines
+                file.seek(0)
+                file.writelines(kept)
+                file.truncate()
+    except OSError:  # its failure is reported at the next step's write, if the log cannot be written
+        pass
 
 
 class Interrupts:

@@ -121,7 +121,7 @@ def test_run_writes_image_log_plot_and_steps(photo, images, tmp_path, capsys):
     for r in records:
         assert r["loss"] == pytest.approx(sum(r["terms"].values()), rel=1e-5)
         assert r["loss"] == pytest.approx(r["content"] + r["style"] + r["tv"], rel=1e-5)
-    assert records[-1]["loss"] == pytest.approx(meta["final_losses"]["loss"])
+    assert records[meta["image_step"] - 1]["loss"] == pytest.approx(meta["final_losses"]["loss"])  # its picture's
     with Image.open(plot) as image:
         assert image.format == "PNG" and image.size == (840, 480)
     assert sorted(p.name for p in steps.iterdir()) == ["painted-step00002.png"]
@@ -153,14 +153,17 @@ def test_batch_snapshots_with_the_same_names_are_refused(images, painting, tmp_p
 
 def test_a_snapshot_can_be_resumed_as_a_stopped_picture(photo, painting, tmp_path, capsys):
     # A run killed outright (out of memory, a power cut) leaves no stopped picture, but its snapshots.
-    out, steps = tmp_path / "out.png", tmp_path / "steps"
+    out, steps, log = tmp_path / "out.png", tmp_path / "steps", tmp_path / "log.jsonl"
     assert main([photo, painting, "-o", str(out), *QUICK[1:], "-n", "8", "--save-every", "3", "--save-dir",
-                 str(steps)]) == 0
+                 str(steps), "--log-json", str(log)]) == 0
     capsys.readouterr()
     resumed = tmp_path / "resumed.png"
-    assert main(["--resume", str(steps / "out-step00003.png"), "-o", str(resumed)]) == 0
-    assert f"impasto: resuming {steps / 'out-step00003.png'} at step 4 of 8 (32 px)" in capsys.readouterr().err
+    assert main(["--resume", str(steps / "out-step00003.png"), "-o", str(resumed), "--log-json", str(log)]) == 0
+    records = [json.loads(line) for line in log.read_text().splitlines()]  # steps 4 to 8 once, as resumed
+    assert [r["step"] for r in records] == list(range(1, 9))
     meta = read_metadata(resumed)
+    assert records[meta["image_step"] - 1]["loss"] == pytest.approx(meta["final_losses"]["loss"])
+    assert f"impasto: resuming {steps / 'out-step00003.png'} at step 4 of 8 (32 px)" in capsys.readouterr().err
     assert meta["steps"] == 8 and meta["stop_reason"] == "iterations" and meta["resumed_from"]["steps"] == 3
     assert sorted(p.name for p in steps.iterdir()) == ["out-step00003.png", "out-step00006.png"]  # none resumed
     # --continue takes the latest snapshot up by itself when the painting is missing (the run was killed)
