@@ -69,7 +69,7 @@ def stylize(
     memory = _planned_memory(config, images, bfloat16)
     # What every Result of the run records besides its picture and progress
     result_fields = {"inputs": inputs, "checkpointed": memory.checkpointed, "bfloat16": bfloat16,
-              "machine": machine(images.device)}
+                     "machine": machine(images.device)}
     painting = _Painting(config, images, _extractor(config, images.device, memory.checkpointed), callback,
                          point, stopped_image, result_fields)
     setup = time.perf_counter() - started

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,9 +18,7 @@ import torch
 from .errors import ImpastoError, Interrupted
 from .imageio import with_margin, without_margin
 from .objective import Objective, WithComposition
-
-if TYPE_CHECKING:
-    from .result import Result
+from .result import Result
 
 # Steps over which the relative decrease of the loss is averaged for the stopping test.
 TOLERANCE_WINDOW = 10
@@ -50,7 +47,7 @@ class ProgressEvent:
     elapsed: float  # seconds since the run started (a resumed run's include those of the part before its stop)
     image: torch.Tensor = field(repr=False)  # the current pixels (3, H, W) in [0, 1], a copy the callback may keep
     # Set by stylize: builds ``stopped_here``'s Result (a run's context, which this loop does not know).
-    _as_stopped: Callable[[ProgressEvent], Any] | None = field(default=None, repr=False, compare=False)
+    _as_stopped: Callable[[ProgressEvent], Result] | None = field(default=None, repr=False, compare=False)
 
     def stopped_here(self) -> Result:
         """The run as if it had stopped after this step: a cancelled ``Result`` of ``image`` (at this

@@ -33,7 +33,8 @@ from .resume import differing_input, differing_setting, resume_point
 from .cli import EXIT_FAILED, EXIT_OK, as_typed, config_from_args, config_to_toml
 from .config import INITS, Config
 from .errors import AGAIN, EXIT_SIGNAL, NOTHING_WRITTEN, ConfigError, ImageError, ImpastoError, Interrupted
-from .imageio import READ_FORMATS, SAVE_FORMATS, check_writable, header_size, read_image, read_metadata, save_image, sidecar_path
+from .imageio import (READ_FORMATS, SAVE_FORMATS, check_writable, header_size, read_image, read_metadata, save_image,
+                      sidecar_path)
 from .optimize import ProgressEvent
 from .plot import PLOT_FORMATS, loss_kinds, plot_losses
 from .vgg import load_weights, smallest_edge
@@ -147,15 +148,15 @@ def _plan_rerun(args: argparse.Namespace) -> Plan:
         print(f"impasto: note: {source} was made by impasto {meta.get('impasto')}, this is {__version__}; "
               "the result may differ", file=sys.stderr)
     config = config_from_args(args, _recorded_config(meta, source, inputs, paths))
+    if args.print_config:
+        return Plan(config, [], [], False)
     new_name = source.name if args.resume else f"{source.stem}-rerun{source.suffix}"
     if args.resume and not args.output and isinstance(meta.get("snapshot_of"), str):
-        args.output = _snapshots_output(source, Path(meta["snapshot_of"]), args.quiet)
+        args.output = _snapshots_output(source, Path(meta["snapshot_of"]), config, inputs, args.quiet)
     if not args.output:
         args.output = str(source.with_name(new_name))
     elif Path(args.output).is_dir() or args.output.endswith(("/", os.sep)):  # into a folder: the same name
         args.output = os.path.join(args.output, new_name)
-    if args.print_config:
-        return Plan(config, [], [], False)
     if args.rerun and not args.quiet:
         for note in _rerun_differences(source, meta, config):
             print(f"impasto: note: {note}", file=sys.stderr)
@@ -188,11 +189,15 @@ def _rerun_differences(source: Path, meta: dict[str, Any], config: Config) -> li
     return notes
 
 
-def _snapshots_output(snapshot: Path, output: Path, quiet: bool) -> str:
-    """Where a --save-every snapshot resumed without -o writes the painting: the run's output (in the
-    snapshot's folder if the output's is gone, the folder moved, say), not over the snapshot."""
+def _snapshots_output(snapshot: Path, output: Path, config: Config, inputs: dict[str, Any], quiet: bool) -> str:
+    """Where a --save-every snapshot resumed without -o writes the painting: the run's output, not over
+    the snapshot; refused when that is gone, or holds a picture of another run."""
     if not output.parent.is_dir():
-        output = snapshot.with_name(output.name)
+        raise ConfigError(f"{snapshot}: a --save-every snapshot of {output}, whose folder is gone; name the "
+                          "painting's file with -o")
+    if output.exists() and _run_of(output, config, inputs).state not in ("stopped", "finished"):
+        raise ConfigError(f"{snapshot}: a --save-every snapshot of {output}, which now holds another picture; "
+                          "name the painting's file with -o")
     if not quiet:
         print(f"impasto: note: {snapshot} is a --save-every snapshot of {output}; the painting goes there",
               file=sys.stderr)
@@ -278,10 +283,12 @@ def _found_beside(source: Path, inputs: dict[str, Any], paths: dict[str, Any], q
     """``paths``, with each input no longer at its recorded path but beside ``source`` or in the folder
     above it (a --save-dir snapshot's), under its name and with its recorded SHA-256, taken from
     there: a folder of photo, painting and pictures moved as a whole still reruns and resumes."""
+    picture = Path(os.path.abspath(source))  # "x.png" has a folder above it too
+
     def found(path: Any, digest: str) -> Any:
         if not isinstance(path, str) or Path(path).exists():
             return path
-        near = (folder / Path(path).name for folder in (source.parent, source.parent.parent))
+        near = (folder / Path(path).name for folder in (picture.parent, picture.parent.parent))
         beside = next((file for file in near if file.is_file() and fingerprint(file) == digest), None)
         if beside is None:
             return path
@@ -687,7 +694,19 @@ def _paint(args: argparse.Namespace, the_plan: Plan, job: Job, label: str, log: 
             raise Unsaved(message)
         print(f"impasto: error: {message}", file=sys.stderr)  # the run stopped as asked: exit as a signal says
         return True
-    interrupts.abort_if_pending(_kept(result, path, False, args, job))
+    try:
+        interrupts.abort_if_pending(_kept(result, path, False, args, job))
+        _plot_and_report(args, the_plan, job, result, path, interrupts)
+    except Interrupted as exc:  # the picture is written all the same: it is not among those left unpainted
+        if not exc.after_writing:  # a second signal during the plot or the report
+            exc.args, exc.after_writing = (f"interrupted again; {_kept(result, path, False, args, job)}",), True
+        raise
+    return True
+
+
+def _plot_and_report(args: argparse.Namespace, the_plan: Plan, job: Job, result: Result, path: Path,
+                     interrupts: "Interrupts") -> None:
+    """Once a photo's painting is written: its --plot, and what was written, how and why it stopped."""
     if job.plot:
         plot_losses(result.history, job.plot, the_plan.config.sizes(), title=f"{path.name}: loss per step")
     if not args.quiet:
@@ -704,7 +723,6 @@ def _paint(args: argparse.Namespace, the_plan: Plan, job: Job, label: str, log: 
         print(f"wrote {path} ({steps}, {timing}, stopped by {reason}{squeezed})", file=sys.stderr)
         if result.stopped_at:
             print(f"impasto: to go on where it stopped: {_resume_command(path, args, job)}", file=sys.stderr)
-    return True
 
 
 def _kept(result: Result, path: Path, instead: bool, args: argparse.Namespace, job: Job) -> str:
@@ -826,6 +844,9 @@ class Progress:
         self.snapshot = functools.partial(_snapshot_path, args, job)
         self.bar: Any = None
         self.resuming = resume  # said at the first step, once stylize has checked all it resumes
+        # A log added to (--resume, --continue) may hold steps of an earlier run of this output from the
+        # first step on: that run's, replaced, or those a resumed run paints again.
+        self.forget_logged = bool(args.resume or args.continue_run)
         self.stopped_unpainted = False  # a signal came before the first step was made
 
     def __call__(self, event: ProgressEvent) -> bool:
@@ -839,13 +860,13 @@ class Progress:
         if self.resuming and not self.quiet:
             print(f"impasto: resuming {self.resuming} at step {event.step} of {event.total} "
                   f"({max(height, width)} px)", file=sys.stderr)
-        if self.resuming and self.log is not None:
-            _forget_logged_steps(self.log, self.content, event.step)
-        self.resuming = None
+        if self.forget_logged and self.log is not None:
+            _forget_logged_steps(self.log, self.content, self.output, event.step)
+        self.resuming, self.forget_logged = None, False
         if not self.quiet:
             self._draw(event, kinds, f"{width}x{height}")
         if self.log is not None:
-            record = {"input": self.content, "step": event.step, "total": event.total, "scale": event.scale,
+            record = {"input": self.content, "output": self.output, "step": event.step, "total": event.total, "scale": event.scale,
                       "size": [height, width], "loss": event.loss, **kinds, "terms": event.losses,
                       "elapsed": round(event.elapsed, 4)}
             try:
@@ -892,13 +913,15 @@ class Progress:
             self.bar.close()
 
 
-def _forget_logged_steps(log: TextIO, content: str, first: int) -> None:
-    """Drop from a --log-json file the records of ``content``'s steps from ``first`` on: a run killed
-    after its last snapshot had logged steps that, resumed from the snapshot, it paints again."""
+def _forget_logged_steps(log: TextIO, content: str, output: str, first: int) -> None:
+    """Drop from a --log-json file the records of the steps from ``first`` on of a run painting
+    ``content`` into ``output``: those of a run that this one replaces, or that a run killed after
+    its last snapshot had logged and, resumed from the snapshot, paints again."""
     def repeated(line: str) -> bool:
         with contextlib.suppress(ValueError, AttributeError, TypeError):  # not a record of ours: kept
             record = json.loads(line)
-            return record.get("input") == content and record.get("step") >= first
+            ours = record.get("input") == content and record.get("output") == output
+            return ours and record.get("step") >= first
         return False
 
     try:
@@ -910,7 +933,7 @@ def _forget_logged_steps(log: TextIO, content: str, first: int) -> None:
                 file.seek(0)
                 file.writelines(kept)
                 file.truncate()
-    except OSError:  # its failure is reported at the next step's write, if the log cannot be written
+    except (OSError, ValueError):  # not text (UnicodeDecodeError): the log's to keep, the painting goes on
         pass
 
 

@@ -159,10 +159,11 @@ def test_a_snapshot_can_be_resumed_as_a_stopped_picture(photo, painting, tmp_pat
     capsys.readouterr()
     resumed = tmp_path / "resumed.png"
     assert main(["--resume", str(steps / "out-step00003.png"), "-o", str(resumed), "--log-json", str(log)]) == 0
-    records = [json.loads(line) for line in log.read_text().splitlines()]  # steps 4 to 8 once, as resumed
-    assert [r["step"] for r in records] == list(range(1, 9))
+    records = [json.loads(line) for line in log.read_text().splitlines()]  # the resumed picture's steps after 3
+    assert [r["step"] for r in records if r["output"] == str(resumed)] == list(range(4, 9))
     meta = read_metadata(resumed)
-    assert records[meta["image_step"] - 1]["loss"] == pytest.approx(meta["final_losses"]["loss"])
+    kept = next(r for r in records if r["output"] == str(resumed) and r["step"] == meta["image_step"])
+    assert kept["loss"] == pytest.approx(meta["final_losses"]["loss"])
     assert f"impasto: resuming {steps / 'out-step00003.png'} at step 4 of 8 (32 px)" in capsys.readouterr().err
     assert meta["steps"] == 8 and meta["stop_reason"] == "iterations" and meta["resumed_from"]["steps"] == 3
     assert sorted(p.name for p in steps.iterdir()) == ["out-step00003.png", "out-step00006.png"]  # none resumed
@@ -177,6 +178,10 @@ def test_a_snapshot_can_be_resumed_as_a_stopped_picture(photo, painting, tmp_pat
     assert (f"impasto: note: {steps / 'out-step00003.png'} is a --save-every snapshot of {out}; the painting goes "
             "there") in capsys.readouterr().err
     assert read_metadata(out)["steps"] == 8 and read_metadata(steps / "out-step00003.png")["steps"] == 3
+    assert main([photo, painting, "-o", str(out), *QUICK]) == 0  # out.png now holds another run's picture
+    assert main(["--resume", str(steps / "out-step00003.png")]) == 2
+    assert f"a --save-every snapshot of {out}, which now holds another picture; name the painting's file with -o" in (
+        capsys.readouterr().err)
     old = tmp_path / "old.png"  # a snapshot of impasto before 0.9.0 recorded only its step and losses
     save_image(read_image(steps / "out-step00003.png"), old, metadata={"step": 3, "loss": 1.0, "losses": {}})
     assert main(["--resume", str(old)]) == 2
@@ -306,7 +311,7 @@ def test_a_rerun_says_why_its_picture_will_differ(painting, tmp_path, capsys):
                      f"(--precision {then} repeats it)"]
 
 
-def test_a_folder_moved_as_a_whole_still_reruns_and_resumes(painting, tmp_path, capsys):
+def test_a_folder_moved_as_a_whole_still_reruns_and_resumes(painting, tmp_path, capsys, monkeypatch):
     before, after = tmp_path / "before", tmp_path / "after"
     before.mkdir()
     _write_photo(before / "photo.png", 0)
@@ -322,8 +327,13 @@ def test_a_folder_moved_as_a_whole_still_reruns_and_resumes(painting, tmp_path, 
     assert read_metadata(after / "out-rerun.png")["inputs"]["paths"]["style"] == [str(after / "art.jpg")]
     with Image.open(after / "out.png") as a, Image.open(after / "out-rerun.png") as b:
         assert np.array_equal(np.asarray(a), np.asarray(b))
-    # a snapshot in --save-dir finds them in the folder above it
-    assert main(["--resume", str(after / "steps/out-step00002.png"), "-o", str(after / "resumed.png"), "-q"]) == 0
+    # a snapshot in --save-dir finds them in the folder above it, named by a relative path too
+    monkeypatch.chdir(after / "steps")
+    assert main(["--resume", "out-step00002.png", "-o", str(after / "resumed.png"), "-q"]) == 0
+    # without -o it would paint the run's output, in a folder that is gone
+    assert main(["--resume", "out-step00002.png", "-q"]) == 2
+    assert capsys.readouterr().err == (f"impasto: error: out-step00002.png: a --save-every snapshot of "
+                                       f"{before / 'out.png'}, whose folder is gone; name the painting's file with -o\n")
     _write_photo(after / "photo.png", 1)  # not the photo it was painted from: not taken
     assert main(["--rerun", str(after / "out.png"), "-q"]) == 2
     assert f"{before / 'photo.png'}: content image of {after / 'out.png'} is missing" in capsys.readouterr().err
@@ -988,6 +998,42 @@ def test_a_stopped_batch_continues_with_what_is_left(painting, tmp_path, capsys,
     assert _batch(painting, tmp_path, "-n", "6", "--continue") == 0  # is painted afresh, as without --continue
     assert capsys.readouterr().err.count("skipped (--continue)") == 2
     assert read_metadata(tmp_path / "b-out.png")["steps"] == 6
+
+
+def test_a_log_added_to_keeps_only_the_steps_that_led_to_each_picture(photo, painting, tmp_path):
+    log, steps = tmp_path / "log.jsonl", tmp_path / "steps"
+    common = [*QUICK, "-n", "4", "--log-json", str(log), "--continue"]
+
+    def logged() -> dict[str, list[int]]:
+        records = [json.loads(line) for line in log.read_bytes().splitlines() if line.startswith(b"{")]
+        return {name: [r["step"] for r in records if r["output"] == str(tmp_path / name)] for name in ("a.png", "b.png")}
+
+    assert main([photo, painting, "-o", str(tmp_path / "a.png"), *common]) == 0
+    b = [photo, painting, "-o", str(tmp_path / "b.png"), *common, "--save-every", "2", "--save-dir", str(steps)]
+    assert main(b) == 0
+    (tmp_path / "b.png").unlink()  # b killed outright after step 4, before its snapshot of step 4 was written
+    (steps / "b-step00004.png").unlink()
+    assert main(b) == 0  # resumed from step 2: its steps 3 and 4 are logged once
+    assert logged() == {"a.png": [1, 2, 3, 4], "b.png": [1, 2, 3, 4]}
+    assert main([*b, "-n", "3"]) == 0  # other settings: b painted afresh, the run it replaces forgotten
+    assert logged() == {"a.png": [1, 2, 3, 4], "b.png": [1, 2, 3]}
+    with log.open("ab") as file:
+        file.write(b"caf\xe9, a line that is not UTF-8 text\n")  # not the log's to clean: the painting goes on
+    assert main([*b, "-n", "2"]) == 0
+    assert b"caf\xe9, a line that is not UTF-8 text" in log.read_bytes().splitlines()
+    assert logged() == {"a.png": [1, 2, 3, 4], "b.png": [1, 2, 3, 1, 2]}
+
+
+def test_a_second_signal_during_the_plot_keeps_the_written_picture_out_of_the_unpainted(
+        painting, tmp_path, capsys, monkeypatch):
+    def signals_then_plot(*args, **kwargs):
+        signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr("impasto.runner.plot_losses", signals_then_plot)
+    assert _batch(painting, tmp_path, "--plot", str(tmp_path / "{stem}-loss.png")) == 130
+    assert capsys.readouterr().err.endswith(f"impasto: error: interrupted again; the painting is kept in "
+                                            f"{tmp_path / 'a-out.png'}; 2 photos not painted: b.png, c.png\n")
 
 
 def test_continue_goes_on_from_the_picture_furthest_along(photo, painting, tmp_path, capsys, monkeypatch):
