@@ -23,7 +23,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, TextIO
+from typing import Any, Literal, NamedTuple, TextIO
 
 from . import __version__
 from .api import check_one_each, fingerprint, input_record, stylize
@@ -630,7 +630,7 @@ def _continuing(args: argparse.Namespace, job: Job, the_plan: Plan) -> tuple[boo
 class _Found(NamedTuple):
     """What a picture is to a run (``_run_of``)."""
 
-    state: str  # "finished", "stopped", "stopped elsewise" (with other settings or inputs), "other"
+    state: Literal["finished", "stopped", "stopped elsewise", "other"]  # elsewise: with other settings or inputs
     steps: int = 0  # steps it records
     why: str = ""  # for "stopped elsewise": the setting or input that differs
 
