@@ -3,12 +3,14 @@ folder that cannot be written, and the waiting limit, with real runs at tiny siz
 
 import json
 import shutil
+import threading
 import time
 
 import pytest
 from PIL import Image
 
 import impasto
+from impasto.web import jobs
 from impasto.web.jobs import (FINISHED, INTERRUPTED, SERVER_STOPPED, STOPPED_WAITING, Job, JobManager, QueueFull,
                               _without_folder)
 
@@ -72,6 +74,50 @@ def _wait_until_finished(jobs):
     while any(job.status not in FINISHED for job in jobs):
         assert time.monotonic() < deadline, [job.status for job in jobs]
         time.sleep(0.05)
+
+
+class _Killed(BaseException):
+    """What the server's process dying outright looks like to a worker: no handler runs."""
+
+
+def test_a_job_killed_with_the_server_resumes_from_its_last_checkpoint(tmp_path, images, monkeypatch):
+    real_stylize = jobs.stylize
+
+    def killed_at_step_3(*args, callback, **kwargs):
+        def step(event):
+            if event.step == 3:
+                raise _Killed
+            return callback(event)
+        return real_stylize(*args, callback=step, **kwargs)
+
+    monkeypatch.setattr(jobs, "stylize", killed_at_step_3)
+    monkeypatch.setattr(threading, "excepthook", lambda args: None)  # the worker thread dies with it, quietly
+    manager = JobManager(tmp_path, checkpoint_seconds=0)  # a checkpoint after every step
+    (job,) = _queue_jobs(manager, images, 1)
+    job.settings = impasto.Config(max_size=32, iterations=6, tolerance=0.0).to_dict()
+    manager.start()
+    deadline = time.monotonic() + 120  # a guard against hanging only
+    while manager._threads[0].is_alive():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert job.status == "running" and job.checkpoint_path.is_file() and not job.result_path.exists()
+    monkeypatch.undo()
+
+    restarted = JobManager(tmp_path)
+    again = restarted.get(job.id)
+    assert again.status == "cancelled" and again.resumable and again.step == 2 and again.size == [32, 24]
+    assert again.error == f"{INTERRUPTED}; Resume goes on from where it stopped"
+    assert not again.checkpoint_path.exists() and impasto.read_metadata(again.result_path)["stopped_at"] == {
+        "size_index": 0, "size": 32, "steps_at_size": 2}
+    assert restarted.resume(again)
+    restarted.start()
+    try:
+        _wait_until_finished([again])
+    finally:
+        restarted.stop()
+    meta = impasto.read_metadata(again.result_path)
+    assert again.status == "done" and meta["steps"] == 6 and meta["resumed_from"]["steps"] == 2
+    assert not again.checkpoint_path.exists()  # a finished job keeps none
 
 
 def test_a_data_folder_that_cannot_be_written_fails_the_job_not_the_worker(tmp_path, images, caplog):

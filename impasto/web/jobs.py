@@ -2,12 +2,14 @@
 
 Nothing here knows about HTTP. A job is a folder ``<data>/jobs/<id>/`` holding the uploaded images
 (``content``, ``style-0``, ...), ``job.json`` (settings, state, the loss history) and, once it has
-run, ``result.png`` (with the run's metadata). Ids are uuid4 hex strings; a path is only ever built
+run, ``result.png`` (with the run's metadata); while it runs, every so often, ``checkpoint.png``,
+the picture as if stopped there, from which a server killed outright resumes it. Ids are uuid4 hex strings; a path is only ever built
 from an id that matched ``JOB_ID`` or came from ``uuid4`` itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -23,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import Config, ImpastoError, ProgressEvent, stylize
-from ..imageio import save_image, to_pil, write_atomic
+from .. import Config, ImpastoError, ProgressEvent, Result, stylize
+from ..imageio import header_size, read_metadata, save_image, to_pil, write_atomic
 from ..plot import loss_kinds
 
 log = logging.getLogger("impasto.web")
@@ -39,6 +41,10 @@ INTERRUPTED = "the server stopped before this job finished"
 # Ctrl-C on the server cancels its jobs: the page must not call that the user's Cancel.
 SERVER_STOPPED = "the server was stopped during this painting; Resume goes on from where it stopped"
 STOPPED_WAITING = "the server was stopped before this job started"
+# A server killed outright (out of memory, a power cut) loses at most this much of a painting: a
+# checkpoint takes ~30 ms to write at 512 px, ~1.2 s at 4K (measured on pixel noise, PNG's worst
+# case), against a minute of steps.
+CHECKPOINT_SECONDS = 60.0
 
 
 class QueueFull(Exception):
@@ -83,6 +89,10 @@ class Job:
     @property
     def result_path(self) -> Path:
         return self.folder / "result.png"
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.folder / "checkpoint.png"
 
     @property
     def has_result(self) -> bool:
@@ -135,10 +145,11 @@ class Job:
 class JobManager:
     """Jobs by id, a FIFO queue and the worker threads that run it, ``workers`` jobs at a time."""
 
-    def __init__(self, data_dir: str | os.PathLike, *, workers: int = 1, preview_every: int = 5) -> None:
+    def __init__(self, data_dir: str | os.PathLike, *, workers: int = 1, preview_every: int = 5,
+                 checkpoint_seconds: float = CHECKPOINT_SECONDS) -> None:
         self.jobs_dir = Path(data_dir) / "jobs"
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
-        self.workers, self.preview_every = workers, preview_every
+        self.workers, self.preview_every, self.checkpoint_seconds = workers, preview_every, checkpoint_seconds
         self.jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
         self._queue: queue.Queue[str | None] = queue.Queue()
@@ -162,7 +173,8 @@ class JobManager:
                 continue
             if job.status not in FINISHED:
                 # job.json was last written as it was queued or started, so it holds the stopped run's step
-                # and points: the resumed part is lost, the picture it started from is not.
+                # and points: the resumed part is lost, the picture it started from (or a checkpoint) is not.
+                self._take_checkpoint(job)
                 if job.stopped_at and job.result_path.is_file():
                     job.status, job.error = "cancelled", f"{INTERRUPTED}; Resume goes on from where it stopped"
                 else:
@@ -173,6 +185,21 @@ class JobManager:
                 job.status, job.error = "failed", "its result.png is missing from the data folder"
                 log.warning("job %s: %s", job.id, job.error)
             self.jobs[job.id] = job
+
+    @staticmethod
+    def _take_checkpoint(job: Job) -> None:
+        """The checkpoint of a job that was running when the server died, made its stopped picture."""
+        if not job.checkpoint_path.is_file():
+            return
+        try:
+            meta = read_metadata(job.checkpoint_path)
+            stopped_at, steps = meta["stopped_at"], meta["steps"]
+            size = header_size(job.checkpoint_path)
+            os.replace(job.checkpoint_path, job.result_path)
+        except (ImpastoError, OSError, KeyError, TypeError) as e:
+            log.warning("job %s: cannot take up its checkpoint: %s", job.id, e)
+            return
+        job.stopped_at, job.step, job.size = stopped_at, steps, list(size) if size else None
 
     def new_folder(self) -> tuple[str, Path]:
         """A fresh job id and its (new, empty) folder."""
@@ -316,8 +343,13 @@ class JobManager:
 
     def _run(self, job: Job) -> None:
         resume = job.result_path if job.stopped_at else None
+        checkpointed = time.monotonic()
 
         def on_step(event: ProgressEvent) -> bool:
+            nonlocal checkpointed
+            if time.monotonic() - checkpointed >= self.checkpoint_seconds:
+                self._checkpoint(job, event.stopped_here())
+                checkpointed = time.monotonic()
             job.step, job.total, job.loss, job.elapsed = event.step, event.total, event.loss, event.elapsed
             kinds = loss_kinds(event.losses)
             job.points.append([event.step, event.loss, kinds.get("content", 0.0), kinds.get("style", 0.0)])
@@ -345,10 +377,8 @@ class JobManager:
             self._finish(job, "cancelled", stop_reason="cancelled",
                          error=STOPPED_WAITING if self._stopping.is_set() else None)
             return
-        metadata = result.metadata()  # the upload names, not this server's folders: results get shared
-        metadata["inputs"]["paths"] = {"content": job.content_name, "style": job.style_names}
         try:
-            save_image(result.image, job.result_path, metadata=metadata)
+            save_image(result.image, job.result_path, metadata=_shared_metadata(result, job))
         except ImpastoError as e:  # the data folder is read-only or full
             self._finish(job, "failed", error=f"cannot write the result: {_without_folder(str(e), job)}")
             return
@@ -359,7 +389,16 @@ class JobManager:
         stopped = status == "cancelled" and self._stopping.is_set()
         self._finish(job, status, stop_reason=result.stop_reason, error=SERVER_STOPPED if stopped else None)
 
+    @staticmethod
+    def _checkpoint(job: Job, stopped: Result) -> None:
+        try:
+            save_image(stopped.image, job.checkpoint_path, metadata=_shared_metadata(stopped, job))
+        except ImpastoError as e:  # the data folder is full, say: the painting goes on without
+            log.warning("job %s: cannot write a checkpoint: %s", job.id, e)
+
     def _finish(self, job: Job, status: str, *, stop_reason: str | None = None, error: str | None = None) -> None:
+        with contextlib.suppress(OSError):  # its result, if any, is written: the checkpoint is stale
+            job.checkpoint_path.unlink(missing_ok=True)
         with self._lock:
             job.status, job.stop_reason, job.error, job.finished = status, stop_reason, error, time.time()
         self._save(job)
@@ -389,3 +428,10 @@ def _png(image: Any) -> bytes:
     buffer = io.BytesIO()
     to_pil(image).save(buffer, format="PNG", compress_level=1)  # fast: previews are thrown away
     return buffer.getvalue()
+
+
+def _shared_metadata(result: Result, job: Job) -> dict[str, Any]:
+    """A result's metadata with the upload names, not this server's folders: results get shared."""
+    metadata = result.metadata()
+    metadata["inputs"]["paths"] = {"content": job.content_name, "style": job.style_names}
+    return metadata
