@@ -182,12 +182,12 @@ class _Painting:
                           event: ProgressEvent) -> bool | None:
         """Call ``callback`` with an event that knows how to stop here (``ProgressEvent.stopped_here``),
         at size number ``scale`` (``size`` px, at most ``iterations`` steps)."""
-        def stopped_here(event: ProgressEvent) -> Result:
+        def stopped_here(at: ProgressEvent) -> Result:  # the event as the callback sees it (in colour)
             stopped_at = {"size_index": scale, "size": size,
-                          "steps_at_size": self._steps_at_size(scale, iterations, event.total, event.step)}
-            seconds = event.elapsed - (self.point.seconds if self.point else 0.0)
-            return Result(event.image, self.config, list(self.state.history), {"total": seconds}, "cancelled",
-                          stopped_at=stopped_at, resumed_from=self.resumed_from, image_step=event.step,
+                          "steps_at_size": self._steps_at_size(scale, iterations, at.total, at.step)}
+            seconds = at.elapsed - (self.point.seconds if self.point else 0.0)
+            return Result(at.image, self.config, list(self.state.history), {"total": seconds}, "cancelled",
+                          stopped_at=stopped_at, resumed_from=self.resumed_from, image_step=at.step,
                           **self.result_fields)
         return callback(dataclasses.replace(event, _as_stopped=stopped_here))
 
