@@ -182,11 +182,13 @@ class _Painting:
                           event: ProgressEvent) -> bool | None:
         """Call ``callback`` with an event that knows how to stop here (``ProgressEvent.stopped_here``),
         at size number ``scale`` (``size`` px, at most ``iterations`` steps)."""
+        rows = len(self.state.history)  # this step's: the callback may keep the event and call it later
+
         def stopped_here(at: ProgressEvent) -> Result:  # the event as the callback sees it (in colour)
             stopped_at = {"size_index": scale, "size": size,
                           "steps_at_size": self._steps_at_size(scale, iterations, at.total, at.step)}
             seconds = at.elapsed - (self.point.seconds if self.point else 0.0)
-            return Result(at.image, self.config, list(self.state.history), {"total": seconds}, "cancelled",
+            return Result(at.image, self.config, self.state.history[:rows], {"total": seconds}, "cancelled",
                           stopped_at=stopped_at, resumed_from=self.resumed_from, image_step=at.step,
                           **self.result_fields)
         return callback(dataclasses.replace(event, _as_stopped=stopped_here))

@@ -59,9 +59,13 @@ def test_a_resumed_runs_steps_all_move_the_picture(images):
 def test_a_progress_event_gives_a_picture_to_resume_from_as_if_stopped_there(stopped, tmp_path):
     # Saved every so often, it is what a run killed outright leaves to go on from.
     photo, art, config, *_ = stopped
-    here = {}
-    whole = impasto.stylize(photo, art, config, callback=lambda event: here.setdefault(
-        event.step, event.stopped_here()) and None)
+    here, events = {}, []
+
+    def keep(event):  # a record made at each step, and each event kept, to make one again later
+        here.setdefault(event.step, event.stopped_here())
+        events.append(event)
+    whole = impasto.stylize(photo, art, config, callback=keep)
+    assert events[7].stopped_here().steps == 8 == here[8].steps  # called later, still the run at step 8
     for step, at, shape in ((8, {"size_index": 0, "size": 32, "steps_at_size": 8}, (3, 24, 32)),
                             (17, {"size_index": 1, "size": 64, "steps_at_size": 5}, (3, 48, 64))):
         record = here[step]
