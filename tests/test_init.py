@@ -30,3 +30,13 @@ def test_type_hints_of_the_public_classes_resolve():
     for name in ("Config", "ProgressEvent", "Result", "ResumePoint"):
         assert typing.get_type_hints(getattr(impasto, name))
     assert typing.get_type_hints(impasto.ProgressEvent.stopped_here)["return"] is impasto.Result
+
+
+def test_a_folder_named_impasto_in_the_current_folder_does_not_hide_the_package(tmp_path):
+    # The clone seen from the folder above it. With setuptools' default editable install Python imported
+    # it as an empty namespace package (no stylize); `make` installs in the mode that puts the project on
+    # the path, where a regular package wins.
+    (tmp_path / "impasto").mkdir()
+    code = "import impasto; print(impasto.stylize.__module__)"
+    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert run.stdout.strip() == "impasto.api", run.stderr
