@@ -708,7 +708,11 @@ def _plot_and_report(args: argparse.Namespace, the_plan: Plan, job: Job, result:
                      interrupts: "Interrupts") -> None:
     """Once a photo's painting is written: its --plot, and what was written, how and why it stopped."""
     if job.plot:
-        plot_losses(result.history, job.plot, the_plan.config.sizes(), title=f"{path.name}: loss per step")
+        history = result.history
+        if result.resumed_from and args.log_json and history:  # the part before the stop, from the log
+            logged = _logged_rows(args.log_json, _logged_input(job), os.path.abspath(job.output), history[0]["step"])
+            history = logged + history
+        plot_losses(history, job.plot, the_plan.config.sizes(), title=f"{path.name}: loss per step")
     if not args.quiet:
         squeezed = ", activations recomputed to fit in memory" if result.checkpointed else ""
         reason = result.stop_reason
@@ -723,6 +727,27 @@ def _plot_and_report(args: argparse.Namespace, the_plan: Plan, job: Job, result:
         print(f"wrote {path} ({steps}, {timing}, stopped by {reason}{squeezed})", file=sys.stderr)
         if result.stopped_at:
             print(f"impasto: to go on where it stopped: {_resume_command(path, args, job)}", file=sys.stderr)
+
+
+def _logged_input(job: Job) -> str:
+    """How --log-json names a photo: its absolute path (a --resume of the run reads the path from the
+    metadata, and logs the same name)."""
+    return os.path.abspath(job.content) if isinstance(job.content, (str, os.PathLike)) else "<image>"
+
+
+def _logged_rows(log: str, content: str, output: str, before: int) -> list[dict[str, float]]:
+    """The history rows that --log-json recorded for ``content`` painted into ``output`` before step
+    ``before``, so that a resumed run's plot draws the whole run; none where the log cannot be read
+    (missing, or not text), and the plot draws only the resumed part."""
+    rows: dict[int, dict[str, float]] = {}
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path(log).read_text(encoding="utf-8").splitlines():
+            with contextlib.suppress(ValueError, TypeError, KeyError, AttributeError):  # not a record of ours
+                record = json.loads(line)
+                if record["input"] == content and record["output"] == output and record["step"] < before:
+                    rows[record["step"]] = {"step": record["step"], "scale": record["scale"], "loss": record["loss"],
+                                            **record["terms"]}
+    return [rows[step] for step in sorted(rows)]
 
 
 def _kept(result: Result, path: Path, instead: bool, args: argparse.Namespace, job: Job) -> str:
@@ -839,7 +864,7 @@ class Progress:
                  interrupts: "Interrupts", resume: Any) -> None:
         self.quiet, self.label, self.log, self.interrupts = args.quiet, label, log, interrupts
         # Absolute: a --resume of the run, which reads the path from the metadata, logs the same name
-        self.content = os.path.abspath(job.content) if isinstance(job.content, (str, os.PathLike)) else "<image>"
+        self.content = _logged_input(job)
         self.every, self.output = args.save_every, os.path.abspath(job.output)
         self.snapshot = functools.partial(_snapshot_path, args, job)
         self.bar: Any = None
@@ -866,8 +891,8 @@ class Progress:
         if not self.quiet:
             self._draw(event, kinds, f"{width}x{height}")
         if self.log is not None:
-            record = {"input": self.content, "output": self.output, "step": event.step, "total": event.total, "scale": event.scale,
-                      "size": [height, width], "loss": event.loss, **kinds, "terms": event.losses,
+            record = {"input": self.content, "output": self.output, "step": event.step, "total": event.total,
+                      "scale": event.scale, "size": [height, width], "loss": event.loss, **kinds, "terms": event.losses,
                       "elapsed": round(event.elapsed, 4)}
             try:
                 self.log.write(json.dumps(record) + "\n")

@@ -1036,6 +1036,19 @@ def test_a_second_signal_during_the_plot_keeps_the_written_picture_out_of_the_un
                                             f"{tmp_path / 'a-out.png'}; 2 photos not painted: b.png, c.png\n")
 
 
+def test_a_resumed_runs_plot_draws_the_whole_run_from_the_log(photo, painting, tmp_path, monkeypatch):
+    out, log, plot = tmp_path / "out.png", tmp_path / "log.jsonl", tmp_path / "loss.png"
+    _signals_in_runs(monkeypatch, signal.SIGINT, step=3)
+    assert main([photo, painting, "-o", str(out), *QUICK, "-n", "6", "--log-json", str(log)]) == 130
+    monkeypatch.undo()
+    drawn = []
+    monkeypatch.setattr("impasto.runner.plot_losses", lambda history, *args, **kwargs: drawn.append(history))
+    assert main(["--resume", str(out), "-q", "--log-json", str(log), "--plot", str(plot)]) == 0
+    assert [row["step"] for row in drawn[0]] == [1, 2, 3, 4, 5, 6]
+    logged = [json.loads(line) for line in log.read_text().splitlines()]
+    assert drawn[0][0] == {"step": 1, "scale": 0, "loss": logged[0]["loss"], **logged[0]["terms"]}
+
+
 def test_continue_goes_on_from_the_picture_furthest_along(photo, painting, tmp_path, capsys, monkeypatch):
     out = tmp_path / "out.png"
     argv = [photo, painting, "-o", str(out), *QUICK[1:], "-n", "9", "--save-every", "2"]
