@@ -685,6 +685,8 @@ def _paint(args: argparse.Namespace, the_plan: Plan, job: Job, label: str, log: 
         raise
     if progress.stopped_unpainted:  # a picture of one step, perhaps over a finished one: not worth it
         return False
+    if resume is not None and not result.history and not args.quiet:  # stopped on its last step: no event said so
+        print(f"impasto: {resume} had no steps left to paint; finishing it", file=sys.stderr)
     with interrupts.hold():
         path, problem = _save_or_rescue(result, job.output)
     if problem:

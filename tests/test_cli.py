@@ -1036,6 +1036,16 @@ def test_a_second_signal_during_the_plot_keeps_the_written_picture_out_of_the_un
                                             f"{tmp_path / 'a-out.png'}; 2 photos not painted: b.png, c.png\n")
 
 
+def test_a_snapshot_of_the_last_step_is_finished_with_a_word(photo, painting, tmp_path, capsys):
+    out = tmp_path / "out.png"
+    assert main([photo, painting, "-o", str(out), *QUICK, "-n", "4", "--save-every", "4"]) == 0
+    last = tmp_path / "out-step00004.png"
+    assert main(["--resume", str(last), "-o", str(tmp_path / "finished.png")]) == 0
+    assert f"impasto: {last} had no steps left to paint; finishing it\n" in capsys.readouterr().err
+    meta = read_metadata(tmp_path / "finished.png")
+    assert meta["steps"] == 4 and meta["stop_reason"] == "iterations" and "stopped_at" not in meta
+
+
 def test_a_resumed_runs_plot_draws_the_whole_run_from_the_log(photo, painting, tmp_path, monkeypatch):
     out, log, plot = tmp_path / "out.png", tmp_path / "log.jsonl", tmp_path / "loss.png"
     _signals_in_runs(monkeypatch, signal.SIGINT, step=3)
