@@ -744,12 +744,21 @@ def _logged_rows(log: str, content: str, output: str, before: int) -> list[dict[
     rows: dict[int, dict[str, float]] = {}
     with contextlib.suppress(OSError, ValueError):
         for line in Path(log).read_text(encoding="utf-8").splitlines():
-            with contextlib.suppress(ValueError, TypeError, KeyError, AttributeError):  # not a record of ours
-                record = json.loads(line)
-                if record["input"] == content and record["output"] == output and record["step"] < before:
+            record = _logged_record(line, content, output)
+            with contextlib.suppress(TypeError, KeyError):  # a record of ours that was edited: left out
+                if record is not None and record["step"] < before:
                     rows[record["step"]] = {"step": record["step"], "scale": record["scale"], "loss": record["loss"],
                                             **record["terms"]}
     return [rows[step] for step in sorted(rows)]
+
+
+def _logged_record(line: str, content: str, output: str) -> dict[str, Any] | None:
+    """A --log-json line's record, if it is one of a run painting ``content`` into ``output``."""
+    with contextlib.suppress(ValueError):
+        record = json.loads(line)
+        if isinstance(record, dict) and record.get("input") == content and record.get("output") == output:
+            return record
+    return None
 
 
 def _kept(result: Result, path: Path, instead: bool, args: argparse.Namespace, job: Job) -> str:
@@ -945,11 +954,9 @@ def _forget_logged_steps(log: TextIO, content: str, output: str, first: int) -> 
     ``content`` into ``output``: those of a run that this one replaces, or that a run killed after
     its last snapshot had logged and, resumed from the snapshot, paints again."""
     def repeated(line: str) -> bool:
-        with contextlib.suppress(ValueError, AttributeError, TypeError):  # not a record of ours: kept
-            record = json.loads(line)
-            ours = record.get("input") == content and record.get("output") == output
-            return ours and record.get("step") >= first
-        return False
+        record = _logged_record(line, content, output)
+        step = record and record.get("step")
+        return isinstance(step, int) and step >= first
 
     try:
         log.flush()
