@@ -24,7 +24,7 @@ from .errors import ConfigError, ImageError, Interrupted
 from .imageio import (ImageSource, long_edge_shape, pixels_shape, read_image, resize, resize_to_long_edge,
                       resize_to_pixels, same_aspect, source_name, unenlarge)
 from .masks import fit_mask, read_masks
-from .memory import MemoryPlan, plan as plan_memory, return_freed_memory
+from .memory import MemoryPlan, manage_freed_memory, plan as plan_memory
 from .objective import Objective, WithComposition
 from .optimize import Callback, LoopState, ProgressEvent, optimize
 from .postprocess import denoise, despeckle
@@ -97,13 +97,9 @@ def _style_list(style: ImageSource | Iterable[ImageSource]) -> list[ImageSource]
 
 
 def _planned_memory(config: Config, images: _Images, bfloat16: bool) -> MemoryPlan:
-    """The run's memory plan (checkpointed or not), counting the images already held; a checkpointed
-    run gives freed memory back to the system first."""
+    """The run's memory plan (checkpointed or not), counting the images already held."""
     held = {id(t): t.nbytes for t in (images.photo, images.target, *images.paintings, *(images.masks or []))}
-    memory = plan_memory(config, *images.photo.shape[1:], images.device, bfloat16, held=sum(held.values()))
-    if memory.checkpointed:
-        return_freed_memory()
-    return memory
+    return plan_memory(config, *images.photo.shape[1:], images.device, bfloat16, held=sum(held.values()))
 
 
 class _Painting:
@@ -154,6 +150,8 @@ class _Painting:
         painted = point is not None and scale < point.size_index  # before the run stopped
         if iterations == 0 or (painted and (self._first is not None or not self.config.composition_weight)):
             return True  # nor needed for the composition term
+        if self.images.device.type == "cpu":
+            manage_freed_memory(self.extractor.checkpointed)
         self._done = 0
         content_image, style_images, masks = _at_size(self.images, size, self.config)
         objective = self._objective(content_image, style_images, masks)

@@ -1,9 +1,15 @@
 """Small image factories shared by several test modules (imported as `helpers`: pytest puts tests/ on
 the path)."""
+import ctypes
+import platform
 import struct
 import zlib
 
 import numpy as np
+import torch
+
+# glibc's allocator, whose handling of freed memory impasto sets for each run (memory.manage_freed_memory)
+GLIBC = platform.libc_ver()[0] == "glibc"
 
 # A run of two sizes (32 then 64 px), 12 steps each: small enough to stop and resume in a few seconds.
 TWO_SIZES = dict(max_size=64, min_size=32, coarse_iterations=12, iterations=12, tolerance=0.0)
@@ -20,3 +26,21 @@ def png_claiming(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def bytes_mapped_for_a_new_block() -> int:
+    """How much of a new block glibc maps on its own, rather than taking it from its heap (where
+    a freed block stays for the next one): the block is larger than all the heap holds free, and
+    never touched, so it takes no memory."""
+    mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2  # glibc 2.33 and later
+    mallinfo2.restype = _MallInfo2
+    before = mallinfo2()
+    block = torch.empty(before.fordblks + (16 << 20), dtype=torch.uint8)
+    mapped = mallinfo2().hblkhd - before.hblkhd
+    del block
+    return mapped
