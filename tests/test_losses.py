@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from impasto.losses import content_loss, gram_matrix, guided_gram_matrix, style_loss, tv_loss
@@ -18,6 +19,20 @@ def test_gram_matrix_is_independent_of_image_size():
 def test_content_loss_by_hand():
     assert content_loss(F, torch.zeros_like(F)).item() == 7.5  # (1 + 4 + 9 + 16) / 4
     assert content_loss(F, F).item() == 0.0
+
+
+def test_content_loss_of_channels_last_features_gives_their_gradient_in_their_layout():
+    generator = torch.Generator().manual_seed(0)
+    values, target = (torch.randn(1, 8, 5, 6, generator=generator) for _ in range(2))
+    plain = values.clone().requires_grad_(True)
+    channels_last = values.contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    (expected,) = torch.autograd.grad(content_loss(plain, target), plain)
+    for photo in (target, target.contiguous(memory_format=torch.channels_last)):
+        loss = content_loss(channels_last, photo)
+        (gradient,) = torch.autograd.grad(loss, channels_last)  # as it flows on, not a leaf's .grad (copied)
+        assert loss.item() == pytest.approx(content_loss(values, target).item(), rel=1e-6)
+        assert gradient.is_contiguous(memory_format=torch.channels_last)  # no layouts mixed
+        torch.testing.assert_close(gradient, expected)
 
 
 def test_style_loss_by_hand():
