@@ -244,4 +244,34 @@ def _make_layer(name: str, conv_params, pooling: str, inplace: bool) -> nn.Modul
         return conv
     if name.startswith("relu"):
         return nn.ReLU(inplace=inplace)
-    return nn.MaxPool2d(2, 2) if pooling == "max" else nn.AvgPool2d(2, 2)
+    return nn.MaxPool2d(2, 2) if pooling == "max" else AvgPool2x2()
+
+
+class AvgPool2x2(nn.Module):
+    """``nn.AvgPool2d(2, 2)`` with a backward pass that copies each gradient value to its 2 × 2 window
+    (a quarter each): torch's own took 14.6 ms for the 64-channel maps of a 512 px step in bfloat16,
+    channels-last, against 2.3 ms (Intel CPU with AMX), 7 % of the step over the four poolings."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _AvgPool2x2.apply(x)
+
+
+class _AvgPool2x2(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.input_shape = x.shape
+        return nn.functional.avg_pool2d(x, 2, 2)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = grad.shape
+        quarter = grad * 0.25
+        if grad.is_contiguous(memory_format=torch.channels_last):  # spread in memory order, (B, H, W, C)
+            spread = quarter.permute(0, 2, 3, 1)[:, :, None, :, None].expand(b, h, 2, w, 2, c)
+            spread = spread.reshape(b, 2 * h, 2 * w, c).permute(0, 3, 1, 2)
+        else:
+            spread = quarter[:, :, :, None, :, None].expand(b, c, h, 2, w, 2).reshape(b, c, 2 * h, 2 * w)
+        height, width = ctx.input_shape[2:]
+        if (height, width) != (2 * h, 2 * w):  # an odd row or column, which the pooling left out
+            spread = nn.functional.pad(spread, (0, width - 2 * w, 0, height - 2 * h))
+        return spread

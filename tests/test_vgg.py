@@ -3,9 +3,10 @@ import sys
 
 import pytest
 import torch
+from torch import nn
 
 from impasto.errors import ConfigError, WeightsError
-from impasto.vgg import CONV_NAMES, LAYER_NAMES, VGGFeatures, load_weights, smallest_edge
+from impasto.vgg import CONV_NAMES, LAYER_NAMES, AvgPool2x2, VGGFeatures, load_weights, smallest_edge
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,7 @@ def test_features_fingerprint(weights):
 def test_network_stops_at_deepest_layer_and_is_frozen(weights):
     model = VGGFeatures(weights, ["relu2_1", "conv1_2"], "avg")
     assert list(dict(model.body.named_children()))[-1] == "relu2_1"
-    assert isinstance(model.body.pool1, torch.nn.AvgPool2d)
+    assert isinstance(model.body.pool1, AvgPool2x2)
     assert not any(p.requires_grad for p in model.parameters())
     assert set(model(_test_image(16))) == {"relu2_1", "conv1_2"}
     assert (model(_test_image(16))["conv1_2"] < 0).any()  # conv features are taken before their ReLU
@@ -175,3 +176,17 @@ def test_checkpointing_keeps_only_the_requested_features(weights):
     plain = saved_bytes(VGGFeatures(weights, layers, "avg"))
     checkpointed = saved_bytes(VGGFeatures(weights, layers, "avg", checkpointed=True))
     assert checkpointed < 0.6 * plain
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 8, 10), (2, 5, 9, 7), (1, 64, 33, 25)])  # odd rows and columns too
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_average_pooling_and_its_gradient_are_torchs_to_the_last_bit(shape, layout, dtype):
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=generator).to(dtype).contiguous(memory_format=layout).requires_grad_(True)
+    ours, torchs = AvgPool2x2()(x), nn.AvgPool2d(2, 2)(x)
+    weights = torch.randn(torchs.shape, generator=generator).to(dtype).contiguous(memory_format=layout)
+    (gradient,) = torch.autograd.grad(ours, x, weights)
+    (expected,) = torch.autograd.grad(torchs, x, weights)
+    assert torch.equal(ours, torchs) and torch.equal(gradient, expected)
+    assert gradient.is_contiguous(memory_format=layout)  # the layout the next layer's gradient is in
