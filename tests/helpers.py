@@ -1,5 +1,5 @@
-"""Small image factories shared by several test modules (imported as `helpers`: pytest puts tests/ on
-the path)."""
+"""Small image factories and probes shared by several test modules (imported as `helpers`: pytest puts
+tests/ on the path)."""
 import ctypes
 import platform
 import struct
@@ -8,8 +8,10 @@ import zlib
 import numpy as np
 import torch
 
-# glibc's allocator, whose handling of freed memory impasto sets for each run (memory.manage_freed_memory)
-GLIBC = platform.libc_ver()[0] == "glibc"
+# glibc's allocator, whose handling of freed memory impasto sets for each run (memory.manage_freed_memory),
+# in a version with mallinfo2 (2.33 and later), which bytes_mapped_for_a_new_block reads
+_LIBC, _LIBC_VERSION = platform.libc_ver()
+GLIBC = _LIBC == "glibc" and tuple(int(part) for part in _LIBC_VERSION.split(".")[:2]) >= (2, 33)
 
 # A run of two sizes (32 then 64 px), 12 steps each: small enough to stop and resume in a few seconds.
 TWO_SIZES = dict(max_size=64, min_size=32, coarse_iterations=12, iterations=12, tolerance=0.0)
@@ -37,7 +39,7 @@ def bytes_mapped_for_a_new_block() -> int:
     """How much of a new block glibc maps on its own, rather than taking it from its heap (where
     a freed block stays for the next one): the block is larger than all the heap holds free, and
     never touched, so it takes no memory."""
-    mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2  # glibc 2.33 and later
+    mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2
     mallinfo2.restype = _MallInfo2
     before = mallinfo2()
     block = torch.empty(before.fordblks + (16 << 20), dtype=torch.uint8)
