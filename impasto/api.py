@@ -24,7 +24,7 @@ from .errors import ConfigError, ImageError, Interrupted
 from .imageio import (ImageSource, long_edge_shape, pixels_shape, read_image, resize, resize_to_long_edge,
                       resize_to_pixels, same_aspect, source_name, unenlarge)
 from .masks import fit_mask, read_masks
-from .memory import MemoryPlan, manage_freed_memory, plan as plan_memory
+from .memory import MemoryPlan, manage_freed_memory, plan as plan_memory, restore_freed_memory
 from .objective import Objective, WithComposition
 from .optimize import Callback, LoopState, ProgressEvent, optimize
 from .postprocess import denoise, despeckle
@@ -143,6 +143,9 @@ class _Painting:
                     raise
                 self.state.stop_reason, self.state.interrupted = "cancelled", exc
                 self.stopped_at = {"size_index": scale, "size": self.sizes[scale], "steps_at_size": self._done}
+            finally:
+                if self.images.device.type == "cpu":
+                    restore_freed_memory()
 
     def _paint_size(self, scale: int, size: int, iterations: int) -> bool:
         """Paint size number ``scale``; whether the run goes on to the next size."""

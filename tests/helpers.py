@@ -35,14 +35,14 @@ class _MallInfo2(ctypes.Structure):
         "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
 
 
-def bytes_mapped_for_a_new_block() -> int:
+def bytes_mapped_for_a_new_block(beyond: int = 16 << 20) -> int:
     """How much of a new block glibc maps on its own, rather than taking it from its heap (where
-    a freed block stays for the next one): the block is larger than all the heap holds free, and
-    never touched, so it takes no memory."""
+    a freed block stays for the next one): the block is ``beyond`` bytes larger than all the heap
+    holds free, and never touched, so it takes no memory."""
     mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2
     mallinfo2.restype = _MallInfo2
     before = mallinfo2()
-    block = torch.empty(before.fordblks + (16 << 20), dtype=torch.uint8)
+    block = torch.empty(before.fordblks + beyond, dtype=torch.uint8)
     mapped = mallinfo2().hblkhd - before.hblkhd
     del block
     return mapped
