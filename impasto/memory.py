@@ -50,30 +50,28 @@ def manage_freed_memory(checkpointed: bool) -> None:
     the setting, so there keeping blocks would only hold more memory (2.6 GB against 1.9 GB for
     1024 px steps) for no speed: the setting is left as it is. A checkpointed run, which must save
     memory, gives every block over 1 MB its own mapping, unmapped when freed. Either returns to the
-    system first what the heap holds free, as blocks of the size before. ``restore_freed_memory``
+    system first what the heap holds free, as blocks of the size before; ``restore_freed_memory``
     undoes it when the run ends. Other allocators (macOS, Windows, musl) are left alone.
     """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        if checkpointed:
-            libc.mallopt(_M_MMAP_THRESHOLD, 1 << 20)
-            libc.mallopt(_M_TRIM_THRESHOLD, 128 << 10)  # glibc's default
-        elif threading.current_thread() is threading.main_thread() and libc.mallopt(_M_MMAP_THRESHOLD, _MOST):
-            # (after the mmap threshold: setting the trim threshold alone would map every block)
-            libc.mallopt(_M_TRIM_THRESHOLD, _MOST)
-        libc.malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    if checkpointed:
+        _set_glibc(mmap_threshold=1 << 20, trim_threshold=128 << 10)  # the trim threshold's default
+    elif threading.current_thread() is threading.main_thread():
+        _set_glibc(mmap_threshold=_MOST, trim_threshold=_MOST)
 
 
 def restore_freed_memory() -> None:
     """After a run, leave glibc for the rest of the process (a notebook, say) as its adaptive
     thresholds end up (blocks over 32 MB mapped, the heap trimmed above 64 MB; glibc cannot be told to
     adapt again), and give what the heap holds free back to the system."""
+    _set_glibc(mmap_threshold=32 << 20, trim_threshold=64 << 20)
+
+
+def _set_glibc(mmap_threshold: int, trim_threshold: int) -> None:
+    """Set glibc's thresholds, then give what its heap holds free back to the system."""
     try:
         libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)
-        libc.mallopt(_M_TRIM_THRESHOLD, 64 << 20)
+        if libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold):  # the trim threshold alone would map every block
+            libc.mallopt(_M_TRIM_THRESHOLD, trim_threshold)
         libc.malloc_trim(0)
     except (OSError, AttributeError):
         pass
