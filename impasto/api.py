@@ -71,7 +71,7 @@ def stylize(
     result_fields = {"inputs": inputs, "checkpointed": memory.checkpointed, "bfloat16": bfloat16,
                      "machine": machine(images.device)}
     painting = _Painting(config, images, _extractor(config, images.device, memory.checkpointed), callback,
-                         point, stopped_image, result_fields)
+                         point, stopped_image, result_fields, memory.keeps_freed)
     setup = time.perf_counter() - started
     painting.paint()
     state = painting.state
@@ -97,7 +97,8 @@ def _style_list(style: ImageSource | Iterable[ImageSource]) -> list[ImageSource]
 
 
 def _planned_memory(config: Config, images: _Images, bfloat16: bool) -> MemoryPlan:
-    """The run's memory plan (checkpointed or not), counting the images already held."""
+    """The run's memory plan (checkpointed or not, keeping freed memory or not), counting the images
+    already held."""
     held = {id(t): t.nbytes for t in (images.photo, images.target, *images.paintings, *(images.masks or []))}
     return plan_memory(config, *images.photo.shape[1:], images.device, bfloat16, held=sum(held.values()))
 
@@ -111,10 +112,11 @@ class _Painting:
     """
 
     def __init__(self, config: Config, images: _Images, extractor: VGGFeatures, callback: Callback | None,
-                 point: ResumePoint | None, stopped_image: torch.Tensor | None, result_fields: dict[str, Any]
-                 ) -> None:
+                 point: ResumePoint | None, stopped_image: torch.Tensor | None, result_fields: dict[str, Any],
+                 keeps_freed: bool) -> None:
         self.config, self.images, self.extractor, self.callback = config, images, extractor, callback
         self.point, self.stopped_image, self.result_fields = point, stopped_image, result_fields
+        self.keeps_freed = keeps_freed  # the memory plan's (memory.manage_freed_memory)
         self.resumed_from = point and {"steps": point.steps, "seconds": point.seconds}
         self.sizes, self.steps = config.sizes(), config.steps_per_size()
         self.grey = config.preserve_color == "luminance"
@@ -154,7 +156,7 @@ class _Painting:
         if iterations == 0 or (painted and (self._first is not None or not self.config.composition_weight)):
             return True  # nor needed for the composition term
         if self.images.device.type == "cpu":
-            manage_freed_memory(self.extractor.checkpointed)
+            manage_freed_memory(self.keeps_freed)
         self._done = 0
         content_image, style_images, masks = _at_size(self.images, size, self.config)
         objective = self._objective(content_image, style_images, masks)

@@ -4,9 +4,11 @@ Memory grows linearly with the pixels of the largest size. For the backward pass
 convolution's and pooling's output (about 1.3 KB per pixel up to relu5_1 in float32, half that in
 bfloat16; half of it the two 64-channel layers at full resolution); the backward pass holds a few
 gradients of the largest layer at once; L-BFGS keeps 2 × 20 past steps of the pixels, in float32.
-When that does not fit, the extractor is *checkpointed*: only the requested features are kept, and
-the layers between two of them run again during the backward pass (about a third more time).
-``estimate`` counts those tensors; its two constants were fitted to the peak RSS of real runs
+A run's steps are fastest when the heap keeps the blocks each step frees for the next one, which
+takes half as much memory again; when that does not fit, the blocks go back to the system at once,
+and when that does not fit either, the extractor is *checkpointed*: only the requested features are
+kept, and the layers between two of them run again during the backward pass (about a fifth more
+time). ``estimate`` counts those tensors; its constants were fitted to the peak RSS of real runs
 (``python benchmarks/bench_memory.py``).
 """
 
@@ -29,31 +31,38 @@ from .vgg import BLOCK_WIDTHS, LAYER_NAMES
 GB = 1024**3
 # Bytes of the process before any image: Python, torch, the weights (fitted; see the module doc).
 OVERHEAD = 0.5 * GB
-# Measured peak RSS over the tensors counted (allocator slack, oneDNN's scratch buffers; fitted),
-# plain and checkpointed, in the allocator mode each uses (``manage_freed_memory``): a plain run that
-# keeps freed blocks on the heap peaked at 1.50 and 1.53 times the count (2048×1153 and 3840×2161,
-# 22 steps), 1.23 without.
-SLACK = {False: 1.6, True: 1.0}
+# The ways a run uses memory, fastest first, as (checkpointed, keeps_freed): plain, keeping freed
+# blocks on the heap for the next step (``manage_freed_memory``); plain, giving them back at once;
+# checkpointed, giving them back. ``plan`` takes the first that fits. The second needs glibc, whose
+# freed memory impasto can tell apart; elsewhere (a GPU, macOS, Windows) a plain run is counted as
+# keeping it, since no measurement says how much less it would hold.
+MODES = ((False, True), (False, False), (True, False))
+# Measured peak RSS over the tensors counted (allocator slack, oneDNN's scratch buffers; fitted), in
+# each mode: keeping freed blocks peaked at 1.50 and 1.53 times the count (2048×1153 and 3840×2161,
+# 22 steps), giving them back at 0.95, 1.01, 1.04 and 1.05 times (1024×576, 2048×1153, 2048×1536 and
+# 3840×2880), checkpointed below 1.
+SLACK = {(False, True): 1.6, (False, False): 1.1, (True, False): 1.0}
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameter numbers
 _MOST = 2**31 - 1  # mallopt takes an int
 
 
-def manage_freed_memory(checkpointed: bool) -> None:
+def manage_freed_memory(keep: bool) -> None:
     """Set, at each size of a run on the CPU, what glibc does with the large blocks each step frees.
 
     Every step allocates and frees the same features and gradients. By default glibc maps each block
     above an adaptive threshold (at most 32 MB) afresh and unmaps it when freed, and the kernel zeroes
     every page of a new mapping: on an Intel CPU with AMX, a quarter of a 1024 or 2048 px step in
-    bfloat16. A plain run in the main thread keeps freed blocks on the heap for the next step instead
-    (1.33x faster at 1024 px, 1.37x at 2048 px, for 7-48 % more memory at the peak). Other
-    threads allocate from glibc's secondary heaps, which map any block over 64 MB afresh whatever
-    the setting, so there keeping blocks would only hold more memory (2.6 GB against 1.9 GB for
-    1024 px steps) for no speed: the setting is left as it is. A checkpointed run, which must save
-    memory, gives every block over 1 MB its own mapping, unmapped when freed. Either returns to the
-    system first what the heap holds free, as blocks of the size before; ``restore_freed_memory``
-    undoes it when the run ends. Other allocators (macOS, Windows, musl) are left alone.
+    bfloat16. A run that may ``keep`` freed blocks (the plan's ``keeps_freed``) keeps them on the heap
+    for the next step instead, in the main thread (1.33x faster at 1024 px, 1.37x at 2048 px, for
+    half as much memory again at the peak). Other threads allocate from glibc's secondary heaps, which
+    map any block over 64 MB afresh whatever the setting, so there keeping blocks would only hold
+    more memory (2.6 GB against 1.9 GB for 1024 px steps) for no speed: the setting is left as it is.
+    A run that must save memory gives every block over 1 MB its own mapping, unmapped when freed.
+    Either returns to the system first what the heap holds free, as blocks of the size before;
+    ``restore_freed_memory`` undoes it when the run ends. Other allocators (macOS, Windows, musl) are
+    left alone.
     """
-    if checkpointed:
+    if not keep:
         _set_glibc(mmap_threshold=1 << 20, trim_threshold=128 << 10)  # the trim threshold's default
     elif threading.current_thread() is threading.main_thread():
         _set_glibc(mmap_threshold=_MOST, trim_threshold=_MOST)
@@ -66,22 +75,31 @@ def restore_freed_memory() -> None:
     _set_glibc(mmap_threshold=32 << 20, trim_threshold=64 << 20)
 
 
-def _set_glibc(mmap_threshold: int, trim_threshold: int) -> None:
-    """Set glibc's thresholds, then give what its heap holds free back to the system."""
+def _glibc() -> ctypes.CDLL | None:
+    """The C library, if it is glibc (it has ``mallopt``); None elsewhere (macOS, Windows, musl)."""
     try:
         libc = ctypes.CDLL("libc.so.6")
-        if libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold):  # the trim threshold alone would map every block
-            libc.mallopt(_M_TRIM_THRESHOLD, trim_threshold)
-        libc.malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    except OSError:
+        return None
+    return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+
+
+def _set_glibc(mmap_threshold: int, trim_threshold: int) -> None:
+    """Set glibc's thresholds, then give what its heap holds free back to the system."""
+    libc = _glibc()
+    if libc is None:
+        return
+    if libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold):  # the trim threshold alone would map every block
+        libc.mallopt(_M_TRIM_THRESHOLD, trim_threshold)
+    libc.malloc_trim(0)
 
 
 @dataclass(frozen=True)
 class MemoryPlan:
-    """The peak memory a run will need at its largest size, and whether it must checkpoint to fit."""
+    """The peak memory a run will need at its largest size, and how it must use memory to fit."""
 
     checkpointed: bool
+    keeps_freed: bool  # freed blocks stay on the heap for the next step (``manage_freed_memory``)
     estimate: float  # bytes at the peak, in the chosen mode
 
 
@@ -124,9 +142,11 @@ def pass_bytes(layers: tuple[str, ...], pooling: str, checkpointed: bool, value_
     return features + max(stretches) + gradients
 
 
-def estimate(config: Config, height: int, width: int, checkpointed: bool, bfloat16: bool = False) -> float:
+def estimate(config: Config, height: int, width: int, checkpointed: bool, bfloat16: bool = False,
+             keeps_freed: bool | None = None) -> float:
     """Peak bytes of a run of ``config`` whose largest size is height × width pixels; ``bfloat16``:
-    whether its features are computed in bfloat16 (``impasto.device.uses_bfloat16``)."""
+    whether its features are computed in bfloat16 (``impasto.device.uses_bfloat16``);
+    ``keeps_freed``: whether freed blocks stay on the heap (by default, when not checkpointed)."""
     layers = config.layers
     pixels = _canvas_pixels(config, height, width)
     optimizer_floats = 3 * (2 * LBFGS_HISTORY + 6) if config.optimizer == "lbfgs" else 3 * 6
@@ -143,7 +163,8 @@ def estimate(config: Config, height: int, width: int, checkpointed: bool, bfloat
     # The paintings' Grams are taken in float32 without gradients: two layers alive at a time, at style_scale².
     # (the paintings are scaled to the picture's pixels, not the canvas's)
     targets = height * width * config.style_scale**2 * 2 * max(size for _, size in kept_tensors(layers, config.pooling))
-    return OVERHEAD + SLACK[checkpointed] * max(optimisation, targets)
+    keeps_freed = not checkpointed if keeps_freed is None else keeps_freed
+    return OVERHEAD + SLACK[checkpointed, keeps_freed] * max(optimisation, targets)
 
 
 def _canvas_pixels(config: Config, height: int, width: int) -> int:
@@ -172,14 +193,17 @@ def available(device: torch.device) -> float:
 
 def plan(config: Config, photo_height: int, photo_width: int, device: torch.device,
          bfloat16: bool = False, held: float = 0.0) -> MemoryPlan:
-    """Checkpoint only if a plain run would not fit; raise ConfigError if neither fits. ``held``:
-    bytes the inputs already take (the photo and paintings as read, at their own sizes)."""
+    """The fastest of the MODES that fits; raise ConfigError if none does. ``held``: bytes the inputs
+    already take (the photo and paintings as read, at their own sizes)."""
     budget = config.max_memory * GB if config.max_memory else available(device)
     height, width = long_edge_shape(photo_height, photo_width, config.max_size)
-    for checkpointed in (False, True):
-        need = estimate(config, height, width, checkpointed, bfloat16) + held
+    returns_freed = device.type == "cpu" and _glibc() is not None
+    for checkpointed, keeps_freed in MODES:
+        if not (checkpointed or keeps_freed or returns_freed):
+            continue
+        need = estimate(config, height, width, checkpointed, bfloat16, keeps_freed) + held
         if need <= budget:
-            return MemoryPlan(checkpointed, need)
+            return MemoryPlan(checkpointed, keeps_freed, need)
     fits = largest_fitting(config, photo_height, photo_width, budget - held, bfloat16)
     if config.max_memory:
         limit, advice = f"max_memory is {config.max_memory:g} GB", "raise max_memory"

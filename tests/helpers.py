@@ -11,7 +11,8 @@ import torch
 # glibc's allocator, whose handling of freed memory impasto sets for each run (memory.manage_freed_memory),
 # in a version with mallinfo2 (2.33 and later), which bytes_mapped_for_a_new_block reads
 _LIBC, _LIBC_VERSION = platform.libc_ver()
-GLIBC = _LIBC == "glibc" and tuple(int(part) for part in _LIBC_VERSION.split(".")[:2]) >= (2, 33)
+ON_GLIBC = _LIBC == "glibc"  # where a run on the CPU can give freed memory back rather than checkpoint
+GLIBC = ON_GLIBC and tuple(int(part) for part in _LIBC_VERSION.split(".")[:2]) >= (2, 33)
 
 # A run of two sizes (32 then 64 px), 12 steps each: small enough to stop and resume in a few seconds.
 TWO_SIZES = dict(max_size=64, min_size=32, coarse_iterations=12, iterations=12, tolerance=0.0)
