@@ -6,9 +6,9 @@ Each run is a fresh `impasto` process (one size, a few L-BFGS steps, golden_gate
 starry_night), so its peak RSS is its own. For each size it runs the mode impasto picks by itself
 within this machine's memory, then each slower one (``impasto.memory.MODES``: plain keeping freed
 memory for the next step, plain giving it back, checkpointed), forced with a --max-memory between
-its estimate and the faster one's. It prints peak RSS beside impasto's estimate (which the guard uses), bytes per
-pixel (flat if memory grows linearly with pixels), seconds per step, GFLOP/s, and the largest size
-that fits in this machine's memory.
+its estimate and the faster one's. It prints peak RSS beside impasto's estimate (which the guard
+uses), bytes per pixel (flat if memory grows linearly with pixels), seconds per step, GFLOP/s, and
+the largest size that fits in this machine's memory.
 """
 
 from __future__ import annotations
@@ -106,10 +106,8 @@ def main() -> None:
                     continue
                 gflops = canvas_step_flops(config, height, width) / row["step_s"] / 1e9
                 dtype = "bf16" if row["bfloat16"] else "fp32"
-                checkpointed, keeps = MODES[index]
-                need = estimate(config, height, width, checkpointed, row["bfloat16"], keeps) + held
                 print(f"{label:>10} {height * width / 1e6:6.2f}M {mode:>12} {dtype:>5} {row['rss'] / GB:8.2f}G "
-                      f"{need / GB:8.2f}G {row['rss'] / (height * width):8.0f} {row['step_s']:7.2f} {gflops:8.1f}",
+                      f"{needs[index] / GB:8.2f}G {row['rss'] / (height * width):8.0f} {row['step_s']:7.2f} {gflops:8.1f}",
                       flush=True)
     fits = largest_fitting(impasto.Config(), photo_height, photo_width, budget - held, bfloat16)  # the default schedule
     print(f"largest 16:9 size the default schedule fits in {budget / GB:.1f} GB (checkpointed): {fits} px long edge; "
