@@ -5,10 +5,10 @@ convolution's and pooling's output (about 1.3 KB per pixel up to relu5_1 in floa
 bfloat16; half of it the two 64-channel layers at full resolution); the backward pass holds a few
 gradients of the largest layer at once; L-BFGS keeps 2 × 20 past steps of the pixels, in float32.
 A run's steps are fastest when the heap keeps the blocks each step frees for the next one, which
-takes half as much memory again; when that does not fit, the blocks go back to the system at once,
-and when that does not fit either, the extractor is *checkpointed*: only the requested features are
-kept, and the layers between two of them run again during the backward pass (about a fifth more
-time). ``estimate`` counts those tensors; its constants were fitted to the peak RSS of real runs
+takes up to half as much memory again; when that does not fit, the blocks go back to the system at
+once, and when that does not fit either, the extractor is *checkpointed*: only the requested
+features are kept, and the layers between two of them run again during the backward pass (about a
+third more time). ``estimate`` counts those tensors; its constants were fitted to the peak RSS of real runs
 (``python benchmarks/bench_memory.py``).
 """
 
