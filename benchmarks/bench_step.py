@@ -3,7 +3,8 @@
     python benchmarks/bench_step.py [--sizes 256,512] [--repeats 5] [--peak 190] [--device cpu]
 
 Compares, in the same run, the plain NCHW layout, channels-last (impasto's layout), checkpointing,
-bfloat16 autocast (impasto's default on CPUs with AVX-512 BF16) and (with --compile) torch.compile;
+bfloat16 autocast (impasto's default on CPUs with AVX-512 BF16), with and without each convolution
+fused with its ReLU (impasto's extractor on the CPU), and (with --compile) torch.compile;
 prints medians, the ratio to NCHW and the first step's time (a warm-up; compiled, the compilation).
 A step is timed on the canvas a run paints: the picture with its margin (``Config.margin``).
 Achieved GFLOP/s is given against the nominal fp32 peak (--peak, BRIEF's 190 GFLOP/s for this
@@ -54,16 +55,17 @@ def time_steps(objective, image: torch.Tensor, repeats: int) -> list[float]:
     return times
 
 
-# name: (channels_last, checkpointed, torch.compile, precision). The precision is explicit: impasto's
-# "auto" would run every variant in bfloat16 on a CPU that has it.
+# name: (channels_last, checkpointed, torch.compile, precision, conv+ReLU fused). The precision is
+# explicit: impasto's "auto" would run every variant in bfloat16 on a CPU that has it.
 VARIANTS = {
-    "NCHW": (False, False, False, "float32"),
-    "channels-last": (True, False, False, "float32"),  # impasto's layout
-    "checkpointed": (True, True, False, "float32"),  # what impasto does when a size would not fit
-    "bf16 autocast": (True, False, False, "bfloat16"),  # impasto's default on CPUs with AVX-512 BF16
-    # with --compile: a cold compilation took ~20 s on 2 cores
-    "compiled": (True, False, True, "float32"),
-    "compiled bf16": (True, False, True, "bfloat16"),
+    "NCHW": (False, False, False, "float32", False),  # plain PyTorch
+    "channels-last": (True, False, False, "float32", True),  # impasto's layout
+    "checkpointed": (True, True, False, "float32", True),  # what impasto does when a size would not fit
+    "bf16 unfused": (True, False, False, "bfloat16", False),  # version 0.9.2's step
+    "bf16 autocast": (True, False, False, "bfloat16", True),  # impasto's default on CPUs with AVX-512 BF16
+    # with --compile (inductor fuses on its own): a cold compilation took ~20 s on 2 cores
+    "compiled": (True, False, True, "float32", False),
+    "compiled bf16": (True, False, True, "bfloat16", False),
 }
 
 
@@ -96,10 +98,10 @@ def measure(photo: torch.Tensor, painting: torch.Tensor, size: int, config: impa
     flops = canvas_step_flops(config, *content.shape[1:])
     layers = config.layers
     rows = []
-    for name, (channels_last, checkpointed, compiled, precision) in VARIANTS.items():
+    for name, (channels_last, checkpointed, compiled, precision, fused) in VARIANTS.items():
         if compiled and not compiled_too:
             continue
-        extractor = VGGFeatures(load_weights(), layers, config.pooling, channels_last, checkpointed).to(device)
+        extractor = VGGFeatures(load_weights(), layers, config.pooling, channels_last, checkpointed, fused).to(device)
         objective = _objective(extractor, content, _scaled_styles([painting], content, 1.0),
                                config.replace(precision=precision), device)
         if compiled:

@@ -12,6 +12,7 @@ The extractor owns that input convention: callers always pass RGB images in [0, 
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
 import os
 from dataclasses import dataclass
@@ -178,10 +179,14 @@ class VGGFeatures(nn.Module):
     ``checkpointed`` trades time for memory when gradients are taken: only the requested features are
     kept from the forward pass, and the layers between them are run again during the backward pass
     (about a third more time; see ``impasto.memory`` for what it saves).
+
+    ``fused``: on the CPU in bfloat16, each convolution and its ReLU run as one oneDNN call
+    (``_ConvReLU``), with the same features and gradients to the last bit; ``False`` runs them as two
+    layers, as they always run in float32, where fusing them measured no faster.
     """
 
     def __init__(self, weights: VGGWeights, layers: list[str] | tuple[str, ...], pooling: str = "max",
-                 channels_last: bool = True, checkpointed: bool = False):
+                 channels_last: bool = True, checkpointed: bool = False, fused: bool = True):
         super().__init__()
         check_layers(layers)
         if pooling not in POOLINGS:
@@ -198,7 +203,8 @@ class VGGFeatures(nn.Module):
         self.register_buffer("std", torch.tensor(weights.std).view(1, 3, 1, 1))
         self.bgr, self.scale = weights.bgr, weights.scale
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.checkpointed = checkpointed
+        self.checkpointed, self.fused = checkpointed, fused
+        self._cast_weights: dict[tuple[str, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
         self.body.to(memory_format=self.memory_format)
         self.requires_grad_(False)
         self.eval()
@@ -211,26 +217,103 @@ class VGGFeatures(nn.Module):
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         x = self.normalize(image).contiguous(memory_format=self.memory_format)
-        features = {}
+        features: dict[str, torch.Tensor] = {}
         if self.checkpointed and torch.is_grad_enabled():
-            for name, segment in self._segments():
-                x = features[name] = checkpoint(segment, x, use_reentrant=False)
+            for segment in self._segments():
+                x = features[segment[-1]] = checkpoint(self._run, x, segment, use_reentrant=False)
             return features
-        for name, layer in self.body.named_children():
-            x = layer(x)
-            if name in self.layers:
-                features[name] = x
+        self._run(x, [name for name, _ in self.body.named_children()], features)
         return features
 
-    def _segments(self) -> list[tuple[str, nn.Sequential]]:
-        """The body cut after each requested layer: (that layer's name, the layers up to it)."""
+    def _segments(self) -> list[list[str]]:
+        """The body's layer names cut after each requested layer."""
         segments, current = [], []
-        for name, layer in self.body.named_children():
-            current.append(layer)
+        for name, _ in self.body.named_children():
+            current.append(name)
             if name in self.layers:
-                segments.append((name, nn.Sequential(*current)))
+                segments.append(current)
                 current = []
         return segments
+
+    def _run(self, x: torch.Tensor, names: list[str], features: dict[str, torch.Tensor] | None = None
+             ) -> torch.Tensor:
+        """Run the layers ``names`` on ``x``, storing the requested ones in ``features``; the last output."""
+        i = 0
+        while i < len(names):
+            name, layer = names[i], getattr(self.body, names[i])
+            # autocast's type, which a convolution would run in (bfloat16, precision "auto" on some CPUs)
+            dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
+            if i + 1 < len(names) and self._fuses(name, x.device, dtype):
+                x = _ConvReLU.apply(x.to(dtype), *self._weights(name, layer, dtype))
+                i += 1
+                name = names[i]
+            else:
+                x = layer(x)
+            if features is not None and name in self.layers:
+                features[name] = x
+            i += 1
+        return x
+
+    def _fuses(self, conv: str, device: torch.device, dtype: torch.dtype) -> bool:
+        """Whether the convolution ``conv`` runs with its ReLU as one call: not where its own output is
+        asked for, and only where this torch's oneDNN can (``fusable``)."""
+        return (self.fused and conv.startswith("conv") and conv not in self.layers and device.type == "cpu"
+                and fusable(dtype))
+
+    def _weights(self, name: str, conv: nn.Conv2d, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """The convolution's weight and bias in ``dtype``, cast once: autocast would cast them at every
+        step (2 % of a 512 px step in bfloat16 on an Intel CPU with AMX)."""
+        if conv.weight.dtype == dtype:
+            return conv.weight, conv.bias
+        cast = self._cast_weights.get((name, dtype))
+        if cast is None or cast[0].device != conv.weight.device:
+            with torch.inference_mode(False):  # kept for later runs, which autograd must be able to save
+                cast = self._cast_weights[name, dtype] = (conv.weight.to(dtype), conv.bias.to(dtype))
+        return cast
+
+
+@functools.cache
+def fusable(dtype: torch.dtype) -> bool:
+    """Whether a convolution and its ReLU run as one oneDNN call in ``dtype`` on the CPU: only in
+    bfloat16 (in float32 a 512 px step was no faster, and a tiny one rounded differently), and only
+    where this torch's oneDNN can, giving their result (tried once on a tiny input: builds without
+    oneDNN, or other CPUs, may lack the operation or the type)."""
+    if dtype != torch.bfloat16 or not torch.backends.mkldnn.is_available():
+        return False
+    x = torch.arange(-24.0, 24.0).reshape(1, 2, 4, 6).to(dtype)
+    weight, bias = torch.linspace(-1, 1, 36).reshape(2, 2, 3, 3).to(dtype), torch.tensor([0.5, -0.5], dtype=dtype)
+    try:
+        fused = _conv_relu(x, weight, bias)
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return False
+    return torch.equal(fused, torch.relu(nn.functional.conv2d(x, weight, bias, padding=1)))
+
+
+def _conv_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """relu(conv2d(x, weight, bias, padding=1)) as one oneDNN call (the operation torch.compile uses)."""
+    return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, [1, 1], [1, 1], [1, 1], 1, "relu", [], "")
+
+
+class _ConvReLU(torch.autograd.Function):
+    """A 3×3 convolution (stride 1, padding 1) and its ReLU in one call. The ReLU as a layer of its own
+    reads and writes every feature map once more, and at these sizes that waits on memory: a 512 px
+    step in bfloat16 took 1.14x as long with it on an Intel CPU with AMX (benchmarks/README.md). The
+    backward pass is autograd's for the two layers, the weights being frozen: the ReLU's mask, then the
+    convolution's gradient for its input alone."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        out = _conv_relu(x, weight, bias)
+        ctx.save_for_backward(x, out, weight)  # x only for its shape and layout, as autograd's own
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        x, out, weight = ctx.saved_tensors
+        grad = torch.ops.aten.threshold_backward(grad, out, 0)
+        grad_x = torch.ops.aten.convolution_backward(grad, x, weight, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1,
+                                                     (True, False, False))[0]
+        return grad_x, None, None
 
 
 def _make_layer(name: str, conv_params, pooling: str, inplace: bool) -> nn.Module:

@@ -127,5 +127,5 @@ def test_step_benchmark_times_every_variant_on_the_canvas_a_run_paints(images):
     assert canvas == (24 + 4, 32 + 4)  # golden_gate is 4:3, and the margin is on every side
     assert flops == bench_step.canvas_step_flops(config, 24, 32) == \
         bench_step.canvas_step_flops(config.replace(margin=0), 28, 36)
-    assert [name for name, _, _ in rows] == ["NCHW", "channels-last", "checkpointed", "bf16 autocast"]
+    assert [name for name, _, _ in rows] == ["NCHW", "channels-last", "checkpointed", "bf16 unfused", "bf16 autocast"]
     assert all(median > 0 and first > 0 for _, median, first in rows)

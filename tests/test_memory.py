@@ -11,7 +11,7 @@ from impasto.config import Config
 from impasto.errors import ConfigError
 from helpers import GLIBC, ON_GLIBC, bytes_mapped_for_a_new_block
 from impasto.memory import (GB, MODES, OVERHEAD, SLACK, available, estimate, kept_tensors, largest_fitting,
-                            manage_freed_memory, pass_bytes, plan)
+                            manage_freed_memory, pass_bytes, plan, restore_freed_memory)
 
 LAYERS = ("relu4_2", "relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 CPU = torch.device("cpu")
@@ -174,7 +174,15 @@ def test_max_memory_must_be_positive():
         Config(max_memory=0)
 
 
+@pytest.fixture
+def allocator():
+    """glibc's allocator left as a run leaves it, for the tests after this one."""
+    yield
+    restore_freed_memory()
+
+
 @pytest.mark.skipif(not GLIBC, reason="sets glibc's allocator")
+@pytest.mark.usefixtures("allocator")
 def test_a_run_that_may_keep_freed_memory_keeps_it_for_its_next_step_and_another_returns_it():
     manage_freed_memory(keep=True)
     assert bytes_mapped_for_a_new_block() == 0
@@ -185,6 +193,7 @@ def test_a_run_that_may_keep_freed_memory_keeps_it_for_its_next_step_and_another
 
 
 @pytest.mark.skipif(not GLIBC, reason="sets glibc's allocator")
+@pytest.mark.usefixtures("allocator")
 def test_a_run_in_another_thread_leaves_the_allocator_as_it_is_rather_than_keep_freed_memory():
     manage_freed_memory(keep=False)
     worker = threading.Thread(target=manage_freed_memory, args=(True,))  # as the web server's jobs run

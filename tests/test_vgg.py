@@ -5,8 +5,9 @@ import pytest
 import torch
 from torch import nn
 
+from impasto.device import uses_bfloat16
 from impasto.errors import ConfigError, WeightsError
-from impasto.vgg import CONV_NAMES, LAYER_NAMES, AvgPool2x2, VGGFeatures, load_weights, smallest_edge
+from impasto.vgg import CONV_NAMES, LAYER_NAMES, AvgPool2x2, VGGFeatures, fusable, load_weights, smallest_edge
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +157,41 @@ def test_layouts_and_checkpointing_give_the_same_features_and_gradients(weights)
         for name in layers:
             torch.testing.assert_close(features[name], plain[name], rtol=1e-3, atol=1e-5 * plain[name].abs().max().item())
         torch.testing.assert_close(grad, plain_grad, rtol=1e-3, atol=1e-4 * plain_grad.abs().max().item())
+
+
+@pytest.mark.parametrize("checkpointed", [False, True])
+def test_fused_convolutions_and_relus_give_the_same_features_and_gradients_to_the_last_bit(weights, checkpointed):
+    assert not fusable(torch.float32)  # no faster there
+    if uses_bfloat16("auto", torch.device("cpu")):  # oneDNN runs bfloat16 natively here
+        assert fusable(torch.bfloat16) == torch.backends.mkldnn.is_available()  # every x86 build of torch has it
+    if not fusable(torch.bfloat16):
+        pytest.skip("this CPU's oneDNN has no fused convolution in bfloat16")
+    layers = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"]
+
+    def features_and_gradient(model, bfloat16=True):
+        image = _test_image(40).requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):  # as Objective runs it
+            features = model(image)
+        loss = sum((f.float() * f.detach().float().roll(1, dims=1)).mean() for f in features.values())
+        return features, torch.autograd.grad(loss, image)[0]
+
+    fused = VGGFeatures(weights, layers, "avg", checkpointed=checkpointed)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):  # the weights are cast here,
+        fused(_test_image(16))  # and autograd must still be able to save them afterwards
+    features, grad = features_and_gradient(fused)
+    unfused = VGGFeatures(weights, layers, "avg", checkpointed=checkpointed, fused=False)
+    plain, plain_grad = features_and_gradient(unfused)
+    if not checkpointed:  # the graph holds one node per convolution and ReLU pair, not two; in float32, two
+        assert type(features["relu1_1"].grad_fn).__name__ == "_ConvReLUBackward"
+        assert type(plain["relu1_1"].grad_fn).__name__ == "ReluBackward0"
+        assert type(features_and_gradient(fused, bfloat16=False)[0]["relu1_1"].grad_fn).__name__ == "ReluBackward0"
+    for name in layers:
+        assert features[name].is_contiguous(memory_format=torch.channels_last)
+        assert features[name].dtype == torch.bfloat16 and torch.equal(features[name], plain[name])
+    assert torch.equal(grad, plain_grad)
+    cast = fused._cast_weights["conv1_1", torch.bfloat16]  # cast once, not at every call as autocast would
+    features_and_gradient(fused)
+    assert fused._cast_weights["conv1_1", torch.bfloat16] is cast and cast[0].dtype == torch.bfloat16
 
 
 def test_checkpointing_keeps_only_the_requested_features(weights):
