@@ -68,10 +68,10 @@ def stylize(
     bfloat16 = uses_bfloat16(config.precision, images.device)
     memory = _planned_memory(config, images, bfloat16)
     # What every Result of the run records besides its picture and progress
-    result_fields = {"inputs": inputs, "checkpointed": memory.checkpointed, "bfloat16": bfloat16,
-                     "machine": machine(images.device)}
+    result_fields = {"inputs": inputs, "checkpointed": memory.checkpointed, "keeps_freed": memory.keeps_freed,
+                     "bfloat16": bfloat16, "machine": machine(images.device)}
     painting = _Painting(config, images, _extractor(config, images.device, memory.checkpointed), callback,
-                         point, stopped_image, result_fields, memory.keeps_freed)
+                         point, stopped_image, result_fields)
     setup = time.perf_counter() - started
     painting.paint()
     state = painting.state
@@ -112,11 +112,10 @@ class _Painting:
     """
 
     def __init__(self, config: Config, images: _Images, extractor: VGGFeatures, callback: Callback | None,
-                 point: ResumePoint | None, stopped_image: torch.Tensor | None, result_fields: dict[str, Any],
-                 keeps_freed: bool) -> None:
+                 point: ResumePoint | None, stopped_image: torch.Tensor | None, result_fields: dict[str, Any]
+                 ) -> None:
         self.config, self.images, self.extractor, self.callback = config, images, extractor, callback
         self.point, self.stopped_image, self.result_fields = point, stopped_image, result_fields
-        self.keeps_freed = keeps_freed  # the memory plan's (memory.manage_freed_memory)
         self.resumed_from = point and {"steps": point.steps, "seconds": point.seconds}
         self.sizes, self.steps = config.sizes(), config.steps_per_size()
         self.grey = config.preserve_color == "luminance"
@@ -156,7 +155,7 @@ class _Painting:
         if iterations == 0 or (painted and (self._first is not None or not self.config.composition_weight)):
             return True  # nor needed for the composition term
         if self.images.device.type == "cpu":
-            manage_freed_memory(self.keeps_freed)
+            manage_freed_memory(self.result_fields["keeps_freed"])  # the memory plan's
         self._done = 0
         content_image, style_images, masks = _at_size(self.images, size, self.config)
         objective = self._objective(content_image, style_images, masks)

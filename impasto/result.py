@@ -28,6 +28,9 @@ class Result:
     stop_reason: str  # "iterations", "tolerance", "cancelled" or "diverged"
     inputs: dict[str, Any] = field(default_factory=dict)  # SHA-256 of each input, for reproduction
     checkpointed: bool = False  # whether activations were recomputed to fit in memory (see memory)
+    # Whether the steps kept the memory they freed for the next one; False: it went back to the system at
+    # once, to fit in memory (slower steps; see memory), as in every checkpointed run.
+    keeps_freed: bool = True
     bfloat16: bool = False  # whether the features were computed in bfloat16 (precision 'auto' decides per machine)
     # Where a cancelled run stopped, for ``stylize(..., resume=)``: "size_index" (into config.sizes()),
     # "size" (px) and "steps_at_size"; None when it has nothing left to do.
@@ -71,7 +74,8 @@ class Result:
                 "steps": self.steps, "stop_reason": self.stop_reason,
                 "image_step": self.steps if self.image_step is None else self.image_step, "final_losses": self.losses,
                 "seconds": round(before.get("seconds", 0.0) + self.timings.get("total", 0.0), 3),
-                "checkpointed": self.checkpointed, "bfloat16": self.bfloat16, "machine": self.machine}
+                "checkpointed": self.checkpointed, "keeps_freed": self.keeps_freed, "bfloat16": self.bfloat16,
+                "machine": self.machine}
         if self.stopped_at:
             meta["stopped_at"] = self.stopped_at
         if self.resumed_from:

@@ -716,7 +716,8 @@ def _plot_and_report(args: argparse.Namespace, the_plan: Plan, job: Job, result:
             history = logged + history
         plot_losses(history, job.plot, the_plan.config.sizes(), title=f"{path.name}: loss per step")
     if not args.quiet:
-        squeezed = ", activations recomputed to fit in memory" if result.checkpointed else ""
+        squeezed = (", activations recomputed to fit in memory" if result.checkpointed
+                    else ", freed memory given back at every step to fit in memory" if not result.keeps_freed else "")
         reason = result.stop_reason
         if interrupts.signum is not None:
             signal_name = signal.Signals(interrupts.signum).name

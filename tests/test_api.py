@@ -483,7 +483,8 @@ def test_less_memory_gives_freed_memory_back_then_checkpoints_and_paints_the_sam
         assert mapped[:4] == [0] * 4 and min(mapped[4:]) >= 16 << 20
         assert min(after) >= 33 << 20  # and after a run, blocks over 32 MB are mapped, as glibc ends up doing
     assert [r.checkpointed for r in results] == [False, not returns_freed, True]
-    assert squeezed.metadata()["checkpointed"]
+    assert [r.keeps_freed for r in results] == [True, False, False]
+    assert squeezed.metadata()["checkpointed"] and not returning.metadata()["keeps_freed"]
     for result in (returning, squeezed):
         if result.checkpointed:
             torch.testing.assert_close(result.image, plain.image, atol=1e-4, rtol=0)

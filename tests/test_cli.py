@@ -20,15 +20,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import noise, png_claiming
+from helpers import ON_GLIBC, noise, png_claiming
 from PIL import Image
 
 import impasto
 from impasto import cli, optimize, runner, stylize
 from impasto.cli import build_parser, config_from_args, config_to_toml, main
 from impasto.config import Config
+from impasto.device import resolve_device, uses_bfloat16
 from impasto.errors import ConfigError
 from impasto.imageio import read_image, read_metadata, save_image
+from impasto.memory import GB, MODES, estimate
 from impasto.vgg import default_weights_path
 
 QUICK = ["-q", "-s", "32", "-n", "2", "--tolerance", "0"]
@@ -128,6 +130,28 @@ def test_run_writes_image_log_plot_and_steps(photo, images, tmp_path, capsys):
     snapshot = read_metadata(steps / "painted-step00002.png")
     assert snapshot["steps"] == 2 and snapshot["stopped_at"] == {"size_index": 0, "size": 48, "steps_at_size": 2}
     assert snapshot["config"] == meta["config"] and snapshot["inputs"] == meta["inputs"]
+
+
+def test_the_summary_says_how_a_run_saved_memory_to_fit(photo, painting, tmp_path, capsys):
+    config = Config(max_size=64, iterations=2, tolerance=0.0, scales=1)
+    device = resolve_device(config.device)
+    held = read_image(photo).nbytes + read_image(painting).nbytes  # the inputs as read, as in the plan
+    needs = [estimate(config, 48, 64, checkpointed, uses_bfloat16(config.precision, device), keeps_freed) + held
+             for checkpointed, keeps_freed in MODES]  # fastest first
+    said, metadata = [], []
+    for max_memory in (needs[0] * 1.01, (needs[0] + needs[1]) / 2, (needs[1] + needs[2]) / 2):
+        out = tmp_path / f"{len(said)}.png"
+        assert main([photo, painting, "-o", str(out), "-s", "64", "-n", "2", "--tolerance", "0", "--scales", "1",
+                     "--max-memory", f"{max_memory / GB:.6f}"]) == 0
+        said.append(capsys.readouterr().err.splitlines()[-1])
+        metadata.append(read_metadata(out))
+    returns_freed = ON_GLIBC and device.type == "cpu"  # elsewhere a run that cannot keep freed memory checkpoints
+    assert said[0].endswith("stopped by iterations)")
+    assert said[1].endswith("freed memory given back at every step to fit in memory)" if returns_freed
+                            else "activations recomputed to fit in memory)")
+    assert said[2].endswith("stopped by iterations, activations recomputed to fit in memory)")
+    assert [(m["checkpointed"], m["keeps_freed"]) for m in metadata] == [
+        (False, True), (not returns_freed, False), (True, False)]
 
 
 def test_a_terminal_gets_a_progress_bar(photo, painting, tmp_path, capsys, monkeypatch):
