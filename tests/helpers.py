@@ -8,6 +8,10 @@ import zlib
 import numpy as np
 import torch
 
+from impasto import read_image
+from impasto.device import resolve_device, uses_bfloat16
+from impasto.memory import MODES, estimate
+
 # glibc's allocator, whose handling of freed memory impasto sets for each run (memory.manage_freed_memory),
 # in a version with mallinfo2 (2.33 and later), which bytes_mapped_for_a_new_block reads
 _LIBC, _LIBC_VERSION = platform.libc_ver()
@@ -16,6 +20,16 @@ GLIBC = ON_GLIBC and tuple(int(part) for part in _LIBC_VERSION.split(".")[:2]) >
 
 # A run of two sizes (32 then 64 px), 12 steps each: small enough to stop and resume in a few seconds.
 TWO_SIZES = dict(max_size=64, min_size=32, coarse_iterations=12, iterations=12, tolerance=0.0)
+
+
+def memory_needs(config, content, style, height: int, width: int) -> list[float]:
+    """Bytes a one-size run of ``config`` painting ``content`` at height × width in the style of ``style``
+    needs in each way of using memory (``impasto.memory.MODES``, fastest first), as its plan counts them:
+    the estimate, and the two images as read."""
+    bfloat16 = uses_bfloat16(config.precision, resolve_device(config.device))  # as the run will
+    held = read_image(content).nbytes + read_image(style).nbytes
+    return [estimate(config, height, width, checkpointed, bfloat16, keeps_freed) + held
+            for checkpointed, keeps_freed in MODES]
 
 
 def noise(height: int = 24, width: int = 32, seed: int = 0) -> np.ndarray:

@@ -10,13 +10,13 @@ from PIL import Image
 import impasto
 from impasto import api
 from impasto.api import check_edges, initial_image, load_extractor
-from impasto.device import resolve_device, uses_bfloat16
+from impasto.device import resolve_device
 from impasto.errors import Interrupted
 from impasto.imageio import long_edge_shape, read_metadata, resize_to_long_edge
-from impasto.memory import GB, MODES, estimate
+from impasto.memory import GB
 from impasto.postprocess import despeckle, lone_pixels
 
-from helpers import GLIBC, ON_GLIBC, TWO_SIZES, bytes_mapped_for_a_new_block
+from helpers import GLIBC, ON_GLIBC, TWO_SIZES, bytes_mapped_for_a_new_block, memory_needs
 
 FAST = dict(max_size=64, iterations=40, tolerance=0.0)
 
@@ -460,13 +460,9 @@ def test_cancel_at_a_coarse_size_still_gives_the_full_size(images):
 def test_less_memory_gives_freed_memory_back_then_checkpoints_and_paints_the_same_picture(images):
     content, style = images / "content/golden_gate.jpg", images / "style/starry_night.jpg"
     config = impasto.Config(max_size=64, iterations=4, tolerance=0.0, scales=1)
-    height, width = 48, 64  # golden_gate at a 64 px long edge
     device = resolve_device(config.device)
-    bfloat16 = uses_bfloat16(config.precision, device)  # as the run will
     allocator = GLIBC and device.type == "cpu"  # each run on the CPU sets glibc's (memory.manage_freed_memory)
-    held = impasto.read_image(content).nbytes + impasto.read_image(style).nbytes  # the inputs as read
-    needs = [estimate(config, height, width, checkpointed, bfloat16, keeps_freed) + held
-             for checkpointed, keeps_freed in MODES]  # fastest first
+    needs = memory_needs(config, content, style, 48, 64)  # golden_gate at a 64 px long edge
     mapped, after = [], []  # bytes glibc maps for a new block, at each step and after each run
 
     def probe(event: impasto.ProgressEvent) -> None:

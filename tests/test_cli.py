@@ -20,17 +20,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import ON_GLIBC, noise, png_claiming
+from helpers import ON_GLIBC, memory_needs, noise, png_claiming
 from PIL import Image
 
 import impasto
 from impasto import cli, optimize, runner, stylize
 from impasto.cli import build_parser, config_from_args, config_to_toml, main
 from impasto.config import Config
-from impasto.device import resolve_device, uses_bfloat16
+from impasto.device import resolve_device
 from impasto.errors import ConfigError
 from impasto.imageio import read_image, read_metadata, save_image
-from impasto.memory import GB, MODES, estimate
+from impasto.memory import GB
 from impasto.vgg import default_weights_path
 
 QUICK = ["-q", "-s", "32", "-n", "2", "--tolerance", "0"]
@@ -135,9 +135,7 @@ def test_run_writes_image_log_plot_and_steps(photo, images, tmp_path, capsys):
 def test_the_summary_says_how_a_run_saved_memory_to_fit(photo, painting, tmp_path, capsys):
     config = Config(max_size=64, iterations=2, tolerance=0.0, scales=1)
     device = resolve_device(config.device)
-    held = read_image(photo).nbytes + read_image(painting).nbytes  # the inputs as read, as in the plan
-    needs = [estimate(config, 48, 64, checkpointed, uses_bfloat16(config.precision, device), keeps_freed) + held
-             for checkpointed, keeps_freed in MODES]  # fastest first
+    needs = memory_needs(config, photo, painting, 48, 64)  # golden_gate at a 64 px long edge
     said, metadata = [], []
     for max_memory in (needs[0] * 1.01, (needs[0] + needs[1]) / 2, (needs[1] + needs[2]) / 2):
         out = tmp_path / f"{len(said)}.png"
