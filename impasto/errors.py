@@ -15,8 +15,9 @@ class ImageError(ImpastoError):
     """An image file that is missing, unreadable, not an image, truncated, too large or unwritable."""
 
 
-class ConfigError(ImpastoError):
-    """A setting that is out of range, unknown or inconsistent with another."""
+class ConfigError(ImpastoError, ValueError):
+    """A setting that is out of range, unknown or inconsistent with another (a ValueError too, as Python's
+    own bad arguments are)."""
 
 
 class WeightsError(ImpastoError):

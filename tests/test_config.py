@@ -124,6 +124,8 @@ def test_step_size_defaults_per_optimizer():
 def test_invalid_settings_name_the_field(changes, message):
     with pytest.raises(ConfigError, match=message):
         Config().replace(**changes)
+    with pytest.raises(ValueError, match=message):  # caught as Python's own bad arguments are
+        Config().replace(**changes)
 
 
 def test_settings_are_named_by_text():
