@@ -266,7 +266,7 @@ class VGGFeatures(nn.Module):
         if conv.weight.dtype == dtype:
             return conv.weight, conv.bias
         cast = self._cast_weights.get((name, dtype))
-        if cast is None or cast[0].device != conv.weight.device:
+        if cast is None:  # only CPU runs fuse, so the copies' device is the weights'
             with torch.inference_mode(False):  # kept for later runs, which autograd must be able to save
                 cast = self._cast_weights[name, dtype] = (conv.weight.to(dtype), conv.bias.to(dtype))
         return cast
