@@ -4,6 +4,7 @@ minimises, to score pictures by it."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -24,7 +25,7 @@ from .errors import ConfigError, ImageError, Interrupted
 from .imageio import (ImageSource, long_edge_shape, pixels_shape, read_image, resize, resize_to_long_edge,
                       resize_to_pixels, same_aspect, source_name, unenlarge)
 from .masks import fit_mask, read_masks
-from .memory import MemoryPlan, manage_freed_memory, plan as plan_memory, restore_freed_memory
+from .memory import MemoryPlan, manage_freed_memory, plan as plan_memory, run_on_the_heap
 from .objective import Objective, WithComposition
 from .optimize import Callback, LoopState, ProgressEvent, optimize
 from .postprocess import denoise, despeckle
@@ -133,8 +134,9 @@ class _Painting:
 
     def paint(self) -> None:
         scale = 0
+        on_the_heap = run_on_the_heap() if self.images.device.type == "cpu" else contextlib.nullcontext()
         # Gradients on whatever the caller set (a service may call this under torch.no_grad()).
-        with repeatable(self.images.device), torch.inference_mode(False), torch.enable_grad():
+        with repeatable(self.images.device), torch.inference_mode(False), torch.enable_grad(), on_the_heap:
             try:
                 for scale, (size, iterations) in enumerate(zip(self.sizes, self.steps)):
                     if not self._paint_size(scale, size, iterations):
@@ -144,9 +146,6 @@ class _Painting:
                     raise
                 self.state.stop_reason, self.state.interrupted = "cancelled", exc
                 self.stopped_at = {"size_index": scale, "size": self.sizes[scale], "steps_at_size": self._done}
-            finally:
-                if self.images.device.type == "cpu":
-                    restore_freed_memory()
 
     def _paint_size(self, scale: int, size: int, iterations: int) -> bool:
         """Paint size number ``scale``; whether the run goes on to the next size."""

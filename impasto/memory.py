@@ -14,10 +14,12 @@ third more time). ``estimate`` counts those tensors; its constants were fitted t
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import math
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -44,6 +46,8 @@ MODES = ((False, True), (False, False), (True, False))
 SLACK = {(False, True): 1.6, (False, False): 1.1, (True, False): 1.0}
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameter numbers
 _MOST = 2**31 - 1  # mallopt takes an int
+_runs = 0  # runs on the CPU going on in this process (``run_on_the_heap``)
+_runs_lock = threading.Lock()
 
 
 def manage_freed_memory(keep: bool) -> None:
@@ -53,26 +57,58 @@ def manage_freed_memory(keep: bool) -> None:
     above an adaptive threshold (at most 32 MB) afresh and unmaps it when freed, and the kernel zeroes
     every page of a new mapping: on an Intel CPU with AMX, a quarter of a 1024 or 2048 px step in
     bfloat16. A run that may ``keep`` freed blocks (the plan's ``keeps_freed``) keeps them on the heap
-    for the next step instead, in the main thread (1.33x faster at 1024 px, 1.37x at 2048 px, for
-    half as much memory again at the peak). Other threads allocate from glibc's secondary heaps, which
-    map any block over 64 MB afresh whatever the setting, so there keeping blocks would only hold
-    more memory (2.6 GB against 1.9 GB for 1024 px steps) for no speed: the setting is left as it is.
-    A run that must save memory gives every block over 1 MB its own mapping, unmapped when freed.
-    Either returns to the system first what the heap holds free, as blocks of the size before;
-    ``restore_freed_memory`` undoes it when the run ends. Other allocators (macOS, Windows, musl) are
-    left alone.
+    for the next step instead (1.33x faster at 1024 px, 1.37x at 2048 px, for half as much memory again
+    at the peak), if it allocates from glibc's main heap and no other run is going on in the process.
+    The main thread does; other threads allocate from secondary heaps, which map any block over 64 MB
+    afresh whatever the setting and unmap a whole heap once it is free, unless the process started
+    with ``MALLOC_ARENA_MAX=1`` (one heap for all its threads). The settings are the process's: a run that
+    may keep blocks while another goes on leaves them as they are, and one that must save memory sets
+    them for both: every block over 1 MB gets its own mapping, unmapped when freed. Either returns to
+    the system first what the heap holds free, as blocks of the size before. Call it inside
+    ``run_on_the_heap``. Other allocators (macOS, Windows, musl) are left alone.
     """
-    if not keep:
-        _set_glibc(mmap_threshold=1 << 20, trim_threshold=128 << 10)  # the trim threshold's default
-    elif threading.current_thread() is threading.main_thread():
-        _set_glibc(mmap_threshold=_MOST, trim_threshold=_MOST)
+    with _runs_lock:
+        if not keep:
+            _set_glibc(mmap_threshold=1 << 20, trim_threshold=128 << 10)  # the trim threshold's default
+        elif _runs == 1 and _on_main_heap():
+            _set_glibc(mmap_threshold=_MOST, trim_threshold=_MOST)
 
 
-def restore_freed_memory() -> None:
-    """After a run, leave glibc for the rest of the process (a notebook, say) as its adaptive
+@contextlib.contextmanager
+def run_on_the_heap() -> Iterator[None]:
+    """Count a run on the CPU among those going on while it lasts (``manage_freed_memory``); when the
+    last one ends, leave glibc for the rest of the process (a notebook, say) as its adaptive
     thresholds end up (blocks over 32 MB mapped, the heap trimmed above 64 MB; glibc cannot be told to
     adapt again), and give what the heap holds free back to the system."""
-    _set_glibc(mmap_threshold=32 << 20, trim_threshold=64 << 20)
+    global _runs
+    with _runs_lock:
+        _runs += 1
+    try:
+        yield
+    finally:
+        with _runs_lock:
+            _runs -= 1
+            if _runs == 0:
+                _set_glibc(mmap_threshold=32 << 20, trim_threshold=64 << 20)
+
+
+def _on_main_heap() -> bool:
+    """Whether this thread allocates from glibc's main heap, the one that grows by ``brk`` (the
+    ``[heap]`` mapping): a block it takes lies there."""
+    if threading.current_thread() is threading.main_thread():
+        return True
+    libc = _glibc()
+    if libc is None:
+        return False
+    libc.malloc.restype, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
+    block = libc.malloc(64)
+    libc.free(block)
+    try:
+        with open("/proc/self/maps") as maps:
+            spans = [line.split()[0] for line in maps if line.rstrip().endswith("[heap]")]
+    except OSError:
+        return False
+    return any(int(start, 16) <= block < int(end, 16) for start, end in (span.split("-") for span in spans))
 
 
 def _glibc() -> ctypes.CDLL | None:

@@ -18,6 +18,7 @@ import bench_print  # noqa: E402
 import bench_resume  # noqa: E402
 import bench_specks  # noqa: E402
 import bench_step  # noqa: E402
+import bench_threads  # noqa: E402
 
 CPU = torch.device("cpu")
 
@@ -129,3 +130,8 @@ def test_step_benchmark_times_every_variant_on_the_canvas_a_run_paints(images):
         bench_step.canvas_step_flops(config.replace(margin=0), 28, 36)
     assert [name for name, _, _ in rows] == ["NCHW", "channels-last", "checkpointed", "bf16 unfused", "bf16 autocast"]
     assert all(median > 0 and first > 0 for _, median, first in rows)
+
+
+def test_thread_benchmark_paints_in_a_worker_and_counts_its_threads_page_faults():
+    run = bench_threads.one_case("own", 48)  # the pytest process's heaps: "own" leaves them as they are
+    assert run["seconds"] > 0 and run["faults"] > 0

@@ -2,7 +2,9 @@
 
 import math
 import os
-import threading
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,7 +13,7 @@ from impasto.config import Config
 from impasto.errors import ConfigError
 from helpers import GLIBC, ON_GLIBC, bytes_mapped_for_a_new_block
 from impasto.memory import (GB, MODES, OVERHEAD, SLACK, available, estimate, kept_tensors, largest_fitting,
-                            manage_freed_memory, pass_bytes, plan, restore_freed_memory)
+                            manage_freed_memory, pass_bytes, plan, run_on_the_heap)
 
 LAYERS = ("relu4_2", "relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 CPU = torch.device("cpu")
@@ -176,9 +178,10 @@ def test_max_memory_must_be_positive():
 
 @pytest.fixture
 def allocator():
-    """glibc's allocator left as a run leaves it, for the tests after this one."""
-    yield
-    restore_freed_memory()
+    """A run going on (``run_on_the_heap``), and glibc's allocator left as a run leaves it, for the
+    tests after this one."""
+    with run_on_the_heap():
+        yield
 
 
 @pytest.mark.skipif(not GLIBC, reason="sets glibc's allocator")
@@ -193,10 +196,47 @@ def test_a_run_that_may_keep_freed_memory_keeps_it_for_its_next_step_and_another
 
 
 @pytest.mark.skipif(not GLIBC, reason="sets glibc's allocator")
-@pytest.mark.usefixtures("allocator")
-def test_a_run_in_another_thread_leaves_the_allocator_as_it_is_rather_than_keep_freed_memory():
-    manage_freed_memory(keep=False)
-    worker = threading.Thread(target=manage_freed_memory, args=(True,))  # as the web server's jobs run
-    worker.start()
-    worker.join()
-    assert bytes_mapped_for_a_new_block() >= 16 << 20  # still given back at once
+def test_while_two_runs_go_on_neither_keeps_freed_memory_and_the_last_to_end_restores_glibc():
+    with run_on_the_heap():
+        manage_freed_memory(keep=False)  # a run that must save memory
+        with run_on_the_heap():  # and a second one that may keep it: it leaves the first's setting
+            manage_freed_memory(keep=True)
+            assert bytes_mapped_for_a_new_block() >= 16 << 20
+        assert bytes_mapped_for_a_new_block() >= 16 << 20  # the second's end left the first's setting
+        manage_freed_memory(keep=True)  # alone again, at its next size
+        assert bytes_mapped_for_a_new_block() == 0
+    assert bytes_mapped_for_a_new_block(33 << 20) >= 33 << 20  # blocks over 32 MB mapped, as glibc ends up
+
+
+# In a fresh process (the test's own has made threads with heaps of their own, which glibc may hand to
+# a new thread): whether a run in a new thread keeps freed memory, with or without one heap for all.
+IN_A_THREAD = """
+import threading
+from impasto import memory
+from helpers import bytes_mapped_for_a_new_block
+mapped = []
+def run():
+    with memory.run_on_the_heap():
+        memory.manage_freed_memory(keep=True)
+        mapped.append(bytes_mapped_for_a_new_block())
+worker = threading.Thread(target=run)
+worker.start()
+worker.join()
+run()  # and in the main thread
+print(*mapped)
+"""
+
+
+@pytest.mark.skipif(not GLIBC, reason="sets glibc's allocator")
+@pytest.mark.parametrize("heap", ["own", "shared"])
+def test_a_run_in_another_thread_keeps_freed_memory_only_on_the_main_heap(heap):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    if heap == "shared":
+        env["MALLOC_ARENA_MAX"] = "1"  # every thread allocates from the main heap
+    done = subprocess.run([sys.executable, "-c", IN_A_THREAD], capture_output=True, text=True, env=env, check=True)
+    in_thread, in_main = map(int, done.stdout.split())
+    assert in_main == 0  # the main thread's run keeps freed blocks on the heap
+    if heap == "shared":
+        assert in_thread == 0
+    else:  # a secondary heap maps large blocks whatever the setting: keeping them there would only hold more
+        assert in_thread >= 16 << 20
