@@ -19,7 +19,7 @@ demo: install
 # apt-get is there; elsewhere (macOS), or where apt-get cannot (no root, no network), that test is
 # skipped unless a chromium is on the PATH (in CI it fails instead: CI must run it).
 test-deps:
-	$(PIP_INSTALL) -e ".[test,web]" $(EDITABLE)
+	$(PIP_INSTALL) -e ".[test,web,heic]" $(EDITABLE)
 	command -v chromium >/dev/null || ! command -v apt-get >/dev/null || (apt-get update && apt-get install -y chromium) \
 		|| echo "make: could not install Chromium with apt-get; the browser tests will be skipped"
 

@@ -43,10 +43,14 @@ METADATA_KEY = "impasto"
 
 # The formats read from files. Not all of Pillow's: an ICO decodes its whole embedded picture before
 # its size can be checked (a bomb), an EPS is run by Ghostscript. (A camera's MPO is read as a JPEG.)
-READ_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF", "PPM")
+_PILLOW_FORMATS = ("JPEG", "PNG", "WEBP", "AVIF", "TIFF", "BMP", "GIF", "PPM")
+# The brands of an ISO media file (its ftyp box) that mark a HEIF image coded in HEVC: an iPhone's HEIC.
+_HEIC_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs"}
+HEIC_EXTENSIONS = (".heic", ".heif", ".hif")
 
-# What a damaged file raises while Pillow reads its header (besides its OSError), and while it decodes it.
-_HEADER_ERRORS = (SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error)
+# What a damaged file raises while Pillow reads its header (besides its OSError), and while it decodes it
+# (RuntimeError: libavif's "Failed to decode image", in the AVIF reader's header).
+_HEADER_ERRORS = (SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error, RuntimeError)
 _DECODE_ERRORS = (OSError, *_HEADER_ERRORS)
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
 _ALPHA = ("RGBA", "RGBa", "LA", "La", "PA")
@@ -134,22 +138,54 @@ def _read_file(path: Path, max_pixels: int, background: float) -> torch.Tensor:
                          ) from None
 
 
+@functools.cache
+def read_formats() -> tuple[str, ...]:
+    """The formats impasto reads: Pillow's above (AVIF where this Pillow reads it: 11.3 on), and HEIC
+    where pillow-heif is installed (``pip install pillow-heif``), whose reader is registered with
+    Pillow here, on first use (it too reads an image's size from its header, before decoding it)."""
+    try:
+        import pillow_heif
+    except ImportError:
+        heif: tuple[str, ...] = ()
+    else:
+        pillow_heif.register_heif_opener()
+        heif = ("HEIF",)
+    Image.init()
+    return tuple(fmt for fmt in _PILLOW_FORMATS if fmt in Image.OPEN) + heif
+
+
+def _unread_heic(file: IO[bytes]) -> bool:
+    """Whether ``file`` is a HEIC image that impasto could read with pillow-heif, which is missing."""
+    if "HEIF" in read_formats():
+        return False
+    file.seek(0)
+    head = file.read(64)
+    if head[4:8] != b"ftyp":
+        return False
+    box = min(int.from_bytes(head[:4], "big"), len(head))  # the major brand, a version, compatible brands
+    return any(head[i:i + 4] in _HEIC_BRANDS for i in (8, *range(16, box - 3, 4)))
+
+
 def _opened(file: IO[bytes], path: Path) -> Image.Image:
     """Pillow's image of an open file, its header read; a header that Pillow cannot parse is a
     truncated or corrupt image (a PPM's raises ValueError; the OSErrors are read_image's to name)."""
     try:
-        return Image.open(file, formats=READ_FORMATS)
+        return Image.open(file, formats=read_formats())
     except _HEADER_ERRORS:
         raise ImageError(f"{path}: truncated or corrupt image") from None
+    except UnidentifiedImageError:
+        if _unread_heic(file):
+            raise ImageError(f"{path}: a HEIC image, which needs pillow-heif (pip install pillow-heif)") from None
+        raise
 
 
 def header_size(path: str | os.PathLike) -> tuple[int, int] | None:
     """(width, height) of an image file from its header, without decoding it; None if it cannot be
     read (``read_image`` says why)."""
     try:
-        with _pillow_quietly(), Image.open(path, formats=READ_FORMATS) as im:
+        with _pillow_quietly(), Image.open(path, formats=read_formats()) as im:
             return im.size
-    except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError):
+    except (Image.DecompressionBombError, *_DECODE_ERRORS):
         return None
 
 

@@ -33,8 +33,8 @@ from .resume import differing_input, differing_setting, resume_point
 from .cli import EXIT_FAILED, EXIT_OK, as_typed, config_from_args, config_to_toml
 from .config import INITS, Config
 from .errors import AGAIN, EXIT_SIGNAL, NOTHING_WRITTEN, ConfigError, ImageError, ImpastoError, Interrupted
-from .imageio import (READ_FORMATS, SAVE_FORMATS, check_writable, header_size, read_image, read_metadata, save_image,
-                      sidecar_path)
+from .imageio import (HEIC_EXTENSIONS, SAVE_FORMATS, check_writable, header_size, read_formats, read_image,
+                      read_metadata, save_image, sidecar_path)
 from .optimize import ProgressEvent
 from .plot import PLOT_FORMATS, loss_kinds, plot_losses
 from .vgg import load_weights, smallest_edge
@@ -114,14 +114,21 @@ def _expand(content: str, styles: list[str], quiet: bool) -> list[str]:
         return [content]
     from PIL import Image
 
-    extensions = {ext for ext, fmt in Image.registered_extensions().items() if fmt in READ_FORMATS}
-    images = sorted(str(p) for p in Path(content).iterdir()
-                    if p.suffix.lower() in extensions and not p.name.startswith(".") and not p.is_dir())
+    extensions = {ext for ext, fmt in Image.registered_extensions().items() if fmt in read_formats()}
+    files = sorted((p for p in Path(content).iterdir() if not p.name.startswith(".") and not p.is_dir()), key=str)
+    images = [str(p) for p in files if p.suffix.lower() in extensions]
+    heic = [p.name for p in files if p.suffix.lower() in HEIC_EXTENSIONS and p.suffix.lower() not in extensions]
+    unread = f"{len(heic)} HEIC image{'s, which need' if len(heic) > 1 else ', which needs'} pillow-heif " \
+             f"(pip install pillow-heif): {_named(heic)}"
     paintings = {_file_key(style) for style in styles}
     photos = [image for image in images if _file_key(image) not in paintings and not _painted_by_impasto(image)]
+    if not photos and heic:
+        raise ImageError(f"{content}: folder holds no photo impasto can read but {unread}")
     if not photos:
         raise ImageError(f"{content}: folder holds no image files" + (" but paintings and earlier results"
                                                                          if images else ""))
+    if heic and not quiet:
+        print(f"impasto: note: {content}: leaving out {unread}", file=sys.stderr)
     kept = set(photos)
     left_out = [Path(image).name for image in images if image not in kept]
     if left_out and not quiet:

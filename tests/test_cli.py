@@ -634,6 +634,35 @@ def test_batch_skips_a_broken_photo_and_exits_1(images, painting, tmp_path, caps
         assert max(image.size) == 32
 
 
+def test_a_folder_of_iphone_photos_is_painted_and_without_pillow_heif_says_what_it_leaves_out(painting, tmp_path,
+                                                                                             capsys):
+    from impasto.imageio import read_formats
+
+    assert "HEIF" in read_formats()  # pillow-heif, which the tests install, registers its writer too
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    photos.mkdir(), out.mkdir()
+    Image.fromarray(noise(24, 32, seed=1)).save(photos / "IMG_0001.HEIC", format="HEIF")
+    Image.fromarray(noise(24, 32, seed=2)).save(photos / "b.png")
+    assert main([str(photos), painting, "-o", f"{out}/", "-s", "32", "-n", "1", "-q"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["IMG_0001-the_scream.png", "b-the_scream.png"]
+    assert capsys.readouterr().err == ""
+    script = ("import sys; sys.modules['pillow_heif'] = None\n"  # as on a machine without it
+              "from impasto.cli import main\n"
+              "print(main(sys.argv[1:]))\n")
+    args = [sys.executable, "-c", script, "photos", painting, "-o", "again/", "-s", "32", "-n", "1"]
+    (tmp_path / "again").mkdir()
+    done = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.stdout == "0\n", done.stderr
+    assert ("impasto: note: photos: leaving out 1 HEIC image, which needs pillow-heif (pip install pillow-heif): "
+            "IMG_0001.HEIC\n") in done.stderr
+    assert sorted(p.name for p in (tmp_path / "again").iterdir()) == ["b-the_scream.png"]
+    (photos / "b.png").unlink()
+    done = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.stdout == "2\n", done.stderr
+    assert done.stderr == ("impasto: error: photos: folder holds no photo impasto can read but 1 HEIC image, which "
+                           "needs pillow-heif (pip install pillow-heif): IMG_0001.HEIC\n")
+
+
 def test_a_folder_painted_again_into_itself_leaves_out_its_painting_and_earlier_results(images, tmp_path, capsys):
     folder = tmp_path / "shoot"
     folder.mkdir()

@@ -3,6 +3,8 @@
 import io
 import os
 import struct
+import subprocess
+import sys
 import threading
 import warnings
 
@@ -313,9 +315,10 @@ def test_truncated_files(tmp_path, ext):
     assert str(info.value) == f"{tmp_path / f'cut.{ext}'}: truncated or corrupt image"
 
 
-@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "TIFF", "BMP", "GIF", "PPM"])
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "AVIF", "HEIF", "TIFF", "BMP", "GIF", "PPM"])
 def test_a_file_cut_anywhere_is_an_image_error_naming_it(tmp_path, fmt):
     # Every reader's damaged headers too: a PPM's raised Pillow's ValueError ("Reached EOF while reading header").
+    imageio.read_formats()  # registers pillow-heif's HEIF writer too
     buf = io.BytesIO()
     Image.fromarray(noise(16, 16)).save(buf, format=fmt)
     data, path = buf.getvalue(), tmp_path / f"cut.{fmt.lower()}"
@@ -443,6 +446,53 @@ def test_formats_that_decode_before_their_size_is_known_or_run_programs_are_refu
         with pytest.raises(ImageError, match=rf"{name}: not an image file, or not in a format impasto reads"):
             read_image(tmp_path / name)
         assert header_size(tmp_path / name) is None
+
+
+@pytest.mark.parametrize("fmt, suffix", [("AVIF", "avif"), ("HEIF", "heic")])
+def test_avif_and_heic_photos_are_read(images, tmp_path, fmt, suffix):
+    assert fmt in imageio.read_formats()  # HEIC by pillow-heif, which the tests install (the heic extra)
+    with Image.open(images / "content/golden_gate.jpg") as photo:
+        photo = photo.resize((120, 90))
+    path = tmp_path / f"photo.{suffix}"
+    photo.save(path, format=fmt, quality=90)
+    expected = torch.from_numpy(np.asarray(photo).copy()).permute(2, 0, 1) / 255
+    assert header_size(path) == (120, 90)
+    picture = read_image(path)
+    assert picture.shape == (3, 90, 120)
+    assert (picture - expected).abs().mean() < 0.02  # lossy, but the photo
+    path.write_bytes(path.read_bytes()[:-40])
+    with pytest.raises(ImageError, match=rf"photo\.{suffix}: truncated or corrupt image"):
+        read_image(path)
+
+
+def test_an_avif_whose_header_libavif_refuses_is_a_corrupt_image(tmp_path):
+    buffer = io.BytesIO()
+    Image.fromarray(noise(16, 16)).save(buffer, format="AVIF")
+    primary_item = b"pitm\x00\x00\x00\x00\x00\x01"
+    assert buffer.getvalue().count(primary_item) == 1
+    (tmp_path / "odd.avif").write_bytes(buffer.getvalue().replace(primary_item, primary_item[:-1] + b"\x07"))
+    with pytest.raises(ImageError, match=r"odd\.avif: truncated or corrupt image"):  # libavif's RuntimeError
+        read_image(tmp_path / "odd.avif")
+    assert header_size(tmp_path / "odd.avif") is None
+
+
+def test_a_heic_photo_without_pillow_heif_says_how_to_read_it(tmp_path):
+    imageio.read_formats()  # pillow-heif's writer, registered with its reader
+    Image.fromarray(noise(16, 16)).save(tmp_path / "iphone.heic", format="HEIF")
+    (tmp_path / "notes.heic").write_text("not a picture at all")
+    script = ("import sys; sys.modules['pillow_heif'] = None\n"  # as on a machine without it
+              "from impasto.imageio import read_image, read_formats\n"
+              "assert 'HEIF' not in read_formats(), read_formats()\n"
+              "for name in sys.argv[1:]:\n"
+              "    try:\n"
+              "        read_image(name)\n"
+              "    except Exception as e:\n"
+              "        print(type(e).__name__, e)\n")
+    done = subprocess.run([sys.executable, "-c", script, "iphone.heic", "notes.heic"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.stdout.splitlines() == [
+        "ImageError iphone.heic: a HEIC image, which needs pillow-heif (pip install pillow-heif)",
+        "ImageError notes.heic: not an image file, or not in a format impasto reads"], done.stderr
 
 
 def test_a_refused_file_does_not_keep_its_pixels_in_the_error(tmp_path):

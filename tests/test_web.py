@@ -19,7 +19,7 @@ from starlette.testclient import TestClient  # noqa: E402
 
 import impasto  # noqa: E402
 from impasto.config import COLOR_MODES  # noqa: E402
-from impasto.imageio import read_metadata  # noqa: E402
+from impasto.imageio import read_formats, read_metadata  # noqa: E402
 from impasto.web import Limits, default_data_dir, main  # noqa: E402
 from impasto.web.app import FORM_SETTINGS, _download_name, create_app  # noqa: E402
 from impasto.web.jobs import Job  # noqa: E402
@@ -414,6 +414,17 @@ def test_download_names_keep_accented_and_other_letters():
     job = Job("0123456789abcdef" * 2, Path("unused"), {}, "Brücke über die Bucht.jpg", ["星月夜.jpg"])
     assert _download_name(job) == "impasto-BrückeüberdieBucht-星月夜-01234567.png"
     assert _download_name(job, ascii_only=True) == "impasto-BruckeuberdieBucht-image-01234567.png"
+
+
+@pytest.mark.parametrize("fmt, name", [("HEIF", "IMG_0001.HEIC"), ("AVIF", "photo.avif")])
+def test_an_iphone_heic_or_an_avif_photo_is_painted(client, uploads, images, fmt, name):
+    assert fmt in read_formats()  # HEIC by pillow-heif (the heic extra), which registers its writer too
+    buffer = io.BytesIO()
+    with Image.open(images / "content/golden_gate.jpg") as photo:
+        photo.save(buffer, format=fmt, quality=80)
+    job = submit(client, uploads(buffer.getvalue(), name=name), **TINY)
+    assert events(client, job["id"])[-1][1]["status"] == "done"
+    assert png_size(client.get(f"/api/jobs/{job['id']}/result.png").content) == (48, 36)  # 979×734
 
 
 def test_files_are_kept_per_job(client, uploads, tmp_path, images):
