@@ -44,7 +44,7 @@ MODES = ((False, True), (False, False), (True, False))
 # 22 steps), giving them back at 0.95, 1.01, 1.04 and 1.05 times (1024×576, 2048×1153, 2048×1536 and
 # 3840×2880), checkpointed below 1.
 SLACK = {(False, True): 1.6, (False, False): 1.1, (True, False): 1.0}
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameter numbers
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8  # glibc's mallopt parameter numbers
 _MOST = 2**31 - 1  # mallopt takes an int
 _runs = 0  # runs on the CPU going on in this process (``run_on_the_heap``)
 _runs_lock = threading.Lock()
@@ -90,6 +90,14 @@ def run_on_the_heap() -> Iterator[None]:
             _runs -= 1
             if _runs == 0:
                 _set_glibc(mmap_threshold=32 << 20, trim_threshold=64 << 20)
+
+
+def share_main_heap() -> None:
+    """Have the threads this process starts from now on allocate from glibc's main heap, as with
+    ``MALLOC_ARENA_MAX=1``, so that runs in them can keep freed memory (``manage_freed_memory``)."""
+    libc = _glibc()
+    if libc is not None:
+        libc.mallopt(_M_ARENA_MAX, 1)
 
 
 def _on_main_heap() -> bool:

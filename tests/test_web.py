@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import ON_GLIBC
 from PIL import Image
 
 pytest.importorskip("starlette")
@@ -384,6 +385,25 @@ def test_serve_command_line(tmp_path, monkeypatch, capsys):
     captured = capsys.readouterr()
     assert captured.err.strip() == f"impasto serve: error: cannot listen on 127.0.0.1 port {port} (Address already in use)"
     assert "open http" not in captured.out  # it does not send the user to the other program
+
+
+@pytest.mark.skipif(not ON_GLIBC, reason="glibc's heaps")
+def test_serve_has_its_job_workers_allocate_from_glibcs_main_heap(tmp_path):
+    # There a run keeps the memory each step frees (impasto.memory); a thread has a heap of its own otherwise.
+    script = ("import sys, threading\n"
+              "from impasto.memory import _on_main_heap\n"
+              "from impasto.web import main\n"
+              "code = main(sys.argv[1:]) if sys.argv[1:] else None\n"
+              "heap = []\n"
+              "worker = threading.Thread(target=lambda: heap.append(_on_main_heap()))\n"
+              "worker.start(), worker.join()\n"
+              "print(code, heap[0])\n")
+    with socket.create_server(("127.0.0.1", 0)) as taken:  # serve stops there, after setting the heap up
+        port = str(taken.getsockname()[1])
+        served, plain = (subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True,
+                                        timeout=120) for args in (["--port", port, "--data-dir", str(tmp_path)], []))
+    assert served.stdout == "2 True\n", served.stderr
+    assert plain.stdout == "None False\n", plain.stderr
 
 
 def _answers(port: int) -> bool:
