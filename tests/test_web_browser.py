@@ -153,6 +153,33 @@ def test_paint_in_the_browser(server, page, images, tmp_path):
     assert errors == []
 
 
+def test_an_iphone_photo_the_browser_cannot_show_is_painted(server, page, images, tmp_path):
+    from impasto.imageio import read_formats
+
+    assert "HEIF" in read_formats()  # pillow-heif (the heic extra), which registers its writer too
+    with Image.open(images / "content/golden_gate.jpg") as photo:
+        photo.save(tmp_path / "IMG_0042.HEIC", format="HEIF", quality=80)
+    page.goto(server)
+    page.set_input_files("#style-file", str(images / "style/starry_night.jpg"))
+    page.set_input_files("#content-file", str(tmp_path / "IMG_0042.HEIC"))
+    page.wait_for_selector("#message:not([hidden])")  # Chromium does not decode HEIC: the server checks it
+    assert page.inner_text("#message") == ("This browser cannot show “IMG_0042.HEIC”; the server checks it "
+                                           "when you press Paint.")
+    assert page.inner_text("#drop-content .drop-name") == "IMG_0042.HEIC (no preview)"
+    page.fill("#setting-max_size", "48")
+    page.fill("#setting-iterations", "6")
+    page.click("#paint")
+    page.wait_for_selector(".card", timeout=120_000)
+    assert page.inner_text("#status-text").startswith("Finished")
+    with page.expect_download() as download:
+        page.click("#download")
+    path = tmp_path / download.value.suggested_filename
+    download.value.save_as(path)
+    assert path.name.startswith("impasto-IMG_0042-starry_night-")
+    with Image.open(path) as im:
+        assert im.size == (48, 36)  # golden_gate, 979×734
+
+
 def test_keyboard_and_phone(server, page, images):
     # `impasto serve` on 127.0.0.1 answers only to loopback names (a DNS-rebinding guard)
     with pytest.raises(urllib.error.HTTPError) as refused:
