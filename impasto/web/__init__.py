@@ -103,8 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"impasto serve: error: {problem}", file=sys.stderr)
         return 2
     # Before any thread is started: the job workers then allocate from the main heap, where a run
-    # keeps the memory each step frees for the next one (a 512 px job took 1.09x as long on a heap of
-    # its own, faulting in 5-15 times as many fresh pages; benchmarks/README.md).
+    # keeps the memory each step frees for the next one (on heaps of their own, a 512 px job took
+    # 1.09x as long and a 1024 px one 1.32x, faulting in fresh pages at every step; benchmarks/README.md).
     from ..memory import share_main_heap  # noqa: PLC0415 (torch, which --help does without)
 
     share_main_heap()
