@@ -16,6 +16,7 @@ import bench_optimizers  # noqa: E402
 import bench_pastiche  # noqa: E402
 import bench_print  # noqa: E402
 import bench_resume  # noqa: E402
+import bench_serve  # noqa: E402
 import bench_specks  # noqa: E402
 import bench_step  # noqa: E402
 import bench_threads  # noqa: E402
@@ -130,6 +131,12 @@ def test_step_benchmark_times_every_variant_on_the_canvas_a_run_paints(images):
         bench_step.canvas_step_flops(config.replace(margin=0), 28, 36)
     assert [name for name, _, _ in rows] == ["NCHW", "channels-last", "checkpointed", "bf16 unfused", "bf16 autocast"]
     assert all(median > 0 and first > 0 for _, median, first in rows)
+
+
+def test_serve_benchmark_times_a_real_servers_job_and_a_painting_in_a_fresh_main_thread():
+    served, painted = bench_serve.serve_job(48, 2, poll_every=0.2), bench_serve.main_run(48, 2)
+    for run in (served, painted):
+        assert run["seconds"] > 0 and run["faults"] > 0 and run["system"] >= 0
 
 
 def test_thread_benchmark_paints_in_a_worker_and_counts_its_threads_page_faults():
