@@ -64,6 +64,7 @@ def events(client, job_id, until=None):
 def submit(client, files, **settings):
     response = client.post("/api/jobs", files=files, data=settings)
     assert response.status_code == 201, response.text
+    assert response.headers["location"] == f"/api/jobs/{response.json()['id']}"
     return response.json()
 
 

@@ -152,7 +152,7 @@ async def _create_job(request: Request) -> Response:
     try:
         async with Request(request.scope, _counting_receive(request, limits.max_upload_bytes)).form(
                 max_files=MAX_STYLES + 1, max_fields=len(FORM_SETTINGS)) as form:
-            job = await _new_job(form, manager, limits)
+            queued = await _new_job(form, manager, limits)
     except _TooLarge:
         return _too_large(limits)
     except (OSError, ImpastoError) as e:  # the data folder is read-only or full
@@ -162,7 +162,7 @@ async def _create_job(request: Request) -> Response:
         if e.detail.startswith(("Too many files", "Too many fields")):  # Starlette's words, about its counts
             raise HTTPException(400, _ONE_EACH) from None
         raise
-    return JSONResponse(job.summary(), status_code=201, headers={"Location": f"/api/jobs/{job.id}"})
+    return JSONResponse(queued, status_code=201, headers={"Location": queued["urls"]["self"]})
 
 
 def _counting_receive(request: Request, most_bytes: int) -> Callable[[], Awaitable[dict[str, Any]]]:
@@ -190,11 +190,12 @@ async def _cancel(request: Request) -> Response:
 async def _resume(request: Request) -> Response:
     job = _job_or_404(request)
     try:
-        if not request.app.state.manager.resume(job, most_waiting=request.app.state.limits.max_queued):
-            raise HTTPException(409, f"job is {job.status}; only a painting stopped part way can resume")
+        queued = request.app.state.manager.resume(job, most_waiting=request.app.state.limits.max_queued)
     except QueueFull as e:
         raise HTTPException(429, str(e)) from None
-    return JSONResponse(job.summary(), status_code=202)
+    if queued is None:
+        raise HTTPException(409, f"job is {job.status}; only a painting stopped part way can resume")
+    return JSONResponse(queued, status_code=202)
 
 
 async def _delete(request: Request) -> Response:
@@ -312,8 +313,9 @@ def _host_name(host: str) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
-async def _new_job(form: FormData, manager: JobManager, limits: Limits) -> Job:
-    """Validate a submitted form, store its images in a new job folder, and queue the job."""
+async def _new_job(form: FormData, manager: JobManager, limits: Limits) -> dict[str, Any]:
+    """Validate a submitted form, store its images in a new job folder, and queue the job: its summary
+    as queued."""
     unknown = sorted(set(form.keys()) - {"content", "style", *FORM_SETTINGS})
     if unknown:
         raise HTTPException(400, f"unknown setting {unknown[0]!r}; the settings are {', '.join(FORM_SETTINGS)}")
@@ -341,10 +343,9 @@ async def _new_job(form: FormData, manager: JobManager, limits: Limits) -> Job:
         except ImageError as e:  # its advice names the page's fields
             raise HTTPException(400, str(e).replace("style_scale", "Brush strokes")) from None
         try:
-            manager.submit(job, most_waiting=limits.max_queued)
+            return manager.submit(job, most_waiting=limits.max_queued)
         except QueueFull as e:
             raise HTTPException(429, str(e)) from None
-        return job
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise

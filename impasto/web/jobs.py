@@ -208,9 +208,10 @@ class JobManager:
         folder.mkdir()
         return job_id, folder
 
-    def submit(self, job: Job, most_waiting: int | None = None) -> None:
+    def submit(self, job: Job, most_waiting: int | None = None) -> dict[str, Any]:
         """Queue a job whose folder already holds its inputs; QueueFull if ``most_waiting`` jobs
-        already wait (checked here too: uploads that arrive together all passed the early check)."""
+        already wait (checked here too: uploads that arrive together all passed the early check).
+        Returns its summary as queued: a worker may take it up as soon as it is in the queue."""
         job.total = job.total or _total_steps(job.settings)
         with self._lock:
             self._check_room(most_waiting)
@@ -221,21 +222,25 @@ class JobManager:
             with self._lock:
                 del self.jobs[job.id]
             raise
+        queued = job.summary()
         self._queue.put(job.id)
+        return queued
 
-    def resume(self, job: Job, most_waiting: int | None = None) -> bool:
-        """Queue a cancelled job again, to go on from its picture where it stopped (False if it cannot:
-        finished, failed, or cancelled before its first step); QueueFull as for ``submit``."""
+    def resume(self, job: Job, most_waiting: int | None = None) -> dict[str, Any] | None:
+        """Queue a cancelled job again, to go on from its picture where it stopped; its summary as
+        queued, as ``submit`` returns, or None if it cannot (finished, failed, or cancelled before its
+        first step); QueueFull as for ``submit``."""
         with self._lock:
             if not job.resumable:
-                return False
+                return None
             self._check_room(most_waiting)
             job.status, job.stop_reason, job.error, job.finished = "queued", None, None, None
             job.cancel_requested, job.cancelled_unpainted = threading.Event(), False
         self._save(job)
         self._notify(job)
+        queued = job.summary()
         self._queue.put(job.id)
-        return True
+        return queued
 
     def delete(self, job: Job) -> bool:
         """Forget a finished job and remove its folder (False while it is queued or running). A folder
