@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import (COLOR_MODES, INITS, OPTIMIZERS, POOLINGS, PRECISIONS, Config, parse_setting, parse_value,
-                     refuse_unknown)
+from .config import (COLOR_MODES, DEFAULT_DPI, INITS, OPTIMIZERS, POOLINGS, PRECISIONS, Config, parse_setting,
+                     parse_value, print_inches, print_long_edge, refuse_unknown)
 from .errors import BEFORE_PAINTING, EXIT_SIGNAL, ConfigError, ImpastoError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -181,6 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
         group.add_argument(*flags, dest=f.name, type=_option_type(f.name), default=argparse.SUPPRESS,
                            choices=_CHOICES.get(f.name), metavar=_metavar(f.name),
                            help=(f.metadata["help"] + ("" if shown is None else f" (default: {shown})")).replace("%", "%%"))
+    groups["size"].add_argument(
+        "--print-size", metavar="LENGTH", type=_print_size,
+        help=f"long edge of a print, as 42cm, 420mm or 16.5in: sets --max-size to it at --dpi (default here: "
+             f"{DEFAULT_DPI}), and writes that dpi into the picture")
     # A flag that takes no value, so that it may stand before the photo without swallowing it.
     groups["output"].add_argument("--remove-noise", dest="denoise", action="store_const", const=1.0,
                                   default=argparse.SUPPRESS, help="the same as --denoise 1")
@@ -206,6 +210,15 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
     return value
+
+
+def _print_size(text: str) -> str:
+    """A print size's form checked as the option is read (its pixels wait for the dpi in force)."""
+    try:
+        print_inches(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _shown(default: Any) -> str | None:
@@ -249,6 +262,11 @@ def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = Non
     """The settings in force: ``base`` (defaults, or a rerun's), then --config FILE, then the flags."""
     from_file = read_config_file(args.config) if getattr(args, "config", None) else {}
     flags = {name: getattr(args, name) for name in _FIELDS if hasattr(args, name)}
+    if getattr(args, "print_size", None):
+        if "max_size" in flags:
+            raise ConfigError("give --print-size or --max-size, not both: a print size sets the size")
+        dpi = _merged(base or {}, from_file, flags).get("dpi") or DEFAULT_DPI
+        flags.update(max_size=print_long_edge(args.print_size, dpi), dpi=dpi)
     try:
         return Config(**_merged(base or {}, from_file, flags))
     except ConfigError as exc:

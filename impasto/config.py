@@ -34,6 +34,9 @@ MAX_DENOISE = 5.0
 # At 60 the default paintings' lone pixels are coloured dots, which VGG-19 hardly sees (replaced, the
 # loss moved by -0.03 % to +0.08 % over 12 pairs), and the test photos have 0 to 2 at 512 px.
 DEFAULT_DESPECKLE = 60
+MAX_DPI = 65535  # a JPEG's JFIF header holds the resolution in 16 bits
+DEFAULT_DPI = 300  # pixels per inch of a print size given without a dpi: a photo print's usual resolution
+INCHES = {"mm": 25.4, "cm": 2.54, "in": 1.0, '"': 1.0}  # a print size's units, each as so many per inch
 # Settings added after 0.5.0, with the value that repeats the pictures of the versions before them.
 BEFORE_ADDED = {"margin": 0, "despeckle": 0}
 _DEVICES = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
@@ -146,6 +149,9 @@ class Config:
     despeckle: int = _field(  # new in 0.8.0
         DEFAULT_DESPECKLE, "remove coloured specks: pixels more than N grey levels (of 255) off all 8 neighbours "
         "in a colour channel are replaced by their neighbours' median after the run; 0: off", "output")
+    dpi: int | None = _field(  # new in 0.10.0; it does not change the pixels
+        None, "print resolution written into the saved picture, in pixels per inch, so that it prints at its "
+        "size (the long edge max_size / dpi inches); empty: none written (viewers assume 72 or 96)", "output")
 
     def __post_init__(self) -> None:
         # Lists become tuples (hashable), paths text and numpy numbers Python ones, so metadata is JSON.
@@ -223,6 +229,8 @@ class Config:
             raise ConfigError(f"denoise must be from 0 to {MAX_DENOISE:g} pixels, not {self.denoise}")
         if not 0 <= self.despeckle <= 255:
             raise ConfigError(f"despeckle must be from 0 to 255 grey levels, not {self.despeckle}")
+        if self.dpi is not None and not 1 <= self.dpi <= MAX_DPI:
+            raise ConfigError(f"dpi must be from 1 to {MAX_DPI} pixels per inch, not {self.dpi}")
         if not 0 <= self.seed < 2**63:
             raise ConfigError(f"seed must be from 0 to 2**63 - 1, not {self.seed}")
         check_device(self.device)
@@ -318,6 +326,25 @@ def _settings_doc() -> str:
 
 
 Config.__doc__ = (Config.__doc__ or "").rstrip() + "\n" + _settings_doc() + "\n"
+
+
+def print_inches(length: str) -> float:
+    """A print's length in inches, from a number and its unit: "42cm", "420mm", "16.5in" or '16.5"'."""
+    match = re.fullmatch(r"\s*(\d+\.?\d*|\.\d+)\s*(mm|cm|in|\")\s*", length.lower())
+    if not match:
+        raise ConfigError(f"print size must be a length and its unit, as 42cm, 420mm or 16.5in, not {length!r}")
+    if not float(match[1]) > 0:
+        raise ConfigError(f"print size must be above 0, not {length.strip()}")
+    return float(match[1]) / INCHES[match[2]]
+
+
+def print_long_edge(length: str, dpi: int) -> int:
+    """The long edge, in pixels, of a print whose long edge is ``length`` (as ``print_inches`` reads
+    it) at ``dpi`` pixels per inch. Raises ConfigError."""
+    pixels = round(print_inches(length) * dpi)
+    if pixels < MIN_SIZE:
+        raise ConfigError(f"print size {length.strip()} at {dpi} dpi is {pixels} px; the least is {MIN_SIZE} px")
+    return pixels
 
 
 def check_device(name: str) -> None:

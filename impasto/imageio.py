@@ -31,7 +31,7 @@ from typing import IO, Any, Union
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageCms, ImageOps, PngImagePlugin, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageCms, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from .errors import ConfigError, ImageError
 
@@ -436,13 +436,15 @@ def save_image(
     *,
     metadata: dict[str, Any] | None = None,
     quality: int = 95,
+    dpi: int | None = None,
 ) -> Path:
     """Save atomically, format from the extension (.png .jpg .jpeg .tif .tiff .webp).
 
     ``image`` is a (3, H, W) or (1, 3, H, W) tensor (float in [0, 1] or uint8), a PIL image or an array as
     ``read_image`` takes them. ``metadata`` (JSON-serialisable) goes into an "impasto" text chunk of a
-    PNG, or into a sidecar file ``<path>.json`` for the other formats. Missing folders are not
-    created. Raises ImageError.
+    PNG, or into a sidecar file ``<path>.json`` for the other formats. ``dpi``, pixels per inch, is
+    written where print dialogs read a picture's printed size (PNG pHYs, JPEG JFIF, TIFF and WebP
+    resolution tags). Missing folders are not created. Raises ImageError.
     """
     if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
         raise ImageError(f"save: expected a file name (str or path), not {path!r}")
@@ -467,7 +469,7 @@ def save_image(
         if image.is_floating_point():  # as an array is refused: 0-255 floats would come out white
             _check_range(image.detach().to("cpu", torch.float32, copy=True).numpy(), str(path))  # one copy: it clips
     im = image if isinstance(image, Image.Image) else to_pil(image)
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = {} if dpi is None else _resolution(fmt, dpi)
     if fmt == "PNG" and text is not None:
         options["pnginfo"] = PngImagePlugin.PngInfo()
         options["pnginfo"].add_text(METADATA_KEY, text)  # tEXt, or iTXt when not Latin-1
@@ -482,6 +484,17 @@ def save_image(
         files.append((sidecar, lambda f: f.write(text.encode("utf-8"))))
     write_atomic(*files, stale=sidecar if sidecar and text is None else None)
     return path
+
+
+def _resolution(fmt: str, dpi: int) -> dict[str, Any]:
+    """Pillow's save options that record ``dpi``: its own for PNG, JPEG and TIFF, EXIF tags for WebP
+    (Pillow has no WebP option for it)."""
+    if fmt != "WEBP":
+        return {"dpi": (dpi, dpi)}
+    exif = Image.Exif()
+    exif[ExifTags.Base.XResolution] = exif[ExifTags.Base.YResolution] = float(dpi)
+    exif[ExifTags.Base.ResolutionUnit] = 2  # inches
+    return {"exif": exif}
 
 
 def sidecar_path(path: str | os.PathLike) -> Path | None:

@@ -83,5 +83,6 @@ class Result:
         return meta
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the image (format from the extension) atomically, with the run's metadata."""
-        return save_image(self.image, path, metadata=self.metadata())
+        """Write the image (format from the extension) atomically, with the run's metadata and, when
+        ``config.dpi`` is set, its print resolution."""
+        return save_image(self.image, path, metadata=self.metadata(), dpi=self.config.dpi)

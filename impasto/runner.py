@@ -734,9 +734,19 @@ def _plot_and_report(args: argparse.Namespace, the_plan: Plan, job: Job, result:
         if result.resumed_from:
             timing += f" resumed, {result.timings['total'] + result.resumed_from['seconds']:.1f} s in all"
         steps = f"{result.steps} step{'s' if result.steps != 1 else ''}"
-        print(f"wrote {path} ({steps}, {timing}, stopped by {reason}{squeezed})", file=sys.stderr)
+        print(f"wrote {path}{_print_size(result)} ({steps}, {timing}, stopped by {reason}{squeezed})", file=sys.stderr)
         if result.stopped_at:
             print(f"impasto: to go on where it stopped: {_resume_command(path, args, job)}", file=sys.stderr)
+
+
+def _print_size(result: Result) -> str:
+    """", a 42.0 × 31.5 cm (16.5 × 12.4 in) print at 300 dpi" for a picture saved with a dpi; else ""."""
+    dpi = result.config.dpi
+    if dpi is None:
+        return ""
+    inches = [pixels / dpi for pixels in (result.image.shape[2], result.image.shape[1])]
+    return (f", a {inches[0] * 2.54:.1f} × {inches[1] * 2.54:.1f} cm ({inches[0]:.1f} × {inches[1]:.1f} in) "
+            f"print at {dpi} dpi")
 
 
 def _logged_input(job: Job) -> str:

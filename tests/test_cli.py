@@ -66,6 +66,39 @@ def test_options_reach_the_config():
         Config(denoise=0.5, learning_rate=None)
 
 
+def test_a_print_size_sets_the_pixels_at_the_dpi_in_force(tmp_path, capsys):
+    def config(*argv: str) -> Config:
+        return config_from_args(build_parser().parse_args(["a.jpg", "b.jpg", "-o", "c.png", *argv]))
+
+    assert config("--print-size", "42cm") == Config(max_size=4961, dpi=300)  # A3's long edge at 300 dpi
+    assert config("--print-size", "16.5in", "--dpi", "240") == Config(max_size=3960, dpi=240)
+    settings = tmp_path / "print.toml"
+    settings.write_text("dpi = 150\nmax_size = 900\n")
+    assert config("--config", str(settings), "--print-size", "420mm") == Config(max_size=2480, dpi=150)
+    assert config("--dpi", "300") == Config(dpi=300)  # the picture's size stays max_size's
+    with pytest.raises(ConfigError, match="^give --print-size or --max-size, not both: a print size sets the size$"):
+        config("--print-size", "42cm", "-s", "800")
+    with pytest.raises(ConfigError, match="^print size 1cm at 30 dpi is 12 px; the least is 16 px$"):
+        config("--print-size", "1cm", "--dpi", "30")
+    assert main(["a.jpg", "b.jpg", "-o", "c.png", "--print-size", "42"]) == 2
+    assert capsys.readouterr().err == ("impasto: error: argument --print-size: print size must be a length and its "
+                                       "unit, as 42cm, 420mm or 16.5in, not '42' (see impasto --help)\n")
+
+
+def test_a_print_is_written_with_its_dpi_and_its_size_is_said(photo, painting, tmp_path, capsys):
+    out = tmp_path / "print.png"
+    assert main([photo, painting, "-o", str(out), "--print-size", "1.6in", "--dpi", "30", "-n", "2",
+                 "--tolerance", "0"]) == 0
+    assert capsys.readouterr().err.splitlines()[-1].startswith(
+        f"wrote {out}, a 4.1 × 3.0 cm (1.6 × 1.2 in) print at 30 dpi (2 steps")
+    assert main(["--rerun", str(out)]) == 0
+    assert capsys.readouterr().err.splitlines()[-1].startswith(f"wrote {tmp_path / 'print-rerun.png'}, a 4.1 × 3.0 cm")
+    for picture in (out, tmp_path / "print-rerun.png"):
+        with Image.open(picture) as im:
+            assert im.size == (48, 36) and im.info["dpi"] == pytest.approx((30, 30), abs=0.01)
+        assert read_metadata(picture)["config"]["dpi"] == 30 and read_metadata(picture)["config"]["max_size"] == 48
+
+
 def test_help_groups_options_with_defaults(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from impasto.config import Config, parse_setting
+from impasto.config import Config, parse_setting, print_inches, print_long_edge
 from impasto.errors import ConfigError
 
 
@@ -119,6 +119,9 @@ def test_step_size_defaults_per_optimizer():
         ({"margin": 65}, "margin must be from 0 to 64 pixels, not 65"),
         ({"despeckle": -1}, "despeckle must be from 0 to 255 grey levels, not -1"),
         ({"despeckle": 256}, "despeckle must be from 0 to 255 grey levels, not 256"),
+        ({"dpi": 0}, "dpi must be from 1 to 65535 pixels per inch, not 0"),
+        ({"dpi": 65536}, "dpi must be from 1 to 65535 pixels per inch, not 65536"),
+        ({"dpi": 299.5}, "dpi must be a whole number"),
     ],
 )
 def test_invalid_settings_name_the_field(changes, message):
@@ -149,6 +152,23 @@ def test_saved_settings_of_an_older_version_repeat_its_picture():
     assert Config.from_saved({**older, "margin": 8}) == Config(despeckle=0)  # 0.6.0's to 0.7.2's
     with pytest.raises(ConfigError, match="settings must be a dict of Config fields, not list"):
         Config.from_saved([])
+
+
+def test_a_print_size_is_read_in_its_unit_and_made_pixels_at_the_dpi():
+    assert print_inches("16.5in") == print_inches('16.5"') == print_inches(" 16.5 IN ") == 16.5
+    assert print_inches("42cm") == pytest.approx(16.5354, abs=1e-4) and print_inches(".5in") == 0.5
+    assert print_long_edge("42cm", 300) == print_long_edge("420mm", 300) == 4961  # A3's long edge
+    assert print_long_edge("16.5in", 240) == 3960 and print_long_edge("6.4cm", 10) == 25  # 25.2 px, rounded
+    for length in ("42", "cm", "42 m", "1e3cm", "-4cm", "4 cm 2"):
+        with pytest.raises(ConfigError, match=f"^print size must be a length and its unit, as 42cm, 420mm or "
+                                              f"16.5in, not '{length}'$"):
+            print_inches(length)
+    with pytest.raises(ConfigError, match="^print size must be above 0, not 0.0mm$"):
+        print_inches("0.0mm")
+    with pytest.raises(ConfigError, match="^print size 0.1cm at 300 dpi is 12 px; the least is 16 px$"):
+        print_long_edge("0.1cm", 300)
+    assert Config().dpi is None and Config(dpi=300).to_dict()["dpi"] == 300
+    assert Config.from_saved({k: v for k, v in Config(dpi=300).to_dict().items() if k != "dpi"}).dpi is None
 
 
 def test_an_empty_weights_file_means_the_built_in_weights():

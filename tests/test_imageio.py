@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import noise, png_claiming
-from PIL import Image, ImageCms, ImageFile
+from PIL import ExifTags, Image, ImageCms, ImageFile
 
 from impasto import imageio
 from impasto.errors import ConfigError, ImageError
@@ -572,6 +572,20 @@ def test_save_formats_read_back(tmp_path, ext):
     if ext in ("png", "PNG", "tif", "webp"):  # lossless: the 8-bit picture exactly
         assert torch.equal(back, read_image(to_pil(t)))
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"out.{ext}"]  # no temp file left
+
+
+@pytest.mark.parametrize("ext", ["png", "jpg", "tif", "webp"])
+def test_a_dpi_is_written_where_print_dialogs_read_it(tmp_path, ext):
+    picture = torch.rand(3, 4, 6)
+    with Image.open(save_image(picture, tmp_path / f"print.{ext}", dpi=240)) as im:
+        if ext == "webp":  # EXIF's resolution tags: Pillow reads no dpi from a WebP
+            exif = im.getexif()
+            assert (exif[ExifTags.Base.XResolution], exif[ExifTags.Base.YResolution]) == (240, 240)
+            assert exif[ExifTags.Base.ResolutionUnit] == 2  # inches
+        else:  # a PNG's pHYs is in whole pixels per metre: 240 dpi is 9449 of them, 240.0046 dpi
+            assert im.info["dpi"] == pytest.approx((240, 240), abs=0.01)
+    with Image.open(save_image(picture, tmp_path / f"screen.{ext}")) as im:  # none: Pillow's (1, 1) for a TIFF
+        assert im.info.get("dpi", (1, 1)) == (1, 1) and ExifTags.Base.XResolution not in im.getexif()
 
 
 @pytest.mark.parametrize("ext", ["png", "jpg", "webp"])

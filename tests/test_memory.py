@@ -111,6 +111,9 @@ def test_plan_refuses_a_size_that_cannot_fit_and_names_one_that_can():
     fits = largest_fitting(config, 1080, 1920, 8 * GB)
     assert f"use max_size {fits} or less" in str(caught.value)
     assert plan(config.replace(max_size=fits), 1080, 1920, CPU).checkpointed
+    with pytest.raises(ConfigError, match=f"use max_size {fits} or less \\(at 300 dpi, a print "
+                                          f"{fits / 300 * 2.54:.1f} cm long\\)$"):  # a --print-size's dpi
+        plan(config.replace(dpi=300), 1080, 1920, CPU)
     with pytest.raises(ConfigError):
         plan(config.replace(max_size=fits + 1), 1080, 1920, CPU)
     # The paintings are read at the picture's pixels (times style_scale²), not the canvas's
