@@ -19,7 +19,15 @@ def uses_bfloat16(precision: str, device: torch.device) -> bool:
     arithmetic (measured 2x faster with the same scores; elsewhere it is emulated, or unmeasured)."""
     if precision != "auto":
         return precision == "bfloat16"
-    return device.type == "cpu" and bool({"avx512_bf16", "amx_bf16"} & _cpu_flags())
+    return device.type == "cpu" and native_bfloat16() is True
+
+
+def native_bfloat16() -> bool | None:
+    """Whether this CPU computes in bfloat16 natively (AVX-512 BF16 or AMX); None where it cannot be
+    told (no /proc/cpuinfo). Elsewhere bfloat16 is emulated: a 512 px step took 40 times float32's on
+    AVX2 (benchmarks/README.md)."""
+    flags = _cpu_flags()
+    return bool({"avx512_bf16", "amx_bf16"} & flags) if flags else None
 
 
 @functools.cache

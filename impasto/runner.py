@@ -27,7 +27,7 @@ from typing import Any, Literal, NamedTuple, TextIO
 
 from . import __version__
 from .api import check_one_each, fingerprint, input_record, stylize
-from .device import machine, resolve_device, uses_bfloat16
+from .device import machine, native_bfloat16, resolve_device, uses_bfloat16
 from .result import Result
 from .resume import differing_input, differing_setting, resume_point
 from .cli import EXIT_FAILED, EXIT_OK, as_typed, config_from_args, config_to_toml
@@ -875,7 +875,12 @@ def _snapshot_step(name: str, stem: str) -> int | None:
 
 
 def _say_device(config: Config, quiet: bool) -> None:
-    if config.device != "auto" or quiet:
+    if quiet:
+        return
+    if config.precision == "bfloat16" and resolve_device(config.device).type == "cpu" and native_bfloat16() is False:
+        print("impasto: note: this CPU has no bfloat16 arithmetic (AVX-512 BF16 or AMX): --precision bfloat16 is "
+              "emulated, many times slower than float32 (40 times on AVX2)", file=sys.stderr)
+    if config.device != "auto":
         return
     device = resolve_device("auto")
     if device.type == "cuda":

@@ -99,6 +99,19 @@ def test_a_print_is_written_with_its_dpi_and_its_size_is_said(photo, painting, t
         assert read_metadata(picture)["config"]["dpi"] == 30 and read_metadata(picture)["config"]["max_size"] == 48
 
 
+@pytest.mark.parametrize("flags, noted", [({"avx2"}, True), ({"avx512_bf16"}, False), (set(), False)])
+def test_bfloat16_on_a_cpu_without_it_gets_a_note(photo, painting, tmp_path, capsys, monkeypatch, flags, noted):
+    monkeypatch.setattr("impasto.device._cpu_flags", lambda: flags)  # an AVX2 CPU, one with AVX-512 BF16, macOS
+    out = tmp_path / "out.png"
+    assert main([photo, painting, "-o", str(out), "-s", "32", "-n", "1", "--precision", "bfloat16", "--device",
+                 "cpu"]) == 0
+    note = ("impasto: note: this CPU has no bfloat16 arithmetic (AVX-512 BF16 or AMX): --precision bfloat16 is "
+            "emulated, many times slower than float32 (40 times on AVX2)")
+    assert (note in capsys.readouterr().err.splitlines()) is noted
+    assert main([photo, painting, "-o", str(out), "-s", "32", "-n", "1", "--device", "cpu"]) == 0  # auto
+    assert "no bfloat16 arithmetic" not in capsys.readouterr().err
+
+
 def test_help_groups_options_with_defaults(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 import impasto
-from impasto.device import _cpu_flags, repeatable, resolve_device, uses_bfloat16
+from impasto import device
+from impasto.device import _cpu_flags, native_bfloat16, repeatable, resolve_device, uses_bfloat16
 
 
 def test_devices():
@@ -39,3 +40,12 @@ def test_precision_auto_uses_bfloat16_only_on_cpus_that_have_it():
         flags = set()  # not Linux: auto is float32 there
     assert _cpu_flags() == flags
     assert uses_bfloat16("auto", cpu) == bool({"avx512_bf16", "amx_bf16"} & flags)
+    assert native_bfloat16() == (bool({"avx512_bf16", "amx_bf16"} & flags) if flags else None)
+
+
+@pytest.mark.parametrize("flags, native", [({"avx2", "fma"}, False), ({"avx512f", "avx512_bf16"}, True),
+                                           ({"amx_bf16"}, True), (set(), None)])
+def test_native_bfloat16_is_read_from_the_flags_and_unknown_without_them(monkeypatch, flags, native):
+    monkeypatch.setattr(device, "_cpu_flags", lambda: flags)
+    assert device.native_bfloat16() is native
+    assert device.uses_bfloat16("auto", torch.device("cpu")) is (native is True)
