@@ -166,6 +166,9 @@ def test_an_iphone_photo_the_browser_cannot_show_is_painted(server, page, images
     assert page.inner_text("#message") == ("This browser cannot show “IMG_0042.HEIC”; the server checks it "
                                            "when you press Paint.")
     assert page.inner_text("#drop-content .drop-name") == "IMG_0042.HEIC (no preview)"
+    page.set_input_files("#style-file", str(images / "style/the_scream.jpg"))  # another painting: the note stays
+    page.wait_for_function("document.querySelector('#drop-style .drop-name').textContent === 'the_scream.jpg'")
+    assert page.is_visible("#message") and "IMG_0042.HEIC" in page.inner_text("#message")
     page.fill("#setting-max_size", "48")
     page.fill("#setting-iterations", "6")
     page.click("#paint")
@@ -175,7 +178,7 @@ def test_an_iphone_photo_the_browser_cannot_show_is_painted(server, page, images
         page.click("#download")
     path = tmp_path / download.value.suggested_filename
     download.value.save_as(path)
-    assert path.name.startswith("impasto-IMG_0042-starry_night-")
+    assert path.name.startswith("impasto-IMG_0042-the_scream-")
     with Image.open(path) as im:
         assert im.size == (48, 36)  # golden_gate, 979×734
 

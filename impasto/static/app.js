@@ -105,7 +105,8 @@ function setUpDrop(kind) {
 function chooseFile(kind, file) {
   const what = kind === "content" ? "photo" : "painting";
   const limit = state.settings ? state.settings.limits.max_upload_bytes : Infinity;
-  hideMessage();
+  const about = $("message").dataset.about;  // a note on the other box's file stays while that file does
+  if (!about || about === kind) hideMessage();
   const input = $(`${kind}-file`);
   const refusal = file.type && !file.type.startsWith("image/")
     ? `“${file.name}” does not look like an image (${file.type}). Choose a JPEG, PNG or WebP file as the ${what}.`
@@ -127,6 +128,7 @@ function chooseFile(kind, file) {
     if (files[kind] !== file) return;
     zone.querySelector(".drop-name").textContent = `${file.name} (no preview)`;
     showMessage(`This browser cannot show “${file.name}”; the server checks it when you press Paint.`, "info");
+    $("message").dataset.about = kind;
   };
   thumb.src = URL.createObjectURL(file);
   thumb.hidden = false;
@@ -596,6 +598,7 @@ function showMessage(text, kind = "error", reveal = kind === "error", field = nu
 
 function hideMessage() {
   $("message").hidden = true;
+  delete $("message").dataset.about;
   for (const field of document.querySelectorAll("[aria-invalid]")) {
     field.removeAttribute("aria-invalid");
     const rest = field.getAttribute("aria-describedby").replace(/\s*\bmessage$/, "");
