@@ -347,6 +347,11 @@ def print_long_edge(length: str, dpi: int) -> int:
     return pixels
 
 
+def printed_length(pixels: int, dpi: int) -> str:
+    """How long ``pixels`` print at ``dpi``, in words: "at 300 dpi, a print 8.3 cm long"."""
+    return f"at {dpi} dpi, a print {pixels / dpi * 2.54:.1f} cm long"
+
+
 def check_device(name: str) -> None:
     """Raise ConfigError unless ``name`` is a device impasto can run on (whether it is here or not)."""
     if not _DEVICES.fullmatch(name):

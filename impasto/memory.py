@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import MIN_SIZE, Config
+from .config import MIN_SIZE, Config, printed_length
 from .errors import ConfigError
 from .imageio import canvas_margin, long_edge_shape
 from .optimize import LBFGS_HISTORY
@@ -253,9 +253,8 @@ def plan(config: Config, photo_height: int, photo_width: int, device: torch.devi
         limit, advice = f"max_memory is {config.max_memory:g} GB", "raise max_memory"
     else:
         limit, advice = f"only {budget / GB:.2f} GB of memory is available", "free some memory"
-    if fits:  # and, for a print, how long a print that is (2.54 cm an inch)
-        advice = f"use max_size {fits} or less" + (
-            f" (at {config.dpi} dpi, a print {fits / config.dpi * 2.54:.1f} cm long)" if config.dpi else "")
+    if fits:  # and, for a print, how long a print that is
+        advice = f"use max_size {fits} or less" + (f" ({printed_length(fits, config.dpi)})" if config.dpi else "")
     if config.style_scale > 1:  # the painting is read at style_scale² times the picture's pixels
         advice += f", or a style_scale below {config.style_scale:g}"
     raise ConfigError(f"a {width}×{height} painting needs about {need / GB:.2f} GB even with checkpointing, "

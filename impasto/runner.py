@@ -31,7 +31,7 @@ from .device import machine, native_bfloat16, resolve_device, uses_bfloat16
 from .result import Result
 from .resume import differing_input, differing_setting, resume_point
 from .cli import EXIT_FAILED, EXIT_OK, as_typed, config_from_args, config_to_toml
-from .config import INITS, Config
+from .config import INITS, Config, printed_length
 from .errors import AGAIN, EXIT_SIGNAL, NOTHING_WRITTEN, ConfigError, ImageError, ImpastoError, Interrupted
 from .imageio import (HEIC_EXTENSIONS, SAVE_FORMATS, check_writable, header_size, read_formats, read_image,
                       read_metadata, save_image, sidecar_path)
@@ -815,8 +815,8 @@ def _say_if_enlarged(content: Any, config: Config) -> None:
     size = _enlarged(content, config.max_size)
     if size is None:
         return
-    own = "" if min(size) < smallest_edge(config.layers) else \
-        f" (-s {max(size)} paints it at its own size)"
+    printed = f"; {printed_length(max(size), config.dpi)}" if config.dpi else ""
+    own = "" if min(size) < smallest_edge(config.layers) else f" (-s {max(size)} paints it at its own size{printed})"
     print(f"impasto: note: {content} is {size[0]}x{size[1]} px; painted at {config.max_size} px, "
           f"{config.max_size / max(size):.1f} times larger, it will look soft{own}", file=sys.stderr)
 

@@ -649,6 +649,10 @@ def test_a_small_photo_or_painting_enlarged_much_gets_a_note(photo, painting, tm
     assert main([str(tmp_path / "icon.png"), painting, "-o", str(tmp_path / "out.png"), "-s", "160", "-n", "1"]) == 0
     assert (f"impasto: note: {tmp_path / 'icon.png'} is 32x24 px; painted at 160 px, 5.0 times larger, it will "
             "look soft (-s 32 paints it at its own size)\n") in capsys.readouterr().err
+    assert main([str(tmp_path / "icon.png"), painting, "-o", str(tmp_path / "out.png"), "--print-size", "1.6in",
+                 "--dpi", "100", "-n", "1"]) == 0  # 160 px again, for a print
+    assert ("painted at 160 px, 5.0 times larger, it will look soft (-s 32 paints it at its own size; at 100 dpi, "
+            "a print 0.8 cm long)\n") in capsys.readouterr().err
     Image.fromarray(noise(20, 30)).save(tmp_path / "icon-painting.png")  # a painting that small: blurred strokes
     assert main([photo, str(tmp_path / "icon-painting.png"), "-o", str(tmp_path / "out.png"), "-s", "160",
                  "-n", "1"]) == 0
