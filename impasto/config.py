@@ -329,8 +329,9 @@ Config.__doc__ = (Config.__doc__ or "").rstrip() + "\n" + _settings_doc() + "\n"
 
 
 def print_inches(length: str) -> float:
-    """A print's length in inches, from a number and its unit: "42cm", "420mm", "16.5in" or '16.5"'."""
-    match = re.fullmatch(r"\s*(\d+\.?\d*|\.\d+)\s*(mm|cm|in|\")\s*", length.lower())
+    """A print's length in inches, from a number and its unit: "42cm", "420mm", "16.5in" or '16.5"'
+    (a decimal comma too: "29,7cm")."""
+    match = re.fullmatch(r"\s*(\d+\.?\d*|\.\d+)\s*(mm|cm|in|\")\s*", length.lower().replace(",", "."))
     if not match:
         raise ConfigError(f"print size must be a length and its unit, as 42cm, 420mm or 16.5in, not {length!r}")
     if not float(match[1]) > 0:

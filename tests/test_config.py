@@ -157,6 +157,7 @@ def test_saved_settings_of_an_older_version_repeat_its_picture():
 def test_a_print_size_is_read_in_its_unit_and_made_pixels_at_the_dpi():
     assert print_inches("16.5in") == print_inches('16.5"') == print_inches(" 16.5 IN ") == 16.5
     assert print_inches("42cm") == pytest.approx(16.5354, abs=1e-4) and print_inches(".5in") == 0.5
+    assert print_inches("29,7cm") == print_inches("29.7cm")  # a decimal comma, as much of Europe writes it
     assert print_long_edge("42cm", 300) == print_long_edge("420mm", 300) == 4961  # A3's long edge
     assert print_long_edge("16.5in", 240) == 3960 and print_long_edge("6.4cm", 10) == 25  # 25.2 px, rounded
     for length in ("42", "cm", "42 m", "1e3cm", "-4cm", "4 cm 2"):
