@@ -192,7 +192,22 @@ class _Painting:
             return Result(at.image, self.config, self.state.history[:rows], {"total": seconds}, "cancelled",
                           stopped_at=stopped_at, resumed_from=self.resumed_from, image_step=at.step,
                           **self.result_fields)
-        return callback(dataclasses.replace(event, _as_stopped=stopped_here))
+        return callback(dataclasses.replace(event, _as_stopped=stopped_here, seconds_left=self._seconds_left(event)))
+
+    def _seconds_left(self, event: ProgressEvent) -> float:
+        """The time the run has left, at the pace of its steps so far. A step's time is taken to grow
+        with the pixels it computes: its size's, and at each size after the first the first size's too
+        (the composition term). Steps before this size are counted as its earlier sizes' in order."""
+        first = self.sizes[0] ** 2 if self.config.composition_weight else 0
+        work = [size**2 + (first if k else 0) for k, size in enumerate(self.sizes)]
+        scale, later = event.scale, self.steps[event.scale + 1:]
+        left_here = event.total - event.step - sum(later)
+        here = self.steps[scale] - left_here  # steps made at this size
+        done, before = here * work[scale], event.step - here
+        for steps, per_step in zip(self.steps[:scale], work):
+            done, before = done + min(steps, before) * per_step, before - min(steps, before)
+        left = left_here * work[scale] + sum(steps * per_step for steps, per_step in zip(later, work[scale + 1:]))
+        return event.elapsed / done * left
 
     def _steps_at_size(self, scale: int, iterations: int, total: int, step: int) -> int:
         """Steps made at size number ``scale`` after ``step`` steps of a run of at most ``total``: all of

@@ -951,20 +951,23 @@ class Progress:
         print(f"impasto: warning: {option}: cannot write {path} ({reason}); going on without it", file=sys.stderr)
 
     def _draw(self, event: ProgressEvent, kinds: dict[str, float], size: str) -> None:
+        from tqdm import tqdm
+
         terms = (f"{size} " if event.scales > 1 else "") + " ".join(f"{kind} {value:.3g}" for kind, value in kinds.items())
+        # stylize's estimate, not tqdm's: a step at a print's last size takes 17 of one at its first
+        left = "" if event.step == event.total else f"{tqdm.format_interval(event.seconds_left or 0)} left, "
         if not sys.stderr.isatty():  # a log file: a plain line every tenth of the run, not a redrawn bar
             # and at the first step, which says that it started and how long a step takes
             if event.step % max(1, event.total // 10) == 0 or event.step in (1, event.total):
                 print(f"{self.label + ' ' if self.label else ''}step {event.step}/{event.total}, "
-                      f"{event.elapsed:.1f} s: {terms}", file=sys.stderr, flush=True)
+                      f"{event.elapsed:.1f} s, {left}{terms}", file=sys.stderr, flush=True)
             return
         if self.bar is None:
-            from tqdm import tqdm
-
             self.bar = tqdm(total=event.total, desc=self.label or None, unit="step", dynamic_ncols=True,
-                            file=sys.stderr, initial=event.step - 1)  # a resumed run starts part way
+                            file=sys.stderr, initial=event.step - 1,  # a resumed run starts part way
+                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}, {rate_fmt}{postfix}]")
         self.bar.total = event.total  # less once a size has stopped early (tolerance)
-        self.bar.set_postfix_str(terms, refresh=False)
+        self.bar.set_postfix_str(left + terms, refresh=False)
         self.bar.update(event.step - self.bar.n)
 
     def close(self) -> None:

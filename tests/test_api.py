@@ -125,6 +125,23 @@ def test_progress_events(painted):
     assert events[0].image.shape == (3, 72, 96) and events[-1].elapsed > events[0].elapsed
 
 
+def test_the_time_left_weighs_each_step_by_the_pixels_it_computes(images):
+    events = []
+    config = impasto.Config(max_size=64, min_size=32, coarse_iterations=4, iterations=4, tolerance=0.0)
+    assert config.sizes() == [32, 64]
+    impasto.stylize(images / "content/golden_gate.jpg", images / "style/starry_night.jpg", config,
+                    callback=events.append)
+    # A step at 32 px is one unit of work; at 64 px four, and one more for the composition term at 32 px.
+    done = [1, 2, 3, 4, 9, 14, 19, 24]
+    for event, made in zip(events, done, strict=True):
+        assert event.seconds_left == pytest.approx(event.elapsed / made * (24 - made))
+    assert events[3].seconds_left == pytest.approx(5 * events[3].elapsed)  # at the first size's end: 20 units left
+    alone = []  # without the composition term a 64 px step is four units
+    impasto.stylize(images / "content/golden_gate.jpg", images / "style/starry_night.jpg",
+                    config.replace(composition_weight=0.0), callback=alone.append)
+    assert alone[3].seconds_left == pytest.approx(4 * alone[3].elapsed)
+
+
 def test_same_seed_same_image(images):
     config = impasto.Config(init="noise", seed=7, iterations=5, max_size=48, tolerance=0.0)
     content, style = images / "content/golden_gate.jpg", images / "style/the_scream.jpg"

@@ -155,6 +155,7 @@ def test_run_writes_image_log_plot_and_steps(photo, images, tmp_path, capsys):
     # not a terminal: a plain line per tenth of the run (every step of 3), not a redrawn bar
     lines = [line for line in err.splitlines() if not line.startswith("impasto: using the GPU")]  # on CUDA
     assert [line.split(",")[0] for line in lines[:3]] == ["step 1/3", "step 2/3", "step 3/3"] and "\r" not in err
+    assert re.match(r"step 1/3, \d+\.\d s, 00:\d\d left, content ", lines[0]) and " left" not in lines[2]
     assert "content" in lines[2] and "style" in lines[2] and "tv" in lines[2]
     assert lines[3].startswith(f"wrote {out} (3 steps")
     with Image.open(out) as image:

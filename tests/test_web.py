@@ -114,6 +114,8 @@ def test_paint_with_progress_events_and_download(client, uploads, tmp_path):
     assert [p[0] for p in points] == list(range(1, final["step"] + 1)) and final["step"] == 4
     assert all(p[1] > 0 for p in points)
     assert [p[1] for p in points] == [p[1] for p in client.get(f"/api/jobs/{job['id']}").json()["points"]]
+    etas = [data["eta"] for kind, data in stream if data["status"] == "running" and data["step"]]
+    assert etas and all(eta >= 0 for eta in etas) and final["eta"] is None  # stylize's, while it runs
 
     result = client.get(f"/api/jobs/{job['id']}/result.png")
     assert result.status_code == 200 and png_size(result.content) == (48, 36)

@@ -65,6 +65,7 @@ class Job:
     step: int = 0
     total: int = 0
     elapsed: float = 0.0
+    seconds_left: float | None = None  # stylize's estimate at the last step (memory only)
     loss: float | None = None
     points: list[list[float]] = field(default_factory=list)  # [step, loss, content, style] per step
     stop_reason: str | None = None
@@ -104,10 +105,8 @@ class Job:
         return self.status == "cancelled" and self.stopped_at is not None and self.has_result
 
     def eta(self) -> float | None:
-        """Seconds left if every remaining step takes as long as the average so far."""
-        if self.status != "running" or self.step == 0:
-            return None
-        return self.elapsed / self.step * (self.total - self.step)
+        """Seconds left while it runs (``ProgressEvent.seconds_left``: a step at a large size counts for more)."""
+        return self.seconds_left if self.status == "running" else None
 
     def summary(self) -> dict[str, Any]:
         """The job as the API shows it (without the loss history)."""
@@ -235,6 +234,7 @@ class JobManager:
                 return None
             self._check_room(most_waiting)
             job.status, job.stop_reason, job.error, job.finished = "queued", None, None, None
+            job.seconds_left = None  # the stopped run's estimate, until its first step
             job.cancel_requested, job.cancelled_unpainted = threading.Event(), False
         self._save(job)
         self._notify(job)
@@ -356,6 +356,7 @@ class JobManager:
                 self._checkpoint(job, event.stopped_here())
                 checkpointed = time.monotonic()
             job.step, job.total, job.loss, job.elapsed = event.step, event.total, event.loss, event.elapsed
+            job.seconds_left = event.seconds_left
             kinds = loss_kinds(event.losses)
             job.points.append([event.step, event.loss, kinds.get("content", 0.0), kinds.get("style", 0.0)])
             if job.preview is None or event.step % self.preview_every == 0 or event.step == event.total:
