@@ -927,7 +927,7 @@ class Progress:
         if self.log is not None:
             record = {"input": self.content, "output": self.output, "step": event.step, "total": event.total,
                       "scale": event.scale, "size": [height, width], "loss": event.loss, **kinds, "terms": event.losses,
-                      "elapsed": round(event.elapsed, 4)}
+                      "elapsed": round(event.elapsed, 4), "seconds_left": round(event.seconds_left or 0.0, 4)}
             try:
                 self.log.write(json.dumps(record) + "\n")
                 self.log.flush()

@@ -167,6 +167,8 @@ def test_run_writes_image_log_plot_and_steps(photo, images, tmp_path, capsys):
     records = [json.loads(line) for line in log.read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2, 3] and {r["total"] for r in records} == {3}
     assert records[0]["input"] == photo and records[0]["size"] == [36, 48] and records[0]["scale"] == 0
+    assert records[0]["seconds_left"] == pytest.approx(2 * records[0]["elapsed"], abs=2e-4)  # one size: 2 steps of 3
+    assert records[-1]["seconds_left"] == 0
     for r in records:
         assert r["loss"] == pytest.approx(sum(r["terms"].values()), rel=1e-5)
         assert r["loss"] == pytest.approx(r["content"] + r["style"] + r["tv"], rel=1e-5)
