@@ -954,7 +954,7 @@ class Progress:
         from tqdm import tqdm
 
         terms = (f"{size} " if event.scales > 1 else "") + " ".join(f"{kind} {value:.3g}" for kind, value in kinds.items())
-        # stylize's estimate, not tqdm's: a step at a print's last size takes 17 of one at its first
+        # stylize's estimate, not tqdm's count of steps: a 2048 px print's last steps take 17 times its first
         left = "" if event.step == event.total else f"{tqdm.format_interval(event.seconds_left or 0)} left, "
         if not sys.stderr.isatty():  # a log file: a plain line every tenth of the run, not a redrawn bar
             # and at the first step, which says that it started and how long a step takes
