@@ -30,7 +30,7 @@ from typing import Any
 
 from . import __version__
 from .config import (COLOR_MODES, DEFAULT_DPI, INITS, OPTIMIZERS, POOLINGS, PRECISIONS, Config, parse_setting,
-                     parse_value, print_inches, print_long_edge, refuse_unknown)
+                     parse_value, print_box, print_long_edge, refuse_unknown)
 from .errors import BEFORE_PAINTING, EXIT_SIGNAL, ConfigError, ImpastoError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -182,9 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
                            choices=_CHOICES.get(f.name), metavar=_metavar(f.name),
                            help=(f.metadata["help"] + ("" if shown is None else f" (default: {shown})")).replace("%", "%%"))
     groups["size"].add_argument(
-        "--print-size", metavar="LENGTH", type=_print_size,
-        help=f"long edge of a print, as 42cm, 420mm or 16.5in: sets --max-size to it at --dpi (default here: "
-             f"{DEFAULT_DPI}), and writes that dpi into the picture")
+        "--print-size", metavar="SIZE", type=_print_size,
+        help=f"a print's long edge (42cm, 420mm, 16.5in), or a sheet (10x15cm, 8x10in) or paper (A4, A3, letter) "
+             f"to fit each photo on: sets --max-size to it at --dpi (default here: {DEFAULT_DPI}), and writes that "
+             f"dpi into the picture")
     # A flag that takes no value, so that it may stand before the photo without swallowing it.
     groups["output"].add_argument("--remove-noise", dest="denoise", action="store_const", const=1.0,
                                   default=argparse.SUPPRESS, help="the same as --denoise 1")
@@ -215,7 +216,7 @@ def _positive_int(text: str) -> int:
 def _print_size(text: str) -> str:
     """A print size's form checked as the option is read (its pixels wait for the dpi in force)."""
     try:
-        print_inches(text)
+        print_box(text)
     except ConfigError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text

@@ -37,6 +37,11 @@ DEFAULT_DESPECKLE = 60
 MAX_DPI = 65535  # a JPEG's JFIF header holds the resolution in 16 bits
 DEFAULT_DPI = 300  # pixels per inch of a print size given without a dpi: a photo print's usual resolution
 INCHES = {"mm": 25.4, "cm": 2.54, "in": 1.0, '"': 1.0}  # a print size's units, each as so many per inch
+# Papers a print size may name, as (long, short) edges in inches: ISO 216's A sizes (in whole mm) and
+# the US ones.
+PAPERS = {**{f"a{n}": (long / 25.4, short / 25.4) for n, (long, short) in enumerate(
+             [(1189, 841), (841, 594), (594, 420), (420, 297), (297, 210), (210, 148), (148, 105)])},
+          "letter": (11.0, 8.5), "legal": (14.0, 8.5), "tabloid": (17.0, 11.0)}
 # Settings added after 0.5.0, with the value that repeats the pictures of the versions before them.
 BEFORE_ADDED = {"margin": 0, "despeckle": 0}
 _DEVICES = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
@@ -328,23 +333,50 @@ def _settings_doc() -> str:
 Config.__doc__ = (Config.__doc__ or "").rstrip() + "\n" + _settings_doc() + "\n"
 
 
+_NUMBER = r"(\d+\.?\d*|\.\d+)"
+_UNIT = r"(mm|cm|in|\")"
+_PRINT_FORMS = "a length (42cm, 420mm, 16.5in), a sheet (10x15cm, 8x10in) or a paper (A4, letter)"
+
+
 def print_inches(length: str) -> float:
     """A print's length in inches, from a number and its unit: "42cm", "420mm", "16.5in" or '16.5"'
     (a decimal comma too: "29,7cm")."""
-    match = re.fullmatch(r"\s*(\d+\.?\d*|\.\d+)\s*(mm|cm|in|\")\s*", length.lower().replace(",", "."))
+    match = re.fullmatch(rf"\s*{_NUMBER}\s*{_UNIT}\s*", length.lower().replace(",", "."))
     if not match:
-        raise ConfigError(f"print size must be a length and its unit, as 42cm, 420mm or 16.5in, not {length!r}")
+        raise ConfigError(f"print size must be {_PRINT_FORMS}, not {length!r}")
     if not float(match[1]) > 0:
         raise ConfigError(f"print size must be above 0, not {length.strip()}")
     return float(match[1]) / INCHES[match[2]]
 
 
-def print_long_edge(length: str, dpi: int) -> int:
-    """The long edge, in pixels, of a print whose long edge is ``length`` (as ``print_inches`` reads
-    it) at ``dpi`` pixels per inch. Raises ConfigError."""
-    pixels = round(print_inches(length) * dpi)
+def print_box(size: str) -> tuple[float, float | None]:
+    """A print size's (long, short) edges in inches: a paper's name ("A4", "letter"), a sheet's two
+    edges in either order ("10x15cm", "8 × 10 in", "8.5in x 11in") or a long edge alone ("42cm", as
+    ``print_inches`` reads it; its short edge is None). Raises ConfigError."""
+    name = size.strip().lower()
+    if name in PAPERS:
+        return PAPERS[name]
+    match = re.fullmatch(rf"\s*({_NUMBER}\s*{_UNIT}?)\s*[x×]\s*({_NUMBER}\s*{_UNIT})\s*",
+                         name.replace(",", "."))
+    if not match:
+        return print_inches(size), None
+    unit = match[6]  # the second edge's, for a first edge given without one ("10x15cm")
+    edges = sorted((print_inches(match[1] + ("" if match[3] else unit)), print_inches(match[4])), reverse=True)
+    return edges[0], edges[1]
+
+
+def print_long_edge(size: str, dpi: int, photo: tuple[int, int] | None = None) -> int:
+    """The long edge, in pixels, of a print of ``size`` (as ``print_box`` reads it) at ``dpi`` pixels
+    per inch. A sheet or paper fits the picture of a ``photo`` of that (width, height), turned to
+    match it (a landscape photo on a landscape sheet); without ``photo``, its long edge is the most
+    any photo can have. Raises ConfigError."""
+    long, short = print_box(size)
+    pixels = round(long * dpi)
+    if short is not None and photo is not None:
+        aspect = max(photo) / min(photo)  # the picture's short edge is its long edge / aspect, rounded
+        pixels = min(pixels, math.floor(round(short * dpi) * aspect))
     if pixels < MIN_SIZE:
-        raise ConfigError(f"print size {length.strip()} at {dpi} dpi is {pixels} px; the least is {MIN_SIZE} px")
+        raise ConfigError(f"print size {size.strip()} at {dpi} dpi is {pixels} px; the least is {MIN_SIZE} px")
     return pixels
 
 

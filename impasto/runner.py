@@ -31,7 +31,7 @@ from .device import machine, native_bfloat16, resolve_device, uses_bfloat16
 from .result import Result
 from .resume import differing_input, differing_setting, resume_point
 from .cli import EXIT_FAILED, EXIT_OK, as_typed, config_from_args, config_to_toml
-from .config import INITS, Config, printed_length
+from .config import DEFAULT_DPI, INITS, Config, print_box, print_long_edge, printed_length
 from .errors import AGAIN, EXIT_SIGNAL, NOTHING_WRITTEN, ConfigError, ImageError, ImpastoError, Interrupted
 from .imageio import (HEIC_EXTENSIONS, SAVE_FORMATS, check_writable, header_size, read_formats, read_image,
                       read_metadata, save_image, sidecar_path)
@@ -49,6 +49,7 @@ class Job:
 
     content: Any  # a path, or the demo's in-memory photo
     output: Path
+    config: Config  # the plan's, with a --print-size sheet's long edge for this photo
     plot: Path | None = None
 
 
@@ -73,7 +74,12 @@ def plan(args: argparse.Namespace) -> Plan:
         return _plan_rerun(args)
     config = config_from_args(args)
     if args.print_config:
-        return Plan(config, [], [], False)
+        photos = args.content or args.inputs[:1]  # a sheet is fitted to the one photo given
+        fitted = _fitted(args, config, photos[0]) if len(photos) == 1 and Path(photos[0]).is_file() else config
+        if _sheet(args) and fitted is config and not args.quiet:
+            print(f"impasto: note: --print-size {args.print_size} fits each photo on the sheet as it is painted; "
+                  "max_size here is the sheet's long edge", file=sys.stderr)
+        return Plan(fitted, [], [], False)
     if args.demo:
         if args.inputs or args.content:
             raise ConfigError("--demo takes no CONTENT, STYLE or --content: it paints its own sample photo and painting")
@@ -154,7 +160,7 @@ def _plan_rerun(args: argparse.Namespace) -> Plan:
     if meta.get("impasto") != __version__ and not args.quiet:
         print(f"impasto: note: {source} was made by impasto {meta.get('impasto')}, this is {__version__}; "
               "the result may differ", file=sys.stderr)
-    config = config_from_args(args, _recorded_config(meta, source, inputs, paths))
+    config = _fitted(args, config_from_args(args, _recorded_config(meta, source, inputs, paths)), paths["content"])
     if args.print_config:
         return Plan(config, [], [], False)
     new_name = source.name if args.resume else f"{source.stem}-rerun{source.suffix}"
@@ -328,7 +334,7 @@ def _finish_plan(args: argparse.Namespace, config: Config, contents: list[Any], 
         names = {"stem": Path(content).stem, "style": style_names, "index": index}
         output = _output_path(args.output, names, "-o", "{stem}-{style}.png", batch)
         plot = _output_path(args.plot, names, "--plot", "{stem}-{style}-losses.png", batch) if args.plot else None
-        jobs.append(Job(content, output, plot))
+        jobs.append(Job(content, output, _fitted(args, config, content), plot))
     _check_no_two_alike(args, jobs)
     _check_nothing_overwritten(args, config, contents, styles, jobs)
     for job in jobs:
@@ -368,6 +374,21 @@ def _check_shared_inputs(args: argparse.Namespace, config: Config, styles: list[
     if config.weights:
         load_weights(config.weights)
     resolve_device(config.device)
+
+
+def _fitted(args: argparse.Namespace, config: Config, content: Any) -> Config:
+    """``config`` for one photo: a --print-size sheet or paper (10x15cm, A4) sets the long edge that fits it."""
+    if not _sheet(args):
+        return config
+    size = header_size(content) if isinstance(content, (str, os.PathLike)) else None
+    if size is None:  # read_image says why when the photo is painted
+        return config
+    return config.replace(max_size=print_long_edge(args.print_size, config.dpi or DEFAULT_DPI, size))
+
+
+def _sheet(args: argparse.Namespace) -> bool:
+    """Whether --print-size names a sheet or a paper (fitted to each photo) rather than a long edge."""
+    return bool(getattr(args, "print_size", None)) and print_box(args.print_size)[1] is not None
 
 
 def _check_no_two_alike(args: argparse.Namespace, jobs: list[Job]) -> None:
@@ -525,7 +546,8 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
     _say_device(the_plan.config, args.quiet)
     if not args.quiet:
-        _say_if_paintings_enlarged(the_plan.styles, the_plan.config)
+        _say_if_paintings_enlarged(the_plan.styles, max((job.config for job in the_plan.jobs),
+                                                        key=lambda config: config.max_size))
     # A resumed run's steps go on from the stopped run's (--continue's too): so does its log, when it is the same file
     appends = args.resume or args.continue_run
     log = open(args.log_json, "a" if appends else "w", encoding="utf-8") if args.log_json else None
@@ -616,8 +638,8 @@ def _continuing(args: argparse.Namespace, job: Job, the_plan: Plan) -> tuple[boo
     """For --continue: whether ``job``'s output is already its painting with these settings and inputs,
     and if not, the picture to go on from, the furthest along: that run stopped part way in the
     output, or one of its --save-every snapshots (all that is left of a run killed outright)."""
-    inputs = input_record(job.content, the_plan.styles, the_plan.config)
-    found = _run_of(job.output, the_plan.config, inputs)
+    inputs = input_record(job.content, the_plan.styles, job.config)
+    found = _run_of(job.output, job.config, inputs)
     if found.state == "finished":
         return True, None
     if found.state == "stopped elsewise" and not args.quiet:  # a typo in a setting would lose a long print
@@ -628,7 +650,7 @@ def _continuing(args: argparse.Namespace, job: Job, the_plan: Plan) -> tuple[boo
                  if _snapshot_step(path.name, job.output.stem) is not None]
     stopped = [(found.steps, job.output)] if found.state == "stopped" else []
     for path in snapshots:
-        snapshot = _run_of(path, the_plan.config, inputs)
+        snapshot = _run_of(path, job.config, inputs)
         if snapshot.state == "stopped":
             stopped.append((snapshot.steps, path))
     return False, max(stopped, key=lambda pair: pair[0])[1] if stopped else None
@@ -667,11 +689,11 @@ def _paint(args: argparse.Namespace, the_plan: Plan, job: Job, label: str, log: 
     plot and intermediate saves; False when a signal came before its first step was made, and nothing
     was written (its output, if any, left as it was)."""
     if not args.quiet:
-        _say_if_enlarged(job.content, the_plan.config)
+        _say_if_enlarged(job.content, job.config)
     progress = Progress(args, job, label, log, interrupts, resume)
     try:
         try:
-            result = stylize(job.content, the_plan.styles, the_plan.config, callback=progress, resume=resume)
+            result = stylize(job.content, the_plan.styles, job.config, callback=progress, resume=resume)
         except ImpastoError as exc:  # its advice names settings as the command line spells them
             renamed = type(exc)(as_typed(str(exc)))
             if hasattr(exc, "result"):
@@ -721,7 +743,7 @@ def _plot_and_report(args: argparse.Namespace, the_plan: Plan, job: Job, result:
         if result.resumed_from and args.log_json and history:  # the part before the stop, from the log
             logged = _logged_rows(args.log_json, _logged_input(job), os.path.abspath(job.output), history[0]["step"])
             history = logged + history
-        plot_losses(history, job.plot, the_plan.config.sizes(), title=f"{path.name}: loss per step")
+        plot_losses(history, job.plot, job.config.sizes(), title=f"{path.name}: loss per step")
     if not args.quiet:
         squeezed = (", activations recomputed to fit in memory" if result.checkpointed
                     else ", freed memory given back at every step to fit in memory" if not result.keeps_freed else "")

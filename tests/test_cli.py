@@ -81,8 +81,34 @@ def test_a_print_size_sets_the_pixels_at_the_dpi_in_force(tmp_path, capsys):
     with pytest.raises(ConfigError, match="^print size 1cm at 30 dpi is 12 px; the least is 16 px$"):
         config("--print-size", "1cm", "--dpi", "30")
     assert main(["a.jpg", "b.jpg", "-o", "c.png", "--print-size", "42"]) == 2
-    assert capsys.readouterr().err == ("impasto: error: argument --print-size: print size must be a length and its "
-                                       "unit, as 42cm, 420mm or 16.5in, not '42' (see impasto --help)\n")
+    assert capsys.readouterr().err == ("impasto: error: argument --print-size: print size must be a length (42cm, "
+                                       "420mm, 16.5in), a sheet (10x15cm, 8x10in) or a paper (A4, letter), not '42' "
+                                       "(see impasto --help)\n")
+    assert config("--print-size", "A4") == Config(max_size=3508, dpi=300)  # no photo yet: the sheet's long edge
+
+
+def test_a_sheet_fits_each_photo_of_a_batch(photo, painting, tmp_path, capsys):
+    Image.fromarray(noise(90, 30)).save(tmp_path / "tall.png")  # 1:3, where golden_gate is 4:3
+    (tmp_path / "out").mkdir()
+    argv = ["-c", photo, "-c", str(tmp_path / "tall.png"), painting, "-o", str(tmp_path / "out"), "--print-size",
+            "2x3in", "--dpi", "30", "-n", "1"]  # 90 x 60 px
+    assert main(argv) == 0
+    wrote = [line for line in capsys.readouterr().err.splitlines() if line.startswith("wrote")]
+    assert [line.partition(" (1 step")[0] for line in wrote] == [  # as tall as the sheet is short; as long as it
+        f"wrote {tmp_path / 'out' / 'golden_gate-the_scream.png'}, a 6.8 × 5.1 cm (2.7 × 2.0 in) print at 30 dpi",
+        f"wrote {tmp_path / 'out' / 'tall-the_scream.png'}, a 2.5 × 7.6 cm (1.0 × 3.0 in) print at 30 dpi"]
+    for name, size in (("golden_gate", (80, 60)), ("tall", (30, 90))):
+        with Image.open(tmp_path / "out" / f"{name}-the_scream.png") as im:
+            assert im.size == size
+    assert main([*argv, "--continue"]) == 0  # each photo's own size is the setting it was painted with
+    assert capsys.readouterr().err.count("already painted with these settings; skipped") == 2
+    assert main([photo, painting, "--print-size", "2x3in", "--dpi", "30", "--print-config"]) == 0
+    assert "max_size = 80\n" in capsys.readouterr().out
+    assert main(["--print-size", "2x3in", "--dpi", "30", "--print-config"]) == 0
+    printed = capsys.readouterr()
+    assert "max_size = 90\n" in printed.out and printed.err == (
+        "impasto: note: --print-size 2x3in fits each photo on the sheet as it is painted; max_size here is the "
+        "sheet's long edge\n")
 
 
 def test_a_print_is_written_with_its_dpi_and_its_size_is_said(photo, painting, tmp_path, capsys):

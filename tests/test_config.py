@@ -1,13 +1,15 @@
 import dataclasses
 import inspect
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from impasto.config import Config, parse_setting, print_inches, print_long_edge
+from impasto.config import PAPERS, Config, parse_setting, print_box, print_inches, print_long_edge
 from impasto.errors import ConfigError
+from impasto.imageio import long_edge_shape
 
 
 def test_defaults_follow_the_paper_layers():
@@ -161,14 +163,42 @@ def test_a_print_size_is_read_in_its_unit_and_made_pixels_at_the_dpi():
     assert print_long_edge("42cm", 300) == print_long_edge("420mm", 300) == 4961  # A3's long edge
     assert print_long_edge("16.5in", 240) == 3960 and print_long_edge("6.4cm", 10) == 25  # 25.2 px, rounded
     for length in ("42", "cm", "42 m", "1e3cm", "-4cm", "4 cm 2"):
-        with pytest.raises(ConfigError, match=f"^print size must be a length and its unit, as 42cm, 420mm or "
-                                              f"16.5in, not '{length}'$"):
+        with pytest.raises(ConfigError, match=re.escape(f"print size must be a length (42cm, 420mm, 16.5in), a sheet "
+                                                        f"(10x15cm, 8x10in) or a paper (A4, letter), not '{length}'")):
             print_inches(length)
     with pytest.raises(ConfigError, match="^print size must be above 0, not 0.0mm$"):
         print_inches("0.0mm")
     with pytest.raises(ConfigError, match="^print size 0.1cm at 300 dpi is 12 px; the least is 16 px$"):
         print_long_edge("0.1cm", 300)
     assert Config().dpi is None and Config(dpi=300).to_dict()["dpi"] == 300
+
+
+def test_a_sheet_or_paper_fits_the_photo_turned_to_match_it():
+    assert print_box("A4") == print_box(" a4 ") == print_box("297x210mm") == (297 / 25.4, 210 / 25.4)
+    assert print_box("10x15cm") == print_box("15 × 10 cm") == print_box("10cm x 150mm") == (15 / 2.54, 10 / 2.54)
+    assert print_box("8.5in x 11in") == PAPERS["letter"] == (11, 8.5)
+    assert print_box("29,7x21cm") == pytest.approx(PAPERS["a4"])
+    assert print_box("42cm") == (42 / 2.54, None)  # a long edge alone
+    assert [round(PAPERS[f"a{n}"][0] * 25.4) for n in range(7)] == [1189, 841, 594, 420, 297, 210, 148]
+    # A4 at 300 dpi is 3508 x 2480 px: a 4:3 photo is as tall as the sheet is short, either way up
+    for photo in ((4000, 3000), (3000, 4000), (979, 734)):
+        assert print_long_edge("A4", 300, photo) == {4000: 3306, 3000: 3306, 979: 3307}[photo[0]]
+    assert print_long_edge("A4", 300, (6000, 3375)) == print_long_edge("A4", 300) == 3508  # 16:9: as long as it
+    assert print_long_edge("A4", 300, (500, 500)) == 2480  # square: the short edge's
+    assert print_long_edge("10x15cm", 300, (3000, 2000)) == 1771  # 1181 px short, 3:2 would be 1771.5
+    for size, photo in (("A4", (4000, 3000)), ("10x15cm", (3000, 2000)), ("8x10in", (97, 300))):
+        long_edge, short_edge = (round(edge * 300) for edge in print_box(size))
+        height, width = long_edge_shape(photo[1], photo[0], print_long_edge(size, 300, photo))
+        assert max(height, width) <= long_edge and min(height, width) <= short_edge
+        assert long_edge - max(height, width) <= 1 or short_edge - min(height, width) <= 1  # filled one way
+    for size in ("A7", "10x15", "x15cm", "10x15xcm", "10cmx"):
+        with pytest.raises(ConfigError, match="^print size must be a length"):
+            print_box(size)
+    with pytest.raises(ConfigError, match="^print size must be above 0, not 0cm$"):
+        print_box("10x0cm")
+    assert print_long_edge("1x0.25in", 40) == 40
+    with pytest.raises(ConfigError, match="^print size 1x0.25in at 40 dpi is 10 px; the least is 16 px$"):
+        print_long_edge("1x0.25in", 40, (100, 100))  # a square photo on a 4:1 sheet: 10 px
     assert Config.from_saved({k: v for k, v in Config(dpi=300).to_dict().items() if k != "dpi"}).dpi is None
 
 
