@@ -444,7 +444,9 @@ def save_image(
     ``read_image`` takes them. ``metadata`` (JSON-serialisable) goes into an "impasto" text chunk of a
     PNG, or into a sidecar file ``<path>.json`` for the other formats. ``dpi``, pixels per inch, is
     written where print dialogs read a picture's printed size (PNG pHYs, JPEG JFIF, TIFF and WebP
-    resolution tags). Missing folders are not created. Raises ImageError.
+    resolution tags). The picture is tagged as sRGB (an embedded ICC profile), the colours it is
+    painted in, for print dialogs and editors that would otherwise guess. Missing folders are not
+    created. Raises ImageError.
     """
     if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
         raise ImageError(f"save: expected a file name (str or path), not {path!r}")
@@ -469,7 +471,7 @@ def save_image(
         if image.is_floating_point():  # as an array is refused: 0-255 floats would come out white
             _check_range(image.detach().to("cpu", torch.float32, copy=True).numpy(), str(path))  # one copy: it clips
     im = image if isinstance(image, Image.Image) else to_pil(image)
-    options: dict[str, Any] = {} if dpi is None else _resolution(fmt, dpi)
+    options: dict[str, Any] = {"icc_profile": _srgb_profile(), **({} if dpi is None else _resolution(fmt, dpi))}
     if fmt == "PNG" and text is not None:
         options["pnginfo"] = PngImagePlugin.PngInfo()
         options["pnginfo"].add_text(METADATA_KEY, text)  # tEXt, or iTXt when not Latin-1
@@ -484,6 +486,12 @@ def save_image(
         files.append((sidecar, lambda f: f.write(text.encode("utf-8"))))
     write_atomic(*files, stale=sidecar if sidecar and text is None else None)
     return path
+
+
+@functools.cache
+def _srgb_profile() -> bytes:
+    """LittleCMS's sRGB profile (588 bytes): read_image takes pictures to sRGB, so impasto paints in it."""
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
 
 def _resolution(fmt: str, dpi: int) -> dict[str, Any]:

@@ -588,6 +588,17 @@ def test_a_dpi_is_written_where_print_dialogs_read_it(tmp_path, ext):
         assert im.info.get("dpi", (1, 1)) == (1, 1) and ExifTags.Base.XResolution not in im.getexif()
 
 
+@pytest.mark.parametrize("ext", ["png", "jpg", "tif", "webp"])
+def test_a_picture_is_tagged_as_srgb_and_read_back_as_it_was(tmp_path, ext):
+    picture = read_image(noise(6, 8))
+    with Image.open(save_image(picture, tmp_path / f"out.{ext}", dpi=300)) as im:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(im.info["icc_profile"]))
+        assert ImageCms.getProfileDescription(profile).strip() == "sRGB built-in"
+        assert ext != "webp" or im.getexif()[ExifTags.Base.XResolution] == 300  # beside the profile
+    if ext != "jpg":  # lossless: the same pixels, no colour transform on the way back
+        assert torch.equal(read_image(tmp_path / f"out.{ext}"), picture)
+
+
 @pytest.mark.parametrize("ext", ["png", "jpg", "webp"])
 def test_metadata_round_trip(tmp_path, ext):
     meta = {"style_weight": 1e6, "layers": ["relu1_1", "relu2_1"], "note": "café ☕"}
