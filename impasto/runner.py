@@ -120,7 +120,8 @@ def _expand(content: str, styles: list[str], quiet: bool) -> list[str]:
         return [content]
     from PIL import Image
 
-    extensions = {ext for ext, fmt in Image.registered_extensions().items() if fmt in read_formats()}
+    formats = read_formats()  # first: registering pillow-heif's reader adds to Pillow's extensions
+    extensions = {ext for ext, fmt in Image.registered_extensions().items() if fmt in formats}
     files = sorted((p for p in Path(content).iterdir() if not p.name.startswith(".") and not p.is_dir()), key=str)
     images = [str(p) for p in files if p.suffix.lower() in extensions]
     heic = [p.name for p in files if p.suffix.lower() in HEIC_EXTENSIONS and p.suffix.lower() not in extensions]

@@ -735,6 +735,11 @@ def test_a_folder_of_iphone_photos_is_painted_and_without_pillow_heif_says_what_
     assert ("impasto: note: photos: leaving out 1 HEIC image, which needs pillow-heif (pip install pillow-heif): "
             "IMG_0001.HEIC\n") in done.stderr
     assert sorted(p.name for p in (tmp_path / "again").iterdir()) == ["b-the_scream.png"]
+    (tmp_path / "fresh").mkdir()  # a process that lists the folder before reading any image: pillow-heif
+    fresh = [sys.executable, "-m", "impasto", "photos", painting, "-o", "fresh/", "-s", "32", "-n", "1", "-q"]
+    done = subprocess.run(fresh, cwd=tmp_path, capture_output=True, text=True, timeout=300)  # registers then
+    assert (done.returncode, done.stderr) == (0, "")
+    assert sorted(p.name for p in (tmp_path / "fresh").iterdir()) == ["IMG_0001-the_scream.png", "b-the_scream.png"]
     (photos / "b.png").unlink()
     done = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.stdout == "2\n", done.stderr
