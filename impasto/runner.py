@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import functools
 import json
+import math
 import os
 import re
 import shlex
@@ -20,7 +21,7 @@ import string
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, TextIO
@@ -33,8 +34,8 @@ from .resume import differing_input, differing_setting, resume_point
 from .cli import EXIT_FAILED, EXIT_OK, as_typed, config_from_args, config_to_toml
 from .config import DEFAULT_DPI, INITS, Config, print_box, print_long_edge, printed_length
 from .errors import AGAIN, EXIT_SIGNAL, NOTHING_WRITTEN, ConfigError, ImageError, ImpastoError, Interrupted
-from .imageio import (HEIC_EXTENSIONS, SAVE_FORMATS, check_writable, header_size, read_formats, read_image,
-                      read_metadata, save_image, sidecar_path)
+from .imageio import (HEIC_EXTENSIONS, SAVE_FORMATS, check_writable, header_size, long_edge_shape, read_formats,
+                      read_image, read_metadata, save_image, sidecar_path)
 from .optimize import ProgressEvent
 from .plot import PLOT_FORMATS, loss_kinds, plot_losses
 from .vgg import load_weights, smallest_edge
@@ -552,13 +553,14 @@ def run(args: argparse.Namespace) -> int:
     # A resumed run's steps go on from the stopped run's (--continue's too): so does its log, when it is the same file
     appends = args.resume or args.continue_run
     log = open(args.log_json, "a" if appends else "w", encoding="utf-8") if args.log_json else None
+    clock = _BatchClock([_pixels_to_paint(args, job, the_plan) for job in the_plan.jobs]) if the_plan.batch else None
     failed = 0
     try:
         with Interrupts(say=not args.quiet) as interrupts:
             for index, job in enumerate(the_plan.jobs):
                 interrupts.painting = False  # until this photo's first step: a signal now leaves it unpainted
                 try:
-                    over = _paint_or_skip(args, the_plan, index, job, log, interrupts)
+                    over = _paint_or_skip(args, the_plan, index, job, log, interrupts, clock)
                 except Interrupted as exc:  # a second signal: quit at once, naming the photos left unpainted
                     left = the_plan.jobs[index + exc.after_writing:]
                     if the_plan.batch and left:
@@ -594,7 +596,7 @@ def _print_config(config: Config) -> None:
 
 
 def _paint_or_skip(args: argparse.Namespace, the_plan: Plan, index: int, job: Job, log: TextIO | None,
-                   interrupts: "Interrupts") -> bool:
+                   interrupts: "Interrupts", clock: "_BatchClock | None") -> bool:
     """Paint photo number ``index`` (with --continue, only what is left of it); whether it is over
     (painted or skipped), rather than left unpainted by a signal before its first step."""
     finished, resume = _continuing(args, job, the_plan) if args.continue_run else (False, args.resume)
@@ -604,7 +606,8 @@ def _paint_or_skip(args: argparse.Namespace, the_plan: Plan, index: int, job: Jo
                   file=sys.stderr)
         return True
     label = f"[{index + 1}/{len(the_plan.jobs)}] {Path(job.content).name}" if the_plan.batch else ""
-    return _paint(args, the_plan, job, label, log, interrupts, resume)
+    batch_left = functools.partial(clock.seconds_left, index) if clock else None
+    return _paint(args, the_plan, job, label, log, interrupts, resume, batch_left)
 
 
 def _say_failed(job: Job, exc: ImpastoError) -> None:
@@ -685,13 +688,14 @@ def _run_of(path: Path, config: Config, inputs: dict[str, Any]) -> _Found:
 
 
 def _paint(args: argparse.Namespace, the_plan: Plan, job: Job, label: str, log: TextIO | None,
-           interrupts: "Interrupts", resume: Any) -> bool:
+           interrupts: "Interrupts", resume: Any,
+           batch_left: Callable[[float, float], float | None] | None = None) -> bool:
     """Paint one photo (going on from the stopped picture ``resume``, if not None) and write its image,
     plot and intermediate saves; False when a signal came before its first step was made, and nothing
     was written (its output, if any, left as it was)."""
     if not args.quiet:
         _say_if_enlarged(job.content, job.config)
-    progress = Progress(args, job, label, log, interrupts, resume)
+    progress = Progress(args, job, label, log, interrupts, resume, batch_left)
     try:
         try:
             result = stylize(job.content, the_plan.styles, job.config, callback=progress, resume=resume)
@@ -918,8 +922,10 @@ class Progress:
     """The callback of one run: progress bar, JSON log, intermediate saves, and stop on a signal."""
 
     def __init__(self, args: argparse.Namespace, job: Job, label: str, log: TextIO | None,
-                 interrupts: "Interrupts", resume: Any) -> None:
+                 interrupts: "Interrupts", resume: Any,
+                 batch_left: Callable[[float, float], float | None] | None) -> None:
         self.quiet, self.label, self.log, self.interrupts = args.quiet, label, log, interrupts
+        self.batch_left = batch_left  # (elapsed, this photo's seconds left) -> the batch's
         # Absolute: a --resume of the run, which reads the path from the metadata, logs the same name
         self.content = _logged_input(job)
         self.every, self.output = args.save_every, os.path.abspath(job.output)
@@ -979,6 +985,9 @@ class Progress:
         terms = (f"{size} " if event.scales > 1 else "") + " ".join(f"{kind} {value:.3g}" for kind, value in kinds.items())
         # stylize's estimate, not tqdm's count of steps: a 2048 px print's last steps take 17 times its first
         left = "" if event.step == event.total else f"{tqdm.format_interval(event.seconds_left or 0)} left, "
+        if self.batch_left is not None:  # told at every step: it keeps each photo's time
+            in_all = self.batch_left(event.elapsed, 0.0 if event.step == event.total else event.seconds_left or 0.0)
+            left += "" if in_all is None else f"{tqdm.format_interval(in_all)} for the batch, "
         if not sys.stderr.isatty():  # a log file: a plain line every tenth of the run, not a redrawn bar
             # and at the first step, which says that it started and how long a step takes
             if event.step % max(1, event.total // 10) == 0 or event.step in (1, event.total):
@@ -996,6 +1005,43 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+class _BatchClock:
+    """The time a batch has left: its photo's own, and the photos after it at the pace, per pixel,
+    of those painted so far (before the first is done, at the pace the first is taking)."""
+
+    def __init__(self, pixels: list[int]) -> None:
+        self.pixels = pixels  # each photo's painting's, 0 for one that will not be painted
+        self.seconds: dict[int, float] = {}  # each photo's painting time so far, by its index
+
+    def seconds_left(self, index: int, elapsed: float, left: float) -> float | None:
+        """None for the batch's last photo to paint: its own time left is the batch's."""
+        self.seconds[index] = elapsed
+        if not any(self.pixels[index + 1:]):
+            return None
+        done = [i for i in self.seconds if i != index]
+        if done and sum(self.pixels[i] for i in done):
+            pace = sum(self.seconds[i] for i in done) / sum(self.pixels[i] for i in done)
+        else:
+            pace = (elapsed + left) / max(1, self.pixels[index])
+        return left + pace * sum(self.pixels[index + 1:])
+
+
+def _pixels_to_paint(args: argparse.Namespace, job: Job, the_plan: Plan) -> int:
+    """The pixels of ``job``'s painting, from its photo's header; 0 where it cannot be read (painting
+    it will say why) or where --continue will skip it, painted already."""
+    size = header_size(job.content) if isinstance(job.content, (str, os.PathLike)) else None
+    if size is None:
+        return 0
+    if args.continue_run:
+        try:
+            inputs = input_record(job.content, the_plan.styles, job.config)
+        except ImpastoError:  # an input that cannot be read fails the photo when it is painted
+            inputs = None
+        if inputs and _run_of(job.output, job.config, inputs).state == "finished":
+            return 0
+    return math.prod(long_edge_shape(*size, job.config.max_size))
 
 
 def _forget_logged_steps(log: TextIO, content: str, output: str, first: int) -> None:

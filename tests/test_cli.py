@@ -87,6 +87,30 @@ def test_a_print_size_sets_the_pixels_at_the_dpi_in_force(tmp_path, capsys):
     assert config("--print-size", "A4") == Config(max_size=3508, dpi=300)  # no photo yet: the sheet's long edge
 
 
+def test_a_batch_says_its_time_left_at_the_pace_per_pixel_of_its_photos():
+    clock = runner._BatchClock([100, 200, 0, 100])  # the third photo will not be painted
+    assert clock.seconds_left(0, 10.0, 10.0) == 70.0  # 20 s for 100 px: 0.2 s a pixel for the 300 after it
+    assert clock.seconds_left(1, 5.0, 15.0) == 25.0  # the first took 10 s: 0.1 s a pixel for the last's 100
+    assert clock.seconds_left(3, 1.0, 2.0) is None  # the last to paint: its own time left says it
+
+
+def test_a_batch_says_its_time_left_on_every_photo_but_the_last(photo, painting, tmp_path, capsys):
+    _write_photo(tmp_path / "b.png", 1)
+    (tmp_path / "out").mkdir()
+    argv = ["-c", str(tmp_path / "b.png"), "-c", photo, painting, "-o", str(tmp_path / "out"), "-s", "32", "-n", "3"]
+    assert main(argv) == 0
+    lines = capsys.readouterr().err.splitlines()
+    first = [line for line in lines if line.startswith("[1/2] b.png step ")]
+    assert len(first) == 3 and all(re.search(r", \d\d:\d\d for the batch, ", line) for line in first), lines
+    assert lines[-1].startswith("wrote") and not any("[2/2]" in line and "batch" in line for line in lines)
+    (tmp_path / "out" / "golden_gate-the_scream.png").unlink()
+    assert main([*argv, "--continue"]) == 0  # the first is skipped: the second is the last to paint
+    assert "for the batch" not in capsys.readouterr().err
+    (tmp_path / "out" / "b-the_scream.png").unlink()
+    assert main([*argv, "--continue"]) == 0  # now the second is painted already: nothing after the first
+    assert "for the batch" not in capsys.readouterr().err
+
+
 def test_a_sheet_fits_each_photo_of_a_batch(photo, painting, tmp_path, capsys):
     Image.fromarray(noise(90, 30)).save(tmp_path / "tall.png")  # 1:3, where golden_gate is 4:3
     (tmp_path / "out").mkdir()
