@@ -47,7 +47,8 @@ class ProgressEvent:
     elapsed: float  # seconds since the run started (a resumed run's include those of the part before its stop)
     image: torch.Tensor = field(repr=False)  # the current pixels (3, H, W) in [0, 1], a copy the callback may keep
     # Seconds the run has left at the pace of its steps so far, each weighed by the pixels it computes, so
-    # that a print's estimate holds from its first, small size on; set by stylize (None elsewhere).
+    # that a print's estimate holds from its first, small size on; set by stylize from its second step
+    # (None at the first, whose time holds the setup too, and elsewhere).
     seconds_left: float | None = None
     # Set by stylize: builds ``stopped_here``'s Result (a run's context, which this loop does not know).
     _as_stopped: Callable[[ProgressEvent], Result] | None = field(default=None, repr=False, compare=False)

@@ -956,7 +956,8 @@ class Progress:
         if self.log is not None:
             record = {"input": self.content, "output": self.output, "step": event.step, "total": event.total,
                       "scale": event.scale, "size": [height, width], "loss": event.loss, **kinds, "terms": event.losses,
-                      "elapsed": round(event.elapsed, 4), "seconds_left": round(event.seconds_left or 0.0, 4)}
+                      "elapsed": round(event.elapsed, 4),
+                      "seconds_left": None if event.seconds_left is None else round(event.seconds_left, 4)}
             try:
                 self.log.write(json.dumps(record) + "\n")
                 self.log.flush()
@@ -984,9 +985,10 @@ class Progress:
 
         terms = (f"{size} " if event.scales > 1 else "") + " ".join(f"{kind} {value:.3g}" for kind, value in kinds.items())
         # stylize's estimate, not tqdm's count of steps: a 2048 px print's last steps take 17 times its first
-        left = "" if event.step == event.total else f"{tqdm.format_interval(event.seconds_left or 0)} left, "
-        if self.batch_left is not None:  # told at every step: it keeps each photo's time
-            in_all = self.batch_left(event.elapsed, 0.0 if event.step == event.total else event.seconds_left or 0.0)
+        seconds_left = 0.0 if event.step == event.total else event.seconds_left  # None: not known yet
+        left = f"{tqdm.format_interval(seconds_left)} left, " if seconds_left else ""
+        if self.batch_left is not None and seconds_left is not None:  # told at every step: it keeps each photo's time
+            in_all = self.batch_left(event.elapsed, seconds_left)
             left += "" if in_all is None else f"{tqdm.format_interval(in_all)} for the batch, "
         if not sys.stderr.isatty():  # a log file: a plain line every tenth of the run, not a redrawn bar
             # and at the first step, which says that it started and how long a step takes

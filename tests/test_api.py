@@ -132,14 +132,18 @@ def test_the_time_left_weighs_each_step_by_the_pixels_it_computes(images):
     impasto.stylize(images / "content/golden_gate.jpg", images / "style/starry_night.jpg", config,
                     callback=events.append)
     # A step at 32 px is one unit of work; at 64 px four, and one more for the composition term at 32 px.
+    # The pace is that of the steps after the first, whose time holds the setup too.
     done = [1, 2, 3, 4, 9, 14, 19, 24]
-    for event, made in zip(events, done, strict=True):
-        assert event.seconds_left == pytest.approx(event.elapsed / made * (24 - made))
-    assert events[3].seconds_left == pytest.approx(5 * events[3].elapsed)  # at the first size's end: 20 units left
+    assert events[0].seconds_left is None and events[-1].seconds_left == 0
+    for event, made in zip(events[1:], done[1:], strict=True):
+        assert event.seconds_left == pytest.approx((event.elapsed - events[0].elapsed) / (made - 1) * (24 - made))
+    pace = (events[3].elapsed - events[0].elapsed) / 3  # at the first size's end: 20 units left
+    assert events[3].seconds_left == pytest.approx(20 * pace)
     alone = []  # without the composition term a 64 px step is four units
     impasto.stylize(images / "content/golden_gate.jpg", images / "style/starry_night.jpg",
                     config.replace(composition_weight=0.0), callback=alone.append)
-    assert alone[3].seconds_left == pytest.approx(4 * alone[3].elapsed)
+    assert alone[3].seconds_left == pytest.approx(16 * (alone[3].elapsed - alone[0].elapsed) / 3)
+    assert alone[0].seconds_left is None
 
 
 def test_same_seed_same_image(images):

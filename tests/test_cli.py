@@ -100,8 +100,9 @@ def test_a_batch_says_its_time_left_on_every_photo_but_the_last(photo, painting,
     argv = ["-c", str(tmp_path / "b.png"), "-c", photo, painting, "-o", str(tmp_path / "out"), "-s", "32", "-n", "3"]
     assert main(argv) == 0
     lines = capsys.readouterr().err.splitlines()
-    first = [line for line in lines if line.startswith("[1/2] b.png step ")]
-    assert len(first) == 3 and all(re.search(r", \d\d:\d\d for the batch, ", line) for line in first), lines
+    first = [line for line in lines if line.startswith("[1/2] b.png step ")]  # from the second step: a pace
+    assert len(first) == 3 and [bool(re.search(r", \d\d:\d\d for the batch, ", line)) for line in first] == \
+        [False, True, True], lines
     assert lines[-1].startswith("wrote") and not any("[2/2]" in line and "batch" in line for line in lines)
     (tmp_path / "out" / "golden_gate-the_scream.png").unlink()
     assert main([*argv, "--continue"]) == 0  # the first is skipped: the second is the last to paint
@@ -205,7 +206,8 @@ def test_run_writes_image_log_plot_and_steps(photo, images, tmp_path, capsys):
     # not a terminal: a plain line per tenth of the run (every step of 3), not a redrawn bar
     lines = [line for line in err.splitlines() if not line.startswith("impasto: using the GPU")]  # on CUDA
     assert [line.split(",")[0] for line in lines[:3]] == ["step 1/3", "step 2/3", "step 3/3"] and "\r" not in err
-    assert re.match(r"step 1/3, \d+\.\d s, 00:\d\d left, content ", lines[0]) and " left" not in lines[2]
+    assert re.match(r"step 1/3, \d+\.\d s, content ", lines[0]) and " left" not in lines[2]  # none known at the first
+    assert re.match(r"step 2/3, \d+\.\d s, 00:\d\d left, content ", lines[1])
     assert "content" in lines[2] and "style" in lines[2] and "tv" in lines[2]
     assert lines[3].startswith(f"wrote {out} (3 steps")
     with Image.open(out) as image:
@@ -217,7 +219,8 @@ def test_run_writes_image_log_plot_and_steps(photo, images, tmp_path, capsys):
     records = [json.loads(line) for line in log.read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2, 3] and {r["total"] for r in records} == {3}
     assert records[0]["input"] == photo and records[0]["size"] == [36, 48] and records[0]["scale"] == 0
-    assert records[0]["seconds_left"] == pytest.approx(2 * records[0]["elapsed"], abs=2e-4)  # one size: 2 steps of 3
+    assert records[0]["seconds_left"] is None  # the first step's time holds the setup: no pace yet
+    assert records[1]["seconds_left"] == pytest.approx(records[1]["elapsed"] - records[0]["elapsed"], abs=2e-4)
     assert records[-1]["seconds_left"] == 0
     for r in records:
         assert r["loss"] == pytest.approx(sum(r["terms"].values()), rel=1e-5)
