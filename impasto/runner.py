@@ -689,7 +689,7 @@ def _run_of(path: Path, config: Config, inputs: dict[str, Any]) -> _Found:
 
 def _paint(args: argparse.Namespace, the_plan: Plan, job: Job, label: str, log: TextIO | None,
            interrupts: "Interrupts", resume: Any,
-           batch_left: Callable[[float, float], float | None] | None = None) -> bool:
+           batch_left: Callable[[float, float], float | None] | None) -> bool:
     """Paint one photo (going on from the stopped picture ``resume``, if not None) and write its image,
     plot and intermediate saves; False when a signal came before its first step was made, and nothing
     was written (its output, if any, left as it was)."""
