@@ -356,6 +356,9 @@ def print_box(size: str) -> tuple[float, float | None]:
     name = size.strip().lower()
     if name in PAPERS:
         return PAPERS[name]
+    if re.fullmatch(r"[a-z]+\d*", name) and name not in INCHES:  # a paper's name, but not one known here
+        raise ConfigError(f"unknown paper {size.strip()!r} for a print size; use A0 to A6, letter, legal or tabloid, "
+                          f"or the sheet's edges (10x15cm)")
     match = re.fullmatch(rf"\s*({_NUMBER}\s*{_UNIT}?)\s*[x×]\s*({_NUMBER}\s*{_UNIT})\s*",
                          name.replace(",", "."))
     if not match:

@@ -191,9 +191,13 @@ def test_a_sheet_or_paper_fits_the_photo_turned_to_match_it():
         height, width = long_edge_shape(photo[1], photo[0], print_long_edge(size, 300, photo))
         assert max(height, width) <= long_edge and min(height, width) <= short_edge
         assert long_edge - max(height, width) <= 1 or short_edge - min(height, width) <= 1  # filled one way
-    for size in ("A7", "10x15", "x15cm", "10x15xcm", "10cmx"):
+    for size in ("10x15", "x15cm", "10x15xcm", "10cmx", "A4 x", "cm"):
         with pytest.raises(ConfigError, match="^print size must be a length"):
             print_box(size)
+    for size in ("A7", "B5", "foolscap"):
+        with pytest.raises(ConfigError, match=f"^unknown paper '{size}' for a print size; use A0 to A6, letter, "
+                                              f"legal or tabloid, or the sheet's edges \\(10x15cm\\)$"):
+            print_box(f" {size}")
     with pytest.raises(ConfigError, match="^print size must be above 0, not 0cm$"):
         print_box("10x0cm")
     assert print_long_edge("1x0.25in", 40) == 40
