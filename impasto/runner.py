@@ -338,6 +338,8 @@ def _finish_plan(args: argparse.Namespace, config: Config, contents: list[Any], 
         plot = _output_path(args.plot, names, "--plot", "{stem}-{style}-losses.png", batch) if args.plot else None
         jobs.append(Job(content, output, _fitted(args, config, content), plot))
     _check_no_two_alike(args, jobs)
+    if args.continue_run:
+        _check_outputs_not_moved(args, jobs)
     _check_nothing_overwritten(args, config, contents, styles, jobs)
     for job in jobs:
         _check_output_path(job.output, SAVE_FORMATS)
@@ -376,6 +378,29 @@ def _check_shared_inputs(args: argparse.Namespace, config: Config, styles: list[
     if config.weights:
         load_weights(config.weights)
     resolve_device(config.device)
+
+
+def _check_outputs_not_moved(args: argparse.Namespace, jobs: list[Job]) -> None:
+    """For --continue: no output may hold the painting of another photo of the batch. {index} moves
+    when a photo joins or leaves the folder, and going on would paint every photo after it again,
+    each over another's painting."""
+    jobs_of: dict[str, list[Job]] = {}  # by the photo's SHA-256: two files may hold the same photo
+    for job in jobs:
+        with contextlib.suppress(ImpastoError):  # a photo that cannot be read fails when it is painted
+            jobs_of.setdefault(fingerprint(job.content), []).append(job)
+    for job in jobs:
+        try:
+            meta = read_metadata(job.output) if job.output.is_file() else None
+        except ImpastoError:
+            continue
+        recorded = meta.get("inputs") if isinstance(meta, dict) else None
+        digest = recorded.get("content") if isinstance(recorded, dict) else None
+        painted = jobs_of.get(digest) if isinstance(digest, str) else None
+        if painted and job not in painted:
+            raise ConfigError(f"--continue: {job.output} holds the painting of {painted[0].content}, which this run "
+                              f"would write to {painted[0].output}: the outputs have moved, as {{index}} in -o "
+                              f"{args.output} does when a photo joins or leaves; name them by {{stem}}, or give a "
+                              "new folder")
 
 
 def _fitted(args: argparse.Namespace, config: Config, content: Any) -> Config:

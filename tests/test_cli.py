@@ -112,6 +112,25 @@ def test_a_batch_says_its_time_left_on_every_photo_but_the_last(photo, painting,
     assert "for the batch" not in capsys.readouterr().err
 
 
+def test_continue_refuses_outputs_that_have_moved_to_other_photos(painting, tmp_path, capsys):
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    photos.mkdir(), out.mkdir()
+    _write_photo(photos / "b.png", 1), _write_photo(photos / "c.png", 2)
+    argv = [str(photos), painting, "-o", f"{out}/{{index}}.png", "-s", "32", "-n", "1", "-q", "--continue"]
+    assert main(argv) == 0
+    before = {name: (out / name).read_bytes() for name in ("1.png", "2.png")}
+    _write_photo(photos / "a.png", 3)  # first in the folder: b would be 2, c 3
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (
+        f"impasto: error: --continue: {out / '1.png'} holds the painting of {photos / 'b.png'}, which this run would "
+        f"write to {out / '2.png'}: the outputs have moved, as {{index}} in -o {out}/{{index}}.png does when a photo "
+        "joins or leaves; name them by {stem}, or give a new folder\n")
+    assert {name: (out / name).read_bytes() for name in ("1.png", "2.png")} == before and not (out / "3.png").exists()
+    shutil.copy(photos / "b.png", photos / "b-copy.png")  # 1, before b: a copy's painting is no other photo's
+    (photos / "a.png").unlink(), (photos / "c.png").unlink()
+    assert main(argv) == 0 and (out / "2.png").read_bytes() != before["2.png"]  # b, now 2, painted over c's
+
+
 def test_a_sheet_fits_each_photo_of_a_batch(photo, painting, tmp_path, capsys):
     Image.fromarray(noise(90, 30)).save(tmp_path / "tall.png")  # 1:3, where golden_gate is 4:3
     (tmp_path / "out").mkdir()
