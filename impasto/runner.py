@@ -381,9 +381,10 @@ def _check_shared_inputs(args: argparse.Namespace, config: Config, styles: list[
 
 
 def _check_outputs_not_moved(args: argparse.Namespace, jobs: list[Job]) -> None:
-    """For --continue: no output may hold the painting of another photo of the batch. {index} moves
-    when a photo joins or leaves the folder, and going on would paint every photo after it again,
-    each over another's painting."""
+    """For --continue: no output may hold the painting of another photo, one of the batch or one of
+    another name. {index} moves when a photo joins or leaves the folder, and going on would paint
+    every photo after it again, each over another's painting. A photo changed under its own name is
+    painted again, as it would be."""
     jobs_of: dict[str, list[Job]] = {}  # by the photo's SHA-256: two files may hold the same photo
     for job in jobs:
         with contextlib.suppress(ImpastoError):  # a photo that cannot be read fails when it is painted
@@ -393,14 +394,21 @@ def _check_outputs_not_moved(args: argparse.Namespace, jobs: list[Job]) -> None:
             meta = read_metadata(job.output) if job.output.is_file() else None
         except ImpastoError:
             continue
-        recorded = meta.get("inputs") if isinstance(meta, dict) else None
-        digest = recorded.get("content") if isinstance(recorded, dict) else None
-        painted = jobs_of.get(digest) if isinstance(digest, str) else None
-        if painted and job not in painted:
-            raise ConfigError(f"--continue: {job.output} holds the painting of {painted[0].content}, which this run "
-                              f"would write to {painted[0].output}: the outputs have moved, as {{index}} in -o "
-                              f"{args.output} does when a photo joins or leaves; name them by {{stem}}, or give a "
-                              "new folder")
+        inputs = meta.get("inputs") if isinstance(meta, dict) else None
+        paths = inputs.get("paths") if isinstance(inputs, dict) else None
+        digest, path = inputs and inputs.get("content"), paths.get("content") if isinstance(paths, dict) else None
+        painted = jobs_of.get(digest, []) if isinstance(digest, str) else []
+        if job in painted:
+            continue
+        if painted:
+            other = f"{painted[0].content}, which this run would write to {painted[0].output}"
+        elif isinstance(path, str) and Path(path).name != Path(job.content).name:
+            other = path
+        else:  # the photo, changed (or metadata that names none)
+            continue
+        raise ConfigError(f"--continue: {job.output} holds the painting of {other}: the outputs have moved, as "
+                          f"{{index}} in -o {args.output} does when a photo joins or leaves; name them by {{stem}}, "
+                          "or give a new folder")
 
 
 def _fitted(args: argparse.Namespace, config: Config, content: Any) -> Config:

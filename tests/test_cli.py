@@ -126,9 +126,15 @@ def test_continue_refuses_outputs_that_have_moved_to_other_photos(painting, tmp_
         f"write to {out / '2.png'}: the outputs have moved, as {{index}} in -o {out}/{{index}}.png does when a photo "
         "joins or leaves; name them by {stem}, or give a new folder\n")
     assert {name: (out / name).read_bytes() for name in ("1.png", "2.png")} == before and not (out / "3.png").exists()
-    shutil.copy(photos / "b.png", photos / "b-copy.png")  # 1, before b: a copy's painting is no other photo's
-    (photos / "a.png").unlink(), (photos / "c.png").unlink()
-    assert main(argv) == 0 and (out / "2.png").read_bytes() != before["2.png"]  # b, now 2, painted over c's
+    (photos / "a.png").unlink(), (photos / "b.png").unlink()  # c would be 1: b's painting, of a photo gone
+    assert main(argv) == 2 and f"{out / '1.png'} holds the painting of {photos / 'b.png'}: the outputs have " \
+        "moved" in capsys.readouterr().err
+    _write_photo(photos / "c.png", 4)  # changed under its name: painted again, as ever
+    shutil.copy(photos / "c.png", photos / "b.png")  # back as 1, changed too
+    assert main(argv) == 0 and all((out / name).read_bytes() != before[name] for name in before)
+    capsys.readouterr()
+    assert main([*argv[:-2], "--continue"]) == 0  # b and c are the same photo: each output holds its own
+    assert capsys.readouterr().err.count("already painted with these settings; skipped") == 2
 
 
 def test_a_sheet_fits_each_photo_of_a_batch(photo, painting, tmp_path, capsys):
