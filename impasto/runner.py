@@ -338,7 +338,7 @@ def _finish_plan(args: argparse.Namespace, config: Config, contents: list[Any], 
         plot = _output_path(args.plot, names, "--plot", "{stem}-{style}-losses.png", batch) if args.plot else None
         jobs.append(Job(content, output, _fitted(args, config, content), plot))
     _check_no_two_alike(args, jobs)
-    if args.continue_run:
+    if args.continue_run and batch:  # one photo's output is named for it
         _check_outputs_not_moved(args, jobs)
     _check_nothing_overwritten(args, config, contents, styles, jobs)
     for job in jobs:

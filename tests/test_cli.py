@@ -135,6 +135,8 @@ def test_continue_refuses_outputs_that_have_moved_to_other_photos(painting, tmp_
     capsys.readouterr()
     assert main([*argv[:-2], "--continue"]) == 0  # b and c are the same photo: each output holds its own
     assert capsys.readouterr().err.count("already painted with these settings; skipped") == 2
+    _write_photo(photos / "d.png", 5)  # one photo, into an output it names: painted over another's painting
+    assert main([str(photos / "d.png"), *argv[1:3], str(out / "1.png"), *argv[4:]]) == 0
 
 
 def test_a_sheet_fits_each_photo_of_a_batch(photo, painting, tmp_path, capsys):
