@@ -253,8 +253,12 @@ def plan(config: Config, photo_height: int, photo_width: int, device: torch.devi
         limit, advice = f"max_memory is {config.max_memory:g} GB", "raise max_memory"
     else:
         limit, advice = f"only {budget / GB:.2f} GB of memory is available", "free some memory"
-    if fits:  # and, for a print, how long a print that is
-        advice = f"use max_size {fits} or less" + (f" ({printed_length(fits, config.dpi)})" if config.dpi else "")
+    if fits:  # and, for a print, how long a print that is, and the dpi that keeps this print's length
+        advice = f"use max_size {fits} or less"
+        if config.dpi:
+            advice += f" ({printed_length(fits, config.dpi)})"
+            lower_dpi = fits * config.dpi // config.max_size
+            advice += f", or a dpi of {lower_dpi} or less for a print this long" if lower_dpi else ""
     if config.style_scale > 1:  # the painting is read at style_scale² times the picture's pixels
         advice += f", or a style_scale below {config.style_scale:g}"
     raise ConfigError(f"a {width}×{height} painting needs about {need / GB:.2f} GB even with checkpointing, "

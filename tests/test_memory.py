@@ -112,8 +112,11 @@ def test_plan_refuses_a_size_that_cannot_fit_and_names_one_that_can():
     assert f"use max_size {fits} or less" in str(caught.value)
     assert plan(config.replace(max_size=fits), 1080, 1920, CPU).checkpointed
     with pytest.raises(ConfigError, match=f"use max_size {fits} or less \\(at 300 dpi, a print "
-                                          f"{fits / 300 * 2.54:.1f} cm long\\)$"):  # a --print-size's dpi
+                                          f"{fits / 300 * 2.54:.1f} cm long\\), or a dpi of {fits * 300 // 3840} "
+                                          "or less for a print this long$"):  # a --print-size's dpi
         plan(config.replace(dpi=300), 1080, 1920, CPU)
+    lower_dpi = fits * 300 // 3840  # 32.5 cm long at that dpi fits
+    assert plan(config.replace(max_size=round(3840 / 300 * lower_dpi), dpi=lower_dpi), 1080, 1920, CPU)
     with pytest.raises(ConfigError):
         plan(config.replace(max_size=fits + 1), 1080, 1920, CPU)
     # The paintings are read at the picture's pixels (times style_scale²), not the canvas's
