@@ -212,8 +212,10 @@ class _Painting:
         left = left_here * work[scale] + sum(steps * per_step for steps, per_step in zip(later, work[scale + 1:]))
         if self._first_step is None:
             self._first_step = (event.elapsed, done)
+        if not left:
+            return 0.0
         seconds, work_done = event.elapsed - self._first_step[0], done - self._first_step[1]
-        return 0.0 if not left else seconds / work_done * left if work_done > 0 else None
+        return seconds / work_done * left if work_done > 0 else None
 
     def _steps_at_size(self, scale: int, iterations: int, total: int, step: int) -> int:
         """Steps made at size number ``scale`` after ``step`` steps of a run of at most ``total``: all of
