@@ -951,6 +951,9 @@ def _say_device(config: Config, quiet: bool) -> None:
         print(f"impasto: using the GPU ({device})", file=sys.stderr)
 
 
+PLAIN_LINE_SECONDS = 60.0  # the longest a log file goes without a line from a run
+
+
 class Progress:
     """The callback of one run: progress bar, JSON log, intermediate saves, and stop on a signal."""
 
@@ -969,6 +972,7 @@ class Progress:
         # first step on: that run's, replaced, or those a resumed run paints again.
         self.forget_logged = bool(args.resume or args.continue_run)
         self.stopped_unpainted = False  # a signal came before the first step was made
+        self.said_at = 0.0  # the run's elapsed seconds at its last plain line (stderr not a terminal)
 
     def __call__(self, event: ProgressEvent) -> bool:
         if not self.interrupts.painting:
@@ -1024,8 +1028,11 @@ class Progress:
             in_all = self.batch_left(event.elapsed, seconds_left)
             left += "" if in_all is None else f"{tqdm.format_interval(in_all)} for the batch, "
         if not sys.stderr.isatty():  # a log file: a plain line every tenth of the run, not a redrawn bar
-            # and at the first step, which says that it started and how long a step takes
-            if event.step % max(1, event.total // 10) == 0 or event.step in (1, event.total):
+            # and at the first step, which says that it started and how long a step takes, and at least
+            # once a minute (a print's steps at its last size take a minute each at 4K)
+            if (event.step % max(1, event.total // 10) == 0 or event.step in (1, event.total)
+                    or event.elapsed - self.said_at >= PLAIN_LINE_SECONDS):
+                self.said_at = event.elapsed
                 print(f"{self.label + ' ' if self.label else ''}step {event.step}/{event.total}, "
                       f"{event.elapsed:.1f} s, {left}{terms}", file=sys.stderr, flush=True)
             return

@@ -139,6 +139,19 @@ def test_continue_refuses_outputs_that_have_moved_to_other_photos(painting, tmp_
     assert main([str(photos / "d.png"), *argv[1:3], str(out / "1.png"), *argv[4:]]) == 0
 
 
+def test_a_log_file_gets_a_line_at_least_once_a_minute(tmp_path, capsys):
+    args = build_parser().parse_args(["a.png", "b.png", "-o", str(tmp_path / "out.png")])
+    job = runner.Job("a.png", tmp_path / "out.png", Config())
+    progress = runner.Progress(args, job, "", None, runner.Interrupts(), None, None)
+    picture = torch.zeros(3, 2, 2)
+    for step in range(1, 101):  # 100 steps of 25 s, as at a print's last size: a tenth is 250 s
+        progress._draw(optimize.ProgressEvent(step, 100, 0, 1, 1.0, {}, 25.0 * step, picture, 10.0), {}, "2x2")
+    said = [int(line.split()[1].split("/")[0]) for line in capsys.readouterr().err.splitlines()]
+    # every tenth (250 s apart) and, between them, once 60 s have gone by: every third step
+    assert said == [1, 4, 7] + [s for tenth in range(10, 101, 10) for s in (tenth, tenth + 3, tenth + 6, tenth + 9)
+                                if s <= 100]
+
+
 def test_a_sheet_fits_each_photo_of_a_batch(photo, painting, tmp_path, capsys):
     Image.fromarray(noise(90, 30)).save(tmp_path / "tall.png")  # 1:3, where golden_gate is 4:3
     (tmp_path / "out").mkdir()
