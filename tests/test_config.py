@@ -181,8 +181,8 @@ def test_a_sheet_or_paper_fits_the_photo_turned_to_match_it():
     assert print_box("42cm") == (42 / 2.54, None)  # a long edge alone
     assert [round(PAPERS[f"a{n}"][0] * 25.4) for n in range(7)] == [1189, 841, 594, 420, 297, 210, 148]
     # A4 at 300 dpi is 3508 x 2480 px: a 4:3 photo is as tall as the sheet is short, either way up
-    for photo in ((4000, 3000), (3000, 4000), (979, 734)):
-        assert print_long_edge("A4", 300, photo) == {4000: 3306, 3000: 3306, 979: 3307}[photo[0]]
+    for photo, long_edge in (((4000, 3000), 3306), ((3000, 4000), 3306), ((979, 734), 3307)):
+        assert print_long_edge("A4", 300, photo) == long_edge
     assert print_long_edge("A4", 300, (6000, 3375)) == print_long_edge("A4", 300) == 3508  # 16:9: as long as it
     assert print_long_edge("A4", 300, (500, 500)) == 2480  # square: the short edge's
     assert print_long_edge("10x15cm", 300, (3000, 2000)) == 1771  # 1181 px short, 3:2 would be 1771.5
