@@ -675,8 +675,7 @@ def _continuing(args: argparse.Namespace, job: Job, the_plan: Plan) -> tuple[boo
     """For --continue: whether ``job``'s output is already its painting with these settings and inputs,
     and if not, the picture to go on from, the furthest along: that run stopped part way in the
     output, or one of its --save-every snapshots (all that is left of a run killed outright)."""
-    inputs = input_record(job.content, the_plan.styles, job.config)
-    found = _run_of(job.output, job.config, inputs)
+    inputs, found = _output_run(job, the_plan)
     if found.state == "finished":
         return True, None
     if found.state == "stopped elsewise" and not args.quiet:  # a typo in a setting would lose a long print
@@ -699,6 +698,12 @@ class _Found(NamedTuple):
     state: Literal["finished", "stopped", "stopped elsewise", "other"]  # elsewise: with other settings or inputs
     steps: int = 0  # steps it records
     why: str = ""  # for "stopped elsewise": the setting or input that differs
+
+
+def _output_run(job: Job, the_plan: Plan) -> tuple[dict[str, Any], _Found]:
+    """``job``'s inputs (``api.input_record``), and what its output is to a run of them (``_run_of``)."""
+    inputs = input_record(job.content, the_plan.styles, job.config)
+    return inputs, _run_of(job.output, job.config, inputs)
 
 
 def _run_of(path: Path, config: Config, inputs: dict[str, Any]) -> _Found:
@@ -1078,11 +1083,10 @@ def _pixels_to_paint(args: argparse.Namespace, job: Job, the_plan: Plan) -> int:
         return 0
     if args.continue_run:
         try:
-            inputs = input_record(job.content, the_plan.styles, job.config)
+            if _output_run(job, the_plan)[1].state == "finished":
+                return 0
         except ImpastoError:  # an input that cannot be read fails the photo when it is painted
-            inputs = None
-        if inputs and _run_of(job.output, job.config, inputs).state == "finished":
-            return 0
+            pass
     return math.prod(long_edge_shape(*size, job.config.max_size))
 
 
