@@ -21,6 +21,7 @@ import string
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -587,13 +588,14 @@ def run(args: argparse.Namespace) -> int:
     appends = args.resume or args.continue_run
     log = open(args.log_json, "a" if appends else "w", encoding="utf-8") if args.log_json else None
     clock = _BatchClock([_pixels_to_paint(args, job, the_plan) for job in the_plan.jobs]) if the_plan.batch else None
-    failed = 0
+    outcomes: list[str] = []
+    started = time.monotonic()
     try:
         with Interrupts(say=not args.quiet) as interrupts:
             for index, job in enumerate(the_plan.jobs):
                 interrupts.painting = False  # until this photo's first step: a signal now leaves it unpainted
                 try:
-                    over = _paint_or_skip(args, the_plan, index, job, log, interrupts, clock)
+                    outcome = _paint_or_skip(args, the_plan, index, job, log, interrupts, clock)
                 except Interrupted as exc:  # a second signal: quit at once, naming the photos left unpainted
                     left = the_plan.jobs[index + exc.after_writing:]
                     if the_plan.batch and left:
@@ -602,19 +604,44 @@ def run(args: argparse.Namespace) -> int:
                 except ImpastoError as exc:
                     if not the_plan.batch:
                         raise
-                    failed, over = failed + 1, True
+                    outcome = "failed"
                     _say_failed(job, exc)
+                outcomes.append(outcome)
                 if interrupts.signum is not None:
-                    _say_stopped(interrupts.signum, the_plan, the_plan.jobs[index + over:])
+                    _say_stopped(interrupts.signum, the_plan, the_plan.jobs[index + (outcome != "left"):])
                     return EXIT_SIGNAL[interrupts.signum]
     finally:
         if log:
             with contextlib.suppress(OSError):  # its failure was reported at the step it happened
                 log.close()
+    failed = outcomes.count("failed")
+    if the_plan.batch and (failed or not args.quiet):
+        print(f"impasto: {_batch_summary(outcomes, time.monotonic() - started)}", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _batch_summary(outcomes: list[str], seconds: float) -> str:
+    """A finished batch in a line: "2 of 3 photos failed; 1 painted in 1 min 12 s, 1 already painted"."""
+    painted, skipped, failed = (outcomes.count(outcome) for outcome in ("painted", "skipped", "failed"))
+    done = []
+    if painted:
+        done.append(f"{painted} painted in {_duration(seconds)}")
+    if skipped:
+        done.append(f"{skipped} already painted (--continue)")
     if failed:
-        print(f"impasto: {failed} of {len(the_plan.jobs)} photos failed", file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_OK
+        return f"{failed} of {len(outcomes)} photos failed" + (f"; {', '.join(done)}" if done else "")
+    count, _, rest = ", ".join(done).partition(" ")
+    return f"{count} photo{'s' * (int(count) > 1)} {rest}"
+
+
+def _duration(seconds: float) -> str:
+    """42.3 s, 4 min 12 s or 1 h 4 min."""
+    if seconds < 59.95:
+        return f"{seconds:.1f} s"
+    minutes = round(seconds) // 60
+    if minutes < 60:
+        return f"{minutes} min {round(seconds) % 60} s"
+    return f"{minutes // 60} h {minutes % 60} min"
 
 
 def _print_config(config: Config) -> None:
@@ -629,18 +656,18 @@ def _print_config(config: Config) -> None:
 
 
 def _paint_or_skip(args: argparse.Namespace, the_plan: Plan, index: int, job: Job, log: TextIO | None,
-                   interrupts: "Interrupts", clock: "_BatchClock | None") -> bool:
-    """Paint photo number ``index`` (with --continue, only what is left of it); whether it is over
-    (painted or skipped), rather than left unpainted by a signal before its first step."""
+                   interrupts: "Interrupts", clock: "_BatchClock | None") -> str:
+    """Paint photo number ``index`` (with --continue, only what is left of it): "painted", "skipped"
+    (painted already), or "left" unpainted by a signal before its first step."""
     finished, resume = _continuing(args, job, the_plan) if args.continue_run else (False, args.resume)
     if finished:
         if not args.quiet:
             print(f"impasto: {job.output} is already painted with these settings; skipped (--continue)",
                   file=sys.stderr)
-        return True
+        return "skipped"
     label = f"[{index + 1}/{len(the_plan.jobs)}] {Path(job.content).name}" if the_plan.batch else ""
     batch_left = functools.partial(clock.seconds_left, index) if clock else None
-    return _paint(args, the_plan, job, label, log, interrupts, resume, batch_left)
+    return "painted" if _paint(args, the_plan, job, label, log, interrupts, resume, batch_left) else "left"
 
 
 def _say_failed(job: Job, exc: ImpastoError) -> None:

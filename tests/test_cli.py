@@ -103,7 +103,8 @@ def test_a_batch_says_its_time_left_on_every_photo_but_the_last(photo, painting,
     first = [line for line in lines if line.startswith("[1/2] b.png step ")]  # from the second step: a pace
     assert len(first) == 3 and [bool(re.search(r", \d\d:\d\d for the batch, ", line)) for line in first] == \
         [False, True, True], lines
-    assert lines[-1].startswith("wrote") and not any("[2/2]" in line and "batch" in line for line in lines)
+    assert lines[-2].startswith("wrote") and not any("[2/2]" in line and "batch" in line for line in lines)
+    assert re.fullmatch(r"impasto: 2 photos painted in \d+\.\d s", lines[-1])
     (tmp_path / "out" / "golden_gate-the_scream.png").unlink()
     assert main([*argv, "--continue"]) == 0  # the first is skipped: the second is the last to paint
     assert "for the batch" not in capsys.readouterr().err
@@ -139,6 +140,19 @@ def test_continue_refuses_outputs_that_have_moved_to_other_photos(painting, tmp_
     assert main([str(photos / "d.png"), *argv[1:3], str(out / "1.png"), *argv[4:]]) == 0
 
 
+@pytest.mark.parametrize("outcomes, said", [
+    (["painted"], "1 photo painted in 1 h 1 min"),
+    (["painted", "skipped", "painted"], "2 photos painted in 1 h 1 min, 1 already painted (--continue)"),
+    (["skipped", "skipped"], "2 photos already painted (--continue)"),
+    (["failed", "painted", "skipped"], "1 of 3 photos failed; 1 painted in 1 h 1 min, 1 already painted (--continue)"),
+    (["failed", "failed"], "2 of 2 photos failed"),
+])
+def test_a_batch_ends_with_a_line_that_sums_it_up(outcomes, said):
+    assert runner._batch_summary(outcomes, 3689.0) == said
+    assert [runner._duration(s) for s in (0.04, 59.94, 59.96, 252.4, 3599.4, 3599.6)] == [
+        "0.0 s", "59.9 s", "1 min 0 s", "4 min 12 s", "59 min 59 s", "1 h 0 min"]
+
+
 def test_a_log_file_gets_a_line_at_least_once_a_minute(tmp_path, capsys):
     args = build_parser().parse_args(["a.png", "b.png", "-o", str(tmp_path / "out.png")])
     job = runner.Job("a.png", tmp_path / "out.png", Config())
@@ -166,7 +180,9 @@ def test_a_sheet_fits_each_photo_of_a_batch(photo, painting, tmp_path, capsys):
         with Image.open(tmp_path / "out" / f"{name}-the_scream.png") as im:
             assert im.size == size
     assert main([*argv, "--continue"]) == 0  # each photo's own size is the setting it was painted with
-    assert capsys.readouterr().err.count("already painted with these settings; skipped") == 2
+    err = capsys.readouterr().err
+    assert err.count("already painted with these settings; skipped") == 2
+    assert err.endswith("\nimpasto: 2 photos already painted (--continue)\n")
     assert main([photo, painting, "--print-size", "2x3in", "--dpi", "30", "--print-config"]) == 0
     assert "max_size = 80\n" in capsys.readouterr().out
     assert main(["--print-size", "2x3in", "--dpi", "30", "--print-config"]) == 0
@@ -775,7 +791,7 @@ def test_batch_skips_a_broken_photo_and_exits_1(images, painting, tmp_path, caps
     assert code == 1
     assert sorted(p.name for p in out.iterdir()) == ["a-the_scream.png", "c-the_scream.png"]
     assert f"impasto: error: {photos / 'b.jpg'}: not an image file, or not in a format impasto reads (skipped)" in err
-    assert "[3/3] c.jpg" in err and "1 of 3 photos failed" in err
+    assert "[3/3] c.jpg" in err and re.search(r"\nimpasto: 1 of 3 photos failed; 2 painted in \d+\.\d s\n$", err)
     with Image.open(out / "c-the_scream.png") as image:
         assert max(image.size) == 32
 
