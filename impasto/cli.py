@@ -5,8 +5,9 @@ Options are derived from the fields of ``Config`` (names, help, groups and defau
 line and the library cannot disagree. Settings come from the defaults, then a ``--rerun`` image's
 metadata, then a ``--config`` TOML file, then the flags given on the command line, each overriding
 the last. Every problem becomes one line on stderr and an exit code (see ``EPILOG``). This module is
-the parser and the settings; the runs themselves (inputs, outputs, progress, saving) are
-``runner.py``'s, loaded once the arguments parse, since it brings torch (a second or more).
+the parser and the settings; the runs themselves are ``jobs.py``'s (the inputs and outputs of each
+photo) and ``runner.py``'s (progress, saving), loaded once the arguments parse, since they bring
+torch (a second or more).
 """
 
 from __future__ import annotations

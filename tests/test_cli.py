@@ -1,4 +1,4 @@
-"""The command line (impasto/cli.py, and impasto/runner.py for its runs), through main(argv) and real
+"""The command line (impasto/cli.py, and impasto/jobs.py and runner.py for its runs), through main(argv) and real
 subprocesses. Images are tiny (32-48 px), runs a few steps."""
 
 import contextlib
@@ -24,7 +24,7 @@ from helpers import ON_GLIBC, memory_needs, noise, png_claiming
 from PIL import Image
 
 import impasto
-from impasto import cli, optimize, runner, stylize
+from impasto import cli, jobs, optimize, runner, stylize
 from impasto.cli import build_parser, config_from_args, config_to_toml, main
 from impasto.config import Config
 from impasto.device import resolve_device
@@ -155,7 +155,7 @@ def test_a_batch_ends_with_a_line_that_sums_it_up(outcomes, said):
 
 def test_a_log_file_gets_a_line_at_least_once_a_minute(tmp_path, capsys):
     args = build_parser().parse_args(["a.png", "b.png", "-o", str(tmp_path / "out.png")])
-    job = runner.Job("a.png", tmp_path / "out.png", Config())
+    job = jobs.Job("a.png", tmp_path / "out.png", Config())
     progress = runner.Progress(args, job, "", None, runner.Interrupts(), None, None)
     picture = torch.zeros(3, 2, 2)
     for step in range(1, 101):  # 100 steps of 25 s, as at a print's last size: a tenth is 250 s
