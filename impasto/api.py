@@ -91,6 +91,18 @@ def stylize(
     return result
 
 
+def planned_memory(content: ImageSource, style: ImageSource | Iterable[ImageSource], config: Config | None = None
+                   ) -> tuple[MemoryPlan, tuple[int, int]]:
+    """How a run of ``config`` would use memory (its peak estimate, and whether it keeps freed memory
+    or checkpoints), and the (height, width) of its painting, with its images read and checked as
+    ``stylize`` checks them, without painting: an image it would refuse, or a size too large for the
+    memory, raises the same error here."""
+    config = checked_config(config)
+    images = _read_images(content, _style_list(style), config, config.painted_sizes())
+    memory = _planned_memory(config, images, uses_bfloat16(config.precision, images.device))
+    return memory, long_edge_shape(*images.photo.shape[1:], config.max_size)
+
+
 def _style_list(style: ImageSource | Iterable[ImageSource]) -> list[ImageSource]:
     """One painting, or several in any iterable (a list, a tuple, a generator …)."""
     one = isinstance(style, (str, os.PathLike, PIL.Image.Image, np.ndarray, torch.Tensor))

@@ -341,7 +341,10 @@ def _finish_plan(args: argparse.Namespace, config: Config, contents: list[Any], 
     if args.save_every:
         save_dir = Path(args.save_dir) if args.save_dir else None
         for folder in {save_dir or job.output.parent for job in jobs}:
-            _make_save_dir(folder)
+            if not args.dry_run:
+                _make_save_dir(folder)
+            elif folder.is_dir():  # a dry run makes nothing
+                _check_folder_writable(folder, f"--save-dir {folder}")
     elif args.save_dir:
         raise ConfigError("--save-dir needs --save-every N")
     return Plan(config, styles, jobs, batch)

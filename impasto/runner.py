@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from .api import stylize
+from .api import planned_memory, stylize
 from .device import native_bfloat16, resolve_device
 from .result import Result
 from .cli import EXIT_FAILED, EXIT_OK, as_typed, config_to_toml
@@ -30,6 +30,7 @@ from .config import Config, printed_length
 from .errors import AGAIN, EXIT_SIGNAL, NOTHING_WRITTEN, ImageError, ImpastoError, Interrupted
 from .imageio import header_size, long_edge_shape, save_image
 from .jobs import Job, Plan, few_names, output_run, plan, run_of, snapshot_path, snapshot_step
+from .memory import GB
 from .optimize import ProgressEvent
 from .plot import loss_kinds, plot_losses
 from .vgg import smallest_edge
@@ -45,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         _say_if_paintings_enlarged(the_plan.styles, max((job.config for job in the_plan.jobs),
                                                         key=lambda config: config.max_size))
+    if args.dry_run:
+        return _dry_run(args, the_plan)
     # A resumed run's steps go on from the stopped run's (--continue's too): so does its log, when it is the same file
     appends = args.resume or args.continue_run
     log = open(args.log_json, "a" if appends else "w", encoding="utf-8") if args.log_json else None
@@ -103,6 +106,39 @@ def _duration(seconds: float) -> str:
     if minutes < 60:
         return f"{minutes} min {round(seconds) % 60} s"
     return f"{minutes // 60} h {minutes % 60} min"
+
+
+def _dry_run(args: argparse.Namespace, the_plan: Plan) -> int:
+    """--dry-run: a line for each photo, on stdout, with what painting it would do (or why it would
+    be skipped or fail), its images read and checked as painting them would; nothing is painted or
+    written. A photo that would fail fails a single run as painting it would; a batch's goes on."""
+    failed = 0
+    for job in the_plan.jobs:
+        try:
+            planned = _planned(args, job, the_plan)
+        except ImpastoError as exc:
+            if not the_plan.batch:
+                raise type(exc)(as_typed(str(exc))) from None
+            failed, planned = failed + 1, f"would fail: {as_typed(str(exc))}"
+        print(f"{job.content} -> {job.output}: {planned}")
+    if failed or not args.quiet:
+        would_fail = f"; {failed} of {len(the_plan.jobs)} photos would fail" if failed else ""
+        print(f"impasto: dry run: nothing painted or written{would_fail}", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _planned(args: argparse.Namespace, job: Job, the_plan: Plan) -> str:
+    """What painting ``job`` would do: "512×384 px; one size, 100 steps at most; about 1.0 GB of memory"."""
+    finished, resume = _continuing(args, job, the_plan) if args.continue_run else (False, args.resume)
+    if finished:
+        return "already painted with these settings (--continue skips it)"
+    memory, (height, width) = planned_memory(job.content, the_plan.styles, job.config)
+    sizes = job.config.painted_sizes()
+    in_sizes = f"{len(sizes)} sizes ({', '.join(map(str, sizes))} px)" if len(sizes) > 1 else "one size"
+    steps, going_on = sum(job.config.steps_per_size()), f"; goes on from {resume}" if resume else ""
+    return (f"{width}×{height} px{_print_size(job.config, width, height)}; {in_sizes}, "
+            f"{steps} step{'s' if steps != 1 else ''} at most; about {memory.estimate / GB:.1f} GB of memory"
+            f"{_squeezed(memory.checkpointed, memory.keeps_freed)}{going_on}")
 
 
 def _print_config(config: Config) -> None:
@@ -238,8 +274,7 @@ def _plot_and_report(args: argparse.Namespace, the_plan: Plan, job: Job, result:
             history = logged + history
         plot_losses(history, job.plot, job.config.sizes(), title=f"{path.name}: loss per step")
     if not args.quiet:
-        squeezed = (", activations recomputed to fit in memory" if result.checkpointed
-                    else ", freed memory given back at every step to fit in memory" if not result.keeps_freed else "")
+        squeezed = _squeezed(result.checkpointed, result.keeps_freed)
         reason = result.stop_reason
         if interrupts.signum is not None:
             signal_name = signal.Signals(interrupts.signum).name
@@ -249,17 +284,24 @@ def _plot_and_report(args: argparse.Namespace, the_plan: Plan, job: Job, result:
         if result.resumed_from:
             timing += f" resumed, {result.timings['total'] + result.resumed_from['seconds']:.1f} s in all"
         steps = f"{result.steps} step{'s' if result.steps != 1 else ''}"
-        print(f"wrote {path}{_print_size(result)} ({steps}, {timing}, stopped by {reason}{squeezed})", file=sys.stderr)
+        print(f"wrote {path}{_print_size(result.config, *result.image.shape[:0:-1])} ({steps}, {timing}, stopped by {reason}{squeezed})", file=sys.stderr)
         if result.stopped_at:
             print(f"impasto: to go on where it stopped: {_resume_command(path, args, job)}", file=sys.stderr)
 
 
-def _print_size(result: Result) -> str:
-    """", a 42.0 × 31.5 cm (16.5 × 12.4 in) print at 300 dpi" for a picture saved with a dpi; else ""."""
-    dpi = result.config.dpi
+def _squeezed(checkpointed: bool, keeps_freed: bool) -> str:
+    """How a run fits in memory, when it is not the fastest way."""
+    if checkpointed:
+        return ", activations recomputed to fit in memory"
+    return "" if keeps_freed else ", freed memory given back at every step to fit in memory"
+
+
+def _print_size(config: Config, width: int, height: int) -> str:
+    """", a 42.0 × 31.5 cm (16.5 × 12.4 in) print at 300 dpi" for a picture of ``config`` with a dpi; else ""."""
+    dpi = config.dpi
     if dpi is None:
         return ""
-    inches = [pixels / dpi for pixels in (result.image.shape[2], result.image.shape[1])]
+    inches = [width / dpi, height / dpi]
     return (f", a {inches[0] * 2.54:.1f} × {inches[1] * 2.54:.1f} cm ({inches[0]:.1f} × {inches[1]:.1f} in) "
             f"print at {dpi} dpi")
 

@@ -166,6 +166,45 @@ def test_a_log_file_gets_a_line_at_least_once_a_minute(tmp_path, capsys):
                                 if s <= 100]
 
 
+def test_a_dry_run_says_what_each_photo_would_do_and_writes_nothing(painting, tmp_path, capsys):
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    photos.mkdir(), out.mkdir()
+    _write_photo(photos / "a.png", 1)  # 32x24
+    Image.fromarray(noise(90, 30)).save(photos / "b.png")  # 30x90, 1:3
+    (photos / "c.png").write_bytes(b"not a picture")
+    argv = [str(photos), painting, "-o", f"{out}/{{stem}}.png", "-n", "1", "--continue"]
+    assert main([str(photos / "a.png"), *argv[1:], "-s", "48", "-q"]) == 0  # a is painted; b and c are not
+    painted = (out / "a.png").read_bytes()
+    extra = ["--save-every", "1", "--save-dir", str(tmp_path / "snaps"), "--log-json", str(tmp_path / "log.jsonl"),
+             "--plot", f"{out}/{{stem}}-plot.png", "--dry-run"]
+    assert main([*argv, "-s", "48", *extra]) == 1  # c would fail: a batch's exit code
+    printed = capsys.readouterr()
+    lines = printed.out.splitlines()
+    assert lines[0] == f"{photos / 'a.png'} -> {out / 'a.png'}: already painted with these settings (--continue skips it)"
+    assert re.fullmatch(re.escape(f"{photos / 'b.png'} -> {out / 'b.png'}: 16×48 px; one size, 1 step at most; ")
+                        + r"about \d+\.\d GB of memory", lines[1]), lines[1]
+    assert lines[2] == (f"{photos / 'c.png'} -> {out / 'c.png'}: would fail: {photos / 'c.png'}: not an image file, "
+                        "or not in a format impasto reads")
+    assert len(lines) == 3 and printed.err.endswith(
+        "impasto: dry run: nothing painted or written; 1 of 3 photos would fail\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "photos"]  # no snapshots' folder, log or plot
+    assert sorted(p.name for p in out.iterdir()) == ["a.png"] and (out / "a.png").read_bytes() == painted
+    (photos / "c.png").unlink()
+    assert main([*argv, "--print-size", "A4", "--dpi", "10", "--dry-run"]) == 0  # A4 at 10 dpi: 117 x 83 px
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"{photos / 'a.png'} -> {out / 'a.png'}: 110×82 px, a 27.9 × 20.8 cm (11.0 × 8.2 in) "
+                               "print at 10 dpi; one size, 1 step at most; about ")  # another size: painted anew
+    assert lines[1].startswith(f"{photos / 'b.png'} -> {out / 'b.png'}: 39×117 px, a 9.9 × 29.7 cm (3.9 × 11.7 in) "
+                               "print at 10 dpi; one size")
+    assert main([str(photos / "b.png"), *argv[1:3], str(tmp_path / "b.png"), "-s", "1024", "--dry-run", "-q"]) == 0
+    assert re.fullmatch(r".* -> .*b\.png: 341×1024 px; 2 sizes \(512, 1024 px\), 250 steps at most; about \d+\.\d GB "
+                        r"of memory\n", capsys.readouterr().out)
+    assert main([str(photos / "b.png"), *argv[1:3], str(tmp_path / "b.png"), "-s", "4096", "--max-memory", "1",
+                 "--dry-run"]) == 2  # one photo that would fail: as painting it would
+    assert "impasto: error: a 1365×4096 painting needs about" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "photos"]
+
+
 def test_a_sheet_fits_each_photo_of_a_batch(photo, painting, tmp_path, capsys):
     Image.fromarray(noise(90, 30)).save(tmp_path / "tall.png")  # 1:3, where golden_gate is 4:3
     (tmp_path / "out").mkdir()
