@@ -284,7 +284,9 @@ def _plot_and_report(args: argparse.Namespace, the_plan: Plan, job: Job, result:
         if result.resumed_from:
             timing += f" resumed, {result.timings['total'] + result.resumed_from['seconds']:.1f} s in all"
         steps = f"{result.steps} step{'s' if result.steps != 1 else ''}"
-        print(f"wrote {path}{_print_size(result.config, *result.image.shape[:0:-1])} ({steps}, {timing}, stopped by {reason}{squeezed})", file=sys.stderr)
+        _, height, width = result.image.shape
+        printed = _print_size(result.config, width, height)
+        print(f"wrote {path}{printed} ({steps}, {timing}, stopped by {reason}{squeezed})", file=sys.stderr)
         if result.stopped_at:
             print(f"impasto: to go on where it stopped: {_resume_command(path, args, job)}", file=sys.stderr)
 

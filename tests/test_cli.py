@@ -180,7 +180,8 @@ def test_a_dry_run_says_what_each_photo_would_do_and_writes_nothing(painting, tm
     assert main([*argv, "-s", "48", *extra]) == 1  # c would fail: a batch's exit code
     printed = capsys.readouterr()
     lines = printed.out.splitlines()
-    assert lines[0] == f"{photos / 'a.png'} -> {out / 'a.png'}: already painted with these settings (--continue skips it)"
+    assert lines[0] == (f"{photos / 'a.png'} -> {out / 'a.png'}: already painted with these settings "
+                        "(--continue skips it)")
     assert re.fullmatch(re.escape(f"{photos / 'b.png'} -> {out / 'b.png'}: 16×48 px; one size, 1 step at most; ")
                         + r"about \d+\.\d GB of memory", lines[1]), lines[1]
     assert lines[2] == (f"{photos / 'c.png'} -> {out / 'c.png'}: would fail: {photos / 'c.png'}: not an image file, "
