@@ -62,12 +62,10 @@ def stylize(
         raise ConfigError(f"callback must be a function of a ProgressEvent, not {type(callback).__name__}")
     started = time.perf_counter()
     styles = _style_list(style)
-    images = _read_images(content, styles, config, config.painted_sizes())
+    images, bfloat16, memory = _read_and_planned(content, styles, config)
     inputs = input_record(content, styles, config)
     point, stopped_image = (resumed_run(resume, config, inputs, tuple(images.photo.shape[1:]))
                             if resume is not None else (None, None))
-    bfloat16 = uses_bfloat16(config.precision, images.device)
-    memory = _planned_memory(config, images, bfloat16)
     # What every Result of the run records besides its picture and progress
     result_fields = {"inputs": inputs, "checkpointed": memory.checkpointed, "keeps_freed": memory.keeps_freed,
                      "bfloat16": bfloat16, "machine": machine(images.device)}
@@ -98,9 +96,16 @@ def planned_memory(content: ImageSource, style: ImageSource | Iterable[ImageSour
     ``stylize`` checks them, without painting: an image it would refuse, or a size too large for the
     memory, raises the same error here."""
     config = checked_config(config)
-    images = _read_images(content, _style_list(style), config, config.painted_sizes())
-    memory = _planned_memory(config, images, uses_bfloat16(config.precision, images.device))
+    images, _, memory = _read_and_planned(content, _style_list(style), config)
     return memory, long_edge_shape(*images.photo.shape[1:], config.max_size)
+
+
+def _read_and_planned(content: ImageSource, styles: list[ImageSource], config: Config
+                      ) -> tuple[_Images, bool, MemoryPlan]:
+    """A run's images, read and checked; whether it computes in bfloat16; and its memory plan."""
+    images = _read_images(content, styles, config, config.painted_sizes())
+    bfloat16 = uses_bfloat16(config.precision, images.device)
+    return images, bfloat16, _planned_memory(config, images, bfloat16)
 
 
 def _style_list(style: ImageSource | Iterable[ImageSource]) -> list[ImageSource]:
