@@ -25,6 +25,7 @@ from typing import Any, TextIO
 from .api import planned_memory, stylize
 from .device import native_bfloat16, resolve_device
 from .result import Result
+from .resume import resume_point
 from .cli import EXIT_FAILED, EXIT_OK, as_typed, config_to_toml
 from .config import Config, printed_length
 from .errors import AGAIN, EXIT_SIGNAL, NOTHING_WRITTEN, ImageError, ImpastoError, Interrupted
@@ -135,7 +136,10 @@ def _planned(args: argparse.Namespace, job: Job, the_plan: Plan) -> str:
     memory, (height, width) = planned_memory(job.content, the_plan.styles, job.config)
     sizes = job.config.painted_sizes()
     in_sizes = f"{len(sizes)} sizes ({', '.join(map(str, sizes))} px)" if len(sizes) > 1 else "one size"
-    steps, going_on = sum(job.config.steps_per_size()), f"; goes on from {resume}" if resume else ""
+    steps, going_on = sum(job.config.steps_per_size()), ""
+    if resume:
+        point = resume_point(resume, job.config)
+        steps, going_on = point.total, f"; goes on from {resume} after step {point.steps}"
     return (f"{width}×{height} px{_print_size(job.config, width, height)}; {in_sizes}, "
             f"{steps} step{'s' if steps != 1 else ''} at most; about {memory.estimate / GB:.1f} GB of memory"
             f"{_squeezed(memory.checkpointed, memory.keeps_freed)}{going_on}")

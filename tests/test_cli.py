@@ -197,6 +197,10 @@ def test_a_dry_run_says_what_each_photo_would_do_and_writes_nothing(painting, tm
                                "print at 10 dpi; one size, 1 step at most; about ")  # another size: painted anew
     assert lines[1].startswith(f"{photos / 'b.png'} -> {out / 'b.png'}: 39×117 px, a 9.9 × 29.7 cm (3.9 × 11.7 in) "
                                "print at 10 dpi; one size")
+    stylize(str(photos / "b.png"), painting, Config(max_size=48, iterations=3),  # b stopped after its second step
+            callback=lambda event: event.step == 2).save(out / "b.png")
+    assert main([*argv[:4], "-n", "3", "-s", "48", "--continue", "--dry-run", "-q"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].endswith(f" of memory; goes on from {out / 'b.png'} after step 2")
     assert main([str(photos / "b.png"), *argv[1:3], str(tmp_path / "b.png"), "-s", "1024", "--dry-run", "-q"]) == 0
     assert re.fullmatch(r".* -> .*b\.png: 341×1024 px; 2 sizes \(512, 1024 px\), 250 steps at most; about \d+\.\d GB "
                         r"of memory\n", capsys.readouterr().out)
@@ -204,6 +208,7 @@ def test_a_dry_run_says_what_each_photo_would_do_and_writes_nothing(painting, tm
                  "--dry-run"]) == 2  # one photo that would fail: as painting it would
     assert "impasto: error: a 1365×4096 painting needs about" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "photos"]
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
 
 
 def test_a_sheet_fits_each_photo_of_a_batch(photo, painting, tmp_path, capsys):
