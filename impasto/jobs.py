@@ -561,12 +561,12 @@ def _check_folder_writable(folder: Path, name: str) -> None:
     os.unlink(probe)
 
 
-# --- Pictures already written: what they are to a run ----------------------------------------
-
-
 def few_names(names: list[str]) -> str:
     """Up to five names, then "…"."""
     return ", ".join(names[:5]) + (", …" if len(names) > 5 else "")
+
+
+# --- Pictures already written: what they are to a run ----------------------------------------
 
 
 class Found(NamedTuple):
