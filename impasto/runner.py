@@ -14,6 +14,7 @@ import math
 import os
 import shlex
 import signal
+import statistics
 import sys
 import tempfile
 import threading
@@ -22,16 +23,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from .api import planned_memory, stylize
+from .api import pixels_per_step, planned_memory, stylize
 from .device import native_bfloat16, resolve_device
 from .result import Result
-from .resume import resume_point
+from .resume import ResumePoint, resume_point
 from .cli import EXIT_FAILED, EXIT_OK, as_typed, config_to_toml
 from .config import Config, printed_length
 from .errors import AGAIN, EXIT_SIGNAL, NOTHING_WRITTEN, ImageError, ImpastoError, Interrupted
 from .imageio import header_size, long_edge_shape, save_image
 from .jobs import Job, Plan, few_names, output_run, plan, run_of, snapshot_path, snapshot_step
-from .memory import GB
+from .memory import GB, MemoryPlan
 from .optimize import ProgressEvent
 from .plot import loss_kinds, plot_losses
 from .vgg import smallest_edge
@@ -109,40 +110,80 @@ def _duration(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60} min"
 
 
+# How much slower a step is when a run saves memory (benchmarks/README.md, Memory): giving freed
+# memory back 1.6-1.7 times, and checkpointed 1.35 times slower again.
+GIVING_BACK_SLOWER, CHECKPOINTED_SLOWER = 1.65, 1.35
+
+
 def _dry_run(args: argparse.Namespace, the_plan: Plan) -> int:
-    """--dry-run: a line for each photo, on stdout, with what painting it would do (or why it would
-    be skipped or fail), its images read and checked as painting them would; nothing is painted or
-    written. A photo that would fail fails a single run as painting it would; a batch's goes on."""
-    failed = 0
+    """--dry-run: a line for each photo, on stdout, with what painting it would do and about how long
+    it would take here (or why it would be skipped or fail), its images read and checked as painting
+    them would; nothing is painted or written. The time is counted at this machine's pace, timed
+    from steps of the first photo to paint. A photo that would fail fails a single run as
+    painting it would; a batch's goes on."""
+    failed, seconds, paces = 0, 0.0, []
+
+    def pace(job: Job) -> float:  # this machine's, timed on the first photo to paint
+        if not paces:
+            paces.append(_seconds_per_pixel(job, the_plan))
+        return paces[0]
+
     for job in the_plan.jobs:
         try:
-            planned = _planned(args, job, the_plan)
+            planned, job_seconds = _planned(args, job, the_plan, pace)
         except ImpastoError as exc:
             if not the_plan.batch:
                 raise type(exc)(as_typed(str(exc))) from None
-            failed, planned = failed + 1, f"would fail: {as_typed(str(exc))}"
-        print(f"{job.content} -> {job.output}: {planned}")
+            failed, planned, job_seconds = failed + 1, f"would fail: {as_typed(str(exc))}", 0.0
+        seconds += job_seconds
+        print(f"{job.content} -> {job.output}: {planned}", flush=True)
     if failed or not args.quiet:
+        in_all = f"; about {_duration(seconds)} of painting in all" if the_plan.batch and seconds else ""
         would_fail = f"; {failed} of {len(the_plan.jobs)} photos would fail" if failed else ""
-        print(f"impasto: dry run: nothing painted or written{would_fail}", file=sys.stderr)
+        print(f"impasto: dry run: nothing painted or written{in_all}{would_fail}", file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def _planned(args: argparse.Namespace, job: Job, the_plan: Plan) -> str:
-    """What painting ``job`` would do: "512×384 px; one size, 100 steps at most; about 1.0 GB of memory"."""
+def _planned(args: argparse.Namespace, job: Job, the_plan: Plan, pace: Callable[[Job], float]) -> tuple[str, float]:
+    """What painting ``job`` would do, and about how long it would take at ``pace`` (seconds per pixel
+    of a step, timed on a job): "512×384 px; one size, 100 steps at most, about 1 min 10 s on this
+    machine; about 1.0 GB of memory". Nothing and 0 s for a photo --continue skips."""
     finished, resume = _continuing(args, job, the_plan) if args.continue_run else (False, args.resume)
     if finished:
-        return "already painted with these settings (--continue skips it)"
-    memory, (height, width) = planned_memory(job.content, the_plan.styles, job.config)
+        return "already painted with these settings (--continue skips it)", 0.0
+    memory, shape = planned_memory(job.content, the_plan.styles, job.config)
+    point = resume_point(resume, job.config) if resume else None
+    seconds = _painting_seconds(job.config, shape, memory, pace(job), point)
     sizes = job.config.painted_sizes()
     in_sizes = f"{len(sizes)} sizes ({', '.join(map(str, sizes))} px)" if len(sizes) > 1 else "one size"
-    steps, going_on = sum(job.config.steps_per_size()), ""
-    if resume:
-        point = resume_point(resume, job.config)
-        steps, going_on = point.total, f"; goes on from {resume} after step {point.steps}"
-    return (f"{width}×{height} px{_print_size(job.config, width, height)}; {in_sizes}, "
-            f"{steps} step{'s' if steps != 1 else ''} at most; about {memory.estimate / GB:.1f} GB of memory"
-            f"{_squeezed(memory.checkpointed, memory.keeps_freed)}{going_on}")
+    steps = point.total if point else sum(job.config.steps_per_size())
+    going_on = f"; goes on from {resume} after step {point.steps}" if point else ""
+    return (f"{shape[1]}×{shape[0]} px{_print_size(job.config, shape[1], shape[0])}; {in_sizes}, "
+            f"{steps} step{'s' if steps != 1 else ''} at most, about {_duration(seconds)} on this machine; "
+            f"about {memory.estimate / GB:.1f} GB of memory{_squeezed(memory.checkpointed, memory.keeps_freed)}"
+            f"{going_on}"), seconds
+
+
+def _painting_seconds(config: Config, shape: tuple[int, int], memory: MemoryPlan, pace: float,
+                      point: ResumePoint | None = None) -> float:
+    """About how long painting a photo of ``shape`` (height, width) with ``config`` takes at ``pace``
+    seconds per pixel of a step, in the way ``memory`` fits (from ``point``, for a stopped run)."""
+    steps = config.steps_per_size()
+    if point:  # what is left: the rest of the size it stopped at, and the sizes after it
+        steps = [0] * point.size_index + [steps[point.size_index] - point.steps_at_size] + steps[point.size_index + 1:]
+    slower = 1.0 if memory.keeps_freed else GIVING_BACK_SLOWER * (CHECKPOINTED_SLOWER if memory.checkpointed else 1)
+    return pace * slower * sum(n * pixels for n, pixels in zip(steps, pixels_per_step(config, *shape)))
+
+
+def _seconds_per_pixel(job: Job, the_plan: Plan) -> float:
+    """This machine's pace, in seconds per pixel of a step: the median of five steps of ``job`` at its
+    first size, after a first whose time also holds loading the model and the targets (the median, as
+    a shared machine can make one step much slower than the rest)."""
+    trial = job.config.replace(max_size=job.config.painted_sizes()[0], iterations=6, tolerance=0.0)
+    elapsed: list[float] = []
+    result = stylize(job.content, the_plan.styles, trial, callback=lambda event: elapsed.append(event.elapsed))
+    step = statistics.median(later - earlier for earlier, later in zip(elapsed, elapsed[1:]))
+    return step / pixels_per_step(trial, *result.image.shape[1:])[0]
 
 
 def _print_config(config: Config) -> None:

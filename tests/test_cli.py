@@ -28,6 +28,8 @@ from impasto import cli, jobs, optimize, runner, stylize
 from impasto.cli import build_parser, config_from_args, config_to_toml, main
 from impasto.config import Config
 from impasto.device import resolve_device
+from impasto.memory import MemoryPlan
+from impasto.resume import ResumePoint
 from impasto.errors import ConfigError
 from impasto.imageio import read_image, read_metadata, save_image
 from impasto.memory import GB
@@ -182,19 +184,19 @@ def test_a_dry_run_says_what_each_photo_would_do_and_writes_nothing(painting, tm
     lines = printed.out.splitlines()
     assert lines[0] == (f"{photos / 'a.png'} -> {out / 'a.png'}: already painted with these settings "
                         "(--continue skips it)")
-    assert re.fullmatch(re.escape(f"{photos / 'b.png'} -> {out / 'b.png'}: 16×48 px; one size, 1 step at most; ")
-                        + r"about \d+\.\d GB of memory", lines[1]), lines[1]
+    assert re.fullmatch(re.escape(f"{photos / 'b.png'} -> {out / 'b.png'}: 16×48 px; one size, 1 step at most, ")
+                        + r"about \d+\.\d s on this machine; about \d+\.\d GB of memory", lines[1]), lines[1]
     assert lines[2] == (f"{photos / 'c.png'} -> {out / 'c.png'}: would fail: {photos / 'c.png'}: not an image file, "
                         "or not in a format impasto reads")
-    assert len(lines) == 3 and printed.err.endswith(
-        "impasto: dry run: nothing painted or written; 1 of 3 photos would fail\n")
+    assert len(lines) == 3 and re.fullmatch(r"impasto: dry run: nothing painted or written; about \d+\.\d s of "
+                                            r"painting in all; 1 of 3 photos would fail", printed.err.splitlines()[-1])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "photos"]  # no snapshots' folder, log or plot
     assert sorted(p.name for p in out.iterdir()) == ["a.png"] and (out / "a.png").read_bytes() == painted
     (photos / "c.png").unlink()
     assert main([*argv, "--print-size", "A4", "--dpi", "10", "--dry-run"]) == 0  # A4 at 10 dpi: 117 x 83 px
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith(f"{photos / 'a.png'} -> {out / 'a.png'}: 110×82 px, a 27.9 × 20.8 cm (11.0 × 8.2 in) "
-                               "print at 10 dpi; one size, 1 step at most; about ")  # another size: painted anew
+                               "print at 10 dpi; one size, 1 step at most, about ")  # another size: painted anew
     assert lines[1].startswith(f"{photos / 'b.png'} -> {out / 'b.png'}: 39×117 px, a 9.9 × 29.7 cm (3.9 × 11.7 in) "
                                "print at 10 dpi; one size")
     stylize(str(photos / "b.png"), painting, Config(max_size=48, iterations=3),  # b stopped after its second step
@@ -202,13 +204,29 @@ def test_a_dry_run_says_what_each_photo_would_do_and_writes_nothing(painting, tm
     assert main([*argv[:4], "-n", "3", "-s", "48", "--continue", "--dry-run", "-q"]) == 0
     assert capsys.readouterr().out.splitlines()[1].endswith(f" of memory; goes on from {out / 'b.png'} after step 2")
     assert main([str(photos / "b.png"), *argv[1:3], str(tmp_path / "b.png"), "-s", "1024", "--dry-run", "-q"]) == 0
-    assert re.fullmatch(r".* -> .*b\.png: 341×1024 px; 2 sizes \(512, 1024 px\), 250 steps at most; about \d+\.\d GB "
-                        r"of memory\n", capsys.readouterr().out)
+    assert re.fullmatch(r".* -> .*b\.png: 341×1024 px; 2 sizes \(512, 1024 px\), 250 steps at most, about .* on this "
+                        r"machine; about \d+\.\d GB of memory\n", capsys.readouterr().out)
     assert main([str(photos / "b.png"), *argv[1:3], str(tmp_path / "b.png"), "-s", "4096", "--max-memory", "1",
                  "--dry-run"]) == 2  # one photo that would fail: as painting it would
     assert "impasto: error: a 1365×4096 painting needs about" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "photos"]
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
+
+
+def test_a_dry_runs_time_counts_each_steps_pixels_and_how_the_run_fits_in_memory():
+    config = Config(max_size=1024)  # 150 steps at 512 px, then 100 at 1024 px
+    keeps, gives_back, checkpointed = MemoryPlan(False, True, 0.0), MemoryPlan(False, False, 0.0), \
+        MemoryPlan(True, False, 0.0)
+    # a 4:3 photo: 512×384 px (196 608) at 512; 1024×768 (786 432) at 1024, and the composition term's 196 608
+    work = 150 * 196_608 + 100 * (786_432 + 196_608)
+    assert runner._painting_seconds(config, (3000, 4000), keeps, 1e-6) == pytest.approx(work * 1e-6)
+    assert runner._painting_seconds(config, (3000, 4000), gives_back, 1e-6) == pytest.approx(work * 1.65e-6)
+    assert runner._painting_seconds(config, (3000, 4000), checkpointed, 1e-6) == pytest.approx(work * 1.65 * 1.35e-6)
+    stopped = ResumePoint(size_index=1, size=1024, steps_at_size=40, steps=190, seconds=60.0, total=250, inputs={})
+    assert runner._painting_seconds(config, (3000, 4000), keeps, 1e-6, stopped) == pytest.approx(60 * 983_040e-6)
+    alone = config.replace(composition_weight=0.0)  # no composition term: a 1024 px step computes its own pixels
+    assert runner._painting_seconds(alone, (3000, 4000), keeps, 1e-6) == pytest.approx(
+        (150 * 196_608 + 100 * 786_432) * 1e-6)
 
 
 def test_a_sheet_fits_each_photo_of_a_batch(photo, painting, tmp_path, capsys):
