@@ -146,6 +146,14 @@ class MemoryPlan:
     keeps_freed: bool  # freed blocks stay on the heap for the next step (``manage_freed_memory``)
     estimate: float  # bytes at the peak, in the chosen mode
 
+    @property
+    def slowdown(self) -> float:
+        """About how many times longer a step takes than one that keeps freed memory: giving it back
+        1.6-1.7 times, checkpointed 1.35 times again (benchmarks/README.md, Memory)."""
+        if self.keeps_freed:
+            return 1.0
+        return 1.65 * (1.35 if self.checkpointed else 1.0)
+
 
 def kept_tensors(layers: tuple[str, ...], pooling: str, value_bytes: int = 4) -> list[tuple[str, float]]:
     """(layer, bytes per input pixel) of each tensor the forward pass keeps for the backward pass.

@@ -110,11 +110,6 @@ def _duration(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60} min"
 
 
-# How much slower a step is when a run saves memory (benchmarks/README.md, Memory): giving freed
-# memory back 1.6-1.7 times, and checkpointed 1.35 times slower again.
-GIVING_BACK_SLOWER, CHECKPOINTED_SLOWER = 1.65, 1.35
-
-
 def _dry_run(args: argparse.Namespace, the_plan: Plan) -> int:
     """--dry-run: a line for each photo, on stdout, with what painting it would do and about how long
     it would take here (or why it would be skipped or fail), its images read and checked as painting
@@ -171,8 +166,7 @@ def _painting_seconds(config: Config, shape: tuple[int, int], memory: MemoryPlan
     steps = config.steps_per_size()
     if point:  # what is left: the rest of the size it stopped at, and the sizes after it
         steps = [0] * point.size_index + [steps[point.size_index] - point.steps_at_size] + steps[point.size_index + 1:]
-    slower = 1.0 if memory.keeps_freed else GIVING_BACK_SLOWER * (CHECKPOINTED_SLOWER if memory.checkpointed else 1)
-    return pace * slower * sum(n * pixels for n, pixels in zip(steps, pixels_per_step(config, *shape)))
+    return pace * memory.slowdown * sum(n * pixels for n, pixels in zip(steps, pixels_per_step(config, *shape)))
 
 
 def _seconds_per_pixel(job: Job, the_plan: Plan) -> float:

@@ -12,8 +12,8 @@ import torch
 from impasto.config import Config
 from impasto.errors import ConfigError
 from helpers import GLIBC, ON_GLIBC, bytes_mapped_for_a_new_block
-from impasto.memory import (GB, MODES, OVERHEAD, SLACK, available, estimate, kept_tensors, largest_fitting,
-                            manage_freed_memory, pass_bytes, plan, run_on_the_heap)
+from impasto.memory import (GB, MODES, OVERHEAD, SLACK, MemoryPlan, available, estimate, kept_tensors,
+                            largest_fitting, manage_freed_memory, pass_bytes, plan, run_on_the_heap)
 
 LAYERS = ("relu4_2", "relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 CPU = torch.device("cpu")
@@ -246,3 +246,9 @@ def test_a_run_in_another_thread_keeps_freed_memory_only_on_the_main_heap(heap):
         assert in_thread == 0
     else:  # a secondary heap maps large blocks whatever the setting: keeping them there would only hold more
         assert in_thread >= 16 << 20
+
+
+def test_a_run_that_saves_memory_counts_its_steps_slower():
+    assert MemoryPlan(checkpointed=False, keeps_freed=True, estimate=1.0).slowdown == 1.0
+    assert MemoryPlan(checkpointed=False, keeps_freed=False, estimate=1.0).slowdown == 1.65
+    assert MemoryPlan(checkpointed=True, keeps_freed=False, estimate=1.0).slowdown == pytest.approx(1.65 * 1.35)
