@@ -171,9 +171,10 @@ def _painting_seconds(config: Config, shape: tuple[int, int], memory: MemoryPlan
 
 def _seconds_per_pixel(job: Job, the_plan: Plan) -> float:
     """This machine's pace, in seconds per pixel of a step: the median of five steps of ``job`` at its
-    first size, after a first whose time also holds loading the model and the targets (the median, as
-    a shared machine can make one step much slower than the rest)."""
-    trial = job.config.replace(max_size=job.config.painted_sizes()[0], iterations=6, tolerance=0.0)
+    first size (at most 512 px, a few seconds whatever the print), after a first whose time also holds
+    loading the model and the targets (the median, as a shared machine can make one step much slower
+    than the rest)."""
+    trial = job.config.replace(max_size=min(job.config.painted_sizes()[0], 512), iterations=6, tolerance=0.0)
     elapsed: list[float] = []
     result = stylize(job.content, the_plan.styles, trial, callback=lambda event: elapsed.append(event.elapsed))
     step = statistics.median(later - earlier for earlier, later in zip(elapsed, elapsed[1:]))
