@@ -143,7 +143,7 @@ def _planned(args: argparse.Namespace, job: Job, the_plan: Plan, pace: Callable[
     """What painting ``job`` would do, and about how long it would take at ``pace`` (seconds per pixel
     of a step, timed on a job): "512×384 px; one size, 100 steps at most, about 1 min 10 s on this
     machine; about 1.0 GB of memory". Nothing and 0 s for a photo --continue skips."""
-    finished, resume = _continuing(args, job, the_plan) if args.continue_run else (False, args.resume)
+    finished, resume = _what_is_left(args, job, the_plan)
     if finished:
         return "already painted with these settings (--continue skips it)", 0.0
     memory, shape = planned_memory(job.content, the_plan.styles, job.config)
@@ -196,7 +196,7 @@ def _paint_or_skip(args: argparse.Namespace, the_plan: Plan, index: int, job: Jo
                    interrupts: "Interrupts", clock: "_BatchClock | None") -> str:
     """Paint photo number ``index`` (with --continue, only what is left of it): "painted", "skipped"
     (painted already), or "left" unpainted by a signal before its first step."""
-    finished, resume = _continuing(args, job, the_plan) if args.continue_run else (False, args.resume)
+    finished, resume = _what_is_left(args, job, the_plan)
     if finished:
         if not args.quiet:
             print(f"impasto: {job.output} is already painted with these settings; skipped (--continue)",
@@ -230,10 +230,14 @@ def _not_painted(jobs: list[Job]) -> str:
     return f"{len(names)} photo{'s' if len(names) > 1 else ''} not painted: {few_names(names)}"
 
 
-def _continuing(args: argparse.Namespace, job: Job, the_plan: Plan) -> tuple[bool, Path | None]:
-    """For --continue: whether ``job``'s output is already its painting with these settings and inputs,
-    and if not, the picture to go on from, the furthest along: that run stopped part way in the
-    output, or one of its --save-every snapshots (all that is left of a run killed outright)."""
+def _what_is_left(args: argparse.Namespace, job: Job, the_plan: Plan) -> tuple[bool, Any]:
+    """Whether ``job`` is painted already, and if not, the stopped picture to go on from (None: none).
+    Without --continue: not painted, and --resume's picture, if given. With it: painted when the
+    output is already its painting with these settings and inputs; else the picture furthest along,
+    that run stopped part way in the output, or one of its --save-every snapshots (all that is left
+    of a run killed outright)."""
+    if not args.continue_run:
+        return False, args.resume
     inputs, found = output_run(job, the_plan)
     if found.state == "finished":
         return True, None
