@@ -162,8 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="paint only what is left: skip a photo whose output is already its painting with these "
                             "settings, resume one stopped part way (a batch run again after a stop)")
     files.add_argument("--dry-run", action="store_true",
-                       help="paint nothing: check every photo and say, for each, its output, size, steps and "
-                            "memory, or why it would fail or be skipped")
+                       help="paint nothing: check every photo and say, for each, its output, size, steps, about "
+                            "how long it would take here and its memory, or why it would fail or be skipped")
     files.add_argument("--demo", action="store_true", help="paint the built-in sample photo in the built-in sample "
                        "style (to impasto-demo.png, unless -o names another file)")
     report = parser.add_argument_group("progress and reports")
