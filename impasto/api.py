@@ -132,6 +132,14 @@ def pixels_per_step(config: Config, height: int, width: int) -> list[int]:
     return [count + (first if k else 0) for k, count in enumerate(pixels)]
 
 
+def painting_work(config: Config, height: int, width: int, steps: Sequence[int] | None = None) -> int:
+    """The pixels that all the steps of a painting compute (``pixels_per_step`` times the steps at each
+    size: ``config.steps_per_size()``, or ``steps``). Times a machine's seconds per pixel of a step, it
+    is about how long the painting takes there: --dry-run and the web page count so."""
+    steps = config.steps_per_size() if steps is None else steps
+    return sum(n * pixels for n, pixels in zip(steps, pixels_per_step(config, height, width)))
+
+
 class _Painting:
     """A run's sizes painted in turn (coarse-to-fine), each from the last one's picture, from the
     start or from where a stopped run left off (``point``, with its ``stopped_image``).

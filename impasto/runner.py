@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from .api import pixels_per_step, planned_memory, stylize
+from .api import painting_work, pixels_per_step, planned_memory, stylize
 from .device import native_bfloat16, resolve_device
 from .result import Result
 from .resume import ResumePoint, resume_point
@@ -166,7 +166,7 @@ def _painting_seconds(config: Config, shape: tuple[int, int], memory: MemoryPlan
     steps = config.steps_per_size()
     if point:  # what is left: the rest of the size it stopped at, and the sizes after it
         steps = [0] * point.size_index + [steps[point.size_index] - point.steps_at_size] + steps[point.size_index + 1:]
-    return pace * memory.slowdown * sum(n * pixels for n, pixels in zip(steps, pixels_per_step(config, *shape)))
+    return pace * memory.slowdown * painting_work(config, *shape, steps)
 
 
 def _seconds_per_pixel(job: Job, the_plan: Plan) -> float:

@@ -461,3 +461,41 @@ def test_files_are_kept_per_job(client, uploads, tmp_path, images):
     assert sorted(p.name for p in folder.iterdir()) == ["content", "job.json", "result.png", "style-0"]
     assert (folder / "content").read_bytes() == (images / "content/golden_gate.jpg").read_bytes()
     assert json.loads((folder / "job.json").read_text())["status"] == "done"
+
+
+def test_the_estimate_gives_the_painting_size_and_no_time_before_a_job_was_timed(client):
+    for width, height, size in ((979, 734, [512, 384]), (734, 979, [384, 512]), (200, 100, [512, 256])):
+        answer = client.get(f"/api/estimate?width={width}&height={height}")
+        assert answer.status_code == 200 and answer.json() == {"seconds": None, "size": size}
+    assert client.get("/api/estimate?width=979&height=734&max_size=1000").json()["size"] == [1000, 750]
+
+
+def test_the_estimate_counts_every_steps_pixels_at_the_pace_of_the_last_job(tmp_path, uploads):
+    with TestClient(create_app(tmp_path)) as client:
+        job = submit(client, uploads(), max_size="48", iterations="12")
+        done = events(client, job["id"])[-1][1]
+        pace = json.loads((tmp_path / "jobs" / job["id"] / "job.json").read_text())["pace"]
+        assert done["status"] == "done" and done["step"] >= 11 and pace > 0
+        own = client.get("/api/estimate?width=979&height=734&max_size=48&iterations=12").json()
+        # the same steps less the first, whose time also held reading the images and the painting's targets
+        assert own["size"] == [48, 36] and 0 < own["seconds"] < done["elapsed"]
+        print_size = client.get("/api/estimate?width=979&height=734&max_size=1024&iterations=100").json()
+        # 150 steps of 512×384 px, then 100 of 1024×768 px, each with the 512 px picture of the composition term
+        assert print_size["seconds"] == pytest.approx(pace * (150 * 512 * 384 + 100 * (1024 * 768 + 512 * 384)),
+                                                      rel=1e-3)
+    with TestClient(create_app(tmp_path)) as restarted:  # the pace is kept with the job
+        again = restarted.get("/api/estimate?width=979&height=734&max_size=1024&iterations=100").json()
+        assert again == print_size
+
+
+@pytest.mark.parametrize("query, message", [
+    ("height=734", "width must be the photo's width in pixels, got ''"),
+    ("width=0&height=734", "width must be the photo's width in pixels, got '0'"),
+    ("width=979&height=7.5", "height must be the photo's height in pixels, got '7.5'"),
+    ("width=99999&height=99999", "a 99999x99999 photo is more than this server's 40,000,000 pixels"),
+    ("width=979&height=734&max_size=4096", "max_size 4096 is above this server's limit of 1024 px"),
+    ("width=979&height=734&seed=3", "unknown field 'seed'; send width, height and any of style_weight, max_size"),
+])
+def test_an_estimate_of_a_bad_query_gets_400(client, query, message):
+    answer = client.get(f"/api/estimate?{query}")
+    assert answer.status_code == 400 and message in answer.json()["error"]

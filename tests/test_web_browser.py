@@ -86,6 +86,8 @@ def test_paint_in_the_browser(server, page, images, tmp_path):
     assert page.inner_text("#drop-style .drop-name") == "starry_night.jpg"
     page.fill("#setting-max_size", "48")
     page.fill("#setting-iterations", "12")
+    estimate = "document.querySelector('#estimate').textContent"
+    page.wait_for_function(f"{estimate} === '48 × 36 px'")  # no time before the server has painted
     # Record every picture the stage shows.
     page.evaluate("""() => {
         window.shown = [];
@@ -106,6 +108,16 @@ def test_paint_in_the_browser(server, page, images, tmp_path):
         "(() => { const c = document.createElement('canvas'); const o = document.querySelector('#chart');"
         " c.width = o.width; c.height = o.height; return c.toDataURL(); })()")  # the loss curve was drawn
     assert page.is_hidden("#cancel") and not page.is_disabled("#paint")
+    # Now the server knows its pace: the time under Paint follows the settings.
+    page.wait_for_function(f"{estimate}.startsWith('48 × 36 px, about ')")
+    page.fill("#setting-max_size", "256")
+    page.wait_for_function(f"{estimate}.startsWith('256 × 192 px, about ')")
+    with urllib.request.urlopen(server + "api/estimate?width=979&height=734&max_size=256&iterations=12") as answer:
+        seconds = json.load(answer)["seconds"]
+    shown = page.evaluate(estimate)
+    assert shown.endswith(" s at this server's pace"), shown
+    assert float(shown.split("about ")[1].split(" ")[0]) == pytest.approx(seconds, abs=0.5 if seconds >= 10 else 0.05)
+    assert page.get_attribute("#paint", "aria-describedby") == "estimate"  # read out with the button
 
     with page.expect_download() as download:
         page.click("#download")

@@ -219,3 +219,14 @@ def test_messages_to_the_page_leave_out_the_servers_folders(tmp_path):
     job = Job("0" * 32, tmp_path / "jobs" / ("0" * 32), {}, "a.jpg", ["b.jpg"])
     message = f"{job.folder}/result.png: cannot write in folder {str(job.folder)!r} (Read-only file system)"
     assert _without_folder(message, job) == "result.png: cannot write in folder its folder (Read-only file system)"
+
+
+def test_a_jobs_pace_is_timed_after_its_first_step_by_the_pixels_of_each_step():
+    def event(step, scale, elapsed):
+        return impasto.ProgressEvent(step, 20, scale, 2, 1.0, {}, elapsed, image=None)
+
+    clock = jobs._Pace([100, 600])
+    assert clock.timed(event(1, 0, 5.0)) is None  # the setup's time: not a step's
+    assert [clock.timed(event(step, 0, 5.0 + (step - 1) * 0.1)) for step in range(2, 6)] == [None] * 4
+    assert clock.timed(event(6, 0, 5.5)) == pytest.approx(0.5 / 500)  # 5 steps of 100 px
+    assert clock.timed(event(7, 1, 5.5 + 0.45)) == pytest.approx(0.95 / 1100)  # and one of 600 px

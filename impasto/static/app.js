@@ -130,6 +130,7 @@ function chooseFile(kind, file) {
     showMessage(`This browser cannot show “${file.name}”; the server checks it when you press Paint.`, "info");
     $("message").dataset.about = kind;
   };
+  thumb.onload = updateEstimate;  // the photo's size is known now
   thumb.src = URL.createObjectURL(file);
   thumb.hidden = false;
   zone.classList.add("has-image");
@@ -149,6 +150,7 @@ function clearChoice(kind) {
   zone.querySelector(".drop-name").textContent = "";
   $(`${kind}-file`).value = "";  // choosing the same file again is a change too
   updatePaintButton();
+  updateEstimate();
 }
 
 const mb = (bytes) => (bytes / 2 ** 20).toFixed(bytes < 2 ** 20 ? 2 : 1);
@@ -236,7 +238,9 @@ function buildForm(settings, saved = savedSettings()) {
   form.append(reset);
   form.oninput = form.onchange = () => {
     try { localStorage.setItem(SAVED_SETTINGS, JSON.stringify(settingValues())); } catch { /* storage turned off */ }
+    updateEstimate();
   };
+  updateEstimate();
 }
 
 // The settings the user left the page with (a reload keeps them), as the form's text values.
@@ -299,6 +303,30 @@ function updatePaintButton() {
   // Why it waits, when the reason is not on the form: a painting (perhaps another tab's) is in progress.
   $("paint").title = busy() ? "A painting is in progress: Paint is ready again when it ends (or is cancelled)" : "";
   if (!state.view && files.content && files.style) setStatus("Ready: press Paint.", "");
+}
+
+// Under Paint: the picture's size and about how long painting it would take, at the pace of the
+// server's last painting (before its first, the size alone). Asked once the settings rest a moment.
+const estimate = { timer: null, asked: 0 };
+
+function updateEstimate() {
+  clearTimeout(estimate.timer);
+  estimate.timer = setTimeout(askEstimate, 250);
+}
+
+async function askEstimate() {
+  const asked = ++estimate.asked;  // a slower answer to an earlier question must not overwrite this one's
+  const thumb = $("drop-content").querySelector(".thumb");
+  let text = "";
+  if (files.content && !thumb.hidden && thumb.naturalWidth && $("settings").checkValidity()) {
+    const query = new URLSearchParams({ width: thumb.naturalWidth, height: thumb.naturalHeight, ...settingValues() });
+    try {
+      const answer = await api(`/api/estimate?${query}`);
+      text = `${answer.size[0]} × ${answer.size[1]} px` +
+        (answer.seconds === null ? "" : `, about ${formatTime(answer.seconds)} at this server's pace`);
+    } catch { /* a hint only: without an answer, none */ }
+  }
+  if (asked === estimate.asked) $("estimate").textContent = text;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -463,6 +491,7 @@ function finished(job) {
   updatePaintButton();
   showJob(job, state.points);
   announce($("status-text").textContent);
+  updateEstimate();  // at the pace of the painting just made
   if (hadFocus) (job.has_result ? $("download") : $("paint")).focus({ preventScroll: true });  // not lost to <body>
   refreshGallery();
 }

@@ -18,7 +18,7 @@ import shutil
 import threading
 import unicodedata
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,6 +36,7 @@ from starlette.staticfiles import StaticFiles
 from .. import Config, ConfigError, ImageError, ImpastoError, __version__, read_image
 from ..api import check_edges
 from ..config import MIN_SIZE, parse_setting
+from ..imageio import long_edge_shape
 from . import Limits
 from .jobs import FINISHED, Job, JobManager, QueueFull
 
@@ -80,6 +81,7 @@ def create_app(data_dir: str | Path, *, workers: int = 1, limits: Limits | None 
     routes = [
         Route("/", _index),
         Route("/api/settings", _settings),
+        Route("/api/estimate", _estimate),
         Route("/api/jobs", _list_jobs, methods=["GET"]),
         Route("/api/jobs", _create_job, methods=["POST"]),
         Route("/api/jobs/{job_id}", _get_job, methods=["GET"]),
@@ -129,6 +131,31 @@ async def _settings(request: Request) -> Response:
               for name in FORM_SETTINGS]
     return JSONResponse({"version": __version__, "settings": fields, "max_styles": MAX_STYLES,
                          "limits": dataclasses.asdict(limits)})
+
+
+async def _estimate(request: Request) -> Response:
+    """About how long a job would take: the query gives the photo's ``width`` and ``height`` and the
+    form's settings (those left out take their defaults, as for a job)."""
+    params, limits = request.query_params, request.app.state.limits
+    unknown = sorted(set(params.keys()) - {"width", "height", *FORM_SETTINGS})
+    if unknown:
+        raise HTTPException(400, f"unknown field {unknown[0]!r}; send width, height and any of "
+                                 f"{', '.join(FORM_SETTINGS)}")
+    width, height = _pixels(params, "width"), _pixels(params, "height")
+    if width * height > limits.max_pixels:
+        raise HTTPException(400, f"a {width}x{height} photo is more than this server's {limits.max_pixels:,} pixels")
+    config = _config(params, limits)
+    painted = long_edge_shape(height, width, config.max_size)
+    seconds = request.app.state.manager.estimate(config, height, width)
+    return JSONResponse({"seconds": seconds and round(seconds, 1), "size": [painted[1], painted[0]]})
+
+
+def _pixels(params: Mapping[str, str], name: str) -> int:
+    """The query's ``name``, a photo's width or height in pixels."""
+    text = params.get(name, "")
+    if not re.fullmatch(r"[0-9]{1,6}", text) or int(text) < 1:
+        raise HTTPException(400, f"{name} must be the photo's {name} in pixels, got {text[:20]!r}")
+    return int(text)
 
 
 async def _list_jobs(request: Request) -> Response:
@@ -351,8 +378,9 @@ async def _new_job(form: FormData, manager: JobManager, limits: Limits) -> dict[
         raise
 
 
-def _config(form: FormData, limits: Limits) -> Config:
-    """The Config of a request: the defaults within this server's limits, with the settings the form gives."""
+def _config(form: Mapping[str, Any], limits: Limits) -> Config:
+    """The Config of a request: the defaults within this server's limits, with the settings the form
+    (or the query) gives."""
     values: dict[str, Any] = {}
     for name in FORM_SETTINGS:
         raw = form.get(name)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import Config, ImpastoError, ProgressEvent, Result, stylize
+from ..api import painting_work, pixels_per_step
 from ..imageio import header_size, read_metadata, save_image, to_pil, write_atomic
 from ..plot import loss_kinds
 
@@ -35,7 +36,8 @@ JOB_ID = re.compile(r"[0-9a-f]{32}")
 _NUMBER, _NONE = (int, float), type(None)
 _FIELD_TYPES = {"status": str, "created": _NUMBER, "finished": (*_NUMBER, _NONE), "step": int, "total": int,
                 "elapsed": _NUMBER, "loss": (*_NUMBER, _NONE), "points": list, "stop_reason": (str, _NONE),
-                "error": (str, _NONE), "size": (list, _NONE), "stopped_at": (dict, _NONE)}  # job.json's, checked when read
+                "error": (str, _NONE), "size": (list, _NONE), "stopped_at": (dict, _NONE),
+                "pace": (*_NUMBER, _NONE)}  # job.json's, checked when read
 FINISHED = ("done", "cancelled", "failed")  # the other states: "queued", "running"
 INTERRUPTED = "the server stopped before this job finished"
 # Ctrl-C on the server cancels its jobs: the page must not call that the user's Cancel.
@@ -45,6 +47,8 @@ STOPPED_WAITING = "the server was stopped before this job started"
 # checkpoint takes ~30 ms to write at 512 px, ~1.2 s at 4K (measured on pixel noise, PNG's worst
 # case), against a minute of steps.
 CHECKPOINT_SECONDS = 60.0
+# A job's pace is taken once this many steps after its first are timed: that of fewer is noise.
+PACE_STEPS = 5
 
 
 class QueueFull(Exception):
@@ -72,6 +76,7 @@ class Job:
     error: str | None = None
     size: list[int] | None = None  # [width, height] of the result
     stopped_at: dict[str, int] | None = None  # where a cancelled run stopped (Result.stopped_at): it can resume
+    pace: float | None = None  # seconds per pixel of a step, as its run went (see JobManager.estimate)
     finished: float | None = None
     preview: bytes | None = None  # the latest preview PNG (memory only)
     preview_step: int = 0
@@ -123,7 +128,7 @@ class Job:
 
     def to_json(self) -> dict[str, Any]:
         keys = ("id", "status", "created", "finished", "content_name", "style_names", "settings", "step",
-                "total", "elapsed", "loss", "points", "stop_reason", "error", "size", "stopped_at")
+                "total", "elapsed", "loss", "points", "stop_reason", "error", "size", "stopped_at", "pace")
         return {key: getattr(self, key) for key in keys}
 
     @classmethod
@@ -155,6 +160,7 @@ class JobManager:
         self._threads: list[threading.Thread] = []
         self._listeners: dict[str, set[Callable[[], None]]] = {}
         self._stopping = threading.Event()
+        self.pace: float | None = None  # the last timed job's: see estimate
         self._load()
 
     # --- Jobs ---
@@ -184,6 +190,17 @@ class JobManager:
                 job.status, job.error = "failed", "its result.png is missing from the data folder"
                 log.warning("job %s: %s", job.id, job.error)
             self.jobs[job.id] = job
+        timed = [job for job in self.jobs.values() if job.pace]
+        if timed:
+            self.pace = max(timed, key=lambda job: (job.finished or job.created, job.created)).pace
+
+    def estimate(self, config: Config, height: int, width: int) -> float | None:
+        """About how many seconds painting a photo of ``height`` × ``width`` with ``config`` takes on this
+        server, each step counted by the pixels it computes, at the pace of the last job timed (the one
+        painting now, else the newest in the data folder); None before any job was timed. Like a job's
+        own time left, it leaves out the first step's setup (a second or two)."""
+        pace = self.pace
+        return pace * painting_work(config, height, width) if pace else None
 
     @staticmethod
     def _take_checkpoint(job: Job) -> None:
@@ -349,6 +366,8 @@ class JobManager:
     def _run(self, job: Job) -> None:
         resume = job.result_path if job.stopped_at else None
         checkpointed = time.monotonic()
+        photo = header_size(job.content_path)  # (width, height): a step's pixels count alike either way round
+        clock: _Pace | None = None
 
         def on_step(event: ProgressEvent) -> bool:
             nonlocal checkpointed
@@ -357,6 +376,9 @@ class JobManager:
                 checkpointed = time.monotonic()
             job.step, job.total, job.loss, job.elapsed = event.step, event.total, event.loss, event.elapsed
             job.seconds_left = event.seconds_left
+            pace = clock and clock.timed(event)
+            if pace:
+                job.pace = self.pace = pace
             kinds = loss_kinds(event.losses)
             job.points.append([event.step, event.loss, kinds.get("content", 0.0), kinds.get("style", 0.0)])
             if job.preview is None or event.step % self.preview_every == 0 or event.step == event.total:
@@ -366,6 +388,7 @@ class JobManager:
 
         try:
             config = Config.from_saved(job.settings)
+            clock = _Pace(pixels_per_step(config, *photo)) if photo else None
             result = stylize(job.content_path, job.style_paths, config, callback=on_step, resume=resume)
         except ImpastoError as e:
             message = _without_folder(str(e), job)
@@ -418,6 +441,25 @@ class JobManager:
             job.save()
         except ImpastoError as e:
             log.warning("cannot save job %s: %s", job.id, e)
+
+
+class _Pace:
+    """A run's seconds per pixel of a step (``pixels_per_step``), timed over its steps after its first,
+    whose time also holds reading the images and computing the painting's targets; taken from the
+    ``PACE_STEPS``-th on, as a few steps' pace is noise."""
+
+    def __init__(self, per_step: list[int]) -> None:
+        self.per_step, self.work, self.steps = per_step, 0, 0
+        self.first: tuple[float, int] | None = None  # elapsed seconds and work after this run's first step
+
+    def timed(self, event: ProgressEvent) -> float | None:
+        self.work += self.per_step[event.scale]
+        if self.first is None:
+            self.first = (event.elapsed, self.work)
+        self.steps += 1
+        if self.steps <= PACE_STEPS:
+            return None
+        return (event.elapsed - self.first[0]) / (self.work - self.first[1])
 
 
 def _without_folder(message: str, job: Job) -> str:
