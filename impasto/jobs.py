@@ -83,6 +83,7 @@ def plan(args: argparse.Namespace) -> Plan:
         if args.content and len(styles) > 1 and not args.quiet:  # "impasto -c a.jpg photo.jpg art.jpg" meant one
             print(f"impasto: note: with --content, every other image is a painting: blending {len(styles)} "
                   f"({', '.join(styles)})", file=sys.stderr)
+        _note_photos_painted_in_their_own_style(contents, styles, args.quiet)
         contents = [photo for c in contents for photo in _expand(c, styles, args.quiet)]
     return _finish_plan(args, config, contents, styles, batch)
 
@@ -99,6 +100,16 @@ def _check_named(args: argparse.Namespace, contents: list[str], styles: list[str
         raise ConfigError("no -o OUTPUT: name the file to write, -o out.png say (for a batch, a folder or a template)")
     if not args.output.strip():
         raise ConfigError("-o is empty: name the file to write, -o out.png say")
+
+
+def _note_photos_painted_in_their_own_style(contents: list[str], styles: list[str], quiet: bool) -> None:
+    """A photo given as a painting too is painted in its own style: a valid run, if an odd one, and more
+    likely a slip (a name completed twice), which a note shows before the painting's minutes are spent.
+    A folder leaves its paintings out itself (``_expand``)."""
+    paintings = {_file_key(style) for style in styles}
+    for photo in contents:
+        if not quiet and not Path(photo).is_dir() and _file_key(photo) in paintings:
+            print(f"impasto: note: {photo} is the painting too, so it is painted in its own style", file=sys.stderr)
 
 
 def _expand(content: str, styles: list[str], quiet: bool) -> list[str]:

@@ -456,6 +456,17 @@ def test_with_content_every_other_image_is_a_painting_and_a_note_says_so(photo, 
     assert read_metadata(tmp_path / "out.png")["inputs"]["paths"]["style"] == art
 
 
+def test_a_photo_given_as_its_own_painting_is_painted_so_with_a_note(images, painting, tmp_path, capsys):
+    photo = images / "content/golden_gate.jpg"
+    same_file = str(photo.parent / ".." / "content" / photo.name)  # another name for it
+    assert main([str(photo), same_file, "-o", str(tmp_path / "self.png"), *QUICK[1:]]) == 0
+    assert (f"impasto: note: {photo} is the painting too, so it is painted in its own style"
+            in capsys.readouterr().err)
+    assert main([str(photo), painting, "-o", str(tmp_path / "other.png"), *QUICK[1:]]) == 0
+    assert main([str(photo), same_file, "-o", str(tmp_path / "quiet.png"), *QUICK]) == 0
+    assert "own style" not in capsys.readouterr().err
+
+
 def test_braces_in_one_photos_name_are_kept_and_a_batch_needs_known_placeholders(images, painting, tmp_path, capsys):
     photo = str(images / "content/golden_gate.jpg")
     assert main([photo, painting, "-o", str(tmp_path / "final {v2}.png"), *QUICK]) == 0
