@@ -10,7 +10,6 @@ import argparse
 import contextlib
 import functools
 import json
-import math
 import os
 import shlex
 import signal
@@ -30,7 +29,7 @@ from .resume import ResumePoint, resume_point
 from .cli import EXIT_FAILED, EXIT_OK, as_typed, config_to_toml
 from .config import Config, printed_length
 from .errors import AGAIN, EXIT_SIGNAL, NOTHING_WRITTEN, ImageError, ImpastoError, Interrupted
-from .imageio import header_size, long_edge_shape, save_image
+from .imageio import header_size, save_image
 from .jobs import Job, Plan, few_names, output_run, plan, run_of, snapshot_path, snapshot_step
 from .memory import GB, MemoryPlan
 from .optimize import ProgressEvent
@@ -580,11 +579,11 @@ class Progress:
 
 
 class _BatchClock:
-    """The time a batch has left: its photo's own, and the photos after it at the pace, per pixel,
-    of those painted so far (before the first is done, at the pace the first is taking)."""
+    """The time a batch has left: its photo's own, and the photos after it at the pace, per pixel of a
+    step, of those painted so far (before the first is done, at the pace the first is taking)."""
 
     def __init__(self, pixels: list[int]) -> None:
-        self.pixels = pixels  # each photo's painting's, 0 for one that will not be painted
+        self.pixels = pixels  # each photo's painting's work (api.painting_work), 0 for one not to be painted
         self.seconds: dict[int, float] = {}  # each photo's painting time so far, by its index
 
     def seconds_left(self, index: int, elapsed: float, left: float) -> float | None:
@@ -601,8 +600,8 @@ class _BatchClock:
 
 
 def _pixels_to_paint(args: argparse.Namespace, job: Job, the_plan: Plan) -> int:
-    """The pixels of ``job``'s painting, from its photo's header; 0 where it cannot be read (painting
-    it will say why) or where --continue will skip it, painted already."""
+    """The pixels that the steps of ``job``'s painting compute (``painting_work``), from its photo's
+    header; 0 where it cannot be read (painting it will say why) or where --continue will skip it."""
     size = header_size(job.content) if isinstance(job.content, (str, os.PathLike)) else None
     if size is None:
         return 0
@@ -612,7 +611,7 @@ def _pixels_to_paint(args: argparse.Namespace, job: Job, the_plan: Plan) -> int:
                 return 0
         except ImpastoError:  # an input that cannot be read fails the photo when it is painted
             pass
-    return math.prod(long_edge_shape(*size, job.config.max_size))
+    return painting_work(job.config, *size)  # (width, height): the pixels count alike either way round
 
 
 def _forget_logged_steps(log: TextIO, content: str, output: str, first: int) -> None:
