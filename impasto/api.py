@@ -32,7 +32,7 @@ from .optimize import Callback, LoopState, ProgressEvent, optimize
 from .postprocess import denoise, despeckle
 from .result import Result
 from .resume import ResumePoint, resumed_run
-from .vgg import LAYER_NAMES, VGGFeatures, check_weights_file, load_weights, smallest_edge
+from .vgg import LAYER_NAMES, VGGFeatures, check_weights_file, conv_work, load_weights, smallest_edge
 
 
 def stylize(
@@ -125,11 +125,14 @@ def _planned_memory(config: Config, images: _Images, bfloat16: bool) -> MemoryPl
 def pixels_per_step(config: Config, height: int, width: int) -> list[int]:
     """The pixels a step computes at each size of ``config.sizes()``, for a photo of ``height`` ×
     ``width``: the picture's at that size and, at each size after the first, the first size's too
-    (the composition term). A step's time grows with them: the time left counts so, and so does
+    (the composition term), counted as pixels of the whole network: those of the sizes after the
+    first by the share of its work that their shorter network does (``config.refining()``: 0.77
+    without relu5_1). A step's time grows with them: the time left counts so, and so does
     --dry-run's estimate (a 1024 px step took 4.75 times a 512 px one on 2 cores, for 5 times the pixels)."""
     pixels = [math.prod(long_edge_shape(height, width, size)) for size in config.sizes()]
     first = pixels[0] if config.composition_weight else 0
-    return [count + (first if k else 0) for k, count in enumerate(pixels)]
+    shorter = conv_work(config.refining().layers) / conv_work(config.layers)
+    return [round(count * shorter) + first if k else count for k, count in enumerate(pixels)]
 
 
 def painting_work(config: Config, height: int, width: int, steps: Sequence[int] | None = None) -> int:
@@ -259,10 +262,17 @@ class _Painting:
 
     def _objective(self, content_image: torch.Tensor, style_images: list[torch.Tensor],
                    masks: list[torch.Tensor] | None) -> Objective | WithComposition:
-        objective = _objective(self.extractor, content_image, style_images, self.config, self.images.device, masks)
+        """The first size's objective; at each size after it, that of ``config.refining()``, on a network
+        that ends at its deepest layer, and with the composition term."""
         if self._first is None:
+            objective = _objective(self.extractor, content_image, style_images, self.config, self.images.device,
+                                   masks)
             self._first = objective
-        elif self.config.composition_weight:
+            return objective
+        config = self.config.refining()
+        extractor = _extractor(config, self.images.device, self.extractor.checkpointed)
+        objective = _objective(extractor, content_image, style_images, config, self.images.device, masks)
+        if self.config.composition_weight:
             objective = WithComposition(objective, self._first, self.config.composition_weight)
         return objective
 

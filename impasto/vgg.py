@@ -140,6 +140,15 @@ def _conv_channels() -> list[tuple[int, int]]:
     return channels
 
 
+def conv_work(layers: list[str] | tuple[str, ...]) -> float:
+    """Multiply-adds per pixel of the picture of the convolutions up to the deepest of ``layers`` (a
+    convolution of block b sees 4^(b-1) times fewer positions): what a step's time follows, for the
+    depth of the network it runs."""
+    deepest = max(LAYER_NAMES.index(name) for name in layers)
+    convs = [name for name in LAYER_NAMES[: deepest + 1] if name.startswith("conv")]
+    return sum(in_ch * out_ch * 9 / 4 ** (int(name[4]) - 1) for (in_ch, out_ch), name in zip(_conv_channels(), convs))
+
+
 def _from_quantised(state: dict, path: Path) -> VGGWeights:
     convs = []
     for (in_ch, out_ch), name in zip(_conv_channels(), CONV_NAMES):

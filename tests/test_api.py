@@ -9,7 +9,7 @@ from PIL import Image
 
 import impasto
 from impasto import api
-from impasto.api import check_edges, initial_image, load_extractor
+from impasto.api import check_edges, initial_image, load_extractor, pixels_per_step
 from impasto.device import resolve_device
 from impasto.errors import Interrupted
 from impasto.imageio import long_edge_shape, read_metadata, resize_to_long_edge
@@ -127,7 +127,8 @@ def test_progress_events(painted):
 
 def test_the_time_left_weighs_each_step_by_the_pixels_it_computes(images):
     events = []
-    config = impasto.Config(max_size=64, min_size=32, coarse_iterations=4, iterations=4, tolerance=0.0)
+    config = impasto.Config(max_size=64, min_size=32, coarse_iterations=4, iterations=4, tolerance=0.0,
+                            refine_style_layers=())  # the whole network at every size
     assert config.sizes() == [32, 64]
     impasto.stylize(images / "content/golden_gate.jpg", images / "style/starry_night.jpg", config,
                     callback=events.append)
@@ -144,6 +145,14 @@ def test_the_time_left_weighs_each_step_by_the_pixels_it_computes(images):
                     config.replace(composition_weight=0.0), callback=alone.append)
     assert alone[3].seconds_left == pytest.approx(16 * (alone[3].elapsed - alone[0].elapsed) / 3)
     assert alone[0].seconds_left is None
+
+
+def test_a_step_after_the_first_size_counts_the_work_of_its_shorter_network():
+    config = impasto.Config(max_size=1024)  # 512 px, then 1024 px without relu5_1: the network ends at relu4_2
+    # Multiply-adds per pixel: to relu5_1, 361 152; the last three convolutions, at 1/64 and 1/256 of
+    # the positions, are 2 × 36 864 + 9216 of them.
+    assert pixels_per_step(config, 734, 979) == [512 * 384, round(1024 * 768 * (361152 - 82944) / 361152) + 512 * 384]
+    assert pixels_per_step(config.replace(refine_style_layers=()), 734, 979) == [512 * 384, 1024 * 768 + 512 * 384]
 
 
 def test_same_seed_same_image(images):
@@ -459,6 +468,13 @@ def test_coarse_to_fine_schedule(images):
                             config.replace(composition_weight=0.0))
     assert not any("@" in k for row in alone.history for k in row)
     assert not torch.equal(alone.image, result.image)  # the term moved the pixels (a run repeats exactly here)
+    # relu5_1 is scored at the first size only (refine_style_layers), unless every layer is kept everywhere.
+    assert ["style/relu5_1" in e.losses for e in events] == [True] * 4 + [False] * 5
+    assert all("style/relu5_1@32px" in e.losses for e in events[4:])
+    everywhere = impasto.stylize(images / "content/golden_gate.jpg", images / "style/starry_night.jpg",
+                                 config.replace(refine_style_layers=()))
+    assert all("style/relu5_1" in row for row in everywhere.history)
+    assert not torch.equal(everywhere.image, result.image)
 
 
 def test_a_size_that_stops_early_lowers_the_total(images):

@@ -156,6 +156,22 @@ def test_saved_settings_of_an_older_version_repeat_its_picture():
         Config.from_saved([])
 
 
+def test_the_sizes_after_the_first_leave_out_relu5_1_each_other_layer_at_its_weight():
+    refining = Config().refining()
+    assert refining.style_layers == ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
+    assert refining.style_layer_weights == (1.0,) * 4 and refining.style_weight == 160.0  # 40 a layer, as in all 5
+    weighted = Config(style_layer_weights=(1, 1, 1, 1, 4), style_weight=100).refining()
+    assert weighted.style_layer_weights == (1.0,) * 4 and weighted.style_weight == 50.0
+    for kept in (Config(refine_style_layers=()), Config(style_layers=("relu1_1", "relu2_1")),
+                 Config(style_layers=("relu5_1",)), Config(style_layer_weights=(0, 0, 0, 0, 1))):
+        assert kept.refining() is kept  # nothing to leave out, or nothing that would be left
+    assert Config(refine_style_layers=("relu1_1",)).refining().style_layers == ("relu1_1",)
+    with pytest.raises(ConfigError, match="unknown VGG-19 layer 'relu6_1'"):
+        Config(refine_style_layers=("relu6_1",))
+    older = {k: v for k, v in Config().to_dict().items() if k != "refine_style_layers"}  # 0.12.0's and before
+    assert Config.from_saved(older).refine_style_layers == ()
+
+
 def test_a_print_size_is_read_in_its_unit_and_made_pixels_at_the_dpi():
     assert print_inches("16.5in") == print_inches('16.5"') == print_inches(" 16.5 IN ") == 16.5
     assert print_inches("42cm") == pytest.approx(16.5354, abs=1e-4) and print_inches(".5in") == 0.5
