@@ -127,11 +127,14 @@ def _given_in_memory(inputs: dict[str, Any], key: str) -> list[bool]:
 
 def _as_compared(config: Config, name: str) -> Any:
     """A setting of ``config`` as resuming compares it: the learning rate in force (an empty one is the
-    optimizer's default), files by how many there are (their contents are compared by fingerprint, as
-    their paths may differ)."""
+    optimizer's default), the style layers the sizes after the first keep, files by how many there are
+    (their contents are compared by fingerprint, as their paths may differ)."""
     value = getattr(config, name)
     if name == "learning_rate":
         return config.step_size
+    if name == "refine_style_layers":  # what it leaves out, where there are sizes after the first: a one-size
+        # painting of a version before it is this version's painting
+        return config.refining().style_layers if len(config.painted_sizes()) > 1 else None
     if name == "init" and value not in INITS:
         return "an image file"
     if name == "masks":

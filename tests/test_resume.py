@@ -5,6 +5,7 @@ import torch
 
 import impasto
 from impasto.imageio import read_metadata
+from impasto.resume import differing_setting
 
 from helpers import TWO_SIZES
 
@@ -172,3 +173,12 @@ def test_resume_refuses_what_cannot_be_resumed(stopped, tmp_path):
         impasto.stylize(impasto.read_image(photo), art, config, resume=path)  # the same photo, given in memory
     with pytest.raises(impasto.ConfigError, match="stopped.png: painted with max_size 64, not 512"):
         impasto.resume_point(path, None)  # None is the default Config, as for stylize
+
+
+def test_a_one_size_painting_of_a_version_before_refine_style_layers_is_this_versions():
+    older = impasto.Config(refine_style_layers=())  # as Config.from_saved reads a 0.12.0 picture's settings
+    assert differing_setting(impasto.Config(), older) is None  # 512 px: one size, nothing left out anywhere
+    four, five = ("relu1_1", "relu2_1", "relu3_1", "relu4_1"), ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+    print_size = older.replace(max_size=1024)  # two sizes: the second painted with relu5_1 then, without it now
+    assert differing_setting(impasto.Config(max_size=1024), print_size) == ("refine_style_layers", four, five)
+    assert differing_setting(impasto.Config(max_size=1024, refine_style_layers=five), print_size) is None
