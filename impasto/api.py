@@ -233,13 +233,15 @@ class _Painting:
             return Result(at.image, self.config, self.state.history[:rows], {"total": seconds}, "cancelled",
                           stopped_at=stopped_at, resumed_from=self.resumed_from, image_step=at.step,
                           **self.result_fields)
-        return callback(dataclasses.replace(event, _as_stopped=stopped_here, seconds_left=self._seconds_left(event)))
+        pace, seconds_left = self._pace_and_time_left(event)
+        return callback(dataclasses.replace(event, _as_stopped=stopped_here, pace=pace, seconds_left=seconds_left))
 
-    def _seconds_left(self, event: ProgressEvent) -> float | None:
-        """The time the run has left, at the pace of its steps since this call's first: that one also
-        holds loading the model and the painting's targets (at 512 px on 2 cores, 2.2 s against 0.7 s
-        a step), and it has no pace of its own, so it gets None. Each step counts as the pixels it
-        computes (``pixels_per_step``); steps before this size are counted as its earlier sizes' in order."""
+    def _pace_and_time_left(self, event: ProgressEvent) -> tuple[float | None, float | None]:
+        """The pace of the run's steps since this call's first, in seconds per pixel of a step, and the
+        time the run has left at it. The first step also holds loading the model and the painting's
+        targets (at 512 px on 2 cores, 2.2 s against 0.7 s a step), and it has no pace of its own, so
+        it gets None. Each step counts as the pixels it computes (``pixels_per_step``); steps before
+        this size are counted as its earlier sizes' in order."""
         scale, later = event.scale, self.steps[event.scale + 1:]
         left_here = event.total - event.step - sum(later)
         here = self.steps[scale] - left_here  # steps made at this size
@@ -250,10 +252,11 @@ class _Painting:
                                                   for steps, per_step in zip(later, self.work[scale + 1:]))
         if self._first_step is None:
             self._first_step = (event.elapsed, done)
-        if not left:
-            return 0.0
         seconds, work_done = event.elapsed - self._first_step[0], done - self._first_step[1]
-        return seconds / work_done * left if work_done > 0 else None
+        pace = seconds / work_done if work_done > 0 else None
+        if not left:
+            return pace, 0.0
+        return pace, None if pace is None else pace * left
 
     def _steps_at_size(self, scale: int, iterations: int, total: int, step: int) -> int:
         """Steps made at size number ``scale`` after ``step`` steps of a run of at most ``total``: all of

@@ -50,6 +50,9 @@ class ProgressEvent:
     # that a print's estimate holds from its first, small size on; set by stylize from its second step
     # (None at the first, whose time holds the setup too, and elsewhere).
     seconds_left: float | None = None
+    # The pace of the run's steps after its first, in seconds per pixel of a step (api.pixels_per_step),
+    # which seconds_left counts at; set by stylize from its second step.
+    pace: float | None = None
     # Set by stylize: builds ``stopped_here``'s Result (a run's context, which this loop does not know).
     _as_stopped: Callable[[ProgressEvent], Result] | None = field(default=None, repr=False, compare=False)
 

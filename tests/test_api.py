@@ -140,6 +140,7 @@ def test_the_time_left_weighs_each_step_by_the_pixels_it_computes(images):
         assert event.seconds_left == pytest.approx((event.elapsed - events[0].elapsed) / (made - 1) * (24 - made))
     pace = (events[3].elapsed - events[0].elapsed) / 3  # at the first size's end: 20 units left
     assert events[3].seconds_left == pytest.approx(20 * pace)
+    assert events[0].pace is None and events[3].pace == pytest.approx(pace / (32 * 24))  # per pixel of a step
     alone = []  # without the composition term a 64 px step is four units
     impasto.stylize(images / "content/golden_gate.jpg", images / "style/starry_night.jpg",
                     config.replace(composition_weight=0.0), callback=alone.append)

@@ -477,13 +477,12 @@ def test_the_estimate_counts_every_steps_pixels_at_the_pace_of_the_last_job(tmp_
         pace = json.loads((tmp_path / "jobs" / job["id"] / "job.json").read_text())["pace"]
         assert done["status"] == "done" and done["step"] >= 11 and pace > 0
         own = client.get("/api/estimate?width=979&height=734&max_size=48&iterations=12").json()
-        # the same steps less the first, whose time also held reading the images and the painting's targets
-        assert own["size"] == [48, 36] and 0 < own["seconds"] < done["elapsed"]
+        assert own["size"] == [48, 36] and own["seconds"] == pytest.approx(pace * 12 * 48 * 36, rel=5e-3)
         print_size = client.get("/api/estimate?width=979&height=734&max_size=1024&iterations=100").json()
         # 150 steps of 512×384 px, then 100 of 1024×768 px, on a network without relu5_1's three last
         # convolutions (0.77 of its multiply-adds), each with the 512 px picture of the composition term
         work = 150 * 512 * 384 + 100 * (round(1024 * 768 * 278208 / 361152) + 512 * 384)
-        assert print_size["seconds"] == pytest.approx(pace * work, rel=1e-3)
+        assert print_size["seconds"] == pytest.approx(pace * work, rel=5e-3)  # given to three figures
     with TestClient(create_app(tmp_path)) as restarted:  # the pace is kept with the job
         again = restarted.get("/api/estimate?width=979&height=734&max_size=1024&iterations=100").json()
         assert again == print_size

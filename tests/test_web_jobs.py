@@ -221,12 +221,18 @@ def test_messages_to_the_page_leave_out_the_servers_folders(tmp_path):
     assert _without_folder(message, job) == "result.png: cannot write in folder its folder (Read-only file system)"
 
 
-def test_a_jobs_pace_is_timed_after_its_first_step_by_the_pixels_of_each_step():
-    def event(step, scale, elapsed):
-        return impasto.ProgressEvent(step, 20, scale, 2, 1.0, {}, elapsed, image=None)
 
-    clock = jobs._Pace([100, 600])
-    assert clock.timed(event(1, 0, 5.0)) is None  # the setup's time: not a step's
-    assert [clock.timed(event(step, 0, 5.0 + (step - 1) * 0.1)) for step in range(2, 6)] == [None] * 4
-    assert clock.timed(event(6, 0, 5.5)) == pytest.approx(0.5 / 500)  # 5 steps of 100 px
-    assert clock.timed(event(7, 1, 5.5 + 0.45)) == pytest.approx(0.95 / 1100)  # and one of 600 px
+def test_a_jobs_pace_is_kept_from_the_fifth_step_after_its_first(tmp_path, images):
+    manager = JobManager(tmp_path)
+    short, long = _queue_jobs(manager, images, 2)
+    short.settings = impasto.Config(max_size=32, iterations=5, tolerance=0.0).to_dict()  # 4 steps after its first
+    long.settings = impasto.Config(max_size=32, iterations=6, tolerance=0.0).to_dict()
+    manager.start()
+    try:
+        _wait_until_finished([short, long])
+    finally:
+        manager.stop()
+    assert short.pace is None and long.pace > 0 and manager.pace == long.pace
+    assert JobManager(tmp_path).pace == long.pace  # kept in its job.json
+    work = 150 * 512 * 384 + 100 * (round(1024 * 768 * 278208 / 361152) + 512 * 384)  # as test_web counts it
+    assert manager.estimate(impasto.Config(max_size=1024), 734, 979) == pytest.approx(long.pace * work)

@@ -147,7 +147,8 @@ async def _estimate(request: Request) -> Response:
     config = _config(params, limits)
     painted = long_edge_shape(height, width, config.max_size)
     seconds = request.app.state.manager.estimate(config, height, width)
-    return JSONResponse({"seconds": seconds and round(seconds, 1), "size": [painted[1], painted[0]]})
+    # three figures: a tiny painting's fraction of a second stays one, a print's minutes lose nothing worth having
+    return JSONResponse({"seconds": seconds and float(f"{seconds:.3g}"), "size": [painted[1], painted[0]]})
 
 
 def _pixels(params: Mapping[str, str], name: str) -> int:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import Config, ImpastoError, ProgressEvent, Result, stylize
-from ..api import painting_work, pixels_per_step
+from ..api import painting_work
 from ..imageio import header_size, read_metadata, save_image, to_pil, write_atomic
 from ..plot import loss_kinds
 
@@ -47,7 +47,8 @@ STOPPED_WAITING = "the server was stopped before this job started"
 # checkpoint takes ~30 ms to write at 512 px, ~1.2 s at 4K (measured on pixel noise, PNG's worst
 # case), against a minute of steps.
 CHECKPOINT_SECONDS = 60.0
-# A job's pace is taken once this many steps after its first are timed: that of fewer is noise.
+# A job's pace (ProgressEvent.pace) is kept once this many steps after its first are timed: that of
+# fewer is noise.
 PACE_STEPS = 5
 
 
@@ -366,19 +367,18 @@ class JobManager:
     def _run(self, job: Job) -> None:
         resume = job.result_path if job.stopped_at else None
         checkpointed = time.monotonic()
-        photo = header_size(job.content_path)  # (width, height): a step's pixels count alike either way round
-        clock: _Pace | None = None
+        first_step: int | None = None  # this run's (a resumed one's is past the stopped part's)
 
         def on_step(event: ProgressEvent) -> bool:
-            nonlocal checkpointed
+            nonlocal checkpointed, first_step
             if time.monotonic() - checkpointed >= self.checkpoint_seconds:
                 self._checkpoint(job, event.stopped_here())
                 checkpointed = time.monotonic()
             job.step, job.total, job.loss, job.elapsed = event.step, event.total, event.loss, event.elapsed
             job.seconds_left = event.seconds_left
-            pace = clock and clock.timed(event)
-            if pace:
-                job.pace = self.pace = pace
+            first_step = first_step or event.step
+            if event.pace and event.step - first_step >= PACE_STEPS:
+                job.pace = self.pace = event.pace
             kinds = loss_kinds(event.losses)
             job.points.append([event.step, event.loss, kinds.get("content", 0.0), kinds.get("style", 0.0)])
             if job.preview is None or event.step % self.preview_every == 0 or event.step == event.total:
@@ -388,7 +388,6 @@ class JobManager:
 
         try:
             config = Config.from_saved(job.settings)
-            clock = _Pace(pixels_per_step(config, *photo)) if photo else None
             result = stylize(job.content_path, job.style_paths, config, callback=on_step, resume=resume)
         except ImpastoError as e:
             message = _without_folder(str(e), job)
@@ -441,25 +440,6 @@ class JobManager:
             job.save()
         except ImpastoError as e:
             log.warning("cannot save job %s: %s", job.id, e)
-
-
-class _Pace:
-    """A run's seconds per pixel of a step (``pixels_per_step``), timed over its steps after its first,
-    whose time also holds reading the images and computing the painting's targets; taken from the
-    ``PACE_STEPS``-th on, as a few steps' pace is noise."""
-
-    def __init__(self, per_step: list[int]) -> None:
-        self.per_step, self.work, self.steps = per_step, 0, 0
-        self.first: tuple[float, int] | None = None  # elapsed seconds and work after this run's first step
-
-    def timed(self, event: ProgressEvent) -> float | None:
-        self.work += self.per_step[event.scale]
-        if self.first is None:
-            self.first = (event.elapsed, self.work)
-        self.steps += 1
-        if self.steps <= PACE_STEPS:
-            return None
-        return (event.elapsed - self.first[0]) / (self.work - self.first[1])
 
 
 def _without_folder(message: str, job: Job) -> str:
