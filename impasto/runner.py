@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     # A resumed run's steps go on from the stopped run's (--continue's too): so does its log, when it is the same file
     appends = args.resume or args.continue_run
     log = open(args.log_json, "a" if appends else "w", encoding="utf-8") if args.log_json else None
-    clock = _BatchClock([_pixels_to_paint(args, job, the_plan) for job in the_plan.jobs]) if the_plan.batch else None
+    clock = _BatchClock([_work_to_paint(args, job, the_plan) for job in the_plan.jobs]) if the_plan.batch else None
     outcomes: list[str] = []
     started = time.monotonic()
     try:
@@ -582,24 +582,24 @@ class _BatchClock:
     """The time a batch has left: its photo's own, and the photos after it at the pace, per pixel of a
     step, of those painted so far (before the first is done, at the pace the first is taking)."""
 
-    def __init__(self, pixels: list[int]) -> None:
-        self.pixels = pixels  # each photo's painting's work (api.painting_work), 0 for one not to be painted
+    def __init__(self, work: list[int]) -> None:
+        self.work = work  # each photo's painting's (api.painting_work), 0 for one not to be painted
         self.seconds: dict[int, float] = {}  # each photo's painting time so far, by its index
 
     def seconds_left(self, index: int, elapsed: float, left: float) -> float | None:
         """None for the batch's last photo to paint: its own time left is the batch's."""
         self.seconds[index] = elapsed
-        if not any(self.pixels[index + 1:]):
+        if not any(self.work[index + 1:]):
             return None
         done = [i for i in self.seconds if i != index]
-        if done and sum(self.pixels[i] for i in done):
-            pace = sum(self.seconds[i] for i in done) / sum(self.pixels[i] for i in done)
+        if done and sum(self.work[i] for i in done):
+            pace = sum(self.seconds[i] for i in done) / sum(self.work[i] for i in done)
         else:
-            pace = (elapsed + left) / max(1, self.pixels[index])
-        return left + pace * sum(self.pixels[index + 1:])
+            pace = (elapsed + left) / max(1, self.work[index])
+        return left + pace * sum(self.work[index + 1:])
 
 
-def _pixels_to_paint(args: argparse.Namespace, job: Job, the_plan: Plan) -> int:
+def _work_to_paint(args: argparse.Namespace, job: Job, the_plan: Plan) -> int:
     """The pixels that the steps of ``job``'s painting compute (``painting_work``), from its photo's
     header; 0 where it cannot be read (painting it will say why) or where --continue will skip it."""
     size = header_size(job.content) if isinstance(job.content, (str, os.PathLike)) else None
