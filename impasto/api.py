@@ -198,7 +198,7 @@ class _Painting:
             manage_freed_memory(self.result_fields["keeps_freed"])  # the memory plan's
         self._done = 0
         content_image, style_images, masks = _at_size(self.images, size, self.config)
-        objective = self._objective(content_image, style_images, masks)
+        objective = self._objective(scale, content_image, style_images, masks)
         if painted:
             return True
         if point and scale == point.size_index:  # the stopped run's picture, at the size it was painting
@@ -263,11 +263,11 @@ class _Painting:
         its ``iterations`` once its loss has stalled (the total dropped the steps it will not make)."""
         return iterations - (total - step - sum(self.steps[scale + 1:]))
 
-    def _objective(self, content_image: torch.Tensor, style_images: list[torch.Tensor],
+    def _objective(self, scale: int, content_image: torch.Tensor, style_images: list[torch.Tensor],
                    masks: list[torch.Tensor] | None) -> Objective | WithComposition:
-        """The first size's objective; at each size after it, that of ``config.refining()``, on a network
-        that ends at its deepest layer, and with the composition term."""
-        if self._first is None:
+        """Size number ``scale``'s objective: the first size's; at each size after it, that of
+        ``config.refining()``, on a network that ends at its deepest layer, and with the composition term."""
+        if scale == 0:  # a resumed run without the composition term may never build it
             objective = _objective(self.extractor, content_image, style_images, self.config, self.images.device,
                                    masks)
             self._first = objective

@@ -182,3 +182,15 @@ def test_a_one_size_painting_of_a_version_before_refine_style_layers_is_this_ver
     print_size = older.replace(max_size=1024)  # two sizes: the second painted with relu5_1 then, without it now
     assert differing_setting(impasto.Config(max_size=1024), print_size) == ("refine_style_layers", four, five)
     assert differing_setting(impasto.Config(max_size=1024, refine_style_layers=five), print_size) is None
+
+
+def test_a_run_without_the_composition_term_resumes_a_later_size_with_its_own_layers(stopped):
+    # Resumed there, the first size is not painted again, and with no composition term its objective is
+    # not needed: the later size is still a later size (no relu5_1 since 0.13.0), not taken for the first.
+    photo, art, config, *_ = stopped
+    config = config.replace(composition_weight=0.0)
+    result = impasto.stylize(photo, art, config, callback=lambda event: event.step == 15)
+    assert result.stopped_at == {"size_index": 1, "size": 64, "steps_at_size": 3}
+    resumed = impasto.stylize(photo, art, config, resume=result)
+    later = [row for row in result.history + resumed.history if row["scale"] == 1]
+    assert len(later) == 12 and all("style/relu4_1" in row and "style/relu5_1" not in row for row in later)
