@@ -5,8 +5,8 @@ convolution's and pooling's output (about 1.3 KB per pixel up to relu5_1 in floa
 bfloat16; half of it the two 64-channel layers at full resolution); the backward pass holds a few
 gradients of the largest layer at once; L-BFGS keeps 2 × 20 past steps of the pixels, in float32.
 A run's steps are fastest when the heap keeps the blocks each step frees for the next one, which
-takes up to half as much memory again; when that does not fit, the blocks go back to the system at
-once, and when that does not fit either, the extractor is *checkpointed*: only the requested
+takes up to three quarters as much memory again; when that does not fit, the blocks go back to the
+system at once, and when that does not fit either, the extractor is *checkpointed*: only the requested
 features are kept, and the layers between two of them run again during the backward pass (about a
 third more time). ``estimate`` counts those tensors; its constants were fitted to the peak RSS of real runs
 (``python benchmarks/bench_memory.py``).
@@ -59,8 +59,8 @@ def manage_freed_memory(keep: bool) -> None:
     above an adaptive threshold (at most 32 MB) afresh and unmaps it when freed, and the kernel zeroes
     every page of a new mapping: on an Intel CPU with AMX, a quarter of a 1024 or 2048 px step in
     bfloat16. A run that may ``keep`` freed blocks (the plan's ``keeps_freed``) keeps them on the heap
-    for the next step instead (1.33x faster at 1024 px, 1.37x at 2048 px, for half as much memory again
-    at the peak), if it allocates from glibc's main heap and no other run is going on in the process.
+    for the next step instead (1.33x faster at 1024 px, 1.37x at 2048 px, for up to three quarters as
+    much memory again at the peak), if it allocates from glibc's main heap and no other run is going on in the process.
     The main thread does; other threads allocate from secondary heaps, which map any block over 64 MB
     afresh whatever the setting and unmap a whole heap once it is free, unless the process started
     with ``MALLOC_ARENA_MAX=1`` (one heap for all its threads). The settings are the process's: a run that
