@@ -60,8 +60,8 @@ def manage_freed_memory(keep: bool) -> None:
     every page of a new mapping: on an Intel CPU with AMX, a quarter of a 1024 or 2048 px step in
     bfloat16. A run that may ``keep`` freed blocks (the plan's ``keeps_freed``) keeps them on the heap
     for the next step instead (1.33x faster at 1024 px, 1.37x at 2048 px, for up to three quarters as
-    much memory again at the peak), if it allocates from glibc's main heap and no other run is going on in the process.
-    The main thread does; other threads allocate from secondary heaps, which map any block over 64 MB
+    much memory again at the peak), if it allocates from glibc's main heap and no other run is going on
+    in the process. The main thread does; other threads allocate from secondary heaps, which map any block over 64 MB
     afresh whatever the setting and unmap a whole heap once it is free, unless the process started
     with ``MALLOC_ARENA_MAX=1`` (one heap for all its threads). The settings are the process's: a run that
     may keep blocks while another goes on leaves them as they are, and one that must save memory sets
@@ -213,8 +213,8 @@ def estimate(config: Config, height: int, width: int, checkpointed: bool, bfloat
                     + composition * _feature_bytes(config, checkpointed, bfloat16) + pixels * 4 * optimizer_floats)
     # The paintings' Grams are taken in float32 without gradients: two layers alive at a time, at style_scale².
     # (the paintings are scaled to the picture's pixels, not the canvas's)
-    targets = height * width * config.style_scale**2 * 2 * max(size for _, size in kept_tensors(last.layers,
-                                                                                                 config.pooling))
+    largest = max(size for _, size in kept_tensors(last.layers, config.pooling))
+    targets = height * width * config.style_scale**2 * 2 * largest
     keeps_freed = not checkpointed if keeps_freed is None else keeps_freed
     return OVERHEAD + SLACK[checkpointed, keeps_freed] * max(optimisation, targets)
 
