@@ -158,6 +158,8 @@ class _Painting:
         self.point, self.stopped_image, self.result_fields = point, stopped_image, result_fields
         self.resumed_from = point and {"steps": point.steps, "seconds": point.seconds}
         self.sizes, self.steps = config.sizes(), config.steps_per_size()
+        # The first size painted composes the picture (a size given no steps is skipped).
+        self.first_scale = next((k for k, steps in enumerate(self.steps) if steps), 0)
         self.work = pixels_per_step(config, *images.photo.shape[1:])
         self.grey = config.preserve_color == "luminance"
         self.generator = torch.Generator().manual_seed(config.seed)
@@ -267,7 +269,7 @@ class _Painting:
                    masks: list[torch.Tensor] | None) -> Objective | WithComposition:
         """Size number ``scale``'s objective: the first size's; at each size after it, that of
         ``config.refining()``, on a network that ends at its deepest layer, and with the composition term."""
-        if scale == 0:  # a resumed run without the composition term may never build it
+        if scale == self.first_scale:  # not the first built: a resumed run without the composition term skips it
             objective = _objective(self.extractor, content_image, style_images, self.config, self.images.device,
                                    masks)
             self._first = objective

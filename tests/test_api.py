@@ -476,6 +476,12 @@ def test_coarse_to_fine_schedule(images):
                                  config.replace(refine_style_layers=()))
     assert all("style/relu5_1" in row for row in everywhere.history)
     assert not torch.equal(everywhere.image, result.image)
+    # A first size given no steps is skipped: the next one composes the picture, with every layer.
+    skipped = impasto.stylize(images / "content/golden_gate.jpg", images / "style/starry_night.jpg",
+                              config.replace(coarse_iterations=0))
+    assert [row["scale"] for row in skipped.history] == [1] * 2 + [2] * 3
+    assert [("style/relu5_1" in row, "style/relu5_1@64px" in row) for row in skipped.history] == (
+        [(True, False)] * 2 + [(False, True)] * 3)
 
 
 def test_a_size_that_stops_early_lowers_the_total(images):
