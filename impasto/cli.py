@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import (COLOR_MODES, DEFAULT_DPI, INITS, OPTIMIZERS, POOLINGS, PRECISIONS, Config, parse_setting,
+from .config import (COLOR_MODES, DEFAULT_DPI, INITS, MAX_DPI, OPTIMIZERS, POOLINGS, PRECISIONS, Config, parse_setting,
                      parse_value, print_box, print_long_edge, refuse_unknown)
 from .errors import BEFORE_PAINTING, EXIT_SIGNAL, ConfigError, ImpastoError
 
@@ -270,8 +270,10 @@ def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = Non
     if getattr(args, "print_size", None):
         if "max_size" in flags:
             raise ConfigError("give --print-size or --max-size, not both: a print size sets the size")
-        dpi = _merged(base or {}, from_file, flags).get("dpi") or DEFAULT_DPI
-        flags.update(max_size=print_long_edge(args.print_size, dpi), dpi=dpi)
+        dpi = _merged(base or {}, from_file, flags).get("dpi")
+        dpi = DEFAULT_DPI if dpi is None else dpi
+        if isinstance(dpi, int) and 1 <= dpi <= MAX_DPI:  # else Config refuses it, as without a print size
+            flags.update(max_size=print_long_edge(args.print_size, dpi), dpi=dpi)
     try:
         return Config(**_merged(base or {}, from_file, flags))
     except ConfigError as exc:

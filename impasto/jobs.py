@@ -262,7 +262,9 @@ def _check_unchanged(source: Path, verb: str, config: Config, inputs: dict[str, 
         if path is None:
             raise ImageError(f"{source}: its {what} was not a file, cannot {verb} it")
         if not Path(path).is_file():
-            raise ImageError(f"{path}: {what} of {source} is missing")
+            near = _named_near(source, path)  # not taken by _found_beside: another file
+            changed = f"; {near[0]}, found near it, has its name but not its SHA-256" if near else ""
+            raise ImageError(f"{path}: {what} of {source} is missing{changed}")
         if fingerprint(path) != digest:
             raise ImageError(f"{path}: {what} of {source} has changed since (its SHA-256 differs)")
 
@@ -297,13 +299,10 @@ def _found_beside(source: Path, inputs: dict[str, Any], paths: dict[str, Any], q
     """``paths``, with each input no longer at its recorded path but beside ``source`` or in the folder
     above it (a --save-dir snapshot's), under its name and with its recorded SHA-256, taken from
     there: a folder of photo, painting and pictures moved as a whole still reruns and resumes."""
-    picture = Path(os.path.abspath(source))  # "x.png" has a folder above it too
-
     def found(path: Any, digest: str) -> Any:
         if not isinstance(path, str) or Path(path).exists():
             return path
-        near = (folder / Path(path).name for folder in (picture.parent, picture.parent.parent))
-        beside = next((file for file in near if file.is_file() and fingerprint(file) == digest), None)
+        beside = next((file for file in _named_near(source, path) if fingerprint(file) == digest), None)
         if beside is None:
             return path
         if not quiet:
@@ -312,6 +311,13 @@ def _found_beside(source: Path, inputs: dict[str, Any], paths: dict[str, Any], q
         return os.path.abspath(beside)
     return {key: [found(p, d) for p, d in zip(value, inputs[key])] if isinstance(value, list)
             else found(value, inputs[key]) for key, value in paths.items() if key in inputs}
+
+
+def _named_near(source: Path, path: str) -> list[Path]:
+    """The files named as ``path`` beside ``source`` and in the folder above it (a --save-dir snapshot's)."""
+    picture = Path(os.path.abspath(source))  # "x.png" has a folder above it too
+    return [file for file in (folder / Path(path).name for folder in (picture.parent, picture.parent.parent))
+            if file.is_file()]
 
 
 def _demo_style_if_drawn(path: str | None, digest: str) -> Any:
@@ -371,8 +377,8 @@ def _check_shared_inputs(args: argparse.Namespace, config: Config, styles: list[
         in_file = getattr(args, "config", None) and not hasattr(args, name)
         raise ConfigError(f"{args.config}: {exc}" if in_file else f"invalid option: {as_typed(str(exc))}") from None
     for i, style in enumerate(styles):
-        if isinstance(style, (str, os.PathLike)):
-            read_image(style, what=f"style image {i + 1}")
+        if isinstance(style, (str, os.PathLike)):  # named as the role it has: a photo's error names none
+            _check_readable(os.fspath(style), f"painting {i + 1}" if len(styles) > 1 else "painting")
     for i, mask in enumerate(config.masks):
         _check_readable(mask, f"mask {i + 1}" if len(config.masks) > 1 else "mask")
     if config.init not in INITS:

@@ -229,7 +229,7 @@ def optimize(
             term_values = dict(zip(terms, values))
             state.history.append({"step": state.step, "scale": scale, "loss": loss_value, **term_values})
             losses.append(loss_value)
-            stalled = _stalled(losses, tolerance)
+            stalled = len(losses) < iterations and _stalled(losses, tolerance)  # the last step ends it anyway
             if stalled:  # the rest of this size's steps are not coming: the total says so from this step on
                 state.total -= iterations - len(losses)
             if callback is not None and _asks_to_stop(callback(ProgressEvent(

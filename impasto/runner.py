@@ -100,7 +100,9 @@ def _batch_summary(outcomes: list[str], seconds: float) -> str:
 
 
 def _duration(seconds: float) -> str:
-    """42.3 s, 4 min 12 s or 1 h 4 min."""
+    """0.04 s, 42.3 s, 4 min 12 s or 1 h 4 min (a tiny painting's steps are not "0.0 s")."""
+    if seconds < 1:
+        return f"{seconds:.2g} s"
     if seconds < 59.95:
         return f"{seconds:.1f} s"
     minutes = round(seconds) // 60
@@ -483,6 +485,16 @@ def _say_device(config: Config, quiet: bool) -> None:
 PLAIN_LINE_SECONDS = 60.0  # the longest a log file goes without a line from a run
 
 
+def _sized_terminal(stream: TextIO) -> bool:
+    """Whether ``stream`` is a terminal that tells its width, where a bar can be redrawn. A pseudo-terminal
+    nobody gave a size (``script`` started by a program, some ``docker -t``) says 0 columns, and tqdm
+    draws nothing at all in 0 columns."""
+    try:
+        return stream.isatty() and os.get_terminal_size(stream.fileno()).columns > 0
+    except (OSError, ValueError):  # a stream without a file descriptor (a test's, a notebook's)
+        return False
+
+
 class Progress:
     """The callback of one run: progress bar, JSON log, intermediate saves, and stop on a signal."""
 
@@ -502,6 +514,7 @@ class Progress:
         self.forget_logged = bool(args.resume or args.continue_run)
         self.stopped_unpainted = False  # a signal came before the first step was made
         self.said_at = 0.0  # the run's elapsed seconds at its last plain line (stderr not a terminal)
+        self.plain = not _sized_terminal(sys.stderr)  # plain lines, not a redrawn bar
 
     def __call__(self, event: ProgressEvent) -> bool:
         if not self.interrupts.painting:
@@ -556,7 +569,7 @@ class Progress:
         if self.batch_left is not None and seconds_left is not None:  # told at every step: it keeps each photo's time
             in_all = self.batch_left(event.elapsed, seconds_left)
             left += "" if in_all is None else f"{tqdm.format_interval(in_all)} for the batch, "
-        if not sys.stderr.isatty():  # a log file: a plain line every tenth of the run, not a redrawn bar
+        if self.plain:  # a log file: a plain line every tenth of the run, not a redrawn bar
             # and at the first step, which says that it started and how long a step takes, and at least
             # once a minute (a print's steps at its last size take a minute each at 4K)
             if (event.step % max(1, event.total // 10) == 0 or event.step in (1, event.total)

@@ -87,6 +87,12 @@ def test_a_print_size_sets_the_pixels_at_the_dpi_in_force(tmp_path, capsys):
                                        "420mm, 16.5in), a sheet (10x15cm, 8x10in) or a paper (A4, letter), not '42' "
                                        "(see impasto --help)\n")
     assert config("--print-size", "A4") == Config(max_size=3508, dpi=300)  # no photo yet: the sheet's long edge
+    for dpi in ("0", "-5"):  # refused as without a print size, not taken for the default or turned into pixels
+        with pytest.raises(ConfigError, match=f"--dpi must be from 1 to 65535 pixels per inch, not {dpi}$"):
+            config("--print-size", "A4", "--dpi", dpi)
+    settings.write_text("dpi = 0\n")
+    with pytest.raises(ConfigError, match="print.toml: dpi must be from 1 to 65535 pixels per inch, not 0$"):
+        config("--config", str(settings), "--print-size", "A4")
 
 
 def test_a_batch_says_its_time_left_at_the_pace_per_pixel_of_its_photos():
@@ -106,7 +112,7 @@ def test_a_batch_says_its_time_left_on_every_photo_but_the_last(photo, painting,
     assert len(first) == 3 and [bool(re.search(r", \d\d:\d\d for the batch, ", line)) for line in first] == \
         [False, True, True], lines
     assert lines[-2].startswith("wrote") and not any("[2/2]" in line and "batch" in line for line in lines)
-    assert re.fullmatch(r"impasto: 2 photos painted in \d+\.\d s", lines[-1])
+    assert re.fullmatch(r"impasto: 2 photos painted in \d+\.\d+ s", lines[-1])
     (tmp_path / "out" / "golden_gate-the_scream.png").unlink()
     assert main([*argv, "--continue"]) == 0  # the first is skipped: the second is the last to paint
     assert "for the batch" not in capsys.readouterr().err
@@ -151,8 +157,8 @@ def test_continue_refuses_outputs_that_have_moved_to_other_photos(painting, tmp_
 ])
 def test_a_batch_ends_with_a_line_that_sums_it_up(outcomes, said):
     assert runner._batch_summary(outcomes, 3689.0) == said
-    assert [runner._duration(s) for s in (0.04, 59.94, 59.96, 252.4, 3599.4, 3599.6)] == [
-        "0.0 s", "59.9 s", "1 min 0 s", "4 min 12 s", "59 min 59 s", "1 h 0 min"]
+    assert [runner._duration(s) for s in (0.0374, 0.5, 1.04, 59.94, 59.96, 252.4, 3599.4, 3599.6)] == [
+        "0.037 s", "0.5 s", "1.0 s", "59.9 s", "1 min 0 s", "4 min 12 s", "59 min 59 s", "1 h 0 min"]
 
 
 def test_a_log_file_gets_a_line_at_least_once_a_minute(tmp_path, capsys):
@@ -185,10 +191,10 @@ def test_a_dry_run_says_what_each_photo_would_do_and_writes_nothing(painting, tm
     assert lines[0] == (f"{photos / 'a.png'} -> {out / 'a.png'}: already painted with these settings "
                         "(--continue skips it)")
     assert re.fullmatch(re.escape(f"{photos / 'b.png'} -> {out / 'b.png'}: 16×48 px; one size, 1 step at most, ")
-                        + r"about \d+\.\d s on this machine; about \d+\.\d GB of memory", lines[1]), lines[1]
+                        + r"about \d+\.\d+ s on this machine; about \d+\.\d GB of memory", lines[1]), lines[1]
     assert lines[2] == (f"{photos / 'c.png'} -> {out / 'c.png'}: would fail: {photos / 'c.png'}: not an image file, "
                         "or not in a format impasto reads")
-    assert len(lines) == 3 and re.fullmatch(r"impasto: dry run: nothing painted or written; about \d+\.\d s of "
+    assert len(lines) == 3 and re.fullmatch(r"impasto: dry run: nothing painted or written; about \d+\.\d+ s of "
                                             r"painting in all; 1 of 3 photos would fail", printed.err.splitlines()[-1])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "photos"]  # no snapshots' folder, log or plot
     assert sorted(p.name for p in out.iterdir()) == ["a.png"] and (out / "a.png").read_bytes() == painted
@@ -374,11 +380,31 @@ def test_the_summary_says_how_a_run_saved_memory_to_fit(photo, painting, tmp_pat
         (False, True), (not returns_freed, False), (True, False)]
 
 
-def test_a_terminal_gets_a_progress_bar(photo, painting, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
-    assert main([photo, painting, "-o", str(tmp_path / "out.png"), "-s", "48", "-n", "3", "--tolerance", "0"]) == 0
-    err = capsys.readouterr().err
-    assert "\r" in err and "3/3" in err and ("step/s" in err or "s/step" in err) and "step 1/3," not in err
+@pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX's")
+@pytest.mark.parametrize("columns", [100, 0])
+def test_a_terminal_gets_a_progress_bar_if_it_tells_its_width(photo, painting, tmp_path, columns):
+    import fcntl
+    import struct
+    import termios
+
+    screen, terminal = os.openpty()  # a real terminal for the command's stderr; 0 columns: as nobody sized it
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    try:
+        run = subprocess.run([sys.executable, "-m", "impasto", photo, painting, "-o", str(tmp_path / "out.png"),
+                              "-s", "48", "-n", "3", "--tolerance", "0"], stderr=terminal, timeout=300)
+        os.close(terminal)
+        err = b""
+        with contextlib.suppress(OSError):  # EIO once all is read and the terminal is closed
+            while chunk := os.read(screen, 4096):
+                err += chunk
+    finally:
+        os.close(screen)
+    err = err.decode()
+    assert run.returncode == 0, err
+    if columns:  # redrawn in place
+        assert "\r" in err and "3/3" in err and ("step/s" in err or "s/step" in err) and "step 1/3," not in err
+    else:  # tqdm would draw nothing in 0 columns: a plain line a step, as into a log
+        assert [line.split(",")[0] for line in err.splitlines()[:3]] == ["step 1/3", "step 2/3", "step 3/3"]
 
 
 def test_batch_snapshots_with_the_same_names_are_refused(images, painting, tmp_path, capsys):
@@ -591,7 +617,9 @@ def test_a_folder_moved_as_a_whole_still_reruns_and_resumes(painting, tmp_path, 
                                        f"{before / 'out.png'}, whose folder is gone; name the painting's file with -o\n")
     _write_photo(after / "photo.png", 1)  # not the photo it was painted from: not taken
     assert main(["--rerun", str(after / "out.png"), "-q"]) == 2
-    assert f"{before / 'photo.png'}: content image of {after / 'out.png'} is missing" in capsys.readouterr().err
+    assert capsys.readouterr().err == (f"impasto: error: {before / 'photo.png'}: content image of {after / 'out.png'} "
+                                       f"is missing; {after / 'photo.png'}, found near it, has its name but not its "
+                                       f"SHA-256\n")
 
 
 def test_rerun_finds_a_relative_weights_file_and_checks_it(photo, painting, tmp_path, capsys, monkeypatch):
@@ -1032,7 +1060,9 @@ def test_bad_config_file_exits_2(tmp_path, capsys, text, message):
     [
         (["{tmp}/missing.jpg", "{style}", "-o", "{out}"], "{tmp}/missing.jpg: no such file"),
         (["{tmp}/text.jpg", "{style}", "-o", "{out}"], "{tmp}/text.jpg: not an image file, or not in a format impasto reads"),
-        (["{content}", "{tmp}/cut.jpg", "-o", "{out}"], "{tmp}/cut.jpg: truncated or corrupt image"),
+        (["{content}", "{tmp}/cut.jpg", "-o", "{out}"], "{tmp}/cut.jpg: truncated or corrupt image (the painting)\n"),
+        (["{content}", "{style}", "{tmp}/missing.jpg", "-o", "{out}"],
+         "{tmp}/missing.jpg: no such file (the painting 2)\n"),
         (["{tmp}/huge.png", "{style}", "-o", "{out}"], "{tmp}/huge.png: too large to read safely"),
         (["{content}", "{style}", "-o", "{tmp}/no/such/dir/out.png"], "folder '{tmp}/no/such/dir' does not exist"),
         (["{content}", "{style}", "-o", "/sys/impasto-out.png"], "/sys/impasto-out.png: cannot write in folder '/sys'"),

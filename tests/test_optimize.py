@@ -142,6 +142,11 @@ def test_tolerance_stops_a_stalled_run():
     optimize(torch.full((1, 1, 2, 3), 0.5), quadratic, optimizer="lbfgs", lr=1.0, iterations=200,
              tolerance=1e-3, state=state)
     assert state.stop_reason == "tolerance" and 10 < state.step < 200
+    for iterations, reason in ((12, "tolerance"), (11, "iterations")):  # the test can judge from step 11 on
+        state = LoopState(total=iterations)
+        optimize(torch.full((1, 1, 2, 3), 0.5), quadratic, optimizer="lbfgs", lr=1.0, iterations=iterations,
+                 tolerance=1e9, state=state)  # stalled as soon as it can be
+        assert (state.stop_reason, state.step, state.total) == (reason, 11, 11)  # all its steps: not a stop
 
 
 def test_stalled_averages_over_the_window():

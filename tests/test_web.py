@@ -22,7 +22,7 @@ from starlette.testclient import TestClient  # noqa: E402
 import impasto  # noqa: E402
 from impasto.config import COLOR_MODES  # noqa: E402
 from impasto.imageio import read_formats, read_metadata  # noqa: E402
-from impasto.web import Limits, default_data_dir, main  # noqa: E402
+from impasto.web import Limits, default_data_dir, jobs, main  # noqa: E402
 from impasto.web.app import FORM_SETTINGS, _download_name, create_app  # noqa: E402
 from impasto.web.jobs import Job  # noqa: E402
 
@@ -470,7 +470,8 @@ def test_the_estimate_gives_the_painting_size_and_no_time_before_a_job_was_timed
     assert client.get("/api/estimate?width=979&height=734&max_size=1000").json()["size"] == [1000, 750]
 
 
-def test_the_estimate_counts_every_steps_pixels_at_the_pace_of_the_last_job(tmp_path, uploads):
+def test_the_estimate_counts_every_steps_pixels_at_the_pace_of_the_last_job(tmp_path, uploads, monkeypatch):
+    monkeypatch.setattr(jobs, "PACE_PIXELS", 48 * 36)  # the suite's jobs are tiny
     with TestClient(create_app(tmp_path)) as client:
         job = submit(client, uploads(), max_size="48", iterations="12")
         done = events(client, job["id"])[-1][1]

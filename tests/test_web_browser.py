@@ -25,7 +25,9 @@ from impasto.imageio import read_metadata  # noqa: E402
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-SERVE = "import sys; from impasto.web import main; sys.exit(main(sys.argv[1:]))"
+# The real server, which takes the pace of the suite's tiny jobs (48 × 36 px) for its estimates.
+SERVE = ("import sys; from impasto.web import jobs, main; jobs.PACE_PIXELS = 48 * 36; "
+         "sys.exit(main(sys.argv[1:]))")
 
 
 @pytest.fixture

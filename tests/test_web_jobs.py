@@ -222,17 +222,20 @@ def test_messages_to_the_page_leave_out_the_servers_folders(tmp_path):
 
 
 
-def test_a_jobs_pace_is_kept_from_the_fifth_step_after_its_first(tmp_path, images):
+def test_a_jobs_pace_is_kept_from_the_fifth_step_after_its_first(tmp_path, images, monkeypatch):
+    monkeypatch.setattr(jobs, "PACE_PIXELS", 32 * 24)  # the suite's jobs are tiny
     manager = JobManager(tmp_path)
-    short, long = _queue_jobs(manager, images, 2)
+    short, long, small = _queue_jobs(manager, images, 3)
     short.settings = impasto.Config(max_size=32, iterations=5, tolerance=0.0).to_dict()  # 4 steps after its first
     long.settings = impasto.Config(max_size=32, iterations=6, tolerance=0.0).to_dict()
+    small.settings = impasto.Config(max_size=24, iterations=6, tolerance=0.0).to_dict()  # 24×18: too few pixels
     manager.start()
     try:
-        _wait_until_finished([short, long])
+        _wait_until_finished([short, long, small])
     finally:
         manager.stop()
-    assert short.pace is None and long.pace > 0 and manager.pace == long.pace
+    assert short.pace is None and long.pace > 0 and small.pace > 0
+    assert manager.pace == long.pace  # the newest job's picture was too small to time the server by
     assert JobManager(tmp_path).pace == long.pace  # kept in its job.json
     work = 150 * 512 * 384 + 100 * (round(1024 * 768 * 278208 / 361152) + 512 * 384)  # as test_web counts it
     assert manager.estimate(impasto.Config(max_size=1024), 734, 979) == pytest.approx(long.pace * work)
