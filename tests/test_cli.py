@@ -894,7 +894,7 @@ def test_batch_skips_a_broken_photo_and_exits_1(images, painting, tmp_path, caps
     assert code == 1
     assert sorted(p.name for p in out.iterdir()) == ["a-the_scream.png", "c-the_scream.png"]
     assert f"impasto: error: {photos / 'b.jpg'}: not an image file, or not in a format impasto reads (skipped)" in err
-    assert "[3/3] c.jpg" in err and re.search(r"\nimpasto: 1 of 3 photos failed; 2 painted in \d+\.\d s\n$", err)
+    assert "[3/3] c.jpg" in err and re.search(r"\nimpasto: 1 of 3 photos failed; 2 painted in \d+\.\d+ s\n$", err)
     with Image.open(out / "c-the_scream.png") as image:
         assert max(image.size) == 32
 

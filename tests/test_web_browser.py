@@ -117,8 +117,10 @@ def test_paint_in_the_browser(server, page, images, tmp_path):
     with urllib.request.urlopen(server + "api/estimate?width=979&height=734&max_size=256&iterations=12") as answer:
         seconds = json.load(answer)["seconds"]
     shown = page.evaluate(estimate)
-    assert shown.endswith(" s at this server's pace"), shown
-    assert float(shown.split("about ")[1].split(" ")[0]) == pytest.approx(seconds, abs=0.5 if seconds >= 10 else 0.05)
+    assert shown.endswith((" s at this server's pace", " min at this server's pace")), shown
+    said = shown.split("about ")[1].split(" ")[0]  # "8.5" (s), "42" (s) or "2:39" (min): a machine busy elsewhere
+    minutes, _, rest = said.rpartition(":")
+    assert int(minutes or 0) * 60 + float(rest) == pytest.approx(seconds, abs=0.5 if seconds >= 10 else 0.05)
     assert page.get_attribute("#paint", "aria-describedby") == "estimate"  # read out with the button
 
     with page.expect_download() as download:
@@ -295,8 +297,9 @@ def test_cancel_then_resume_in_the_browser(server, page, images):
                            timeout=120_000)
     assert page.get_attribute("#paint", "title") == ""
     steps = int(page.inner_text("#status-text").split()[1])
-    assert steps > steps_before and page.is_hidden("#resume") and page.locator(".card .badge").count() == 0
-    assert page.locator(".card").count() == 1 and errors == []
+    assert steps > steps_before and page.is_hidden("#resume")
+    page.wait_for_function("document.querySelectorAll('.card').length === 1")  # the gallery is asked for anew
+    assert page.locator(".card .badge").count() == 0 and errors == []
 
 
 def test_the_page_keeps_its_settings_and_its_own_painting(server, page, images):

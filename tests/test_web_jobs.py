@@ -109,6 +109,9 @@ def test_a_job_killed_with_the_server_resumes_from_its_last_checkpoint(tmp_path,
     assert again.error == f"{INTERRUPTED}; Resume goes on from where it stopped"
     assert not again.checkpoint_path.exists() and impasto.read_metadata(again.result_path)["stopped_at"] == {
         "size_index": 0, "size": 32, "steps_at_size": 2}
+    # the chart and the clock as they were at the picture kept, not as job.json was when the run began
+    assert [point[0] for point in again.points] == [1, 2]
+    assert again.elapsed == impasto.read_metadata(again.result_path)["seconds"] > 0
     assert restarted.resume(again)
     restarted.start()
     try:

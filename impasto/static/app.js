@@ -306,7 +306,8 @@ function updatePaintButton() {
 }
 
 // Under Paint: the picture's size and about how long painting it would take, at the pace of the
-// server's last painting (before its first, the size alone). Asked once the settings rest a moment.
+// server's last painting of 256 × 144 px or more (before one, the size alone). Asked once the
+// settings rest a moment.
 const estimate = { timer: null, asked: 0 };
 
 function updateEstimate() {

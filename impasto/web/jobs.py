@@ -205,8 +205,8 @@ class JobManager:
         """About how many seconds painting a photo of ``height`` × ``width`` with ``config`` takes on this
         server, each step counted by the pixels it computes, at the pace of the last job timed with a
         picture of at least ``PACE_PIXELS`` (the one painting now, else the newest in the data folder);
-        None before any such job was timed. Like a job's
-        own time left, it leaves out the first step's setup (a second or two)."""
+        None before any such job was timed. Like a job's own time left, it leaves out the first step's
+        setup (a second or two)."""
         pace = self.pace
         return pace * painting_work(config, height, width) if pace else None
 
@@ -224,6 +224,8 @@ class JobManager:
             log.warning("job %s: cannot take up its checkpoint: %s", job.id, e)
             return
         job.stopped_at, job.step, job.size = stopped_at, steps, list(size) if size else None
+        job.elapsed = float(meta.get("seconds", job.elapsed))
+        job.points = [point for point in job.points if point[0] <= steps]  # none past the picture kept
 
     def new_folder(self) -> tuple[str, Path]:
         """A fresh job id and its (new, empty) folder."""
@@ -378,9 +380,6 @@ class JobManager:
 
         def on_step(event: ProgressEvent) -> bool:
             nonlocal checkpointed, first_step
-            if time.monotonic() - checkpointed >= self.checkpoint_seconds:
-                self._checkpoint(job, event.stopped_here())
-                checkpointed = time.monotonic()
             job.step, job.total, job.loss, job.elapsed = event.step, event.total, event.loss, event.elapsed
             job.seconds_left = event.seconds_left
             first_step = first_step or event.step
@@ -390,6 +389,10 @@ class JobManager:
                     self.pace = event.pace
             kinds = loss_kinds(event.losses)
             job.points.append([event.step, event.loss, kinds.get("content", 0.0), kinds.get("style", 0.0)])
+            if time.monotonic() - checkpointed >= self.checkpoint_seconds:  # with job.json: its chart and clock
+                self._checkpoint(job, event.stopped_here())
+                self._save(job)
+                checkpointed = time.monotonic()
             if job.preview is None or event.step % self.preview_every == 0 or event.step == event.total:
                 job.preview, job.preview_step = _png(event.image), event.step
             self._notify(job)
