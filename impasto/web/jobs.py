@@ -217,14 +217,13 @@ class JobManager:
             return
         try:
             meta = read_metadata(job.checkpoint_path)
-            stopped_at, steps = meta["stopped_at"], meta["steps"]
+            stopped_at, steps, seconds = meta["stopped_at"], meta["steps"], float(meta["seconds"])
             size = header_size(job.checkpoint_path)
             os.replace(job.checkpoint_path, job.result_path)
-        except (ImpastoError, OSError, KeyError, TypeError) as e:
+        except (ImpastoError, OSError, KeyError, TypeError, ValueError) as e:
             log.warning("job %s: cannot take up its checkpoint: %s", job.id, e)
             return
-        job.stopped_at, job.step, job.size = stopped_at, steps, list(size) if size else None
-        job.elapsed = float(meta.get("seconds", job.elapsed))
+        job.stopped_at, job.step, job.size, job.elapsed = stopped_at, steps, list(size) if size else None, seconds
         job.points = [point for point in job.points if point[0] <= steps]  # none past the picture kept
 
     def new_folder(self) -> tuple[str, Path]:
