@@ -5,11 +5,8 @@ PYTHON ?= python3
 # install and run in it.
 MANAGED := $(shell $(PYTHON) -c "import os, sys, sysconfig; print(sys.prefix == sys.base_prefix and \
 	os.path.isfile(os.path.join(sysconfig.get_path('stdlib'), 'EXTERNALLY-MANAGED')))" 2>/dev/null)
-ifeq ($(MANAGED),True)
-ENV_PYTHON = .venv/bin/python
-else
-ENV_PYTHON = $(PYTHON)
-endif
+VENV := $(if $(filter True,$(MANAGED)),.venv/bin/python)
+ENV_PYTHON = $(or $(VENV),$(PYTHON))
 PIP_INSTALL = $(ENV_PYTHON) -m pip install -q -c constraints.txt
 # An editable install that puts the project folder on the path: setuptools' default finder loses to a
 # folder named impasto in the current directory (the clone itself, seen from the folder above it),
@@ -18,10 +15,10 @@ EDITABLE = --config-settings editable_mode=compat
 
 .PHONY: install demo test test-deps bench
 
-install: $(if $(filter True,$(MANAGED)),.venv/bin/python)
+install: $(VENV)
 	$(PIP_INSTALL) -e . $(EDITABLE)
 
-.venv/bin/python:
+$(VENV):
 	$(PYTHON) -m venv .venv
 
 demo: install
@@ -31,7 +28,7 @@ demo: install
 # (Playwright's own browser download does not work offline), installed only when it is missing and
 # apt-get is there; elsewhere (macOS), or where apt-get cannot (no root, no network), that test is
 # skipped unless a chromium is on the PATH (in CI it fails instead: CI must run it).
-test-deps: $(if $(filter True,$(MANAGED)),.venv/bin/python)
+test-deps: $(VENV)
 	$(PIP_INSTALL) -e ".[test,web,heic]" $(EDITABLE)
 	command -v chromium >/dev/null || ! command -v apt-get >/dev/null || (apt-get update && apt-get install -y chromium) \
 		|| echo "make: could not install Chromium with apt-get; the browser tests will be skipped"
