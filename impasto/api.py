@@ -61,6 +61,19 @@ def stylize(
     config = checked_config(config)
     if callback is not None and not callable(callback):
         raise ConfigError(f"callback must be a function of a ProgressEvent, not {type(callback).__name__}")
+    result, interrupted = _paint(content, style, config, callback, resume)
+    if interrupted is not None:  # a callback's error or Ctrl-C: raised, carrying the best image so far
+        interrupted.result = result
+        _release_frames(interrupted)
+        raise interrupted
+    return result
+
+
+def _paint(content: ImageSource, style: ImageSource | Iterable[ImageSource], config: Config,
+           callback: Callback | None, resume: Result | str | os.PathLike | None
+           ) -> tuple[Result, BaseException | None]:
+    """``stylize``'s run, and what stopped it when an exception did (the run's objects are gone once it
+    returns: they are not in that exception's traceback)."""
     started = time.perf_counter()
     styles = _style_list(style)
     images, bfloat16, memory = _read_and_planned(content, styles, config)
@@ -72,7 +85,7 @@ def stylize(
                      "bfloat16": bfloat16, "machine": machine(images.device)}
     painting = _Painting(config, images, _extractor(config, images.device, memory.checkpointed), callback,
                          point, stopped_image, result_fields)
-    setup = time.perf_counter() - started
+    painting.setup = setup = time.perf_counter() - started
     painting.paint()
     state = painting.state
     if state.stop_reason == "diverged" and not state.history:  # the picture would be the start, unpainted
@@ -84,10 +97,33 @@ def stylize(
     result = Result(image, config, state.history, {"setup": setup, "optimize": total - setup, "total": total},
                     state.stop_reason, stopped_at=painting.stopped_at, resumed_from=painting.resumed_from,
                     image_step=state.best_step, **result_fields)
-    if state.interrupted is not None:  # a callback's error or Ctrl-C: raised, carrying the best image so far
-        state.interrupted.result = result
-        raise state.interrupted
-    return result
+    return result, state.interrupted
+
+
+def _steps_at_size(steps: list[int], scale: int, iterations: int, total: int, step: int) -> int:
+    """Steps made at size number ``scale`` (of a run of ``steps`` a size) after ``step`` steps of at most
+    ``total``: all of its ``iterations`` once its loss has stalled (the total dropped the steps it will not
+    make)."""
+    return iterations - (total - step - sum(steps[scale + 1:]))
+
+
+# The folders of the code whose frames hold a run's tensors
+_RUNS_CODE = (os.path.dirname(__file__) + os.sep, os.path.dirname(torch.__file__) + os.sep)
+
+
+def _release_frames(exc: BaseException) -> None:
+    """Clear the variables of impasto's and torch's frames in ``exc``'s traceback, and of the frames that
+    called them, which a caller that keeps the exception keeps alive (as a notebook keeps the last one):
+    the run's features, gradients and L-BFGS's pairs (40 MB at 512 px, gigabytes at a print's size). The
+    caller's frames (a callback's) keep theirs; the traceback's lines stay."""
+    tb = exc.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        while frame is not None and frame.f_code.co_filename.startswith(_RUNS_CODE):
+            with contextlib.suppress(RuntimeError):  # a frame still running (stylize's) cannot be cleared
+                frame.clear()
+            frame = frame.f_back
+        tb = tb.tb_next
 
 
 def planned_memory(content: ImageSource, style: ImageSource | Iterable[ImageSource], config: Config | None = None
@@ -174,6 +210,7 @@ class _Painting:
         self._first: Objective | None = None  # the first size's, which the composition term scores
         self._done = 0  # steps the current size had made before this call (a resumed run's)
         self._first_step: tuple[float, float] | None = None  # (elapsed, work done) at this call's first step
+        self.setup = 0.0  # seconds stylize took to read the images and build the network, for stopped_here
 
     def paint(self) -> None:
         scale = 0
@@ -226,15 +263,18 @@ class _Painting:
                           event: ProgressEvent) -> bool | None:
         """Call ``callback`` with an event that knows how to stop here (``ProgressEvent.stopped_here``),
         at size number ``scale`` (``size`` px, at most ``iterations`` steps)."""
-        rows = len(self.state.history)  # this step's: the callback may keep the event and call it later
+        history = self.state.history[:]  # to this step: the callback may keep the event and call it later
+        # Not self: an event a caller keeps (in an exception's traceback, say) would keep the run's tensors.
+        config, resumed_from, result_fields, setup = self.config, self.resumed_from, self.result_fields, self.setup
+        steps, before = self.steps, self.point.seconds if self.point else 0.0
 
         def stopped_here(at: ProgressEvent) -> Result:  # the event as the callback sees it (in colour)
             stopped_at = {"size_index": scale, "size": size,
-                          "steps_at_size": self._steps_at_size(scale, iterations, at.total, at.step)}
-            seconds = at.elapsed - (self.point.seconds if self.point else 0.0)
-            return Result(at.image, self.config, self.state.history[:rows], {"total": seconds}, "cancelled",
-                          stopped_at=stopped_at, resumed_from=self.resumed_from, image_step=at.step,
-                          **self.result_fields)
+                          "steps_at_size": _steps_at_size(steps, scale, iterations, at.total, at.step)}
+            seconds = at.elapsed - before  # this call's, from the end of its setup
+            timings = {"setup": setup, "optimize": seconds, "total": setup + seconds}
+            return Result(at.image, config, history, timings, "cancelled", stopped_at=stopped_at,
+                          resumed_from=resumed_from, image_step=at.step, **result_fields)
         pace, seconds_left = self._pace_and_time_left(event)
         return callback(dataclasses.replace(event, _as_stopped=stopped_here, pace=pace, seconds_left=seconds_left))
 
@@ -259,11 +299,6 @@ class _Painting:
         if not left:
             return pace, 0.0
         return pace, None if pace is None else pace * left
-
-    def _steps_at_size(self, scale: int, iterations: int, total: int, step: int) -> int:
-        """Steps made at size number ``scale`` after ``step`` steps of a run of at most ``total``: all of
-        its ``iterations`` once its loss has stalled (the total dropped the steps it will not make)."""
-        return iterations - (total - step - sum(self.steps[scale + 1:]))
 
     def _objective(self, scale: int, content_image: torch.Tensor, style_images: list[torch.Tensor],
                    masks: list[torch.Tensor] | None) -> Objective | WithComposition:
@@ -295,7 +330,8 @@ class _Painting:
         state = self.state
         if state.total > state.step:
             self.stopped_at = {"size_index": scale, "size": size,
-                               "steps_at_size": self._steps_at_size(scale, iterations, state.total, state.step)}
+                               "steps_at_size": _steps_at_size(self.steps, scale, iterations, state.total,
+                                                                state.step)}
         else:  # the stop came with the run's last step: it had nothing left to do
             state.stop_reason = "iterations" if self._done + made == iterations else "tolerance"
 

@@ -104,8 +104,16 @@ class OneLineParser(argparse.ArgumentParser):
 
     def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> argparse.Namespace:
         # Intermixed, so that images may come after options too: `impasto photo.jpg -o out.png painting.jpg`.
-        return self.parse_intermixed_args(
-            self._negative_values_joined(sys.argv[1:] if args is None else list(args)), namespace)
+        argv = sys.argv[1:] if args is None else list(args)
+        # "--" ends the options (`impasto -o out.png -- -photo.jpg painting.jpg`), which intermixed parsing
+        # does not know: what follows it is added to the images.
+        argv, after = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
+        parsed = self.parse_intermixed_args(self._negative_values_joined(argv), namespace)
+        if after and not isinstance(getattr(parsed, "inputs", None), list):
+            self.error(f"unrecognized arguments: {' '.join(after)}")
+        if after:
+            parsed.inputs += after
+        return parsed
 
     def _negative_values_joined(self, argv: list[str]) -> list[str]:
         """Join a negative value that argparse would take for an option ("-1,2", "-1e-3") to its option,

@@ -205,6 +205,8 @@ class Config:
         for name in ("content_weight", "style_weight", "tv_weight", "strength", "composition_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, not {getattr(self, name):g}")
+        if not (self.content_weight or self.style_weight * self.strength or self.tv_weight):  # the start unchanged
+            raise ConfigError("nothing to paint: content_weight, style_weight (or strength) and tv_weight are all 0")
         for name in ("style_layer_weights", "style_blend"):
             weights = getattr(self, name)
             if weights and (any(w < 0 for w in weights) or sum(weights) <= 0):

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from PIL import ExifTags, Image, ImageCms, ImageOps, PngImagePlugin, UnidentifiedImageError
 
+from .config import MAX_DPI
 from .errors import ConfigError, ImageError
 
 ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
@@ -40,6 +41,8 @@ ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
 DEFAULT_MAX_PIXELS = 178_956_970  # twice Pillow's warning limit, which is also its hard limit
 SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP"}
 METADATA_KEY = "impasto"
+# The longest side a format holds: JPEG's header counts in 16 bits, less libjpeg's margin; WebP's in 14.
+MOST_PIXELS_A_SIDE = {"JPEG": 65500, "WEBP": 16383}
 
 # The formats read from files. Not all of Pillow's: an ICO decodes its whole embedded picture before
 # its size can be checked (a bomb), an EPS is run by Ghostscript. (A camera's MPO is read as a JPEG.)
@@ -106,6 +109,10 @@ def source_name(source: ImageSource, what: str) -> str:
 
 def _read_file(path: Path, max_pixels: int, background: float) -> torch.Tensor:
     try:
+        mode = os.stat(path).st_mode  # before opening it: a pipe's open waits for a writer
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # a folder is said to be one below
+            raise ImageError(f"{path}: not a file but a pipe or a device (standard input, say); "
+                             "impasto reads image files")
         with open(path, "rb") as file:
             if os.fstat(file.fileno()).st_size == 0:
                 raise ImageError(f"{path}: an empty file (0 bytes), not an image")
@@ -183,6 +190,8 @@ def header_size(path: str | os.PathLike) -> tuple[int, int] | None:
     """(width, height) of an image file from its header, without decoding it; None if it cannot be
     read (``read_image`` says why)."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a pipe's open would wait for a writer
+            return None
         with _pillow_quietly(), Image.open(path, formats=read_formats()) as im:
             return im.size
     except (Image.DecompressionBombError, *_DECODE_ERRORS):
@@ -246,6 +255,7 @@ def _pil_to_array(im: Image.Image, decoded: bool) -> np.ndarray:
         # Float images in [0, 1] are taken as they are; larger values as 0-255 like Pillow does.
         return np.clip(a if a.max(initial=0.0) <= 1.0 else a / 255.0, 0.0, 1.0)
     if im.mode in _ALPHA or (im.mode in ("P", "L", "RGB") and "transparency" in im.info):
+        im = im.convert("LA") if im.mode == "La" else im  # premultiplied grey, which Pillow converts only so
         return np.asarray(im.convert("RGBA"))
     if im.mode == "L":
         return np.asarray(im)
@@ -462,22 +472,28 @@ def save_image(
         text = None if metadata is None else json.dumps(metadata, allow_nan=False)  # fails before anything is written
     except (TypeError, ValueError) as exc:
         raise ImageError(f"{path}: the metadata cannot be saved as JSON ({exc})") from None
-    if isinstance(image, np.ndarray):
+    if dpi is not None and (isinstance(dpi, bool) or not isinstance(dpi, (int, np.integer)) or not 1 <= dpi <= MAX_DPI):
+        raise ImageError(f"{path}: dpi must be a whole number from 1 to {MAX_DPI} pixels per inch, not {dpi!r}")
+    if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not 1 <= quality <= 100:
+        raise ImageError(f"{path}: quality must be a whole number from 1 to 100, not {quality!r}")
+    if isinstance(image, (np.ndarray, Image.Image)):  # any mode, profile or transparency: RGB in sRGB, as read
         image = read_image(image)
     if isinstance(image, torch.Tensor):
         image = image[0] if image.dim() == 4 and image.shape[0] == 1 else image  # a batch of one, as read
+        if image.numel() == 0:
+            raise ImageError(f"{path}: the image has no pixels (shape {tuple(image.shape)}); nothing was written")
         if image.is_floating_point() and not bool(torch.isfinite(image).all()):
             raise ImageError(f"{path}: the image holds NaN or infinite values; nothing was written")
         if image.is_floating_point():  # as an array is refused: 0-255 floats would come out white
             _check_range(image.detach().to("cpu", torch.float32, copy=True).numpy(), str(path))  # one copy: it clips
-    im = image if isinstance(image, Image.Image) else to_pil(image)
-    options: dict[str, Any] = {"icc_profile": _srgb_profile(), **({} if dpi is None else _resolution(fmt, dpi))}
+    im = to_pil(image)
+    check_format_holds(path, max(im.size))
+    options: dict[str, Any] = {"icc_profile": _srgb_profile(), **({} if dpi is None else _resolution(fmt, int(dpi)))}
     if fmt == "PNG" and text is not None:
         options["pnginfo"] = PngImagePlugin.PngInfo()
         options["pnginfo"].add_text(METADATA_KEY, text)  # tEXt, or iTXt when not Latin-1
     elif fmt == "JPEG":
-        im = im.convert("RGB") if im.mode not in ("RGB", "L") else im
-        options.update(quality=quality, subsampling=0)  # 4:4:4: no colour bleeding on fine strokes
+        options.update(quality=int(quality), subsampling=0)  # 4:4:4: no colour bleeding on fine strokes
     elif fmt == "WEBP":
         options["lossless"] = True  # lossy WebP is always 4:2:0: colours would bleed across strokes
     sidecar = sidecar_path(path)
@@ -486,6 +502,15 @@ def save_image(
         files.append((sidecar, lambda f: f.write(text.encode("utf-8"))))
     write_atomic(*files, stale=sidecar if sidecar and text is None else None)
     return path
+
+
+def check_format_holds(path: Path, long_edge: int) -> None:
+    """Raise ImageError if the format ``path``'s extension picks cannot hold a picture ``long_edge`` px long
+    (before a run, not after it)."""
+    most = MOST_PIXELS_A_SIDE.get(SAVE_FORMATS.get(path.suffix.lower(), ""))
+    if most and long_edge > most:
+        raise ImageError(f"{path}: a {path.suffix[1:].upper()} picture is at most {most} px a side, not {long_edge}; "
+                         "save it as .png or .tif")
 
 
 @functools.cache
@@ -512,17 +537,32 @@ def sidecar_path(path: str | os.PathLike) -> Path | None:
     return None if path.suffix.lower() == ".png" else path.with_name(path.name + ".json")
 
 
+def missing_sidecar(path: str | os.PathLike) -> str:
+    """For an error about a picture without impasto metadata: where it would be, when that is a sidecar
+    file that is missing ("" for a PNG, which keeps it inside)."""
+    sidecar = sidecar_path(path)
+    return f" (it would be in {sidecar.name}, beside it, which is missing)" if sidecar and not sidecar.exists() else ""
+
+
 def check_writable(path: Path) -> None:
     """Raise ImageError unless a file can be written at ``path``: not a folder, its folder there,
     not a read-only file (a link is followed to the file it names)."""
     target = Path(os.path.realpath(path))
-    if target.is_dir():
+    try:
+        folder = target.is_dir()
+    except OSError as exc:  # a name longer than the file system allows (255 bytes, most often)
+        raise ImageError(f"{path}: cannot write ({exc.strerror})") from None
+    if folder:
         raise ImageError(f"{path}: is a folder, cannot write a file there")
     if not target.parent.is_dir():
         where = f" (where the link {path} points)" if Path(path).is_symlink() else ""
         raise ImageError(f"{path}: folder {str(target.parent if where else path.parent)!r} does not exist{where}")
+    try:
+        mode = target.stat().st_mode
+    except FileNotFoundError:  # a new file (or one another writer just replaced)
+        return
     # No write bit at all is read-only even for root, who may write anything (in a container, say).
-    if target.exists() and not (os.access(target, os.W_OK) and target.stat().st_mode & 0o222):
+    if not mode & 0o222 or (not os.access(target, os.W_OK) and target.exists()):
         raise ImageError(f"{path}: is read-only, not replacing it")
 
 
@@ -542,13 +582,36 @@ def write_atomic(*files: tuple[Path, Writer], stale: Path | None = None) -> None
     try:
         for path, write in files:
             temps.append(_written_beside(path, write))
-        for path in [*(path for path, _ in files[1:]), *([stale] if stale else [])]:
-            _attempt(path, lambda: Path(os.path.realpath(path)).unlink(missing_ok=True))
-        for (path, _), tmp in zip(files, temps):
-            _attempt(path, lambda: os.replace(tmp, os.path.realpath(path)))
+        with _replacing_in(Path(os.path.realpath(files[0][0])).parent):
+            for path in [*(path for path, _ in files[1:]), *([stale] if stale else [])]:
+                _attempt(path, lambda: Path(os.path.realpath(path)).unlink(missing_ok=True))
+            for (path, _), tmp in zip(files, temps):
+                _attempt(path, lambda: os.replace(tmp, os.path.realpath(path)))
     finally:
         for tmp in temps:
             tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _replacing_in(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` while files in it are replaced: two writers of one picture
+    (threads or processes) then replace it and its sidecar one after the other, so that each picture
+    keeps its own metadata (interleaved, 28 of 150 rounds of two threads saving one JPEG at once paired
+    a picture with the other's sidecar). Where the folder cannot be locked (Windows, which has no flock;
+    a file system without locks), nothing is held."""
+    try:
+        import fcntl
+
+        fd = os.open(folder, os.O_RDONLY)
+    except (ImportError, OSError):
+        yield
+        return
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # which releases the lock
 
 
 def _written_beside(path: Path, write: Writer) -> Path:
@@ -563,12 +626,20 @@ def _written_beside(path: Path, write: Writer) -> Path:
             _attempt(path, f.flush)
             _attempt(path, lambda: os.fsync(f.fileno()))
         # mkstemp makes 0600: take the replaced file's permissions, or the usual ones for a new file
-        mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else 0o666 & ~_umask()
-        _attempt(path, lambda: os.chmod(tmp, mode))
+        _attempt(path, lambda: os.chmod(tmp, _mode_for(target)))
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return Path(tmp)
+
+
+def _mode_for(target: Path) -> int:
+    """The permissions of the file at ``target``, or those a new file gets (another writer may remove it
+    at any moment)."""
+    try:
+        return stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        return 0o666 & ~_umask()
 
 
 def _attempt(path: Path, action: Callable[[], Any]) -> Any:

@@ -26,8 +26,8 @@ from .resume import differing_input, differing_setting, resume_point
 from .cli import as_typed, config_from_args
 from .config import DEFAULT_DPI, INITS, Config, print_box, print_long_edge
 from .errors import ConfigError, ImageError, ImpastoError
-from .imageio import (HEIC_EXTENSIONS, SAVE_FORMATS, check_writable, header_size, read_formats, read_image,
-                      read_metadata, sidecar_path)
+from .imageio import (HEIC_EXTENSIONS, SAVE_FORMATS, check_format_holds, check_writable, header_size, read_formats,
+                      missing_sidecar, read_image, read_metadata, sidecar_path)
 from .plot import PLOT_FORMATS
 from .vgg import load_weights
 
@@ -225,7 +225,7 @@ def _saved_run(source: Path, verb: str) -> dict[str, Any]:
         raise ImageError(f"{source}: a --save-every snapshot of impasto before 0.9.0 records only its step and "
                          f"losses; {verb} the painting it led to")
     if not meta or "config" not in meta:
-        raise ImageError(f"{source}: carries no impasto metadata, cannot {verb} it")
+        raise ImageError(f"{source}: carries no impasto metadata{missing_sidecar(source)}, cannot {verb} it")
     return meta
 
 
@@ -348,6 +348,7 @@ def _finish_plan(args: argparse.Namespace, config: Config, contents: list[Any], 
     _check_nothing_overwritten(args, config, contents, styles, jobs)
     for job in jobs:
         _check_output_path(job.output, SAVE_FORMATS)
+        check_format_holds(job.output, job.config.max_size)
         if sidecar_path(job.output):
             check_writable(sidecar_path(job.output))
         if job.plot:
@@ -521,7 +522,7 @@ def _file_key(path: str | os.PathLike) -> str:
 def _output_path(template: str, names: dict[str, Any], what: str, in_folder: str, batch: bool) -> Path:
     """The file for one photo: the template filled in, or a name inside a folder. For a single photo
     a name whose braces are not placeholders is kept as it is, unless they hold a placeholder misspelt."""
-    if Path(template).is_dir() or template.endswith(("/", os.sep)):
+    if os.path.isdir(template) or template.endswith(("/", os.sep)):  # False for a name too long: said below
         template = os.path.join(template, in_folder)
     try:
         unknown = [field for _, field, _, _ in string.Formatter().parse(template) if field is not None

@@ -13,7 +13,7 @@ import torch
 
 from .config import INITS, Config, checked_config
 from .errors import ConfigError, ImageError
-from .imageio import long_edge_shape, read_image, read_metadata
+from .imageio import long_edge_shape, missing_sidecar, read_image, read_metadata
 from .result import Result
 
 
@@ -44,7 +44,8 @@ def resume_point(stopped: Result | str | os.PathLike, config: Config) -> ResumeP
     name = _resume_name(stopped)
     meta = stopped.metadata() if isinstance(stopped, Result) else read_metadata(stopped)
     if not meta or "config" not in meta:
-        raise ImageError(f"{name}: carries no impasto metadata, cannot resume it")
+        where = "" if isinstance(stopped, Result) else missing_sidecar(stopped)
+        raise ImageError(f"{name}: carries no impasto metadata{where}, cannot resume it")
     at = meta.get("stopped_at")
     if not at:
         raise ImageError(f"{name}: not stopped part way (its run stopped by {meta.get('stop_reason')}), "

@@ -486,11 +486,12 @@ PLAIN_LINE_SECONDS = 60.0  # the longest a log file goes without a line from a r
 
 
 def _sized_terminal(stream: TextIO) -> bool:
-    """Whether ``stream`` is a terminal that tells its width, where a bar can be redrawn. A pseudo-terminal
-    nobody gave a size (``script`` started by a program, some ``docker -t``) says 0 columns, and tqdm
-    draws nothing at all in 0 columns."""
+    """Whether ``stream`` is a terminal that tells its size, where a bar can be redrawn. A pseudo-terminal
+    nobody gave a size (``script`` started by a program, some ``docker -t``) says 0 columns and 0 rows, or
+    0 rows after ``stty cols 100``, and tqdm draws nothing at all in either."""
     try:
-        return stream.isatty() and os.get_terminal_size(stream.fileno()).columns > 0
+        size = os.get_terminal_size(stream.fileno()) if stream.isatty() else None
+        return size is not None and size.columns > 0 and size.lines > 0
     except (OSError, ValueError):  # a stream without a file descriptor (a test's, a notebook's)
         return False
 

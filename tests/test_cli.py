@@ -381,14 +381,14 @@ def test_the_summary_says_how_a_run_saved_memory_to_fit(photo, painting, tmp_pat
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX's")
-@pytest.mark.parametrize("columns", [100, 0])
-def test_a_terminal_gets_a_progress_bar_if_it_tells_its_width(photo, painting, tmp_path, columns):
+@pytest.mark.parametrize("rows, columns", [(24, 100), (24, 0), (0, 100)])
+def test_a_terminal_gets_a_progress_bar_if_it_tells_its_size(photo, painting, tmp_path, rows, columns):
     import fcntl
     import struct
     import termios
 
-    screen, terminal = os.openpty()  # a real terminal for the command's stderr; 0 columns: as nobody sized it
-    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    screen, terminal = os.openpty()  # a real terminal for the command's stderr; 0: as nobody sized it
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
     try:
         run = subprocess.run([sys.executable, "-m", "impasto", photo, painting, "-o", str(tmp_path / "out.png"),
                               "-s", "48", "-n", "3", "--tolerance", "0"], stderr=terminal, timeout=300)
@@ -401,10 +401,19 @@ def test_a_terminal_gets_a_progress_bar_if_it_tells_its_width(photo, painting, t
         os.close(screen)
     err = err.decode()
     assert run.returncode == 0, err
-    if columns:  # redrawn in place
+    if rows and columns:  # redrawn in place
         assert "\r" in err and "3/3" in err and ("step/s" in err or "s/step" in err) and "step 1/3," not in err
-    else:  # tqdm would draw nothing in 0 columns: a plain line a step, as into a log
+    else:  # tqdm would draw nothing in 0 columns or rows: a plain line a step, as into a log
         assert [line.split(",")[0] for line in err.splitlines()[:3]] == ["step 1/3", "step 2/3", "step 3/3"]
+
+
+def test_a_double_dash_ends_the_options(photo, painting, tmp_path, monkeypatch):
+    # Intermixed parsing took no notice of "--", and "-photo.jpg" after it for an unknown option.
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(photo, "-photo.jpg")
+    assert main(["-q", "-s", "32", "-n", "1", "-o", "out.png", "--", "-photo.jpg", painting]) == 0
+    assert read_metadata("out.png")["config"]["max_size"] == 32 and read_image("out.png").shape == (3, 24, 32)
+    assert main(["-q", "-o", "out.png", "--", "-photo.jpg", "-s", "32"]) == 2  # an image called "-s", not an option
 
 
 def test_batch_snapshots_with_the_same_names_are_refused(images, painting, tmp_path, capsys):
@@ -1069,6 +1078,10 @@ def test_bad_config_file_exits_2(tmp_path, capsys, text, message):
         (["{content}", "{style}", "-o", "{out}", "--save-every", "1", "--save-dir", "/sys"],
          "--save-dir /sys: cannot write in folder '/sys'"),
         (["{content}", "{style}", "-o", "{tmp}/out.gif"], "out.gif: unsupported extension '.gif'"),
+        (["{content}", "{style}", "-o", "{tmp}/" + "写真" * 43 + ".png"],  # 262 bytes: an unexpected OSError
+         "写真.png: cannot write (File name too long)"),
+        (["{content}", "{style}", "-o", "{tmp}/out.webp", "-s", "16384", "--dry-run"],  # not after the run
+         "out.webp: a WEBP picture is at most 16383 px a side, not 16384; save it as .png or .tif"),
         (["{content}", "{style}", "-o", "{style}"], "the_scream.jpg: -o would overwrite an input image"),
         (["{content}", "{style}", "-o", "{out}", "--log-json", "{content}"],
          "golden_gate.jpg: --log-json would overwrite an input image"),
@@ -1121,7 +1134,8 @@ def test_bad_config_file_exits_2(tmp_path, capsys, text, message):
         (["{content}", "{style}", "-o", "{out}", "--masks", "{style}"],
          "the_scream.jpg: a mask must have the photo's shape"),
         (["{content}", "{style}", "-o", "{out}", "--preserve-color", "hsv"], "invalid choice: 'hsv'"),
-        (["--rerun", "{content}"], "golden_gate.jpg: carries no impasto metadata, cannot rerun it"),
+        (["--rerun", "{content}"], "golden_gate.jpg: carries no impasto metadata (it would be in golden_gate.jpg.json, "
+         "beside it, which is missing), cannot rerun it"),
         (["--rerun", "{content}", "{style}"], "--rerun takes no CONTENT"),
         (["{content}", "{style}"], "no -o OUTPUT: name the file to write, -o out.png say"),
         (["{content}", "{style}", "-o", ""], "-o is empty: name the file to write"),

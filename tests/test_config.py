@@ -86,6 +86,9 @@ def test_step_size_defaults_per_optimizer():
          "style_layer_weights has 2 values for 1 style layer"),
         ({"style_layers": (), "style_layer_weights": ()}, "at least one layer"),
         ({"tv_weight": -1.0}, "tv_weight must not be negative"),
+        # The start would come back unchanged, the progress saying "content 0 style 0" at every step
+        ({"content_weight": 0.0, "style_weight": 0.0}, "nothing to paint: content_weight, style_weight"),
+        ({"content_weight": 0.0, "strength": 0.0}, "nothing to paint: content_weight, style_weight"),
         ({"style_blend": (0.0, 0.0)}, "positive sum"),
         ({"pooling": "min"}, "pooling must be one of max, avg"),
         ({"optimizer": "sgd"}, "optimizer must be one of lbfgs, adam"),

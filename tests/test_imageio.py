@@ -297,6 +297,28 @@ def test_unreadable_file(tmp_path, monkeypatch):
         read_image(path)
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX's")
+def test_a_pipe_is_refused_without_waiting_for_a_writer(tmp_path):
+    # Standard input was "an empty file (0 bytes)", and a named pipe's open waited for a writer for ever.
+    fifo, said = tmp_path / "fifo.jpg", []
+    os.mkfifo(fifo)
+
+    def read():
+        with pytest.raises(ImageError) as raised:
+            read_image(fifo)
+        said.append((str(raised.value), header_size(fifo)))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=60)
+    if reader.is_alive():  # waiting in open: give it a writer, and fail
+        with open(fifo, "wb"):
+            pass
+        reader.join()
+    assert said == [(f"{fifo}: not a file but a pipe or a device (standard input, say); impasto reads image files",
+                     None)]
+
+
 def test_not_an_image(tmp_path):
     (tmp_path / "notes.jpg").write_text("hello, not a picture")
     with pytest.raises(ImageError, match=r"notes\.jpg: not an image file, or not in a format impasto reads"):
@@ -633,6 +655,30 @@ def test_an_image_and_its_sidecar_are_replaced_together(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.jpg"]
 
 
+def test_two_writers_of_one_picture_each_keep_their_own_metadata(tmp_path):
+    # Interleaved, one writer's picture ended up with the other's sidecar (22 of 150 rounds), or a writer
+    # found the other's old sidecar gone under it and raised FileNotFoundError (24).
+    path, pairs, errors = tmp_path / "race.jpg", [], []
+    for _ in range(60):
+        start = threading.Barrier(2)
+
+        def save(value):
+            start.wait()
+            try:
+                save_image(torch.full((3, 8, 8), value), path, metadata={"value": value})
+            except Exception as exc:
+                errors.append(exc)
+
+        writers = [threading.Thread(target=save, args=(value,)) for value in (0.0, 1.0)]
+        for writer in writers:
+            writer.start()
+        for writer in writers:
+            writer.join()
+        pairs.append((round(float(read_image(path).mean())), read_metadata(path)["value"]))
+    assert errors == [] and all(picture == value for picture, value in pairs)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["race.jpg", "race.jpg.json"]
+
+
 def test_save_takes_a_batch_of_one_as_read_image_does(tmp_path):
     image = torch.rand(1, 3, 4, 5)
     assert torch.equal(read_image(save_image(image, tmp_path / "one.png")), read_image(to_pil(image[0])))
@@ -691,6 +737,43 @@ def test_save_refuses_what_it_would_write_wrong(tmp_path, monkeypatch, image, pa
     with pytest.raises(ImageError, match=message):
         save_image(image, path, metadata=metadata)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("option, value", [
+    ("dpi", 100_000), ("dpi", 0), ("dpi", -5), ("dpi", "300"), ("dpi", True), ("quality", 0), ("quality", 101),
+    ("quality", 9.5)])
+def test_save_refuses_a_dpi_or_quality_it_would_write_wrong(tmp_path, option, value):
+    # A dpi of 100 000 was written as 34 464 (16 bits), -5 raised OverflowError, "300" a TypeError.
+    with pytest.raises(ImageError, match=rf"x\.jpg: {option} must be a whole number from 1 to \d+.*, not {value!r}$"):
+        save_image(torch.zeros(3, 2, 2), tmp_path / "x.jpg", **{option: value})
+    assert list(tmp_path.iterdir()) == []
+    assert read_image(save_image(torch.zeros(3, 2, 2), tmp_path / "y.jpg", dpi=np.int64(150))).shape == (3, 2, 2)
+
+
+def test_save_refuses_an_empty_picture_and_one_too_long_for_its_format(tmp_path):
+    with pytest.raises(ImageError, match=r"e\.png: the image has no pixels \(shape \(3, 0, 5\)\); nothing was written"):
+        save_image(torch.zeros(3, 0, 5), tmp_path / "e.png")
+    # libjpeg printed "Maximum supported image dimension is 65500 pixels" before Pillow's error
+    with pytest.raises(ImageError, match=r"w\.webp: a WEBP picture is at most 16383 px a side, not 16384; save it as"):
+        save_image(torch.zeros(3, 1, 16384, dtype=torch.uint8), tmp_path / "w.webp")
+    with pytest.raises(ImageError, match=r"w\.jpg: a JPG picture is at most 65500 px a side, not 65501"):
+        save_image(torch.zeros(3, 65501, 1, dtype=torch.uint8), tmp_path / "w.jpg")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("mode", ["CMYK", "LAB", "HSV", "YCbCr", "F", "I", "La"])
+def test_save_writes_a_pil_image_of_any_mode_as_rgb_as_read_image_reads_it(tmp_path, images, mode):
+    # Saved as they were, CMYK, LAB, HSV, I and F could not be written as PNG, and TIFF got them tagged sRGB.
+    photo = Image.open(images / "content" / "golden_gate.jpg").reduce(8)
+    picture = Image.new("La", photo.size, (100, 128)) if mode == "La" else photo.convert(mode)
+    if mode == "F":  # Pillow's float pictures are 0-255
+        picture = photo.convert("L").convert("F")
+    for ext in (".png", ".tif"):
+        with Image.open(save_image(picture, tmp_path / f"x{ext}")) as saved:
+            assert saved.mode == "RGB"
+        assert (read_image(tmp_path / f"x{ext}") - read_image(picture)).abs().max() <= 0.5 / 255
+    if mode == "La":  # 100 premultiplied by alpha 128 is grey 199, half over white
+        assert pixel(read_image(tmp_path / "x.png"), 0, 0) == [round((199 * 128 + 255 * 127) / 255)] * 3
 
 
 def test_save_leaves_the_callers_tensor_as_it_was(tmp_path):

@@ -73,6 +73,9 @@ def test_a_progress_event_gives_a_picture_to_resume_from_as_if_stopped_there(sto
         assert record.stop_reason == "cancelled" and record.steps == step and record.stopped_at == at
         assert record.image.shape == shape and record.losses == whole.history[step - 1]
         assert record.inputs == whole.inputs and record.machine == whole.machine
+        timings = record.timings  # as a stopped run's: "optimize" was missing
+        assert timings["setup"] == whole.timings["setup"] and 0 < timings["optimize"] < whole.timings["optimize"]
+        assert timings["total"] == timings["setup"] + timings["optimize"]
         resumed = impasto.stylize(photo, art, config, resume=record.save(tmp_path / f"at{step}.png"))
         assert resumed.history[0]["step"] == step + 1 and resumed.steps == 24 and resumed.stop_reason == "iterations"
         assert resumed.resumed_from["steps"] == step
@@ -152,6 +155,10 @@ def test_resume_refuses_what_cannot_be_resumed(stopped, tmp_path):
     impasto.save_image(result.image, tmp_path / "plain.png")
     with pytest.raises(impasto.ImageError, match="plain.png: carries no impasto metadata, cannot resume it"):
         impasto.stylize(photo, art, config, resume=tmp_path / "plain.png")
+    impasto.save_image(result.image, tmp_path / "plain.jpg")  # its metadata would be beside it: said so
+    with pytest.raises(impasto.ImageError, match=r"plain\.jpg: carries no impasto metadata \(it would be in "
+                       r"plain\.jpg\.json, beside it, which is missing\), cannot resume it$"):
+        impasto.stylize(photo, art, config, resume=tmp_path / "plain.jpg")
     impasto.save_image(result.image[:, :, :60], tmp_path / "cropped.png", metadata=result.metadata())
     with pytest.raises(impasto.ImageError, match="cropped.png: is 60x48, but the run it stopped paints 64x48"):
         impasto.stylize(photo, art, config, resume=tmp_path / "cropped.png")
