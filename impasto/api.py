@@ -260,7 +260,7 @@ class _Painting:
         return state.stop_reason not in ("cancelled", "diverged")
 
     def _with_stop_record(self, callback: Callback, scale: int, size: int, iterations: int,
-                          event: ProgressEvent) -> bool | None:
+                          event: ProgressEvent) -> object:
         """Call ``callback`` with an event that knows how to stop here (``ProgressEvent.stopped_here``),
         at size number ``scale`` (``size`` px, at most ``iterations`` steps)."""
         history = self.state.history[:]  # to this step: the callback may keep the event and call it later
@@ -423,7 +423,7 @@ def check_edges(photo: tuple[int, int], photo_name: str, paintings: dict[str, tu
         larger = size_setting or ("max_size" if size == config.max_size else "min_size")  # what made this size
         if min(height, width) < shortest:
             raise ImageError(f"{photo_name}: {width}×{height} at {size} px is too narrow ({advice}: raise "
-                             f"{larger} to {_size_for_edge(photo, shortest)} px or more, or crop the image)")
+                             f"{larger} to {size_for_edge(photo, shortest)} px or more, or crop the image)")
         pixels = max(1, round(height * width * config.style_scale**2))
         for name, painting in paintings.items():
             painting_height, painting_width = pixels_shape(*painting, pixels)
@@ -432,7 +432,7 @@ def check_edges(photo: tuple[int, int], photo_name: str, paintings: dict[str, tu
                                  f"too narrow ({advice}: raise {larger} or style_scale, or crop the painting)")
 
 
-def _size_for_edge(shape: tuple[int, int], shortest: int) -> int:
+def size_for_edge(shape: tuple[int, int], shortest: int) -> int:
     """The smallest long edge at which a picture of ``shape`` (H, W) has a short edge of ``shortest`` px."""
     size = max(1, (shortest - 1) * max(shape) // min(shape))  # too small: the short edge is rounded
     while min(long_edge_shape(*shape, size)) < shortest:

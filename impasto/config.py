@@ -165,9 +165,12 @@ class Config:
         "size (the long edge max_size / dpi inches); empty: none written (viewers assume 72 or 96)", "output")
 
     def __post_init__(self) -> None:
-        # Lists become tuples (hashable), paths text and numpy numbers Python ones, so metadata is JSON.
+        # Lists (and numpy's or torch's rows of numbers) become tuples (hashable), paths text and numpy
+        # numbers Python ones, so metadata is JSON.
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if getattr(value, "ndim", None) == 1 and hasattr(value, "tolist"):
+                value = value.tolist()
             if isinstance(value, (list, tuple)):
                 object.__setattr__(self, f.name, tuple(_plain(item) for item in value))
             else:

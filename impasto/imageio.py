@@ -464,6 +464,8 @@ def save_image(
         raise ImageError(f"{path}: names a folder; give the file's name")
     path = Path(path)
     fmt = SAVE_FORMATS.get(path.suffix.lower())
+    if fmt is None and path.is_dir():  # more to the point than its missing extension
+        raise ImageError(f"{path}: is a folder, cannot write a file there")
     if fmt is None:
         raise ImageError(f"{path}: unsupported extension {path.suffix!r}; use one of {', '.join(SAVE_FORMATS)}")
     if metadata is not None and not isinstance(metadata, dict):  # read_metadata would refuse it
@@ -659,8 +661,8 @@ def _umask() -> int:
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any] | None:
     """The metadata `save_image` stored with an image (PNG chunk or JSON sidecar), or None."""
-    if not isinstance(path, (str, os.PathLike)):
-        raise ImageError(f"read_metadata: expected the path of an image, not {type(path).__name__}")
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+        raise ImageError(f"read_metadata: expected the path of an image, not {path!r}")
     path = Path(path)
     if path.is_dir():
         raise ImageError(f"{path}: is a folder, not an image file")

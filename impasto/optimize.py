@@ -68,8 +68,8 @@ class ProgressEvent:
 
 # Return True to stop the run after this step (the best image so far is kept). Only a bool (Python's,
 # numpy's or a one-element torch bool tensor) True stops it, not any truthy value: a number or a text
-# returned by chance goes on.
-Callback = Callable[[ProgressEvent], "bool | None"]
+# returned by chance goes on. Any return is allowed, so the type says object.
+Callback = Callable[[ProgressEvent], object]
 
 
 def _asks_to_stop(answer: object) -> bool:

@@ -28,8 +28,9 @@ class Result:
     stop_reason: str  # "iterations", "tolerance", "cancelled" or "diverged"
     inputs: dict[str, Any] = field(default_factory=dict)  # SHA-256 of each input, for reproduction
     checkpointed: bool = False  # whether activations were recomputed to fit in memory (see memory)
-    # Whether the steps kept the memory they freed for the next one; False: it went back to the system at
-    # once, to fit in memory (slower steps; see memory), as in every checkpointed run.
+    # Whether the run's memory plan let its steps keep the memory they freed for the next one (they do
+    # so only as the one run going on in the process, on glibc's main heap: memory.manage_freed_memory);
+    # False: it went back to the system at once, to fit in memory (slower steps), as in every checkpointed run.
     keeps_freed: bool = True
     bfloat16: bool = False  # whether the features were computed in bfloat16 (precision 'auto' decides per machine)
     # Where a cancelled run stopped, for ``stylize(..., resume=)``: "size_index" (into config.sizes()),

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from .api import painting_work, pixels_per_step, planned_memory, stylize
+from .api import painting_work, pixels_per_step, planned_memory, size_for_edge, stylize
 from .device import native_bfloat16, resolve_device
 from .result import Result
 from .resume import ResumePoint, resume_point
@@ -119,9 +119,9 @@ def _dry_run(args: argparse.Namespace, the_plan: Plan) -> int:
     painting it would; a batch's goes on."""
     failed, seconds, paces = 0, 0.0, []
 
-    def pace(job: Job) -> float:  # this machine's, timed on the first photo to paint
+    def pace(job: Job, shape: tuple[int, int]) -> float:  # this machine's, timed on the first photo to paint
         if not paces:
-            paces.append(_seconds_per_pixel(job, the_plan))
+            paces.append(_seconds_per_pixel(job, the_plan, shape))
         return paces[0]
 
     for job in the_plan.jobs:
@@ -140,7 +140,8 @@ def _dry_run(args: argparse.Namespace, the_plan: Plan) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def _planned(args: argparse.Namespace, job: Job, the_plan: Plan, pace: Callable[[Job], float]) -> tuple[str, float]:
+def _planned(args: argparse.Namespace, job: Job, the_plan: Plan, pace: Callable[[Job, tuple[int, int]], float]
+             ) -> tuple[str, float]:
     """What painting ``job`` would do, and about how long it would take at ``pace`` (seconds per pixel
     of a step, timed on a job): "512×384 px; one size, 100 steps at most, about 1 min 10 s on this
     machine; about 1.0 GB of memory". Nothing and 0 s for a photo --continue skips."""
@@ -149,7 +150,7 @@ def _planned(args: argparse.Namespace, job: Job, the_plan: Plan, pace: Callable[
         return "already painted with these settings (--continue skips it)", 0.0
     memory, shape = planned_memory(job.content, the_plan.styles, job.config)
     point = resume_point(resume, job.config) if resume else None
-    seconds = _painting_seconds(job.config, shape, memory, pace(job), point)
+    seconds = _painting_seconds(job.config, shape, memory, pace(job, shape), point)
     sizes = job.config.painted_sizes()
     in_sizes = f"{len(sizes)} sizes ({', '.join(map(str, sizes))} px)" if len(sizes) > 1 else "one size"
     steps = point.total if point else sum(job.config.steps_per_size())
@@ -170,12 +171,14 @@ def _painting_seconds(config: Config, shape: tuple[int, int], memory: MemoryPlan
     return pace * memory.slowdown * painting_work(config, *shape, steps)
 
 
-def _seconds_per_pixel(job: Job, the_plan: Plan) -> float:
-    """This machine's pace, in seconds per pixel of a step: the median of five steps of ``job`` at its
-    first size (at most 512 px, a few seconds whatever the print), after a first whose time also holds
-    loading the model and the targets (the median, as a shared machine can make one step much slower
-    than the rest)."""
-    trial = job.config.replace(max_size=min(job.config.painted_sizes()[0], 512), iterations=6, tolerance=0.0)
+def _seconds_per_pixel(job: Job, the_plan: Plan, shape: tuple[int, int]) -> float:
+    """This machine's pace, in seconds per pixel of a step: the median of five steps of ``job`` (its
+    painting's ``shape``, H × W) at its first size (at most 512 px, a few seconds whatever the print,
+    unless a photo as narrow as a strip is too narrow there), after a first whose time also holds loading
+    the model and the targets (the median, as a shared machine can make one step much slower than the rest)."""
+    narrowest = size_for_edge(shape, smallest_edge(job.config.layers))
+    trial = job.config.replace(max_size=min(job.config.painted_sizes()[0], max(512, narrowest)), iterations=6,
+                               tolerance=0.0)
     elapsed: list[float] = []
     result = stylize(job.content, the_plan.styles, trial, callback=lambda event: elapsed.append(event.elapsed))
     step = statistics.median(later - earlier for earlier, later in zip(elapsed, elapsed[1:]))

@@ -219,6 +219,14 @@ def test_a_dry_run_says_what_each_photo_would_do_and_writes_nothing(painting, tm
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
 
 
+def test_a_dry_run_times_a_strip_too_narrow_at_512_px_at_its_own_size(painting, tmp_path, capsys):
+    # Timed at 512 px, where this strip is 5 px wide, it "would fail", though its run paints it.
+    save_image(torch.rand(3, 2000, 20), tmp_path / "strip.png")
+    argv = [str(tmp_path / "strip.png"), painting, "-o", str(tmp_path / "out.png"), "-s", "1600", "--scales", "1"]
+    assert main([*argv, "--dry-run"]) == 0
+    assert "strip.png -> " in (out := capsys.readouterr().out) and ": 16×1600 px; one size, 100 steps" in out
+
+
 def test_a_dry_runs_time_counts_each_steps_pixels_and_how_the_run_fits_in_memory():
     # 150 steps at 512 px, then 100 at 1024 px, the whole network at each (test_api counts the shorter one's)
     config = Config(max_size=1024, refine_style_layers=())

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from impasto.config import PAPERS, Config, parse_setting, print_box, print_inches, print_long_edge
 from impasto.errors import ConfigError
@@ -60,6 +61,9 @@ def test_lists_become_tuples_and_paths_text():
     numpy_numbers = Config(max_size=np.int64(64), style_weight=np.float32(100.0), style_blend=[np.float64(1)])
     assert json.dumps(numpy_numbers.to_dict()) and type(numpy_numbers.max_size) is int
     assert (numpy_numbers.style_weight, numpy_numbers.style_blend) == (100.0, (1.0,))
+    rows = Config(style_blend=np.array([0.7, 0.3]), style_layer_weights=torch.tensor([1, 2, 3, 4, 5]))
+    assert rows.style_blend == (0.7, 0.3) and rows.style_layer_weights == (1, 2, 3, 4, 5)  # "must be a list"
+    assert json.dumps(rows.to_dict()) and type(rows.style_blend[0]) is float
 
 
 def test_style_layers_weigh_equally_unless_weighted():

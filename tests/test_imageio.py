@@ -701,6 +701,9 @@ def test_save_errors_name_the_path_and_leave_nothing(tmp_path, monkeypatch):
     (tmp_path / "taken.png").mkdir()
     with pytest.raises(ImageError, match=r"taken\.png: is a folder"):
         save_image(t, tmp_path / "taken.png")
+    (tmp_path / "saves").mkdir()
+    with pytest.raises(ImageError, match=r"saves: is a folder, cannot write a file there"):  # not "extension ''"
+        save_image(t, tmp_path / "saves")
     save_image(t, tmp_path / "keep.png")
     before = (tmp_path / "keep.png").read_bytes()
 
@@ -719,7 +722,7 @@ def test_save_errors_name_the_path_and_leave_nothing(tmp_path, monkeypatch):
         save_image([[0.5]], tmp_path / "list.png")
     with pytest.raises(ImageError, match=r"nan\.png: the image holds NaN or infinite values; nothing was written"):
         save_image(torch.full((3, 2, 2), float("nan")), tmp_path / "nan.png")  # it used to be saved black
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.png", "taken.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.png", "saves", "taken.png"]
 
 
 @pytest.mark.parametrize("image, path, metadata, message", [
@@ -813,8 +816,10 @@ def test_saving_keeps_a_files_permissions_and_refuses_a_read_only_one(tmp_path):
 
 
 def test_read_metadata_errors(tmp_path):
-    with pytest.raises(ImageError, match="read_metadata: expected the path of an image, not NoneType"):
+    with pytest.raises(ImageError, match="read_metadata: expected the path of an image, not None"):
         read_metadata(None)
+    with pytest.raises(ImageError, match="read_metadata: expected the path of an image, not ''"):  # not "."
+        read_metadata("")
     with pytest.raises(ImageError, match=r"gone\.png: no such file"):
         read_metadata(tmp_path / "gone.png")
     (tmp_path / "folder.png").mkdir()
