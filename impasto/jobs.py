@@ -136,6 +136,10 @@ def _expand(content: str, styles: list[str], quiet: bool) -> list[str]:
                                                                          if images else ""))
     if heic and not quiet:
         print(f"impasto: note: {content}: leaving out {unread}", file=sys.stderr)
+    folders = sorted(p.name for p in Path(content).iterdir() if not p.name.startswith(".") and p.is_dir())
+    if folders and not quiet:
+        print(f"impasto: note: {content}: leaving out {len(folders)} folder{'s' if len(folders) > 1 else ''} in it "
+              f"(only the folder's own photos are painted): {few_names(folders)}", file=sys.stderr)
     kept = set(photos)
     left_out = [Path(image).name for image in images if image not in kept]
     if left_out and not quiet:
@@ -355,6 +359,9 @@ def _finish_plan(args: argparse.Namespace, config: Config, contents: list[Any], 
             _check_output_path(job.plot, PLOT_FORMATS)
     if args.log_json:
         _check_a_file(args.log_json, "--log-json")
+        if batch and any(f"{{{name}}}" in args.log_json for name in ("stem", "style", "index")):  # written literally
+            raise ConfigError(f"--log-json {args.log_json}: takes one file for the whole batch, not a template "
+                              "(each line names its photo as \"input\")")
         _check_output_path(Path(args.log_json), None)
     if args.save_every:
         save_dir = Path(args.save_dir) if args.save_dir else None

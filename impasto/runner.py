@@ -125,6 +125,8 @@ def _dry_run(args: argparse.Namespace, the_plan: Plan) -> int:
         return paces[0]
 
     for job in the_plan.jobs:
+        if not args.quiet:  # as its run would say
+            _say_if_enlarged(job.content, job.config)
         try:
             planned, job_seconds = _planned(args, job, the_plan, pace)
         except ImpastoError as exc:

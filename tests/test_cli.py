@@ -524,6 +524,9 @@ def test_braces_in_one_photos_name_are_kept_and_a_batch_needs_known_placeholders
     batch = ["-c", photo, "-c", str(images / "content/rainier.jpg"), painting]
     assert main([*batch, "-o", str(tmp_path / "{stem.upper}.png"), *QUICK]) == 2
     assert "bad placeholder {stem.upper}; use {stem}, {style} or {index}" in capsys.readouterr().err
+    assert main([*batch, "-o", f"{tmp_path}/", "--log-json", str(tmp_path / "{stem}.jsonl"), *QUICK]) == 2
+    assert ("--log-json {stem}.jsonl: takes one file for the whole batch, not a template (each line names its "
+            "photo as \"input\")") in capsys.readouterr().err.replace(f"{tmp_path}/", "")  # was written literally
     assert main([photo, painting, "-o", str(tmp_path / "x.png"), "--plot", str(tmp_path / "x-step00002.png"),
                  "--save-every", "2", *QUICK]) == 2
     assert "--plot has the name of a --save-every snapshot" in capsys.readouterr().err
@@ -881,6 +884,8 @@ def test_a_small_photo_or_painting_enlarged_much_gets_a_note(photo, painting, tm
     assert main([str(tmp_path / "icon.png"), painting, "-o", str(tmp_path / "out.png"), "-s", "160", "-n", "1"]) == 0
     assert (f"impasto: note: {tmp_path / 'icon.png'} is 32x24 px; painted at 160 px, 5.0 times larger, it will "
             "look soft (-s 32 paints it at its own size)\n") in capsys.readouterr().err
+    assert main([str(tmp_path / "icon.png"), painting, "-o", str(tmp_path / "out.png"), "-s", "160", "--dry-run"]) == 0
+    assert "160 px, 5.0 times larger, it will look soft" in capsys.readouterr().err  # a dry run says it too
     assert main([str(tmp_path / "icon.png"), painting, "-o", str(tmp_path / "out.png"), "--print-size", "1.6in",
                  "--dpi", "100", "-n", "1"]) == 0  # 160 px again, for a print
     assert ("painted at 160 px, 5.0 times larger, it will look soft (-s 32 paints it at its own size; at 100 dpi, "
@@ -955,14 +960,18 @@ def test_a_folder_painted_again_into_itself_leaves_out_its_painting_and_earlier_
     folder.mkdir()
     _write_photo(folder / "photo.png", 0)
     shutil.copy(images / "style/the_scream.jpg", folder / "scream.jpg")  # the painting, kept beside the photo
+    (folder / "older").mkdir()  # a folder in it: left out, as it was, but no longer without a word
+    _write_photo(folder / "older" / "photo.png", 1)
     argv = [str(folder), str(folder / "scream.jpg"), "-o", f"{folder}/", *QUICK[1:]]
     assert main(argv) == 0
-    assert f"impasto: note: {folder}: leaving out 1 image that is a painting or an earlier result: scream.jpg\n" in \
-        capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"impasto: note: {folder}: leaving out 1 image that is a painting or an earlier result: scream.jpg\n" in err
+    assert f"impasto: note: {folder}: leaving out 1 folder in it (only the folder's own photos are painted): older\n" \
+        in err
     assert main(argv) == 0  # the same command again: the result is not a photo to paint
     assert ("leaving out 2 images that are a painting or an earlier result: photo-scream.png, scream.jpg\n"
             in capsys.readouterr().err)
-    assert sorted(p.name for p in folder.iterdir()) == ["photo-scream.png", "photo.png", "scream.jpg"]
+    assert sorted(p.name for p in folder.iterdir()) == ["older", "photo-scream.png", "photo.png", "scream.jpg"]
 
 
 def test_a_batch_photo_failing_for_a_mask_is_named(painting, images, tmp_path, capsys):
