@@ -114,7 +114,7 @@ _RUNS_CODE = (os.path.dirname(__file__) + os.sep, os.path.dirname(torch.__file__
 def _release_frames(exc: BaseException) -> None:
     """Clear the variables of impasto's and torch's frames in ``exc``'s traceback, and of the frames that
     called them, which a caller that keeps the exception keeps alive (as a notebook keeps the last one):
-    the run's features, gradients and L-BFGS's pairs (40 MB at 512 px, gigabytes at a print's size). The
+    the run's features, gradients and L-BFGS's pairs (50 MB at 512 px, gigabytes at a print's size). The
     caller's frames (a callback's) keep theirs; the traceback's lines stay."""
     tb = exc.__traceback__
     while tb is not None:

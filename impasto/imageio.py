@@ -598,7 +598,7 @@ def write_atomic(*files: tuple[Path, Writer], stale: Path | None = None) -> None
 def _replacing_in(folder: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``folder`` while files in it are replaced: two writers of one picture
     (threads or processes) then replace it and its sidecar one after the other, so that each picture
-    keeps its own metadata (interleaved, 28 of 150 rounds of two threads saving one JPEG at once paired
+    keeps its own metadata (interleaved, 22 of 150 rounds of two threads saving one JPEG at once paired
     a picture with the other's sidecar). Where the folder cannot be locked (Windows, which has no flock;
     a file system without locks), nothing is held."""
     try:
