@@ -387,6 +387,13 @@ def _check_shared_inputs(args: argparse.Namespace, config: Config, styles: list[
     for i, style in enumerate(styles):
         if isinstance(style, (str, os.PathLike)):  # named as the role it has: a photo's error names none
             _check_readable(os.fspath(style), f"painting {i + 1}" if len(styles) > 1 else "painting")
+    files = [(style, _file_key(style)) for style in styles if isinstance(style, (str, os.PathLike))]
+    keys = [key for _, key in files]
+    repeated = next(((style, keys.count(key)) for style, key in files if keys.count(key) > 1), None)
+    if repeated and not args.quiet:  # weighed double on purpose, perhaps: said, not refused
+        times = "twice" if repeated[1] == 2 else f"{repeated[1]} times"
+        print(f"impasto: note: {repeated[0]} is given {times} as a painting: it counts {times} in the blend",
+              file=sys.stderr)
     for i, mask in enumerate(config.masks):
         _check_readable(mask, f"mask {i + 1}" if len(config.masks) > 1 else "mask")
     if config.init not in INITS:

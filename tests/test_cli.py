@@ -498,6 +498,11 @@ def test_with_content_every_other_image_is_a_painting_and_a_note_says_so(photo, 
     assert f"impasto: note: with --content, every other image is a painting: blending 2 ({', '.join(art)})" in \
         capsys.readouterr().err
     assert read_metadata(tmp_path / "out.png")["inputs"]["paths"]["style"] == art
+    link = tmp_path / "same.jpg"  # the second painting again, by another name: blended with itself, said so
+    link.symlink_to(art[1])
+    assert main([photo, art[1], str(link), "-o", str(tmp_path / "out.png"), *QUICK[1:]]) == 0
+    assert f"impasto: note: {art[1]} is given twice as a painting: it counts twice in the blend\n" in \
+        capsys.readouterr().err
 
 
 def test_a_photo_given_as_its_own_painting_is_painted_so_with_a_note(images, painting, tmp_path, capsys):
