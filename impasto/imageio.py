@@ -198,6 +198,18 @@ def header_size(path: str | os.PathLike) -> tuple[int, int] | None:
         return None
 
 
+def frame_count(path: str | os.PathLike) -> int:
+    """How many frames an image file holds (an animated GIF, WebP or PNG more than one, of which
+    ``read_image`` reads the first); 1 if it cannot be read (``read_image`` says why)."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a pipe's open would wait for a writer
+            return 1
+        with _pillow_quietly(), Image.open(path, formats=read_formats()) as im:
+            return int(getattr(im, "n_frames", 1))
+    except (Image.DecompressionBombError, *_DECODE_ERRORS):
+        return 1
+
+
 def _check_size(im: Image.Image, name: str, max_pixels: int) -> None:
     width, height = im.size  # known from the header, before any pixel is decoded
     if width * height > max_pixels:

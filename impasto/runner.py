@@ -29,7 +29,7 @@ from .resume import ResumePoint, resume_point
 from .cli import EXIT_FAILED, EXIT_OK, as_typed, config_to_toml
 from .config import Config, printed_length
 from .errors import AGAIN, EXIT_SIGNAL, NOTHING_WRITTEN, ImageError, ImpastoError, Interrupted
-from .imageio import header_size, save_image
+from .imageio import frame_count, header_size, save_image
 from .jobs import Job, Plan, few_names, output_run, plan, run_of, snapshot_path, snapshot_step
 from .memory import GB, MemoryPlan
 from .optimize import ProgressEvent
@@ -418,9 +418,17 @@ def _enlarged(source: Any, edge: float) -> tuple[int, int] | None:
     return size if size and edge > ENLARGED * max(size) else None
 
 
+def _say_if_animated(source: Any, role: str) -> None:
+    """An animated picture is painted from (or in the style of) its first frame: say so."""
+    frames = frame_count(source) if isinstance(source, (str, os.PathLike)) else 1
+    if frames > 1:
+        print(f"impasto: note: {source} is animated ({frames} frames): {role}", file=sys.stderr)
+
+
 def _say_if_enlarged(content: Any, config: Config) -> None:
     """A photo much smaller than the painting comes out soft; say so, and how to paint it at its size
-    (when the network can see it at that size)."""
+    (when the network can see it at that size); and that only the first frame of an animated one is painted."""
+    _say_if_animated(content, "its first frame is painted")
     size = _enlarged(content, config.max_size)
     if size is None:
         return
@@ -432,9 +440,10 @@ def _say_if_enlarged(content: Any, config: Config) -> None:
 
 def _say_if_paintings_enlarged(styles: list[Any], config: Config) -> None:
     """A painting is seen at about the picture's size (times style_scale): a small one enlarged much,
-    its strokes are blurs, which the result takes on."""
+    its strokes are blurs, which the result takes on (say so); an animated one, its first frame."""
     seen = config.max_size * config.style_scale  # its long edge, for a painting of the photo's shape
     for style in styles:
+        _say_if_animated(style, "its first frame is the painting")
         size = _enlarged(style, seen)
         if size is not None:
             print(f"impasto: note: {style} is {size[0]}x{size[1]} px; seen {seen / max(size):.1f} times larger, "

@@ -905,6 +905,13 @@ def test_a_small_photo_or_painting_enlarged_much_gets_a_note(photo, painting, tm
     assert "painted at 256 px, 4.3 times larger, it will look soft\n" in capsys.readouterr().err
     assert main([str(tmp_path / "icon.png"), painting, "-o", str(tmp_path / "out.png"), "-s", "128", "-n", "1"]) == 0
     assert "note" not in capsys.readouterr().err  # 4 times: no note
+    frames = [Image.fromarray(noise(48, 64, seed)) for seed in range(3)]  # animated: its first frame, said so
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    assert main([str(tmp_path / "anim.gif"), str(tmp_path / "anim.gif"), "-o", str(tmp_path / "out.png"), "-s", "64",
+                 "-n", "1"]) == 0
+    err = capsys.readouterr().err
+    assert f"impasto: note: {tmp_path / 'anim.gif'} is animated (3 frames): its first frame is painted\n" in err
+    assert f"impasto: note: {tmp_path / 'anim.gif'} is animated (3 frames): its first frame is the painting\n" in err
 
 
 def test_batch_skips_a_broken_photo_and_exits_1(images, painting, tmp_path, capsys):
