@@ -32,6 +32,13 @@ LBFGS_HISTORY = 20  # curvature pairs L-BFGS keeps (impasto.memory counts their 
 # the bounds and left coloured specks beside them: 12 photo × painting pairs at 384 px had 238 pixels
 # more than 60 grey levels off all their neighbours, 101 from this step.
 FIRST_STEP = 0.05
+# A resumed run's picture comes back with itself mirrored into its margin, not the strokes painted there,
+# which raised the loss of its canvas 15 % (golden_gate × woman-with-hat-matisse at 256 px, stopped at
+# step 70: 63 120 against 53 996). Its first steps repaint the margin only (the picture stays as it
+# stopped, so a run resumed and soon stopped again keeps it); then L-BFGS starts afresh, with a first
+# step this small, as the picture is near a minimum (FIRST_STEP's 13 grey levels raised the loss 23 %).
+RESUME_MARGIN_STEPS = 10
+RESUME_FIRST_STEP = 0.002
 
 
 @dataclass(frozen=True)
@@ -90,8 +97,9 @@ class ProjectedLBFGS:
     loss 7.5e4 after 40 steps with the cap, 1.7e5 without).
     """
 
-    def __init__(self, lr: float = 1.0, history: int = LBFGS_HISTORY, max_change: float = 0.5) -> None:
-        self.lr, self.history, self.max_change = lr, history, max_change
+    def __init__(self, lr: float = 1.0, history: int = LBFGS_HISTORY, max_change: float = 0.5,
+                 first_step: float = FIRST_STEP) -> None:
+        self.lr, self.history, self.max_change, self.first_step = lr, history, max_change, first_step
         self.pairs: list[tuple[torch.Tensor, torch.Tensor, float]] = []  # (s, y, 1/yᵀs)
         self.last: tuple[torch.Tensor, torch.Tensor] | None = None  # (x, gradient) of the last step
 
@@ -115,9 +123,10 @@ class ProjectedLBFGS:
 
     def _first_step(self, gradient: torch.Tensor) -> float:
         """The step along the (held-masked) gradient while no curvature is known: one that moves the
-        steepest pixel by FIRST_STEP (times lr), none at a stationary point (a seam for benchmarks to try others)."""
+        steepest pixel by ``first_step`` (times lr), none at a stationary point (a seam for benchmarks to try
+        others)."""
         steepest = float(gradient.abs().max())
-        return FIRST_STEP / steepest if steepest else 0.0
+        return self.first_step / steepest if steepest else 0.0
 
     def _initial_inverse_hessian(self, q: torch.Tensor, y: torch.Tensor, rho: float) -> torch.Tensor:
         """H₀·q for the two-loop recursion: the identity scaled by sᵀy / yᵀy (a seam for benchmarks to
@@ -156,6 +165,15 @@ class ProjectedAdam:
 def make_optimizer(name: str, image: torch.Tensor, lr: float) -> ProjectedLBFGS | ProjectedAdam:
     """The optimizer called ``name`` ('lbfgs' or 'adam') for this image."""
     return ProjectedLBFGS(lr) if name == "lbfgs" else ProjectedAdam(image, lr)
+
+
+def _optimizer_for(name: str, image: torch.Tensor, lr: float, near_a_minimum: bool
+                   ) -> ProjectedLBFGS | ProjectedAdam:
+    """``make_optimizer``'s, with RESUME_FIRST_STEP for L-BFGS on a picture ``near_a_minimum`` (resumed)."""
+    opt = make_optimizer(name, image, lr)
+    if near_a_minimum and isinstance(opt, ProjectedLBFGS):
+        opt.first_step = RESUME_FIRST_STEP
+    return opt
 
 
 @dataclass
@@ -197,7 +215,8 @@ def optimize(
     moves its three channels alike).
 
     ``resumed``: ``image`` is a stopped run's last picture, whose loss that run reported as its last
-    step; evaluating it again only gives the first move, and ``iterations`` steps follow it.
+    step; evaluating it again only gives the first move, and ``iterations`` steps follow it, the first
+    RESUME_MARGIN_STEPS of them moving the margin only.
 
     Stops after ``iterations`` steps, when the loss stalls (``tolerance``), when ``callback``
     returns True ("cancelled"), or when the loss is not finite ("diverged"); ``state.stop_reason``
@@ -206,7 +225,8 @@ def optimize(
     has kept the best image.
     """
     image = with_margin(image.detach(), margin).clone().clamp_(0, 1).requires_grad_(True)
-    opt = make_optimizer(optimizer, image, lr)
+    margin_only = min(RESUME_MARGIN_STEPS, iterations) if resumed and margin else 0
+    opt = _optimizer_for(optimizer, image, lr, resumed and not margin_only)  # a margin mirrored is no minimum
     best, best_loss, losses = image.detach().clone(), math.inf, []
     try:
         for evaluation in range(iterations + resumed):
@@ -214,6 +234,11 @@ def optimize(
             (grad,) = torch.autograd.grad(loss, image)
             if grey:  # the gradient's part that keeps the channels equal: a grey picture's own gradient
                 grad = grad.mean(1, keepdim=True).expand_as(grad)
+            if evaluation < margin_only:  # the picture held as it stopped
+                grad = grad.clone()
+                grad[..., margin:-margin, margin:-margin] = 0.0
+            elif margin_only and evaluation == margin_only:  # the picture's turn: its curvature is unknown
+                opt = _optimizer_for(optimizer, image, lr, near_a_minimum=True)
             # One read of all the numbers: each read waits for a GPU to finish the step.
             loss_value, *values = torch.stack([value.detach() for value in (loss, *terms.values())]).tolist()
             if not math.isfinite(loss_value):

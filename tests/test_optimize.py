@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from impasto.optimize import FIRST_STEP, LoopState, ProjectedAdam, ProjectedLBFGS, _stalled, optimize
+from impasto.optimize import (FIRST_STEP, RESUME_FIRST_STEP, LoopState, ProjectedAdam, ProjectedLBFGS, _stalled,
+                              optimize)
 
 TARGET = torch.tensor([-0.5, 0.2, 0.7, 1.8, 0.4, 3.0]).view(1, 1, 2, 3)  # some outside [0, 1]
 CURVATURE = torch.tensor([1.0, 10.0, 100.0, 3.0, 30.0, 0.3]).view(1, 1, 2, 3)  # ill-conditioned
@@ -190,3 +191,11 @@ def test_lbfgs_first_step_moves_the_steepest_free_pixel_by_lr_times_first_step_w
     assert image[0, 0, 0, 0] == 0.0  # the held pixel stays, and its gradient does not set the step
     assert moved.abs().max() == pytest.approx(lr * FIRST_STEP) and moved[-1] == pytest.approx(-lr * FIRST_STEP)
     assert torch.allclose(moved, -lr * FIRST_STEP * grad.flatten()[1:] / (2 * scale), atol=1e-7)
+
+
+@pytest.mark.parametrize("first_step", [FIRST_STEP, RESUME_FIRST_STEP])
+def test_lbfgs_first_step_is_set_per_optimizer(first_step):
+    # A resumed picture is near a minimum: its first step is RESUME_FIRST_STEP, not FIRST_STEP
+    image, grad = torch.full((1, 3, 4, 4), 0.5), torch.linspace(-1.0, 1.0, 48).view(1, 3, 4, 4)
+    ProjectedLBFGS(first_step=first_step).step(image, grad)
+    assert (image - 0.5).abs().max() == pytest.approx(first_step, rel=1e-5)

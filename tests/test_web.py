@@ -23,7 +23,7 @@ import impasto  # noqa: E402
 from impasto.config import COLOR_MODES  # noqa: E402
 from impasto.imageio import read_formats, read_metadata  # noqa: E402
 from impasto.web import Limits, default_data_dir, jobs, main  # noqa: E402
-from impasto.web.app import FORM_SETTINGS, _download_name, create_app  # noqa: E402
+from impasto.web.app import FORM_SETTINGS, _display_name, _download_name, create_app  # noqa: E402
 from impasto.web.jobs import Job  # noqa: E402
 
 TINY = {"max_size": "48", "iterations": "4"}
@@ -435,6 +435,13 @@ def test_serve_stops_on_a_signal_with_its_exit_code(tmp_path, signum, code):
     finally:
         server.kill()
         server.communicate()
+
+
+def test_an_uploads_name_is_shown_as_typed():
+    # Chromium sends a " in a file name as %22: the page showed it so, and --rerun looked for that name.
+    assert _display_name('Café 東京 %22quote%22.jpg', "photo") == 'Café 東京 "quote".jpg'
+    assert _display_name("a%0Ab.jpg", "photo") == "ab.jpg" and _display_name("../../etc/passwd", "photo") == "passwd"
+    assert _display_name(None, "photo") == "photo" and _display_name("x" * 100, "photo") == "x" * 80
 
 
 def test_download_names_keep_accented_and_other_letters():

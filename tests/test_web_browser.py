@@ -149,6 +149,8 @@ def test_paint_in_the_browser(server, page, images, tmp_path):
     # The refused photo leaves its box: Paint waits for another rather than send it again.
     assert page.inner_text("#drop-content .drop-name") == "" and page.is_disabled("#paint")
     assert "has-image" not in page.get_attribute("#drop-content", "class")
+    # ...and the status says to choose one, not "Ready: press Paint." beside a Paint that waits
+    assert page.inner_text("#status-text") == "Choose a photo and a painting, then press Paint."
     # A photo the page refuses itself (empty) does not leave the one before it in the box either.
     page.set_input_files("#content-file", str(images / "content/golden_gate.jpg"))
     assert page.is_enabled("#paint")
@@ -177,8 +179,11 @@ def test_an_iphone_photo_the_browser_cannot_show_is_painted(server, page, images
         photo.save(tmp_path / "IMG_0042.HEIC", format="HEIF", quality=80)
     page.goto(server)
     page.set_input_files("#style-file", str(images / "style/starry_night.jpg"))
+    page.set_input_files("#content-file", str(images / "content/golden_gate.jpg"))
+    page.wait_for_function("document.querySelector('#estimate').textContent.startsWith('256 × 192 px')")
     page.set_input_files("#content-file", str(tmp_path / "IMG_0042.HEIC"))
     page.wait_for_selector("#message:not([hidden])")  # Chromium does not decode HEIC: the server checks it
+    page.wait_for_function("document.querySelector('#estimate').textContent === ''")  # not the last photo's size
     assert page.inner_text("#message") == ("This browser cannot show “IMG_0042.HEIC”; the server checks it "
                                            "when you press Paint.")
     assert page.inner_text("#drop-content .drop-name") == "IMG_0042.HEIC (no preview)"
@@ -225,8 +230,11 @@ def test_keyboard_and_phone(server, page, images):
     page.fill("#setting-iterations", "3")
     slider = page.locator("#setting-style_weight")
     assert slider.get_attribute("aria-valuetext") == "200"  # what the page shows, not log10 of it
-    page.focus("#paint")
-    page.keyboard.press("Enter")
+    page.focus("#setting-iterations")
+    page.keyboard.press("Enter")  # in a field, as in a form: it paints (it did nothing), the focus kept there
+    page.wait_for_selector("#cancel:not([hidden])")
+    assert page.evaluate("document.activeElement.id") == "setting-iterations"
+    page.focus("#cancel")  # where Paint pressed puts it
     page.wait_for_selector(".card", timeout=120_000)
     page.wait_for_function("document.activeElement.id === 'download'")  # focus followed the run, not lost
     assert page.inner_text(".card .meta span") == "32×24 · 3 steps"

@@ -18,6 +18,7 @@ const state = {
   announced: -1,    // the tenths of the run on the stage told to a screen reader so far
   shown: null,      // the job on the stage, with its settings ("Use its settings")
 };
+const CHOOSE = "Choose a photo and a painting, then press Paint.";  // the status with no painting on the stage
 const SAVED_SETTINGS = "impasto-settings";  // localStorage: the form as the user last left it
 
 // ---------------------------------------------------------------------------------------------
@@ -30,6 +31,13 @@ document.addEventListener("DOMContentLoaded", async () => {
   $("cancel").addEventListener("click", cancel);
   $("resume").addEventListener("click", resume);
   $("reuse").addEventListener("click", reuseSettings);
+  // Enter in a setting's field paints, as in a form with a submit button (this one has none of its own)
+  $("settings").addEventListener("submit", (event) => event.preventDefault());
+  $("settings").addEventListener("keydown", (event) => {
+    if (event.key !== "Enter" || event.target.tagName !== "INPUT" || event.target.type === "range") return;
+    event.preventDefault();
+    if (!$("paint").disabled) paint();
+  });
   window.addEventListener("resize", drawChart);
   drawChart();
   // A focused field scrolls clear of the sticky Paint bar, however tall its message makes it.
@@ -125,6 +133,7 @@ function chooseFile(kind, file) {
   if (thumb.src) URL.revokeObjectURL(thumb.src);
   thumb.onerror = () => {  // damaged, or a format only the server reads (TIFF): it checks on Paint
     thumb.hidden = true;
+    updateEstimate();  // no size known: not the last photo's
     if (files[kind] !== file) return;
     zone.querySelector(".drop-name").textContent = `${file.name} (no preview)`;
     showMessage(`This browser cannot show “${file.name}”; the server checks it when you press Paint.`, "info");
@@ -302,7 +311,9 @@ function updatePaintButton() {
   $("paint").disabled = !(state.settings && files.content && files.style) || busy();
   // Why it waits, when the reason is not on the form: a painting (perhaps another tab's) is in progress.
   $("paint").title = busy() ? "A painting is in progress: Paint is ready again when it ends (or is cancelled)" : "";
-  if (!state.view && files.content && files.style) setStatus("Ready: press Paint.", "");
+  if (!state.view) {  // "Ready" only while both images are there: the server may refuse one (too large, say)
+    setStatus(files.content && files.style ? "Ready: press Paint." : CHOOSE, "");
+  }
 }
 
 // Under Paint: the picture's size and about how long painting it would take, at the pace of the
@@ -579,7 +590,7 @@ function emptyStage() {
 function clearStage() {
   if (!state.view) return;
   emptyStage();
-  setStatus("Choose a photo and a painting, then press Paint.", "");
+  setStatus(CHOOSE, "");
   updatePaintButton();
 }
 
