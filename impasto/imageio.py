@@ -26,7 +26,7 @@ import warnings
 import zlib
 from pathlib import Path
 from collections.abc import Callable, Iterator
-from typing import IO, Any, Union
+from typing import IO, Any, TypeVar, Union
 
 import numpy as np
 import torch
@@ -37,6 +37,7 @@ from .config import MAX_DPI
 from .errors import ConfigError, ImageError
 
 ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
+T = TypeVar("T")
 
 DEFAULT_MAX_PIXELS = 178_956_970  # twice Pillow's warning limit, which is also its hard limit
 SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP"}
@@ -189,25 +190,24 @@ def _opened(file: IO[bytes], path: Path) -> Image.Image:
 def header_size(path: str | os.PathLike) -> tuple[int, int] | None:
     """(width, height) of an image file from its header, without decoding it; None if it cannot be
     read (``read_image`` says why)."""
-    try:
-        if not stat.S_ISREG(os.stat(path).st_mode):  # a pipe's open would wait for a writer
-            return None
-        with _pillow_quietly(), Image.open(path, formats=read_formats()) as im:
-            return im.size
-    except (Image.DecompressionBombError, *_DECODE_ERRORS):
-        return None
+    return _from_header(path, lambda im: im.size, None)
 
 
 def frame_count(path: str | os.PathLike) -> int:
     """How many frames an image file holds (an animated GIF, WebP or PNG more than one, of which
     ``read_image`` reads the first); 1 if it cannot be read (``read_image`` says why)."""
+    return _from_header(path, lambda im: int(getattr(im, "n_frames", 1)), 1)
+
+
+def _from_header(path: str | os.PathLike, read: Callable[[Image.Image], T], unread: T) -> T:
+    """``read`` of the image file at ``path`` opened, its pixels not decoded; ``unread`` if it cannot be."""
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):  # a pipe's open would wait for a writer
-            return 1
+            return unread
         with _pillow_quietly(), Image.open(path, formats=read_formats()) as im:
-            return int(getattr(im, "n_frames", 1))
+            return read(im)
     except (Image.DecompressionBombError, *_DECODE_ERRORS):
-        return 1
+        return unread
 
 
 def _check_size(im: Image.Image, name: str, max_pixels: int) -> None:
