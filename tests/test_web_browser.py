@@ -39,7 +39,8 @@ def server(tmp_path):
     log_path = tmp_path / "serve.log"
     with log_path.open("w") as log:
         proc = subprocess.Popen([sys.executable, "-c", SERVE, "--port", str(port), "--data-dir", str(tmp_path / "data"),
-                                 "--max-size", "256", "--allowed-host", "impasto.test"], stdout=log, stderr=subprocess.STDOUT)
+                                 "--max-size", "256", "--max-pixels", "2000000", "--allowed-host", "impasto.test"],
+                                stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
         for _ in range(600):  # until it answers (importing torch takes a few seconds)
@@ -151,6 +152,11 @@ def test_paint_in_the_browser(server, page, images, tmp_path):
     assert "has-image" not in page.get_attribute("#drop-content", "class")
     # ...and the status says to choose one, not "Ready: press Paint." beside a Paint that waits
     assert page.inner_text("#status-text") == "Choose a photo and a painting, then press Paint."
+    # A photo over the server's limit of pixels is said to be when it is chosen, not after its upload
+    Image.frombytes("RGB", (1500, 1400), os.urandom(1500 * 1400 * 3)).save(tmp_path / "big.png")
+    page.set_input_files("#content-file", str(tmp_path / "big.png"))
+    page.wait_for_function("document.querySelector('#estimate').textContent === "
+                           "\"a 1500x1400 photo is more than this server's 2,000,000 pixels\"")
     # A photo the page refuses itself (empty) does not leave the one before it in the box either.
     page.set_input_files("#content-file", str(images / "content/golden_gate.jpg"))
     assert page.is_enabled("#paint")

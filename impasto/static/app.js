@@ -88,7 +88,7 @@ async function api(url, options = {}) {
   try { body = await response.json(); } catch { /* not JSON */ }
   if (!response.ok) {
     const text = body && body.error ? body.error : `${response.status} ${response.statusText}`;
-    throw new Error(text);
+    throw Object.assign(new Error(text), { status: response.status });
   }
   return body;
 }
@@ -336,7 +336,9 @@ async function askEstimate() {
       const answer = await api(`/api/estimate?${query}`);
       text = `${answer.size[0]} × ${answer.size[1]} px` +
         (answer.seconds === null ? "" : `, about ${formatTime(answer.seconds)} at this server's pace`);
-    } catch { /* a hint only: without an answer, none */ }
+    } catch (error) {  // a hint only: without an answer, none; but a photo the server refuses is said now
+      if (error.status === 400) text = error.message;
+    }
   }
   if (asked === estimate.asked) $("estimate").textContent = text;
 }
