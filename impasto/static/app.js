@@ -18,7 +18,6 @@ const state = {
   announced: -1,    // the tenths of the run on the stage told to a screen reader so far
   shown: null,      // the job on the stage, with its settings ("Use its settings")
 };
-const CHOOSE = "Choose a photo and a painting, then press Paint.";  // the status with no painting on the stage
 const SAVED_SETTINGS = "impasto-settings";  // localStorage: the form as the user last left it
 
 // ---------------------------------------------------------------------------------------------
@@ -312,7 +311,8 @@ function updatePaintButton() {
   // Why it waits, when the reason is not on the form: a painting (perhaps another tab's) is in progress.
   $("paint").title = busy() ? "A painting is in progress: Paint is ready again when it ends (or is cancelled)" : "";
   if (!state.view) {  // "Ready" only while both images are there: the server may refuse one (too large, say)
-    setStatus(files.content && files.style ? "Ready: press Paint." : CHOOSE, "");
+    setStatus(files.content && files.style ? "Ready: press Paint." : "Choose a photo and a painting, then press Paint.",
+      "");
   }
 }
 
@@ -592,8 +592,7 @@ function emptyStage() {
 function clearStage() {
   if (!state.view) return;
   emptyStage();
-  setStatus(CHOOSE, "");
-  updatePaintButton();
+  updatePaintButton();  // which says what to do next
 }
 
 // "Use its settings" for the painting on the stage (a job from an older server may record none).

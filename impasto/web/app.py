@@ -484,8 +484,9 @@ def _display_name(filename: str | None, fallback: str) -> str:
     """An upload's file name for display: its last path part, printable, at most 80 characters. Browsers
     send a double quote in it as %22 (and line breaks as %0A, %0D): as typed, the name is shown and
     recorded, and --rerun finds the photo by it."""
+    filename = filename or ""
     for sent, typed in (("%22", '"'), ("%0A", "\n"), ("%0D", "\r")):
-        filename = (filename or "").replace(sent, typed)
+        filename = filename.replace(sent, typed)
     name = re.split(r"[/\\]", filename)[-1]
     name = "".join(c for c in name if unicodedata.category(c)[0] != "C").strip()
     return name[:80] or fallback
