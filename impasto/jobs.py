@@ -209,11 +209,16 @@ def _rerun_differences(source: Path, meta: dict[str, Any], config: Config) -> li
 
 def _snapshots_output(snapshot: Path, output: Path, config: Config, inputs: dict[str, Any], quiet: bool) -> str:
     """Where a --save-every snapshot resumed without -o writes the painting: the run's output, not over
-    the snapshot; refused when that is gone, or holds a picture of another run."""
+    the snapshot; refused when that is gone, or holds a finished painting (this run's, which painting
+    it again would replace, or another run's)."""
     if not output.parent.is_dir():
         raise ConfigError(f"{snapshot}: a --save-every snapshot of {output}, whose folder is gone; name the "
                           "painting's file with -o")
-    if output.exists() and run_of(output, config, inputs).state not in ("stopped", "finished"):
+    state = run_of(output, config, inputs).state if output.exists() else "stopped"
+    if state == "finished":
+        raise ConfigError(f"{snapshot}: a --save-every snapshot of {output}, which holds the run's finished "
+                          "painting; to paint it again from the snapshot, name the new file with -o")
+    if state != "stopped":
         raise ConfigError(f"{snapshot}: a --save-every snapshot of {output}, which now holds another picture; "
                           "name the painting's file with -o")
     if not quiet:
@@ -359,9 +364,9 @@ def _finish_plan(args: argparse.Namespace, config: Config, contents: list[Any], 
             _check_output_path(job.plot, PLOT_FORMATS)
     if args.log_json:
         _check_a_file(args.log_json, "--log-json")
-        if batch and any(f"{{{name}}}" in args.log_json for name in ("stem", "style", "index")):  # written literally
-            raise ConfigError(f"--log-json {args.log_json}: takes one file for the whole batch, not a template "
-                              "(each line names its photo as \"input\")")
+        if any(f"{{{name}}}" in args.log_json for name in ("stem", "style", "index")):  # else written literally
+            raise ConfigError(f"--log-json {args.log_json}: takes one file{' for the whole batch' if batch else ''}, "
+                              "not a template (each line names its photo as \"input\")")
         _check_output_path(Path(args.log_json), None)
     if args.save_every:
         save_dir = Path(args.save_dir) if args.save_dir else None

@@ -465,6 +465,11 @@ def test_a_snapshot_can_be_resumed_as_a_stopped_picture(photo, painting, tmp_pat
     assert (f"impasto: note: {steps / 'out-step00003.png'} is a --save-every snapshot of {out}; the painting goes "
             "there") in capsys.readouterr().err
     assert read_metadata(out)["steps"] == 8 and read_metadata(steps / "out-step00003.png")["steps"] == 3
+    finished = out.read_bytes()  # the finished painting is not painted over from an earlier snapshot
+    assert main(["--resume", str(steps / "out-step00003.png")]) == 2
+    assert (f"a --save-every snapshot of {out}, which holds the run's finished painting; to paint it again from "
+            "the snapshot, name the new file with -o") in capsys.readouterr().err
+    assert out.read_bytes() == finished
     assert main([photo, painting, "-o", str(out), *QUICK]) == 0  # out.png now holds another run's picture
     assert main(["--resume", str(steps / "out-step00003.png")]) == 2
     assert f"a --save-every snapshot of {out}, which now holds another picture; name the painting's file with -o" in (
@@ -532,6 +537,10 @@ def test_braces_in_one_photos_name_are_kept_and_a_batch_needs_known_placeholders
     assert main([*batch, "-o", f"{tmp_path}/", "--log-json", str(tmp_path / "{stem}.jsonl"), *QUICK]) == 2
     assert ("--log-json {stem}.jsonl: takes one file for the whole batch, not a template (each line names its "
             "photo as \"input\")") in capsys.readouterr().err.replace(f"{tmp_path}/", "")  # was written literally
+    assert main([photo, painting, "-o", str(tmp_path / "one.png"), "--log-json", str(tmp_path / "{stem}.jsonl"),
+                 *QUICK]) == 2  # nor for one photo, where -o and --plot are templates too
+    assert ("--log-json {stem}.jsonl: takes one file, not a template (each line names its photo as \"input\")"
+            in capsys.readouterr().err.replace(f"{tmp_path}/", ""))
     assert main([photo, painting, "-o", str(tmp_path / "x.png"), "--plot", str(tmp_path / "x-step00002.png"),
                  "--save-every", "2", *QUICK]) == 2
     assert "--plot has the name of a --save-every snapshot" in capsys.readouterr().err
