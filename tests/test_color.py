@@ -53,6 +53,17 @@ def test_match_luminance_gives_the_photos_mean_and_spread(images):
     assert matched.std().item() == pytest.approx(y_photo.std().item(), rel=0.05)
 
 
+def test_luminance_matched_and_chroma_put_back_stay_within_0_and_1():
+    # A bright photo's spread, given to a painting that is mostly black, would put its one white pixel
+    # at 1.15; and white with a red photo's chroma would be (1.70, 0.70, 0.70): both are clipped.
+    painting = torch.tensor([0.0, 0.0, 0.0, 1.0]).view(1, 2, 2).expand(3, 2, 2)
+    photo = torch.tensor([0.7, 1.0, 1.0, 1.0]).view(1, 2, 2).expand(3, 2, 2)
+    assert torch.allclose(match_luminance(painting, photo)[0], torch.tensor([[0.85, 0.85], [0.85, 1.0]]), atol=1e-4)
+    red = torch.tensor([1.0, 0.0, 0.0]).view(3, 1, 1)
+    assert torch.allclose(with_chroma_of(torch.ones(3, 1, 1), red).flatten(), torch.tensor([1.0, 0.701, 0.701]),
+                          atol=1e-3)
+
+
 def test_one_pixel_images_have_no_spread():
     single, photo = torch.full((3, 1, 1), 0.3), torch.rand(3, 8, 8)
     assert torch.equal(match_luminance(photo, single), torch.full((3, 8, 8), rgb_to_yiq(single)[0, 0, 0].item()))

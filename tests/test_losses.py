@@ -89,6 +89,14 @@ def test_guided_gram_matrix_by_hand():
     assert torch.allclose(guided_gram_matrix(tiled, mask), guided_gram_matrix(F, keep_second))
 
 
+def test_guided_gram_matrix_of_a_uniform_grey_mask_is_the_plain_gram():
+    # Masks are blurred to grey at their edges: the region is weighted by mask² (area Σmask²), so a mask
+    # that is the same grey everywhere gives back the plain Gram, whatever the grey.
+    for grey in (0.1, 0.5):
+        assert torch.allclose(guided_gram_matrix(F, torch.full((1, 1, 1, 2), grey)), gram_matrix(F))
+    assert torch.allclose(gram_matrix(F), torch.tensor([[[1.25, 2.75], [2.75, 6.25]]]))
+
+
 def test_gram_matrices_do_not_depend_on_the_memory_layout():
     features = torch.randn(2, 5, 6, 7)
     mask = torch.rand(1, 1, 6, 7)

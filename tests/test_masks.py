@@ -85,6 +85,43 @@ def test_fit_mask_softens_edges_only():
     assert layer_mask(fitted, 100, 100) is fitted  # at its own size: as it is
 
 
+def test_fit_mask_blurs_edges_by_a_gaussian_of_a_hundredth_of_the_long_edge():
+    # A step blurred by the discrete Gaussian of σ = 1 px (weights exp(-k²/2) for k = -3..3, summing
+    # to 2.5058): just right of the edge, (1 + 0.6065 + 0.1353 + 0.0111) / 2.5058 = 0.6995.
+    step = torch.zeros(100, 100)
+    step[:, 50:] = 1.0
+    profile = torch.tensor([0.0, 0.0044, 0.0584, 0.3005, 0.6995, 0.9416, 0.9956, 1.0])
+    assert torch.allclose(fit_mask(step, 100, 100)[0, 0, 50, 46:54], profile, atol=1e-4)
+    assert torch.allclose(fit_mask(step[::2, ::2], 50, 50)[0, 0, 25, 21:29], profile, atol=1e-4)  # σ: 1 px at least
+    wide = torch.zeros(200, 400)  # σ is a hundredth of the long edge: 4 px here, a wider ramp
+    wide[:, 200:] = 1.0
+    assert torch.allclose(fit_mask(wide, 200, 400)[0, 0, 100, [196, 199, 200, 203]],
+                          torch.tensor([0.1896, 0.45, 0.55, 0.8104]), atol=1e-4)
+    first_column = torch.zeros(100, 100)  # the border is mirrored, not repeated: the column alone is white
+    first_column[:, 0] = 1.0
+    mirrored = torch.tensor([0.3991, 0.2420, 0.0540, 0.0044])
+    assert torch.allclose(fit_mask(first_column, 100, 100)[0, 0, 50, :4], mirrored, atol=1e-4)
+    assert torch.allclose(gaussian_blur(torch.ones(1, 1, 4, 4), 2.0), torch.ones(1, 1, 4, 4))  # radius cut to 3
+
+
+def test_masks_shrink_without_losing_fine_strokes():
+    # A mask of 1-px lines, one column in four, covers a quarter of the picture at any size: shrunk
+    # without averaging (antialiasing), it would sample only the black between them.
+    lines = torch.zeros(400, 400)
+    lines[:, ::4] = 1.0
+    assert fit_mask(lines, 100, 100).mean().item() == pytest.approx(0.25, abs=0.01)
+    assert layer_mask(lines[None, None, :100, :100], 25, 25).mean().item() == pytest.approx(0.25, abs=0.01)
+
+
+def test_a_mask_with_one_white_or_nearly_black_pixel_has_a_region(tmp_path):
+    photo = torch.rand(3, 30, 40)
+    for level in (255, 1):
+        pixels = torch.zeros(30, 40, 3, dtype=torch.uint8)
+        pixels[15, 20] = level
+        Image.fromarray(pixels.numpy()).save(tmp_path / "dot.png")
+        assert read_mask(tmp_path / "dot.png", photo).max().item() == pytest.approx(level / 255)
+
+
 def test_masked_regions_take_their_own_style(images, tmp_path):
     _halves(tmp_path / "left.png", tmp_path / "right.png")
     a, b = images / "style/starry_night.jpg", images / "style/the_scream.jpg"

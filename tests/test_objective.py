@@ -82,6 +82,20 @@ def test_a_mask_of_ones_is_the_unmasked_objective(images):
     assert torch.allclose(loss, plain(image)[0], rtol=1e-5) and set(terms) == set(plain(image)[1])
 
 
+def test_a_regions_style_terms_are_weighted_by_its_share_of_the_picture(images):
+    # A mask of 0.5 everywhere: its Gram is the plain one, and its share (the mean of mask², 0.25)
+    # weights each style term, so a region pulls no harder per pixel than the whole picture would.
+    content, style = _image(images / "content/golden_gate.jpg"), _image(images / "style/starry_night.jpg")
+    plain = _objective(content, [style])
+    half = _objective(content, [style], masks=[torch.full((1, 1, *content.shape[1:]), 0.5)])
+    image = torch.rand(1, *content.shape, generator=torch.Generator().manual_seed(0))
+    plain_terms, half_terms = plain(image)[1], half(image)[1]
+    for layer in LAYERS:
+        term = f"style/{layer}"
+        assert half_terms[term].item() == pytest.approx(0.25 * plain_terms[term].item(), rel=1e-4)
+    assert half_terms["content/relu4_2"].item() == pytest.approx(plain_terms["content/relu4_2"].item(), rel=1e-6)
+
+
 def test_bfloat16_features_give_nearly_the_float32_loss_and_gradient(images):
     content, style = _image(images / "content/golden_gate.jpg"), _image(images / "style/starry_night.jpg")
     image = torch.rand(1, *content.shape, generator=torch.Generator().manual_seed(0)).requires_grad_(True)

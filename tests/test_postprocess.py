@@ -66,6 +66,14 @@ def test_lone_pixels_are_single_pixels_far_off_all_their_neighbours():
     assert lone_pixels(_specks(), 50).nonzero().tolist() == [[5, 7], [12, 20]]
 
 
+def test_lone_pixels_are_more_than_the_levels_off_in_whole_grey_levels_of_255():
+    picture = torch.full((3, 5, 5), 100, dtype=torch.uint8)
+    picture[1, 2, 2] = 160  # 60 grey levels off its neighbours, in green
+    image = picture.float() / 255
+    assert not lone_pixels(image, 60).any()  # "more than": exactly 60 off is not lone
+    assert lone_pixels(image, 59.5).nonzero().tolist() == [[2, 2]]
+
+
 def test_despeckle_gives_a_lone_pixel_its_neighbours_median_and_leaves_the_rest():
     picture = _specks()
     picture[0, 4:7, 6:9] = torch.tensor([[0.1, 0.2, 0.3], [0.4, 0.7, 0.6], [0.7, 0.8, 0.9]])  # red around it
