@@ -85,6 +85,9 @@ def test_step_size_defaults_per_optimizer():
         ({"max_size": 8}, "max_size must be at least 16"),
         ({"style_scale": 0}, "style_scale must be above 0 and at most 16, not 0"),
         ({"style_scale": 1e200}, "style_scale must be above 0 and at most 16, not 1e"),
+        ({"scales": 0}, "scales must be at least 1, not 0$"),
+        ({"min_size": 8}, "min_size must be at least 16 pixels, not 8$"),  # relu5_1's maps: under a pixel
+        ({"composition_weight": -1.0}, "composition_weight must not be negative, not -1$"),
         ({"content_layer": "relu9_1"}, "unknown VGG-19 layer 'relu9_1'; valid layers: conv1_1"),
         ({"style_layers": ("relu1_1",), "style_layer_weights": (1.0, 2.0)},
          "style_layer_weights has 2 values for 1 style layer"),
@@ -94,6 +97,8 @@ def test_step_size_defaults_per_optimizer():
         ({"content_weight": 0.0, "style_weight": 0.0}, "nothing to paint: content_weight, style_weight"),
         ({"content_weight": 0.0, "strength": 0.0}, "nothing to paint: content_weight, style_weight"),
         ({"style_blend": (0.0, 0.0)}, "positive sum"),
+        # A positive sum is not enough: a negative weight would paint a painting's opposite
+        ({"style_blend": (-1.0, 2.0)}, "style_blend must be non-negative with a positive sum, not -1, 2$"),
         ({"pooling": "min"}, "pooling must be one of max, avg"),
         ({"optimizer": "sgd"}, "optimizer must be one of lbfgs, adam"),
         ({"learning_rate": 0.0}, "learning_rate must be positive"),
@@ -138,6 +143,11 @@ def test_invalid_settings_name_the_field(changes, message):
         Config().replace(**changes)
     with pytest.raises(ValueError, match=message):  # caught as Python's own bad arguments are
         Config().replace(**changes)
+
+
+def test_a_smoothing_term_alone_is_something_to_paint():
+    # Nothing to paint is refused only when all three terms are 0: the TV term alone still moves the start.
+    assert Config(content_weight=0.0, style_weight=0.0, tv_weight=1.0).tv_weight == 1.0
 
 
 def test_settings_are_named_by_text():
@@ -269,7 +279,8 @@ def test_settings_are_read_from_text_one_way_for_every_front_end():
     assert parse_setting("masks", ["a,b.png", ""]) == ("a,b.png", "")  # a file's list items as they are
     for name, text, kind in (("max_size", "1.5", "a whole number"), ("max_size", "1_000", "a whole number"),
                              ("style_weight", "lots", "a number"), ("style_weight", "1_0", "a number"),
-                             ("iterations", "1e308", "too large")):
+                             ("iterations", "1e308", "too large"),
+                             ("seed", "9.3e18", "too large")):  # past 2**63, no seed Config takes
         with pytest.raises(ConfigError, match=f"^'{text}' is (not )?{kind}$"):
             parse_setting(name, text)
 

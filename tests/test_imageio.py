@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import noise, png_claiming
-from PIL import ExifTags, Image, ImageCms, ImageFile
+from PIL import ExifTags, Image, ImageCms, ImageFile, JpegImagePlugin
 
 from impasto import imageio
 from impasto.errors import ConfigError, ImageError
@@ -25,7 +25,9 @@ from impasto.imageio import (
     resize_operators,
     resize_to_long_edge,
     resize_to_pixels,
+    same_aspect,
     save_image,
+    sidecar_path,
     to_pil,
     unenlarge,
     with_margin,
@@ -225,6 +227,7 @@ def test_tensors_are_read_as_arrays_are():
     "bad, words",
     [
         (np.full((2, 2, 3), 2.0), "[0, 1]"),
+        (np.full((2, 2, 3), -0.5, np.float32), "must lie in [0, 1], found [-0.5, -0.5]"),  # not clipped to black
         (np.full((2, 2, 3), np.nan), "NaN"),
         (np.zeros((2, 2, 5), np.uint8), "shape"),
         (np.zeros((2, 2, 3), np.int32), "int32"),
@@ -257,6 +260,14 @@ def test_integer_mode_i_images_are_read_at_their_own_depth():
     assert torch.equal(read_image(eight_bit.convert("I")), read_image(eight_bit.convert("L")))
     sixteen_bit = Image.fromarray(np.array([[65535, 32768, 300]], np.int32), "I")
     assert read_image(sixteen_bit)[0, 0].tolist() == pytest.approx([1.0, 32768 / 65535, 300 / 65535])
+    assert read_image(Image.new("I", (2, 2), 255)).unique().tolist() == [1.0]  # 255 is still 8-bit white
+
+
+def test_float_mode_f_images_are_read_in_0_to_1_or_as_pillows_0_to_255():
+    assert read_image(Image.new("F", (2, 2), 1.0)).unique().tolist() == [1.0]  # 1 is white in [0, 1], not 1/255
+    assert read_image(Image.new("F", (2, 2), 127.5)).unique().tolist() == [0.5]  # above 1: Pillow's 0-255
+    with_nan = Image.fromarray(np.array([[np.nan, 0.5]], np.float32))  # a NaN is black, the rest as it is
+    assert with_nan.mode == "F" and read_image(with_nan)[:, 0].tolist() == [[0.0, 0.5]] * 3
 
 
 def test_a_dark_sixteen_bit_pgm_stays_dark(tmp_path):
@@ -419,6 +430,17 @@ def test_shrinking_averages_fine_detail():
     assert torch.allclose(inner, torch.full_like(inner, 0.5), atol=0.02)
     grey = torch.full((3, 8, 8), 0.3)
     assert torch.allclose(resize_to_long_edge(grey, 33), torch.tensor(0.3), atol=1e-6)
+    sparse = torch.zeros(3, 400, 400)
+    sparse[:, :, ::4] = 1.0  # a stripe every 4 columns: bilinear alone, shrunk 4x, samples between them only
+    inner = resize(sparse, 100, 100)[:, :, 1:-1]
+    assert torch.allclose(inner, torch.full_like(inner, 0.25), atol=0.02)
+
+
+def test_same_aspect_allows_rounding_only():
+    # A mask or start image one pixel off the photo's shape (rounded when it was scaled) is of its shape;
+    # 5 % off is another picture's.
+    assert same_aspect(100, 100, 100, 101) and same_aspect(100, 101, 100, 100)
+    assert not same_aspect(100, 100, 100, 105) and not same_aspect(100, 100, 105, 100)
 
 
 @pytest.mark.parametrize("new_size", [(15, 20), (50, 70)])  # shrinking (antialiased) and enlarging
@@ -621,12 +643,13 @@ def test_a_picture_is_tagged_as_srgb_and_read_back_as_it_was(tmp_path, ext):
         assert torch.equal(read_image(tmp_path / f"out.{ext}"), picture)
 
 
-@pytest.mark.parametrize("ext", ["png", "jpg", "webp"])
+@pytest.mark.parametrize("ext", ["png", "jpg", "webp", "PNG"])
 def test_metadata_round_trip(tmp_path, ext):
     meta = {"style_weight": 1e6, "layers": ["relu1_1", "relu2_1"], "note": "café ☕"}
     path = save_image(torch.rand(3, 4, 4), tmp_path / f"m.{ext}", metadata=meta)
     assert read_metadata(path) == meta
-    assert (tmp_path / f"m.{ext}.json").exists() == (ext != "png")
+    # A PNG keeps it inside, whatever the case of its extension (a camera's or Windows' .PNG)
+    assert (tmp_path / f"m.{ext}.json").exists() == (ext.lower() != "png") == (sidecar_path(path) is not None)
     save_image(torch.rand(3, 4, 4), path)  # saving again without metadata drops the stale sidecar
     assert read_metadata(path) is None
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"m.{ext}"]
@@ -762,6 +785,16 @@ def test_save_refuses_an_empty_picture_and_one_too_long_for_its_format(tmp_path)
     with pytest.raises(ImageError, match=r"w\.jpg: a JPG picture is at most 65500 px a side, not 65501"):
         save_image(torch.zeros(3, 65501, 1, dtype=torch.uint8), tmp_path / "w.jpg")
     assert list(tmp_path.iterdir()) == []
+    imageio.check_format_holds(tmp_path / "w.jpg", 65500)  # the most a JPEG holds is allowed
+    imageio.check_format_holds(tmp_path / "w.webp", 16383)
+    with pytest.raises(ImageError, match=r"w\.jpg: a JPG picture is at most 65500 px a side, not 65501"):
+        imageio.check_format_holds(tmp_path / "w.jpg", 65501)
+
+
+def test_a_jpeg_keeps_every_pixels_colour(tmp_path):
+    # 4:4:4, not Pillow's default 4:2:0, which halves the colour's resolution: colours bleed across fine strokes
+    with Image.open(save_image(read_image(noise(8, 8)), tmp_path / "x.jpg")) as saved:
+        assert JpegImagePlugin.get_sampling(saved) == 0
 
 
 @pytest.mark.parametrize("mode", ["CMYK", "LAB", "HSV", "YCbCr", "F", "I", "La"])

@@ -6,7 +6,7 @@ import torch
 import impasto
 from impasto.imageio import read_image, read_metadata
 from impasto.optimize import RESUME_MARGIN_STEPS
-from impasto.resume import differing_setting
+from impasto.resume import differing_input, differing_setting
 
 from helpers import TWO_SIZES
 
@@ -180,7 +180,11 @@ def test_resume_refuses_what_cannot_be_resumed(stopped, tmp_path):
     with pytest.raises(impasto.ImageError, match="cropped.png: is 60x48, but the run it stopped paints 64x48"):
         impasto.stylize(photo, art, config, resume=tmp_path / "cropped.png")
     at = {"size_index": 0, "steps_at_size": 8}
+    # Each wrong in one thing: a size index out of range, more steps than its size has (12), a bool for a number
     for change in ({"stopped_at": {"size_index": 5, "steps_at_size": 8}},
+                   {"stopped_at": {"size_index": -1, "steps_at_size": 8}},
+                   {"stopped_at": {"size_index": 0, "steps_at_size": 13}},
+                   {"stopped_at": {"size_index": True, "steps_at_size": 8}},
                    {"stopped_at": {"size_index": 0, "steps_at_size": 2.5}}, {"steps": -5}, {"steps": 9},
                    {"seconds": -100.0}, {"seconds": True}, {"seconds": "1.5"}, {"seconds": None}):
         damaged = {**result.metadata(), "stopped_at": at, **change}
@@ -206,6 +210,35 @@ def test_a_one_size_painting_of_a_version_before_refine_style_layers_is_this_ver
     print_size = older.replace(max_size=1024)  # two sizes: the second painted with relu5_1 then, without it now
     assert differing_setting(impasto.Config(max_size=1024), print_size) == ("refine_style_layers", four, five)
     assert differing_setting(impasto.Config(max_size=1024, refine_style_layers=five), print_size) is None
+
+
+def test_machine_settings_may_change_and_input_files_are_compared_by_kind_not_path():
+    # How a run computes may change; an input file's path may too (moved, or another folder's copy): its
+    # contents are compared by fingerprint (differing_input). What kind of input it is may not change.
+    assert differing_setting(impasto.Config(precision="float32", max_memory=2.0),
+                             impasto.Config(precision="bfloat16")) is None
+    same_kind = [("init", "/x/start.png", "/y/other.png"), ("masks", ("/a/land.png",), ("/b/sky.png",)),
+                 ("weights", "/a/vgg.pth", "/b/vgg19.pth")]
+    for setting, ours, theirs in same_kind:
+        assert differing_setting(impasto.Config(**{setting: ours}), impasto.Config(**{setting: theirs})) is None
+    other_kind = [("init", "noise", "/y/start.png", "noise", "an image file"),
+                  ("masks", ("a.png", "b.png"), ("a.png",), "2 image(s)", "1 image(s)"),
+                  ("weights", None, "/b/vgg.pth", "built-in", "a file")]
+    for setting, ours, theirs, *compared in other_kind:
+        config, saved = impasto.Config(**{setting: ours}), impasto.Config(**{setting: theirs})
+        assert differing_setting(config, saved) == (setting, *compared)
+
+
+def test_resume_compares_every_input_by_its_fingerprint(stopped):
+    # A run resumed with another init image, other masks or another weights file would go on painting a
+    # picture begun from other inputs.
+    recorded = stopped[3].inputs
+    assert differing_input(recorded, dict(recorded)) is None
+    for key, what in (("content", "content image"), ("style", "style images"), ("init", "init image"),
+                      ("masks", "masks"), ("weights", "weights file")):
+        assert differing_input({**recorded, key: ["aa"]}, {**recorded, key: ["bb"]}) == (key, what)
+        if key not in recorded:  # given now, not then
+            assert differing_input(recorded, {**recorded, key: ["bb"]}) == (key, what)
 
 
 def test_a_run_without_the_composition_term_resumes_a_later_size_with_its_own_layers(stopped):
