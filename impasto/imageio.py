@@ -347,6 +347,9 @@ def resize_to_long_edge(image: torch.Tensor, long_edge: int) -> torch.Tensor:
     return resize(image, *long_edge_shape(*_image_size(image), long_edge))
 
 
+SOFT_ENLARGEMENT = 4  # a photo enlarged more than this many times comes out soft: the front ends say so
+
+
 def long_edge_shape(height: int, width: int, long_edge: int) -> tuple[int, int]:
     """(H, W) of a height × width picture scaled, aspect kept, to max(H, W) == long_edge."""
     if long_edge < 1:

@@ -471,9 +471,10 @@ def test_files_are_kept_per_job(client, uploads, tmp_path, images):
 
 
 def test_the_estimate_gives_the_painting_size_and_no_time_before_a_job_was_timed(client):
-    for width, height, size in ((979, 734, [512, 384]), (734, 979, [384, 512]), (200, 100, [512, 256])):
-        answer = client.get(f"/api/estimate?width={width}&height={height}")
-        assert answer.status_code == 200 and answer.json() == {"seconds": None, "size": size}
+    for width, height, size, soft in ((979, 734, [512, 384], False), (734, 979, [384, 512], False),
+                                      (128, 64, [512, 256], False), (127, 64, [512, 258], True)):
+        answer = client.get(f"/api/estimate?width={width}&height={height}")  # soft: enlarged more than 4 times
+        assert answer.status_code == 200 and answer.json() == {"seconds": None, "size": size, "soft": soft}
     assert client.get("/api/estimate?width=979&height=734&max_size=1000").json()["size"] == [1000, 750]
 
 

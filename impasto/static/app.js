@@ -336,6 +336,11 @@ async function askEstimate() {
       const answer = await api(`/api/estimate?${query}`);
       text = `${answer.size[0]} × ${answer.size[1]} px` +
         (answer.seconds === null ? "" : `, about ${formatTime(answer.seconds)} at this server's pace`);
+      if (answer.soft) {  // as the command line's note says: a small photo enlarged this much is blurred
+        const times = Math.max(...answer.size) / Math.max(thumb.naturalWidth, thumb.naturalHeight);
+        text += `. The photo is ${thumb.naturalWidth} × ${thumb.naturalHeight} px: enlarged ${times.toFixed(1)} ` +
+          "times, it will look soft";
+      }
     } catch (error) {  // a hint only: without an answer, none; but a photo the server refuses is said now
       if (error.status === 400) text = error.message;
     }

@@ -36,7 +36,7 @@ from starlette.staticfiles import StaticFiles
 from .. import Config, ConfigError, ImageError, ImpastoError, __version__, read_image
 from ..api import check_edges
 from ..config import MIN_SIZE, parse_setting
-from ..imageio import long_edge_shape
+from ..imageio import SOFT_ENLARGEMENT, long_edge_shape
 from . import Limits
 from .jobs import FINISHED, Job, JobManager, QueueFull
 
@@ -148,7 +148,8 @@ async def _estimate(request: Request) -> Response:
     painted = long_edge_shape(height, width, config.max_size)
     seconds = request.app.state.manager.estimate(config, height, width)
     # three figures: a tiny painting's fraction of a second stays one, a print's minutes lose nothing worth having
-    return JSONResponse({"seconds": seconds and float(f"{seconds:.3g}"), "size": [painted[1], painted[0]]})
+    return JSONResponse({"seconds": seconds and float(f"{seconds:.3g}"), "size": [painted[1], painted[0]],
+                         "soft": config.max_size > SOFT_ENLARGEMENT * max(width, height)})
 
 
 def _pixels(params: Mapping[str, str], name: str) -> int:
