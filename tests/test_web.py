@@ -504,6 +504,7 @@ def test_the_estimate_counts_every_steps_pixels_at_the_pace_of_the_last_job(tmp_
     ("width=99999&height=99999", "a 99999x99999 photo is more than this server's 40,000,000 pixels"),
     ("width=979&height=734&max_size=4096", "max_size 4096 is above this server's limit of 1024 px"),
     ("width=979&height=734&seed=3", "unknown field 'seed'; send width, height and any of style_weight, max_size"),
+    ("width=979&height=734&max_size=256&max_size=1024", "max_size was sent 2 times: send each once"),
 ])
 def test_an_estimate_of_a_bad_query_gets_400(client, query, message):
     answer = client.get(f"/api/estimate?{query}")

@@ -141,6 +141,9 @@ async def _estimate(request: Request) -> Response:
     if unknown:
         raise HTTPException(400, f"unknown field {unknown[0]!r}; send width, height and any of "
                                  f"{', '.join(FORM_SETTINGS)}")
+    repeated = sorted(key for key in set(params.keys()) if len(params.getlist(key)) > 1)
+    if repeated:  # a query keeps the last of them: say so rather than guess, as for a job
+        raise HTTPException(400, f"{repeated[0]} was sent {len(params.getlist(repeated[0]))} times: send each once")
     width, height = _pixels(params, "width"), _pixels(params, "height")
     if width * height > limits.max_pixels:
         raise HTTPException(400, f"a {width}x{height} photo is more than this server's {limits.max_pixels:,} pixels")
