@@ -70,9 +70,10 @@ def check_layers(names: list[str] | tuple[str, ...]) -> None:
 
 def smallest_edge(layers: list[str] | tuple[str, ...]) -> int:
     """The shortest image edge, in pixels, at which each of ``layers`` still has a position: every
-    pooling before the deepest of them halves the feature maps (16 px for relu5_1)."""
+    pooling up to the deepest of them, itself included, halves the feature maps (16 px for relu5_1,
+    32 for pool5)."""
     deepest = max(LAYER_NAMES.index(name) for name in layers)
-    return 2 ** sum(name.startswith("pool") for name in LAYER_NAMES[:deepest])
+    return 2 ** sum(name.startswith("pool") for name in LAYER_NAMES[:deepest + 1])
 
 
 def default_weights_path() -> Path:

@@ -73,6 +73,7 @@ def test_building_imports_no_symbolic_maths():
 def test_smallest_edge_halves_with_every_pooling_before_the_deepest_layer():
     assert smallest_edge(["relu1_1"]) == 1 and smallest_edge(["relu2_1", "relu1_2"]) == 2
     assert smallest_edge(["relu4_2", "relu5_1"]) == 16 and smallest_edge(["relu4_2"]) == 8
+    assert smallest_edge(["pool1"]) == 2 and smallest_edge(["relu1_1", "pool5"]) == 32  # a pooling's own halving
 
 
 def test_unknown_layer_lists_the_valid_ones(weights):
