@@ -72,6 +72,23 @@ def test_bfloat16_features_need_less_memory_but_the_same_for_the_optimizer():
     assert not plan(between, 1000, 1500, CPU).keeps_freed
 
 
+def test_adam_keeps_fewer_floats_a_pixel_than_lbfgs():
+    config = Config(optimizer="adam", composition_weight=0.0, margin=0, max_size=1000)  # one size, with relu5_1
+    # Per pixel: 1.9 × (512 feature values × 4 + 3 × 6 floats × 4: the pixels, their gradient and Adam's two
+    # moments, and the like); L-BFGS's 3 × (2 × 20 past steps + 6) floats would make it 2048 + 552 = 2600.
+    assert (estimate(config, 1000, 1000, False) - OVERHEAD) / 1.9e6 == pytest.approx(2048 + 72)
+    assert (estimate(config.replace(optimizer="lbfgs"), 1000, 1000, False) - OVERHEAD) / 1.9e6 == pytest.approx(2600)
+
+
+@pytest.mark.parametrize("bfloat16", [False, True])
+def test_the_paintings_grams_are_counted_in_float32_at_style_scale_squared(bfloat16):
+    config = Config(style_scale=4.0, margin=0, max_size=1000, composition_weight=0.0)
+    # The painting is read at 4² = 16 times the picture's pixels, and its Grams taken in float32 whatever
+    # the run's precision, two layers alive at once: 16 × 2 × relu1_1's 64 × 4 bytes = 8192 a picture's
+    # pixel, more than the optimisation's 2600 (so it is what the estimate counts).
+    assert (estimate(config, 1000, 1000, False, bfloat16) - OVERHEAD) / 1.9e6 == pytest.approx(16 * 2 * 64 * 4)
+
+
 def test_estimate_grows_linearly_with_pixels():
     config = Config(margin=0)  # a margin is a fixed number of pixels more on each edge
     one, four = (estimate(config, 100 * k, 150 * k, False) - OVERHEAD for k in (1, 2))
@@ -127,6 +144,18 @@ def test_plan_refuses_a_size_that_cannot_fit_and_names_one_that_can():
     # A painting read at style_scale² the picture's pixels can be what does not fit: say so.
     with pytest.raises(ConfigError, match=r"or less, or a style_scale below 16$"):
         plan(Config(max_size=512, style_scale=16, max_memory=4.0), 1080, 1920, CPU)
+
+
+def test_the_size_a_refusal_advises_leaves_room_for_the_inputs_already_held():
+    config = Config(max_size=3840, max_memory=8.0)
+    held = 2 * GB  # the photo and paintings as read: only 6 GB are left for the painting
+    fits = largest_fitting(config, 1080, 1920, 8 * GB - held)
+    assert fits < largest_fitting(config, 1080, 1920, 8 * GB)  # 2137 px, not the 2515 px of all 8 GB
+    with pytest.raises(ConfigError, match=f"use max_size {fits} or less$"):
+        plan(config, 1080, 1920, CPU, held=held)
+    assert plan(config.replace(max_size=fits), 1080, 1920, CPU, held=held).checkpointed  # the advice is taken
+    with pytest.raises(ConfigError):
+        plan(config.replace(max_size=fits + 1), 1080, 1920, CPU, held=held)
 
 
 def test_masks_and_the_inputs_are_counted():

@@ -1,9 +1,11 @@
+import math
+
 import numpy as np
 import pytest
 import torch
 
-from impasto.optimize import (FIRST_STEP, RESUME_FIRST_STEP, LoopState, ProjectedAdam, ProjectedLBFGS, _stalled,
-                              optimize)
+from impasto.optimize import (FIRST_STEP, LBFGS_HISTORY, RESUME_FIRST_STEP, RESUME_MARGIN_STEPS, LoopState,
+                              ProjectedAdam, ProjectedLBFGS, _stalled, optimize)
 
 TARGET = torch.tensor([-0.5, 0.2, 0.7, 1.8, 0.4, 3.0]).view(1, 1, 2, 3)  # some outside [0, 1]
 CURVATURE = torch.tensor([1.0, 10.0, 100.0, 3.0, 30.0, 0.3]).view(1, 1, 2, 3)  # ill-conditioned
@@ -12,6 +14,13 @@ CURVATURE = torch.tensor([1.0, 10.0, 100.0, 3.0, 30.0, 0.3]).view(1, 1, 2, 3)  #
 def quadratic(image):
     """A box-constrained quadratic whose minimiser in [0, 1] is TARGET clipped."""
     loss = (CURVATURE * (image - TARGET) ** 2).sum()
+    return loss, {"quadratic": loss}
+
+
+def picture_to_target_margin_to_white(canvas):
+    """``quadratic`` on the picture inside a margin of 1 px, which is drawn to white."""
+    margin_loss = (canvas - 1).square().sum() - (canvas[..., 1:-1, 1:-1] - 1).square().sum()
+    loss = quadratic(canvas[..., 1:-1, 1:-1])[0] + margin_loss
     return loss, {"quadratic": loss}
 
 
@@ -83,9 +92,7 @@ def test_the_margin_is_painted_and_cropped_off():
 
     def on_canvas(canvas):  # the picture to TARGET, the margin of 1 px to white
         canvases.append(canvas.detach().clone())
-        margin_loss = (canvas - 1).square().sum() - (canvas[..., 1:-1, 1:-1] - 1).square().sum()
-        loss = quadratic(canvas[..., 1:-1, 1:-1])[0] + margin_loss
-        return loss, {"quadratic": loss}
+        return picture_to_target_margin_to_white(canvas)
 
     events = []
     start = torch.full((1, 1, 2, 3), 0.5)
@@ -97,6 +104,42 @@ def test_the_margin_is_painted_and_cropped_off():
     assert canvases[-1][0, 0, 0].min() > 0.99  # the margin was painted
     assert best.shape == (1, 1, 2, 3) and torch.allclose(best, TARGET.clamp(0, 1), atol=1e-3)
     assert all(e.image.shape == (1, 2, 3) for e in events)
+
+
+def test_a_resumed_start_that_stays_the_best_is_its_own_step():
+    # The start is the minimum already: no step betters it, and it is the picture of the stopped run's step 3
+    state = LoopState(total=5, step=3)
+    optimize(TARGET.clamp(0, 1), quadratic, optimizer="lbfgs", lr=1.0, iterations=2, tolerance=0, state=state,
+             resumed=True)
+    assert state.best_step == 3
+
+
+def test_a_resumed_picture_moves_first_by_resume_first_step_after_its_margin():
+    # The margin's steps leave the picture as it stopped; then L-BFGS starts afresh on the picture, whose first
+    # step is RESUME_FIRST_STEP, not the 0.5 the margin's curvature pairs would scale it to
+    start, events = torch.full((1, 1, 2, 3), 0.5), []
+    state = LoopState(total=20, step=5)
+    optimize(start, picture_to_target_margin_to_white, optimizer="lbfgs", lr=1.0,
+             iterations=RESUME_MARGIN_STEPS + 1, tolerance=0, state=state, callback=events.append, margin=1,
+             resumed=True)
+    assert [e.step for e in events] == list(range(6, 7 + RESUME_MARGIN_STEPS))
+    assert all(torch.equal(e.image, start[0]) for e in events[:-1])  # steps 6 to 15: the margin's
+    assert (events[-1].image - start[0]).abs().max().item() == pytest.approx(RESUME_FIRST_STEP, rel=1e-4)  # float32
+
+
+def test_a_run_that_diverges_part_way_stops_and_keeps_its_best_finite_picture():
+    calls = []
+
+    def diverging(image):  # NaN from its fourth evaluation on
+        calls.append(None)
+        loss = ((image - 0.8) ** 2).sum() * (math.nan if len(calls) >= 4 else 1.0)
+        return loss, {"quadratic": loss}
+
+    state, events = LoopState(total=10), []
+    best = optimize(torch.full((1, 1, 2, 3), 0.5), diverging, optimizer="lbfgs", lr=1.0, iterations=10, tolerance=0,
+                    state=state, callback=events.append)
+    assert (state.stop_reason, state.step, len(state.history), state.best_step) == ("diverged", 3, 3, 3)
+    assert torch.equal(best[0], events[-1].image) and best.isfinite().all()
 
 
 def test_a_progress_events_repr_leaves_its_image_out():
@@ -153,6 +196,8 @@ def test_tolerance_stops_a_stalled_run():
 def test_stalled_averages_over_the_window():
     falling = [100.0 * 0.99**k for k in range(12)]  # 1 % per step
     assert not _stalled(falling, 5e-3) and _stalled(falling, 2e-2)
+    # Over exactly TOLERANCE_WINDOW steps: (1 - 0.99^10) / 10 = 9.56e-3 a step (over 11 it would be 8.65e-3)
+    assert not _stalled(falling, 9.5e-3) and _stalled(falling, 9.7e-3)
     assert not _stalled(falling[:10], 1.0)  # too few steps to judge
     assert not _stalled(falling, 0)  # 0 disables the test
     assert _stalled([0.0] * 11, 1e-4)  # a loss of zero cannot fall further
@@ -176,6 +221,42 @@ def test_lbfgs_caps_the_change_of_a_pixel_per_step():
         lbfgs.step(image, torch.autograd.grad(loss, image)[0])
         assert (image.detach() - before).abs().max() <= 0.1 + 1e-6
     assert torch.allclose(image.detach(), torch.full((1, 1, 2, 2), 0.9), atol=1e-3)
+
+
+def test_lbfgs_caps_a_step_at_half_a_grey_range_by_default():
+    # The flat quadratic of the test above, the cap left at its default: the Newton step (0.85) is cut to 0.5
+    image = torch.zeros(1, 1, 2, 2, requires_grad=True)
+    lbfgs, changes = ProjectedLBFGS(), []
+    for _ in range(4):
+        before = image.detach().clone()
+        loss = (1e-3 * (image - 0.9) ** 2).sum()
+        lbfgs.step(image, torch.autograd.grad(loss, image)[0])
+        changes.append((image.detach() - before).abs().max().item())
+    assert changes == pytest.approx([FIRST_STEP, 0.5, 0.35, 0.0], abs=1e-6)
+
+
+def test_lbfgs_keeps_lbfgs_history_pairs():
+    # Small capped steps on a quadratic: every step gives a pair, and only the last LBFGS_HISTORY are kept
+    image = torch.zeros(1, 1, 4, 4, requires_grad=True)
+    lbfgs = ProjectedLBFGS(max_change=0.01)
+    for _ in range(30):
+        loss = ((image - 0.9) ** 2 * torch.arange(1.0, 17.0).view_as(image)).sum()
+        lbfgs.step(image, torch.autograd.grad(loss, image)[0])
+    assert len(lbfgs.pairs) == LBFGS_HISTORY
+
+
+@pytest.mark.parametrize("scale", [1e-2, 1.0, 1e2])
+def test_lbfgs_converges_alike_whatever_the_scale_of_the_loss(scale):
+    # Its first inverse Hessian is scaled by sᵀy / yᵀy: unscaled, a loss 100 times smaller takes steps 100
+    # times too short, and 8 steps leave it 0.02 off
+    target = torch.tensor([0.3, 0.4, 0.6, 0.7]).view(1, 1, 2, 2)
+    curvature = torch.tensor([1.0, 4.0, 2.0, 8.0]).view(1, 1, 2, 2)
+    image = torch.full((1, 1, 2, 2), 0.5, requires_grad=True)
+    lbfgs = ProjectedLBFGS()
+    for _ in range(8):
+        loss = scale * (curvature * (image - target) ** 2).sum()
+        lbfgs.step(image, torch.autograd.grad(loss, image)[0])
+    assert (image.detach() - target).abs().max() < 1e-4
 
 
 @pytest.mark.parametrize("scale", [1e-3, 1.0, 1e6])

@@ -195,6 +195,20 @@ def test_fused_convolutions_and_relus_give_the_same_features_and_gradients_to_th
     assert fused._cast_weights["conv1_1", torch.bfloat16] is cast and cast[0].dtype == torch.bfloat16
 
 
+@pytest.mark.parametrize("checkpointed", [False, True])
+def test_fused_convolutions_still_give_the_convolution_features_asked_for(weights, checkpointed):
+    # conv1_2 is asked for, so it runs apart from its ReLU (fused, only relu1_2 would come out); checkpointed,
+    # relu1_2 is a segment of one layer after conv1_2's
+    if not fusable(torch.bfloat16):
+        pytest.skip("this CPU's oneDNN has no fused convolution in bfloat16")
+    model = VGGFeatures(weights, ["conv1_2", "relu1_2", "relu2_1"], "avg", checkpointed=checkpointed)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # as Objective runs it: where the fused path is taken
+        features = model(_test_image(16).requires_grad_(True))
+    assert list(features) == ["conv1_2", "relu1_2", "relu2_1"]
+    assert (features["conv1_2"] < 0).any()  # taken before its ReLU
+    assert torch.equal(features["relu1_2"], features["conv1_2"].relu())
+
+
 def test_checkpointing_keeps_only_the_requested_features(weights):
     # Saved tensors are what the backward pass holds: checkpointed, far fewer bytes at the same size.
     layers = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
