@@ -12,11 +12,12 @@ from PIL import Image
 import impasto
 from impasto import api
 from impasto.api import check_edges, initial_image, load_extractor, pixels_per_step
+from impasto.color import match_color
 from impasto.device import resolve_device
 from impasto.errors import Interrupted
-from impasto.imageio import long_edge_shape, read_metadata, resize_to_long_edge
+from impasto.imageio import long_edge_shape, read_metadata, resize, resize_to_long_edge
 from impasto.memory import GB
-from impasto.postprocess import despeckle, lone_pixels
+from impasto.postprocess import denoise, despeckle, lone_pixels
 
 from helpers import GLIBC, ON_GLIBC, TWO_SIZES, bytes_mapped_for_a_new_block, memory_needs
 
@@ -192,10 +193,12 @@ def test_a_blend_weight_of_zero_leaves_a_painting_out_entirely(images):
     assert torch.equal(blended.image, impasto.stylize(photo, second, config).image)
 
 
-def test_strength_zero_gives_the_photo_back(images):
+@pytest.mark.parametrize("no_style", [{"strength": 0}, {"style_weight": 0}])
+def test_strength_or_style_weight_zero_gives_the_photo_back(images, no_style):
+    # With no style to paint the start is the photo, not recoloured (1.5e-4 away after 20 steps for style_weight 0)
     photo = images / "content/golden_gate.jpg"
     result = impasto.stylize(photo, images / "style/starry_night.jpg", impasto.Config(max_size=48, iterations=20,
-                                                                                    strength=0))
+                                                                                    **no_style))
     resized = resize_to_long_edge(impasto.read_image(photo), 48)
     assert (result.image - resized).abs().mean() < 2e-3  # the palette start would be ~0.1 away
 
@@ -342,13 +345,34 @@ def test_a_run_removes_the_specks_it_leaves(images):
     assert torch.equal(removed.image, despeckle(kept.image, 60)) and removed.history == kept.history
 
 
+def test_a_run_asked_to_denoise_smooths_its_result_and_only_that(images):
+    # denoise is applied to the finished picture (0.06 away at most here), not to what the steps optimise
+    photo, painting = images / "content/golden_gate.jpg", images / "style/starry_night.jpg"
+    config = impasto.Config(max_size=32, iterations=2, despeckle=0)
+    plain = impasto.stylize(photo, painting, config)
+    smoothed = impasto.stylize(photo, painting, config.replace(denoise=1.0))
+    assert torch.equal(smoothed.image, denoise(plain.image, 1.0)) and smoothed.history == plain.history
+    assert not torch.equal(smoothed.image, plain.image)
+
+
+def test_content_weight_scales_the_content_term_alone(images):
+    # The first step scores the same start picture: its content term doubles exactly, its style terms stay.
+    photo, painting = images / "content/golden_gate.jpg", images / "style/starry_night.jpg"
+    config = impasto.Config(max_size=32, iterations=1, margin=0)
+    once, twice = (impasto.stylize(photo, painting, config.replace(content_weight=weight)).history[0]
+                   for weight in (1.0, 2.0))
+    assert twice["content/relu4_2"] == 2 * once["content/relu4_2"] > 0
+    assert all(twice[name] == once[name] for name in once if name.startswith("style/"))
+
+
 def test_initial_images(images, tmp_path):
     content = torch.rand(3, 20, 30, generator=torch.Generator().manual_seed(0))
     style = torch.zeros(3, 40, 10)
     generator = torch.Generator().manual_seed(0)
     assert torch.equal(initial_image("content", content, [style], generator), content)
     noise = initial_image("noise", content, [style], generator)
-    assert noise.shape == (3, 20, 30) and 0.4 < noise.mean() < 0.6 and noise.std() > 0.15
+    # around mid-grey, spread by 0.25 before clipping to [0, 1] (0.243 after)
+    assert noise.shape == (3, 20, 30) and 0.4 < noise.mean() < 0.6 and 0.22 < noise.std() < 0.26
     assert torch.equal(initial_image("style", content, [style], generator), torch.zeros(3, 20, 30))
     white = torch.ones(3, 10, 10)  # with a blend, the painting weighed most
     assert torch.equal(initial_image("style", content, [style, white], generator, blend=(0.2, 0.8)), torch.ones(3, 20, 30))
@@ -365,6 +389,13 @@ def test_initial_images(images, tmp_path):
     masked = initial_image("palette", content, [painting], generator, [left])
     torch.testing.assert_close(masked[..., :15], palette[..., :15])
     torch.testing.assert_close(masked[..., 15:], content[..., 15:])
+    # masks that overlap share the pixel: two full masks give each painting's recolouring half of it,
+    # and none to the photo (its share is clamped at 0, not -1)
+    other = torch.stack([torch.rand(40, 10) * 0.1 + 0.1, torch.rand(40, 10) * 0.2 + 0.7,
+                         torch.rand(40, 10) * 0.1 + 0.2])
+    full = torch.ones(1, 1, 20, 30)
+    torch.testing.assert_close(initial_image("palette", content, [painting, other], generator, [full, full]),
+                               (match_color(content, painting) + match_color(content, other)) / 2)
     # recolour: that share of the way from the photo's colours (a weaker style's start), none at 0
     torch.testing.assert_close(initial_image("palette", content, [painting], generator, recolour=0.25),
                                0.75 * content + 0.25 * palette)
@@ -429,6 +460,19 @@ def test_a_too_narrow_photo_is_told_the_size_that_would_do(shape, size):
         check_edges(shape, "thin.png", {}, [16], impasto.Config(max_size=16))
     assert str(info.value).endswith(f"raise max_size to {size} px or more, or crop the image)")
     assert min(long_edge_shape(*shape, size)) == 16 > min(long_edge_shape(*shape, size - 1))  # and no smaller
+
+
+def test_a_painting_too_narrow_at_the_pictures_pixels_is_refused():
+    # A 20×16 picture has 320 pixels: a 40×30 painting seen at them is 21×15, below relu5_1's 16 px; 40×32 is not.
+    with pytest.raises(impasto.ImageError, match=r"^art.png: seen at 21×15 for a 20 px picture, too narrow"):
+        check_edges((16, 20), "p.png", {"art.png": (30, 40)}, [20], impasto.Config(max_size=20))
+    check_edges((16, 20), "p.png", {"art.png": (32, 40)}, [20], impasto.Config(max_size=20))
+
+
+def test_paintings_are_scaled_to_style_scale_squared_times_the_photos_pixels():
+    # style_scale scales the painting's edges: its pixels grow with its square, 4 × 36 × 48 here, aspect kept.
+    scaled = api._scaled_styles([torch.rand(3, 100, 200)], torch.rand(3, 36, 48), 2.0)
+    assert [painting.shape for painting in scaled] == [(3, 59, 118)]  # 6962 ≈ 6912 pixels
 
 
 def test_no_painting_is_a_clear_error(images):
@@ -508,6 +552,22 @@ def test_coarse_to_fine_schedule(images):
     assert [row["scale"] for row in skipped.history] == [1] * 2 + [2] * 3
     assert [("style/relu5_1" in row, "style/relu5_1@64px" in row) for row in skipped.history] == (
         [(True, False)] * 2 + [(False, True)] * 3)
+
+
+def test_each_size_after_the_first_starts_from_the_last_sizes_picture(images, monkeypatch):
+    # Coarse-to-fine: the 64 px size optimises the 32 px result upsampled, not a fresh start.
+    starts, results, optimize = [], [], api.optimize
+
+    def recorded(start, *args, **kwargs):
+        starts.append(start.clone())
+        results.append(optimize(start, *args, **kwargs))
+        return results[-1]
+
+    monkeypatch.setattr(api, "optimize", recorded)
+    impasto.stylize(images / "content/golden_gate.jpg", images / "style/starry_night.jpg",
+                    impasto.Config(**{**TWO_SIZES, "coarse_iterations": 2, "iterations": 2}))
+    assert [start.shape for start in starts] == [(1, 3, 24, 32), (1, 3, 48, 64)]
+    assert torch.equal(starts[1][0], resize(results[0][0].cpu(), 48, 64))
 
 
 def test_a_size_that_stops_early_lowers_the_total(images):
