@@ -209,8 +209,8 @@ def _rerun_differences(source: Path, meta: dict[str, Any], config: Config) -> li
 
 def _snapshots_output(snapshot: Path, output: Path, config: Config, inputs: dict[str, Any], quiet: bool) -> str:
     """Where a --save-every snapshot resumed without -o writes the painting: the run's output, not over
-    the snapshot; refused when that is gone, or holds a finished painting (this run's, which painting
-    it again would replace, or another run's)."""
+    the snapshot; refused when its folder is gone, when it holds the run's finished painting (which
+    painting it again would replace), or another picture."""
     if not output.parent.is_dir():
         raise ConfigError(f"{snapshot}: a --save-every snapshot of {output}, whose folder is gone; name the "
                           "painting's file with -o")
