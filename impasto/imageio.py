@@ -350,6 +350,11 @@ def resize_to_long_edge(image: torch.Tensor, long_edge: int) -> torch.Tensor:
 SOFT_ENLARGEMENT = 4  # a photo enlarged more than this many times comes out soft: the front ends say so
 
 
+def looks_soft(long_edge: float, width: int, height: int) -> bool:
+    """Whether a picture ``long_edge`` px long enlarges a width × height photo so much that it looks soft."""
+    return long_edge > SOFT_ENLARGEMENT * max(width, height)
+
+
 def long_edge_shape(height: int, width: int, long_edge: int) -> tuple[int, int]:
     """(H, W) of a height × width picture scaled, aspect kept, to max(H, W) == long_edge."""
     if long_edge < 1:

@@ -29,7 +29,7 @@ from .resume import ResumePoint, resume_point
 from .cli import EXIT_FAILED, EXIT_OK, as_typed, config_to_toml
 from .config import Config, printed_length
 from .errors import AGAIN, EXIT_SIGNAL, NOTHING_WRITTEN, ImageError, ImpastoError, Interrupted
-from .imageio import SOFT_ENLARGEMENT, frame_count, header_size, save_image
+from .imageio import frame_count, header_size, looks_soft, save_image
 from .jobs import Job, Plan, few_names, output_run, plan, run_of, snapshot_path, snapshot_step
 from .memory import GB, MemoryPlan
 from .optimize import ProgressEvent
@@ -409,10 +409,10 @@ def _resume_command(path: Path, args: argparse.Namespace, job: Job) -> str:
 
 
 def _enlarged(source: Any, edge: float) -> tuple[int, int] | None:
-    """(width, height) of an image file that a long edge of ``edge`` px enlarges more than
-    SOFT_ENLARGEMENT times; None otherwise, or for an image in memory."""
+    """(width, height) of an image file that a long edge of ``edge`` px enlarges so much that it looks
+    soft; None otherwise, or for an image in memory."""
     size = header_size(source) if isinstance(source, (str, os.PathLike)) else None
-    return size if size and edge > SOFT_ENLARGEMENT * max(size) else None
+    return size if size and looks_soft(edge, *size) else None
 
 
 def _say_if_animated(source: Any, role: str) -> None:

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import FormData, UploadFile
+from starlette.datastructures import FormData, QueryParams, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -36,7 +36,7 @@ from starlette.staticfiles import StaticFiles
 from .. import Config, ConfigError, ImageError, ImpastoError, __version__, read_image
 from ..api import check_edges
 from ..config import MIN_SIZE, parse_setting
-from ..imageio import SOFT_ENLARGEMENT, long_edge_shape
+from ..imageio import long_edge_shape, looks_soft
 from . import Limits
 from .jobs import FINISHED, Job, JobManager, QueueFull
 
@@ -141,9 +141,7 @@ async def _estimate(request: Request) -> Response:
     if unknown:
         raise HTTPException(400, f"unknown field {unknown[0]!r}; send width, height and any of "
                                  f"{', '.join(FORM_SETTINGS)}")
-    repeated = sorted(key for key in set(params.keys()) if len(params.getlist(key)) > 1)
-    if repeated:  # a query keeps the last of them: say so rather than guess, as for a job
-        raise HTTPException(400, f"{repeated[0]} was sent {len(params.getlist(repeated[0]))} times: send each once")
+    _check_sent_once(params, "send each once")
     width, height = _pixels(params, "width"), _pixels(params, "height")
     if width * height > limits.max_pixels:
         raise HTTPException(400, f"a {width}x{height} photo is more than this server's {limits.max_pixels:,} pixels")
@@ -152,7 +150,16 @@ async def _estimate(request: Request) -> Response:
     seconds = request.app.state.manager.estimate(config, height, width)
     # three figures: a tiny painting's fraction of a second stays one, a print's minutes lose nothing worth having
     return JSONResponse({"seconds": seconds and float(f"{seconds:.3g}"), "size": [painted[1], painted[0]],
-                         "soft": config.max_size > SOFT_ENLARGEMENT * max(width, height)})
+                         "soft": looks_soft(config.max_size, width, height)})
+
+
+def _check_sent_once(fields: FormData | QueryParams, advice: str, many: frozenset[str] | set[str] = frozenset()
+                     ) -> None:
+    """A 400 for a field sent more than once (but those of ``many``): a form or a query keeps the last
+    of them, so say so rather than guess which was meant."""
+    repeated = sorted(key for key in set(fields.keys()) - many if len(fields.getlist(key)) > 1)
+    if repeated:
+        raise HTTPException(400, f"{repeated[0]} was sent {len(fields.getlist(repeated[0]))} times: {advice}")
 
 
 def _pixels(params: Mapping[str, str], name: str) -> int:
@@ -351,9 +358,7 @@ async def _new_job(form: FormData, manager: JobManager, limits: Limits) -> dict[
     unknown = sorted(set(form.keys()) - {"content", "style", *FORM_SETTINGS})
     if unknown:
         raise HTTPException(400, f"unknown setting {unknown[0]!r}; the settings are {', '.join(FORM_SETTINGS)}")
-    repeated = sorted(key for key in set(form.keys()) - {"style"} if len(form.getlist(key)) > 1)
-    if repeated:  # a form keeps the last of them: say so rather than guess
-        raise HTTPException(400, f"{repeated[0]} was sent {len(form.getlist(repeated[0]))} times: {_ONE_EACH}")
+    _check_sent_once(form, _ONE_EACH, many={"style"})
     content = form.get("content")
     styles = form.getlist("style")
     if not isinstance(content, UploadFile):
