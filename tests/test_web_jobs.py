@@ -120,6 +120,7 @@ def test_a_job_killed_with_the_server_resumes_from_its_last_checkpoint(tmp_path,
         restarted.stop()
     meta = impasto.read_metadata(again.result_path)
     assert again.status == "done" and meta["steps"] == 6 and meta["resumed_from"]["steps"] == 2
+    assert again.pace is None  # its run timed steps 3 to 6: 3 after its own first, too few to keep
     assert not again.checkpoint_path.exists()  # a finished job keeps none
 
 
@@ -242,3 +243,109 @@ def test_a_jobs_pace_is_kept_from_the_fifth_step_after_its_first(tmp_path, image
     assert JobManager(tmp_path).pace == long.pace  # kept in its job.json
     work = 150 * 512 * 384 + 100 * (round(1024 * 768 * 278208 / 361152) + 512 * 384)  # as test_web counts it
     assert manager.estimate(impasto.Config(max_size=1024), 734, 979) == pytest.approx(long.pace * work)
+
+
+def _saved_job(manager, **fields):
+    """A job.json in a fresh folder, as an earlier session left it."""
+    job_id, folder = manager.new_folder()
+    job = Job(job_id, folder, impasto.Config().to_dict(), "a.jpg", ["b.jpg"], **fields)
+    job.save()
+    return job
+
+
+def test_a_restarted_server_is_timed_by_the_newest_job_with_at_least_pace_pixels(tmp_path):
+    manager = JobManager(tmp_path)
+    _saved_job(manager, status="cancelled", pace=2e-6, size=[256, 144], created=10.0, finished=2000.0)  # exactly
+    _saved_job(manager, status="cancelled", pace=3e-6, size=[256, 144], created=20.0, finished=1500.0)  # older
+    # the newest, but one column short of PACE_PIXELS: a small picture's steps cost more a pixel
+    _saved_job(manager, status="cancelled", pace=4e-6, size=[255, 144], created=30.0, finished=3000.0)
+    restarted = JobManager(tmp_path)
+    assert restarted.pace == 2e-6
+    assert restarted.estimate(impasto.Config(max_size=48, iterations=12), 36, 48) == pytest.approx(2e-6 * 12 * 48 * 36)
+
+
+# JSON's true is a Python int too; a finished job's chart is drawn from its points
+@pytest.mark.parametrize("key, value, logged", [("step", True, "step is True"), ("points", None, "points is None")])
+def test_a_job_json_with_a_wrong_kind_of_value_is_skipped_as_damaged(tmp_path, caplog, key, value, logged):
+    manager = JobManager(tmp_path)
+    job = _saved_job(manager, status="cancelled")
+    data = json.loads((job.folder / "job.json").read_text())
+    (job.folder / "job.json").write_text(json.dumps({**data, key: value}))
+    assert JobManager(tmp_path).list() == [] and logged in caplog.text
+
+
+def test_jobs_are_listed_newest_first_and_only_from_folders_named_by_an_id(tmp_path):
+    manager = JobManager(tmp_path)
+    made = [_saved_job(manager, status="cancelled", created=created).id for created in (10.0, 30.0, 20.0)]
+    stray = tmp_path / "jobs" / "backup"  # not a job id: never a job, so never a folder Delete removes
+    stray.mkdir()
+    shutil.copy(tmp_path / "jobs" / made[0] / "job.json", stray / "job.json")
+    assert [job.id for job in JobManager(tmp_path).list()] == [made[1], made[2], made[0]]
+
+
+def test_a_job_cancelled_while_it_waits_stays_cancelled_after_a_restart(tmp_path, images):
+    manager = JobManager(tmp_path)  # not started: the job waits
+    (job,) = _queue_jobs(manager, images, 1)
+    assert manager.cancel(job)
+    again = JobManager(tmp_path).get(job.id)
+    # not "failed" with INTERRUPTED: the user cancelled it, the server lost nothing
+    assert (again.status, again.stop_reason, again.error) == ("cancelled", "cancelled", None)
+
+
+def test_a_running_job_does_not_count_against_the_waiting_limit(tmp_path, images):
+    manager = JobManager(tmp_path)
+    (running,) = _queue_jobs(manager, images, 1)
+    running.settings = impasto.Config(max_size=32, iterations=100000, tolerance=0.0).to_dict()
+    manager.start()
+    try:
+        deadline = time.monotonic() + 120  # a guard against hanging only
+        while running.step < 1:
+            assert time.monotonic() < deadline and running.status not in FINISHED, running.error
+            time.sleep(0.05)
+        job_id, folder = manager.new_folder()
+        waiting = Job(job_id, folder, impasto.Config(max_size=32, iterations=2).to_dict(), "a.jpg", ["b.jpg"])
+        assert manager.submit(waiting, most_waiting=1)["status"] == "queued"  # none waited: it is the one
+        assert manager.pending() == 1
+    finally:
+        manager.stop()
+
+
+def test_a_painting_shorter_than_a_minute_writes_no_checkpoint(tmp_path, images):
+    manager = JobManager(tmp_path)  # a checkpoint every CHECKPOINT_SECONDS: writing one at 4K takes ~1.2 s
+    (job,) = _queue_jobs(manager, images, 1)
+    job.settings = impasto.Config(max_size=32, iterations=6, tolerance=0.0).to_dict()
+    seen = []
+    manager.listen(job.id, lambda: seen.append((job.step, job.checkpoint_path.exists())))
+    manager.start()
+    try:
+        _wait_until_finished([job])
+    finally:
+        manager.stop()
+    assert job.status == "done" and [step for step, _ in seen if step] == [1, 2, 3, 4, 5, 6, 6]
+    assert not any(checkpoint for _, checkpoint in seen)
+
+
+def test_a_resumed_job_shows_no_time_left_until_its_first_step(tmp_path):
+    stopped_at = {"size_index": 0, "size": 32, "steps_at_size": 3}
+    job = _saved_job(JobManager(tmp_path), status="cancelled", step=3, stopped_at=stopped_at)
+    Image.new("RGB", (8, 8)).save(job.result_path)  # the stopped picture
+    manager = JobManager(tmp_path)  # not started: it stays queued
+    job = manager.get(job.id)
+    job.seconds_left = 42.0  # as the stopped run left it
+    assert manager.resume(job)["status"] == "queued"
+    job.status = "running"  # as the worker marks it, before the resumed run's first step
+    assert job.seconds_left is None and job.summary()["eta"] is None  # not the stopped run's 42 s
+
+
+def test_a_job_cancelled_while_it_waits_is_never_painted(tmp_path, images):
+    manager = JobManager(tmp_path)  # not started: both wait in the queue
+    cancelled, kept = _queue_jobs(manager, images, 2)
+    assert manager.cancel(cancelled)
+    changes = []
+    manager.listen(cancelled.id, lambda: changes.append(cancelled.status))
+    manager.start()
+    try:
+        _wait_until_finished([kept])  # the worker took up the cancelled one's id before it
+    finally:
+        manager.stop()
+    assert changes == [] and cancelled.step == 0 and not cancelled.result_path.exists()
