@@ -76,6 +76,14 @@ def _wait_until_finished(jobs):
         time.sleep(0.05)
 
 
+def _wait_until_painting(job):
+    """Until ``job`` has made its first step."""
+    deadline = time.monotonic() + 120  # a guard against hanging only
+    while job.step < 1:
+        assert time.monotonic() < deadline and job.status not in FINISHED, job.error
+        time.sleep(0.05)
+
+
 class _Killed(BaseException):
     """What the server's process dying outright looks like to a worker: no handler runs."""
 
@@ -178,10 +186,7 @@ def test_jobs_stopped_with_the_server_say_so_not_cancelled_by_the_user(tmp_path,
     running.settings = impasto.Config(max_size=32, iterations=100000, tolerance=0.0).to_dict()
     manager.start()
     try:
-        deadline = time.monotonic() + 120  # a guard against hanging only
-        while running.step < 1:
-            assert time.monotonic() < deadline and running.status not in FINISHED, running.error
-            time.sleep(0.05)
+        _wait_until_painting(running)
     finally:
         manager.stop()  # as Ctrl-C on `impasto serve` does
     assert running.status == "cancelled" and running.resumable and running.error == SERVER_STOPPED
@@ -298,10 +303,7 @@ def test_a_running_job_does_not_count_against_the_waiting_limit(tmp_path, images
     running.settings = impasto.Config(max_size=32, iterations=100000, tolerance=0.0).to_dict()
     manager.start()
     try:
-        deadline = time.monotonic() + 120  # a guard against hanging only
-        while running.step < 1:
-            assert time.monotonic() < deadline and running.status not in FINISHED, running.error
-            time.sleep(0.05)
+        _wait_until_painting(running)
         job_id, folder = manager.new_folder()
         waiting = Job(job_id, folder, impasto.Config(max_size=32, iterations=2).to_dict(), "a.jpg", ["b.jpg"])
         assert manager.submit(waiting, most_waiting=1)["status"] == "queued"  # none waited: it is the one
