@@ -49,3 +49,40 @@ def test_native_bfloat16_is_read_from_the_flags_and_unknown_without_them(monkeyp
     monkeypatch.setattr(device, "_cpu_flags", lambda: flags)
     assert device.native_bfloat16() is native
     assert device.uses_bfloat16("auto", torch.device("cpu")) is (native is True)
+
+
+def test_auto_picks_cuda_then_mps_then_the_cpu(monkeypatch):
+    for cuda, mps, picked in ((True, True, "cuda"), (False, True, "mps"), (False, False, "cpu")):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+        monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+        assert resolve_device("auto") == torch.device(picked)
+
+
+def test_a_cuda_index_must_exist_and_mps_must_be_available(monkeypatch):
+    # No GPU needed: the machine's CUDA GPUs are faked. Indices run from 0 to the count less one.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda:1")
+    with pytest.raises(impasto.ConfigError, match=r"no such CUDA GPU: this machine has 2 \(cuda:0 to cuda:1\)"):
+        resolve_device("cuda:2")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(impasto.ConfigError, match=r"this machine has 1 \(cuda:0\)$"):
+        resolve_device("cuda:1")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(impasto.ConfigError, match="'mps' asked for, but MPS is not available"):
+        resolve_device("mps")
+
+
+def test_auto_precision_is_float32_on_mps_even_on_a_bfloat16_cpu(monkeypatch):
+    monkeypatch.setattr(device, "_cpu_flags", lambda: {"amx_bf16"})
+    assert uses_bfloat16("auto", torch.device("cpu")) and not uses_bfloat16("auto", torch.device("mps"))
+    before = torch.backends.cudnn.deterministic
+    with repeatable(torch.device("mps")):  # deterministic cuDNN is for CUDA runs only
+        assert torch.backends.cudnn.deterministic is before
+
+
+def test_machine_names_the_device_and_on_a_cpu_its_threads(monkeypatch):
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)  # the thread count splits a CPU's sums
+    assert device.machine(torch.device("cpu")) == {"device": "cpu", "threads": 3}
+    assert device.machine(torch.device("cuda", 1)) == {"device": "cuda:1"}
+    assert device.machine(torch.device("mps")) == {"device": "mps"}
