@@ -2,6 +2,7 @@
 real engine (tiny images, few steps)."""
 
 import dataclasses
+import http.client
 import io
 import json
 import shutil
@@ -22,7 +23,7 @@ from starlette.testclient import TestClient  # noqa: E402
 import impasto  # noqa: E402
 from impasto.config import COLOR_MODES  # noqa: E402
 from impasto.imageio import read_formats, read_metadata  # noqa: E402
-from impasto.web import Limits, default_data_dir, jobs, main  # noqa: E402
+from impasto.web import LOOPBACK_NAMES, Limits, _allowed_hosts, default_data_dir, jobs, main  # noqa: E402
 from impasto.web.app import FORM_SETTINGS, _display_name, _download_name, create_app  # noqa: E402
 from impasto.web.jobs import Job  # noqa: E402
 
@@ -91,7 +92,7 @@ def test_settings_describe_the_form(client):
         assert spec["default"] == getattr(defaults, spec["name"]) and spec["help"]
     by_name = {s["name"]: s for s in data["settings"]}
     assert by_name["max_size"]["max"] == Limits().max_size and by_name["iterations"]["max"] == Limits().max_iterations
-    assert data["limits"]["max_upload_bytes"] == Limits().max_upload_bytes
+    assert data["limits"]["max_upload_bytes"] == Limits().max_upload_bytes and data["max_styles"] == 4
     assert [c[0] for c in by_name["preserve_color"]["choices"]] == list(COLOR_MODES)
     scales = [float(c[0]) for c in by_name["style_scale"]["choices"]]  # every choice within the server's limits
     assert 1.0 in scales and min(scales) == by_name["style_scale"]["min"] and max(scales) == by_name["style_scale"]["max"]
@@ -115,6 +116,7 @@ def test_paint_with_progress_events_and_download(client, uploads, tmp_path):
     assert [p[0] for p in points] == list(range(1, final["step"] + 1)) and final["step"] == 4
     assert all(p[1] > 0 for p in points)
     assert [p[1] for p in points] == [p[1] for p in client.get(f"/api/jobs/{job['id']}").json()["points"]]
+    assert not client.app.state.manager._listeners[job["id"]]  # an ended stream is no longer told of changes
     # stylize's time left, from its second step while it runs (the stream may skip steps of a run this quick)
     etas = {data["step"]: data["eta"] for kind, data in stream if data["status"] == "running" and data["step"]}
     assert etas.get(1) is None and all(eta >= 0 for step, eta in etas.items() if step > 1) and final["eta"] is None
@@ -133,13 +135,15 @@ def test_paint_with_progress_events_and_download(client, uploads, tmp_path):
     name = f"impasto-golden_gate-starry_night-{job['id'][:8]}.png"
     assert download.headers["content-disposition"] == f'attachment; filename="{name}"; filename*=UTF-8\'\'{name}'
     assert "content-disposition" not in client.get(f"/api/jobs/{job['id']}/result.png?download=0").headers
+    assert client.get(f"/api/jobs/{job['id']}/result.png?download=True").headers["content-disposition"] == (
+        download.headers["content-disposition"])
     assert client.get(f"/api/jobs/{job['id']}/preview.png").content == result.content
     listed = client.get("/api/jobs").json()["jobs"]
     assert [j["id"] for j in listed] == [job["id"]] and listed[0]["content_name"] == "golden_gate.jpg"
 
 
 def test_cancel_keeps_the_best_image_and_queued_jobs_never_run(client, uploads):
-    running = submit(client, uploads(), **LONG)
+    running = submit(client, uploads(name="Brücke 星月.jpg"), **LONG)
     waiting = submit(client, uploads(), **TINY)  # one worker: waits behind the long job
     cancelled = client.post(f"/api/jobs/{waiting['id']}/cancel")
     assert cancelled.status_code == 202 and cancelled.json()["status"] == "cancelled"
@@ -152,6 +156,10 @@ def test_cancel_keeps_the_best_image_and_queued_jobs_never_run(client, uploads):
     assert final["status"] == "cancelled" and final["stop_reason"] == "cancelled"
     assert 2 <= final["step"] < 1000 and final["has_result"]
     assert png_size(client.get(f"/api/jobs/{running['id']}/result.png").content) == (48, 36)
+    # a name beyond Latin-1 (which HTTP headers are sent in): ASCII for old clients, UTF-8 for browsers
+    download = client.get(f"/api/jobs/{running['id']}/result.png?download=1").headers["content-disposition"]
+    assert download == (f'attachment; filename="impasto-Brucke-starry_night-{running["id"][:8]}.png"; '
+                        f"filename*=UTF-8''impasto-Br%C3%BCcke%E6%98%9F%E6%9C%88-starry_night-{running['id'][:8]}.png")
     assert client.post(f"/api/jobs/{running['id']}/cancel").status_code == 409
     assert client.get(f"/api/jobs/{waiting['id']}").json()["step"] == 0
 
@@ -216,19 +224,20 @@ def test_decompression_bomb_is_refused_before_decoding(tmp_path, uploads):
 
 def test_oversize_uploads_get_413(tmp_path, uploads):
     files = uploads()  # about 400 kB in all
+    body = TestClient(create_app(tmp_path / "exact")).build_request("POST", "/api/jobs", files=files, data=TINY)
+    content, content_type = body.read(), {"content-type": body.headers["content-type"]}
+
+    def chunks():  # no Content-Length: the body is counted as it arrives
+        for i in range(0, len(content), 16_384):
+            yield content[i:i + 16_384]
+
+    with TestClient(create_app(tmp_path / "exact", limits=Limits(max_upload_bytes=len(content)))) as client:
+        for sent in (content, chunks()):  # a body of exactly the limit is taken
+            assert client.post("/api/jobs", content=sent, headers=content_type).status_code == 201
     with TestClient(create_app(tmp_path, limits=Limits(max_upload_bytes=200_000))) as client:
         response = client.post("/api/jobs", files=files, data=TINY)  # with a Content-Length
         assert response.status_code == 413 and "at most 0.191 MB" in response.json()["error"]
-        # Without a Content-Length (chunked), the body is counted as it arrives.
-        body = client.build_request("POST", "/api/jobs", files=files, data=TINY)
-        content = body.read()
-
-        def chunks():
-            for i in range(0, len(content), 16_384):
-                yield content[i:i + 16_384]
-
-        response = client.post("/api/jobs", content=chunks(), headers={"content-type": body.headers["content-type"]})
-        assert response.status_code == 413
+        assert client.post("/api/jobs", content=chunks(), headers=content_type).status_code == 413
         assert client.get("/api/jobs").json()["jobs"] == []
 
 
@@ -285,7 +294,11 @@ def test_too_many_paintings_or_repeated_settings_get_one_message(client, uploads
     assert response.status_code == 400
     assert response.json()["error"] == ("send one photo, at most 4 paintings, and each setting at most once "
                                         "(style_weight, max_size, iterations, style_scale, preserve_color)")
-    assert client.post("/api/jobs", files=[photo, *[painting] * 4], data=TINY).status_code == 201
+    every = {**TINY, "style_weight": "100", "style_scale": "1", "preserve_color": "none"}  # each setting once
+    assert client.post("/api/jobs", files=[photo, *[painting] * 4], data=every).status_code == 201
+    response = client.post("/api/jobs", files=[photo, painting], data={**every, "iterations": ["4", "5"]})
+    # six fields: refused by the form parser's count, in the same words
+    assert response.status_code == 400 and response.json()["error"].startswith("send one photo")
     for files, data, repeated in (([photo, photo, painting], TINY, "content was sent 2 times: "),
                                   ([photo, painting], {**TINY, "iterations": ["5", "6"]},
                                    "iterations was sent 2 times: ")):
@@ -300,6 +313,13 @@ def test_a_photo_too_small_for_max_size_is_refused_before_it_is_queued(tmp_path,
         error = response.json()["error"]
         assert error.startswith("photo 'golden_gate.jpg': 16×12 at 16 px is too narrow")
         assert error.endswith(": raise Size to 21 px or more, or crop the image)")  # the page's field, not max_size
+        wide = io.BytesIO()
+        Image.new("RGB", (400, 40)).save(wide, format="PNG")
+        response = client.post("/api/jobs", files=[uploads()[0], ("style", ("wide.png", wide.getvalue(), "image/png"))],
+                               data={**TINY, "style_scale": "0.5"})
+        assert response.status_code == 400 and response.json()["error"].startswith(
+            "painting 'wide.png': seen at 66×7 for a 48 px picture, too narrow")
+        assert response.json()["error"].endswith(": raise Size or Brush strokes, or crop the painting)")
         assert client.get("/api/jobs").json()["jobs"] == [] and not any((tmp_path / "jobs").iterdir())
 
 
@@ -334,6 +354,8 @@ def test_missing_images_and_wrong_encoding(client, uploads):
     assert response.status_code == 400 and "no painting" in response.json()["error"]
     response = client.post("/api/jobs", json={"content": "photo.jpg"})
     assert response.status_code == 400 and "multipart/form-data" in response.json()["error"]
+    response = client.post("/api/jobs", files=[*uploads(), ("iterations", ("iterations.txt", b"4", "text/plain"))])
+    assert response.status_code == 400 and response.json()["error"] == "iterations must be a value, not a file"
 
 
 @pytest.mark.parametrize("job_id", [
@@ -363,13 +385,40 @@ def test_a_restart_keeps_finished_results(tmp_path, uploads):
         assert len(client.get(f"/api/jobs/{done['id']}").json()["points"]) == 4
 
 
-def test_a_request_the_data_folder_cannot_store_gets_a_json_500(tmp_path, uploads):
+def test_a_request_the_data_folder_cannot_store_gets_a_json_500(tmp_path, uploads, monkeypatch):
     with TestClient(create_app(tmp_path)) as client:
         shutil.rmtree(tmp_path / "jobs")
         (tmp_path / "jobs").write_text("")  # not a folder: no job folder can be made in it
         response = client.post("/api/jobs", files=uploads(), data=TINY)
-    assert response.status_code == 500
-    assert response.json() == {"error": "the server cannot write in its data folder (read-only or full?)"}
+        assert response.status_code == 500
+        assert response.json() == {"error": "the server cannot write in its data folder (read-only or full?)"}
+        # The disk full once the images are in: job.json cannot be written (as write_atomic reports it).
+        (tmp_path / "jobs").unlink()
+        (tmp_path / "jobs").mkdir()
+
+        def disk_full(*files, **kwargs):
+            raise impasto.ImageError(f"{files[0][0]}: cannot write (No space left on device)")
+
+        monkeypatch.setattr(jobs, "write_atomic", disk_full)
+        response = client.post("/api/jobs", files=uploads(), data=TINY)
+        assert response.status_code == 500
+        assert response.json() == {"error": "the server cannot write in its data folder (read-only or full?)"}
+        assert client.get("/api/jobs").json()["jobs"] == [] and not any((tmp_path / "jobs").iterdir())
+
+
+def test_a_full_queue_gets_429_before_the_uploads_are_read(tmp_path, uploads):
+    stopped = Job("0" * 32, tmp_path / "jobs" / ("0" * 32), impasto.Config().to_dict(), "a.jpg", ["b.jpg"],
+                  status="cancelled", step=3, stopped_at={"size_index": 0, "size": 32, "steps_at_size": 3})
+    stopped.folder.mkdir(parents=True)
+    stopped.save()
+    Image.new("RGB", (8, 8)).save(stopped.result_path)  # the picture it would go on from
+    client = TestClient(create_app(tmp_path, limits=Limits(max_queued=1)))  # not started: no worker takes a job
+    submit(client, uploads(), **TINY)
+    full = {"error": "1 jobs are already waiting; try again later"}
+    for refused in (client.post("/api/jobs", files=uploads(b""), data=TINY),  # no "photo is empty": not read
+                    client.post(f"/api/jobs/{stopped.id}/resume")):
+        assert refused.status_code == 429 and refused.json() == full
+    assert len(list((tmp_path / "jobs").iterdir())) == 2 and client.get(f"/api/jobs/{stopped.id}").json()["resumable"]
 
 
 def test_serve_command_line(tmp_path, monkeypatch, capsys):
@@ -392,6 +441,25 @@ def test_serve_command_line(tmp_path, monkeypatch, capsys):
     captured = capsys.readouterr()
     assert captured.err.strip() == f"impasto serve: error: cannot listen on 127.0.0.1 port {port} (Address already in use)"
     assert "open http" not in captured.out  # it does not send the user to the other program
+    # Each value at its limit is taken: what refuses is the next option, or the port in use (localhost, a
+    # loopback name, with no warning that the network can reach the app).
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = str(taken.getsockname()[1])
+        for argv, error in ((["--port", "65535", "--workers", "0"], "--workers must be at least 1, not 0"),
+                            (["--max-size", "16", "--max-iterations", "0", "--port", port],
+                             "--max-iterations must be at least 1"),
+                            (["--max-iterations", "1", "--max-pixels", "0", "--port", port],
+                             "--max-pixels must be positive"),
+                            (["--max-pixels", "1", "--host", "localhost", "--port", port],
+                             f"cannot listen on localhost port {port} (Address already in use)")):
+            assert main([*argv, "--data-dir", str(tmp_path / "data")]) == 2
+            assert capsys.readouterr().err == f"impasto serve: error: {error}\n"
+
+
+def test_serve_answers_to_its_own_names_besides_ip_addresses():
+    assert _allowed_hosts("127.0.0.1", ["impasto.test"]) == {*LOOPBACK_NAMES, "impasto.test"}
+    # open to the network: also the names other machines reach this one by
+    assert _allowed_hosts("0.0.0.0", []) == {*LOOPBACK_NAMES, "0.0.0.0", socket.gethostname(), socket.getfqdn()}
 
 
 @pytest.mark.skipif(not ON_GLIBC, reason="glibc's heaps")
@@ -413,23 +481,50 @@ def test_serve_has_its_job_workers_allocate_from_glibcs_main_heap(tmp_path):
     assert plain.stdout == "None False\n", plain.stderr
 
 
-def _answers(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0
+def _answers(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        return probe.connect_ex((host, port)) == 0
 
 
-@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_serve_stops_on_a_signal_with_its_exit_code(tmp_path, signum, code):
-    with socket.create_server(("127.0.0.1", 0)) as probe:  # a port free a moment ago
-        port = probe.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "impasto", "serve", "--port", str(port), "--data-dir",
-                               str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def _has_ipv6_loopback() -> bool:
     try:
-        assert server.stdout.readline().startswith(f"impasto: open http://127.0.0.1:{port}/")
+        socket.create_server(("::1", 0), family=socket.AF_INET6).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("signum, code, host, any_port", [
+    (signal.SIGINT, 130, "127.0.0.1", True),
+    pytest.param(signal.SIGTERM, 143, "::1", False,
+                 marks=pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6")),
+])
+def test_serve_takes_its_options_and_stops_on_a_signal_with_its_exit_code(tmp_path, signum, code, host, any_port):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.create_server((host, 0), family=family) as probe:  # a port free a moment ago
+        port = 0 if any_port else probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "impasto", "serve", "--host", host, "--port", str(port),
+                               "--data-dir", str(tmp_path), "--max-upload-mb", "1.5", "--max-size", "256",
+                               "--max-iterations", "50", "--max-pixels", "1000000", "--allowed-host", "impasto.test"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url_host = f"[{host}]" if ":" in host else host  # http://::1:8000/ is no URL
+        line = server.stdout.readline()
+        if any_port:  # --port 0: the line names the port the system chose, where the server answers
+            port = int(line.removeprefix(f"impasto: open http://{url_host}:").split("/")[0])
+            assert port > 0
+        assert line.startswith(f"impasto: open http://{url_host}:{port}/ (results in {tmp_path}; Ctrl-C stops)")
         deadline = time.monotonic() + 60  # listening follows the line closely; a guard against hanging only
-        while not _answers(port):
+        while not _answers(host, port):
             assert time.monotonic() < deadline
             time.sleep(0.1)
+        # the options reach the app: its limits, and the name it answers to besides its own
+        connection = http.client.HTTPConnection(host, port, timeout=60)
+        connection.request("GET", "/api/settings", headers={"Host": "impasto.test"})
+        limits = json.loads(connection.getresponse().read())["limits"]
+        connection.close()
+        assert limits == {"max_upload_bytes": 1_572_864, "max_size": 256, "max_iterations": 50,
+                          "max_pixels": 1_000_000, "max_queued": 20}
         server.send_signal(signum)
         assert server.wait(timeout=60) == code, server.stderr.read()
     finally:
@@ -442,12 +537,17 @@ def test_an_uploads_name_is_shown_as_typed():
     assert _display_name('Café 東京 %22quote%22.jpg', "photo") == 'Café 東京 "quote".jpg'
     assert _display_name("a%0Ab.jpg", "photo") == "ab.jpg" and _display_name("../../etc/passwd", "photo") == "passwd"
     assert _display_name(None, "photo") == "photo" and _display_name("x" * 100, "photo") == "x" * 80
+    assert _display_name("C:\\fakepath\\photo.jpg", "photo") == "photo.jpg"  # a Windows path (old browsers)
+    # no invisible format characters: U+202E turned "photo\u202egpj.exe" into "photoexe.jpg" on the page
+    assert _display_name("photo\u202egpj.exe", "photo") == "photogpj.exe"
 
 
 def test_download_names_keep_accented_and_other_letters():
     job = Job("0123456789abcdef" * 2, Path("unused"), {}, "Brücke über die Bucht.jpg", ["星月夜.jpg"])
     assert _download_name(job) == "impasto-BrückeüberdieBucht-星月夜-01234567.png"
     assert _download_name(job, ascii_only=True) == "impasto-BruckeuberdieBucht-image-01234567.png"
+    blend = Job("0123456789abcdef" * 2, Path("unused"), {}, "p" * 40 + ".jpg", ["first.jpg", "second.jpg"])
+    assert _download_name(blend) == f"impasto-{'p' * 30}-first-01234567.png"
 
 
 @pytest.mark.parametrize("fmt, name", [("HEIF", "IMG_0001.HEIC"), ("AVIF", "photo.avif")])
@@ -476,6 +576,8 @@ def test_the_estimate_gives_the_painting_size_and_no_time_before_a_job_was_timed
         answer = client.get(f"/api/estimate?width={width}&height={height}")  # soft: enlarged more than 4 times
         assert answer.status_code == 200 and answer.json() == {"seconds": None, "size": size, "soft": soft}
     assert client.get("/api/estimate?width=979&height=734&max_size=1000").json()["size"] == [1000, 750]
+    # exactly the server's 40,000,000 pixels, which an upload may have too
+    assert client.get("/api/estimate?width=8000&height=5000").json()["size"] == [512, 320]
 
 
 def test_the_estimate_counts_every_steps_pixels_at_the_pace_of_the_last_job(tmp_path, uploads, monkeypatch):

@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "take shape, download the result. Results are kept in the data folder.")
     parser.add_argument("--host", default=DEFAULT_HOST,
                         help="address to listen on; anything but 127.0.0.1/localhost opens it to the network")
-    parser.add_argument("--port", type=_number("int"), default=DEFAULT_PORT, metavar="N", help="port to listen on")
+    parser.add_argument("--port", type=_number("int"), default=DEFAULT_PORT, metavar="N",
+                        help="port to listen on (0: a free one, named in the line that says where to go)")
     parser.add_argument("--allowed-host", action="append", metavar="NAME",
                         help="another name the page may be opened by, besides IP addresses, localhost and (with a "
                              "--host open to the network) this machine's names; others get 403, against DNS rebinding")
@@ -128,14 +129,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not _is_loopback(args.host):
         print(f"impasto serve: warning: listening on {args.host}: anyone who can reach this machine can "
               "use the app and see its results", file=sys.stderr)
-    taken = _cannot_listen(args.host, args.port)  # before saying where to go: uvicorn would only log it, after
-    if taken:
-        print(f"impasto serve: error: cannot listen on {args.host} port {args.port} ({taken})", file=sys.stderr)
+    # Listening before saying where to go (uvicorn would only log a port in use, after), on the socket
+    # uvicorn is then given: the port cannot be taken in between, and --port 0's is known.
+    try:
+        listener = socket.create_server((args.host, args.port), family=_family(args.host))
+    except OSError as e:
+        reason = (e.strerror or str(e)).split(" (while attempting")[0]
+        print(f"impasto serve: error: cannot listen on {args.host} port {args.port} ({reason})", file=sys.stderr)
         return 2
+    port = listener.getsockname()[1]  # --port 0: the free one the system chose
     host = socket.gethostname() if args.host in ("0.0.0.0", "::") else args.host  # any address: name this machine
     host = f"[{host}]" if ":" in host else host
-    print(f"impasto: open http://{host}:{args.port}/ (results in {data_dir}; Ctrl-C stops)", flush=True)
-    return _serve(uvicorn, app, args.host, args.port)
+    print(f"impasto: open http://{host}:{port}/ (results in {data_dir}; Ctrl-C stops)", flush=True)
+    return _serve(uvicorn, app, listener)
 
 
 def _problem(args: argparse.Namespace) -> str | None:
@@ -158,17 +164,8 @@ def _allowed_hosts(host: str, allowed: list[str]) -> set[str]:
     return hosts
 
 
-def _cannot_listen(host: str, port: int) -> str | None:
-    """Why a server could not listen on ``host``:``port`` (taken, say), or None."""
-    try:
-        with socket.create_server((host, port), family=_family(host)):
-            return None
-    except OSError as e:
-        return (e.strerror or str(e)).split(" (while attempting")[0]
-
-
-def _serve(uvicorn: Any, app: Any, host: str, port: int) -> int:
-    """Run the app until a signal; its exit code."""
+def _serve(uvicorn: Any, app: Any, listener: socket.socket) -> int:
+    """Run the app on ``listener`` until a signal; its exit code."""
     manager = app.state.manager
 
     class Server(uvicorn.Server):
@@ -179,10 +176,11 @@ def _serve(uvicorn: Any, app: Any, host: str, port: int) -> int:
             threading.Thread(target=manager.cancel_all, daemon=True).start()
             super().handle_exit(sig, frame)
 
+    host, port = listener.getsockname()[:2]
     server = Server(uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=30))
     try:
-        server.run()
-    except SystemExit:  # uvicorn exits this way when it cannot listen (taken since the check)
+        server.run(sockets=[listener])
+    except SystemExit:  # uvicorn exits this way when the app fails to start (its lifespan)
         return 2
     except KeyboardInterrupt as exc:  # uvicorn re-raises the signal it handled, once it has shut down
         return getattr(exc, "exit_code", EXIT_SIGNAL[signal.SIGINT])  # SIGTERM's is 143 (impasto.console)
