@@ -244,7 +244,7 @@ def _recorded_config(meta: dict[str, Any], source: Path, inputs: dict[str, Any],
     so that a rerun from another folder finds them."""
     try:
         base = dataclasses.asdict(Config.from_saved(meta["config"]))
-    except (ConfigError, TypeError) as exc:
+    except ConfigError as exc:
         raise ConfigError(f"{source}: its settings cannot be used ({exc})") from None
     for name in ("init", "weights"):
         if name in inputs:
@@ -627,7 +627,7 @@ def run_of(path: Path, config: Config, inputs: dict[str, Any]) -> Found:
     try:
         meta = read_metadata(path) if path.is_file() else None
         saved = Config.from_saved(meta["config"]) if meta and "config" in meta else None
-    except (ImpastoError, TypeError):
+    except ImpastoError:
         return Found("other")
     recorded = meta.get("inputs") if meta else None
     if saved is None or not isinstance(recorded, dict) or not isinstance(meta.get("steps"), int):

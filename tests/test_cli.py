@@ -87,6 +87,7 @@ def test_a_print_size_sets_the_pixels_at_the_dpi_in_force(tmp_path, capsys):
                                        "420mm, 16.5in), a sheet (10x15cm, 8x10in) or a paper (A4, letter), not '42' "
                                        "(see impasto --help)\n")
     assert config("--print-size", "A4") == Config(max_size=3508, dpi=300)  # no photo yet: the sheet's long edge
+    assert config("--print-size", "0.01in", "--dpi", "65535") == Config(max_size=655, dpi=65535)  # the most dpi
     for dpi in ("0", "-5"):  # refused as without a print size, not taken for the default or turned into pixels
         with pytest.raises(ConfigError, match=f"--dpi must be from 1 to 65535 pixels per inch, not {dpi}$"):
             config("--print-size", "A4", "--dpi", dpi)
@@ -263,11 +264,12 @@ def test_a_sheet_fits_each_photo_of_a_batch(photo, painting, tmp_path, capsys):
     assert err.endswith("\nimpasto: 2 photos already painted (--continue)\n")
     assert main([photo, painting, "--print-size", "2x3in", "--dpi", "30", "--print-config"]) == 0
     assert "max_size = 80\n" in capsys.readouterr().out
-    assert main(["--print-size", "2x3in", "--dpi", "30", "--print-config"]) == 0
-    printed = capsys.readouterr()
-    assert "max_size = 90\n" in printed.out and printed.err == (
-        "impasto: note: --print-size 2x3in fits each photo on the sheet as it is painted; max_size here is the "
-        "sheet's long edge\n")
+    for photos in ([], ["-c", photo, "-c", str(tmp_path / "tall.png")]):  # none, or two: no one photo to fit
+        assert main([*photos, "--print-size", "2x3in", "--dpi", "30", "--print-config"]) == 0
+        printed = capsys.readouterr()
+        assert "max_size = 90\n" in printed.out and printed.err == (
+            "impasto: note: --print-size 2x3in fits each photo on the sheet as it is painted; max_size here is the "
+            "sheet's long edge\n")
 
 
 def test_a_print_is_written_with_its_dpi_and_its_size_is_said(photo, painting, tmp_path, capsys):
@@ -305,6 +307,7 @@ def test_help_groups_options_with_defaults(capsys):
     assert re.search(r"--max-size( N)?, -s N", out)  # Python 3.13's argparse names the value once
     assert "(default: relu4_2)" in out and "--remove-noise        the same as --denoise 1" in out
     assert "130 / 143 / 129 interrupted" in out and "{stem}" in out
+    assert "(default: )" not in out  # an empty list is no default to show (--masks, --style-blend)
     assert main(["--version"]) == 0 and capsys.readouterr().out.strip() == f"impasto {impasto.__version__}"
 
 
@@ -475,6 +478,11 @@ def test_a_snapshot_can_be_resumed_as_a_stopped_picture(photo, painting, tmp_pat
     assert main(["--resume", str(steps / "out-step00003.png")]) == 2
     assert f"a --save-every snapshot of {out}, which now holds another picture; name the painting's file with -o" in (
         capsys.readouterr().err)
+    stylize(photo, painting, Config(max_size=32, iterations=8, tolerance=0.0, style_weight=100.0),  # stopped too,
+            callback=lambda event: event.step == 2).save(out)  # but another run: not resumed over
+    assert main(["--resume", str(steps / "out-step00003.png")]) == 2
+    assert f"a --save-every snapshot of {out}, which now holds another picture; name the painting's file with -o" in (
+        capsys.readouterr().err)
     old = tmp_path / "old.png"  # a snapshot of impasto before 0.9.0 recorded only its step and losses
     save_image(read_image(steps / "out-step00003.png"), old, metadata={"step": 3, "loss": 1.0, "losses": {}})
     assert main(["--resume", str(old)]) == 2
@@ -524,8 +532,9 @@ def test_a_photo_given_as_its_own_painting_is_painted_so_with_a_note(images, pai
 
 def test_braces_in_one_photos_name_are_kept_and_a_batch_needs_known_placeholders(images, painting, tmp_path, capsys):
     photo = str(images / "content/golden_gate.jpg")
-    assert main([photo, painting, "-o", str(tmp_path / "final {v2}.png"), *QUICK]) == 0
-    assert (tmp_path / "final {v2}.png").is_file()
+    assert main([photo, painting, "-o", str(tmp_path / "final {v2}.PNG"), *QUICK]) == 0  # an extension in capitals too
+    with Image.open(tmp_path / "final {v2}.PNG") as image:
+        assert image.format == "PNG"
     batch_of_two = ["-c", photo, "-c", str(images / "content/rainier.jpg"), painting]
     assert main([*batch_of_two, "-o", str(tmp_path / "{stem:d}.png"), *QUICK]) == 2  # a format that does not fit
     assert f"-o {tmp_path}/{{stem:d}}.png: Unknown format code 'd' for object of type 'str'" in capsys.readouterr().err
@@ -602,6 +611,19 @@ def test_rerun_reproduces_bit_for_bit_and_checks_inputs(painting, tmp_path, caps
     assert not (tmp_path / "x.png").exists()
 
 
+def test_a_rerun_checks_its_masks_where_it_uses_them(painting, tmp_path, capsys):
+    content, mask, first = tmp_path / "photo.png", tmp_path / "mask.png", tmp_path / "first.png"
+    _write_photo(content, 0)
+    Image.fromarray(np.full((24, 32), 255, np.uint8)).save(mask)
+    assert main([str(content), painting, "-o", str(first), *QUICK, "--masks", str(mask)]) == 0
+    Image.fromarray(np.full((24, 32), 128, np.uint8)).save(mask)  # changed since: the rerun would differ
+    assert main(["--rerun", str(first), "-q"]) == 2
+    assert capsys.readouterr().err == (f"impasto: error: {mask}: mask 1 of {first} has changed since (its SHA-256 "
+                                       "differs)\n")
+    Image.fromarray(np.full((24, 32), 255, np.uint8)).save(tmp_path / "other.png")  # new masks: the old not needed
+    assert main(["--rerun", str(first), "--masks", str(tmp_path / "other.png"), "-q"]) == 0
+
+
 def test_a_rerun_says_why_its_picture_will_differ(painting, tmp_path, capsys):
     content, first = tmp_path / "photo.png", tmp_path / "first.png"
     _write_photo(content, 0)
@@ -625,6 +647,12 @@ def test_a_rerun_says_why_its_picture_will_differ(painting, tmp_path, capsys):
                      f"so it differs a little (OMP_NUM_THREADS={threads + 3} repeats it)",
                      f"impasto: note: {edited} was painted in {then}, this run computes in {here}, so it differs "
                      f"(--precision {then} repeats it)"]
+    meta = read_metadata(first)  # on a GPU: its threads are no reason, only the device
+    meta["machine"] = {"device": "cuda:0", "threads": threads + 3}
+    save_image(read_image(first), edited, metadata=meta)
+    assert main(["--rerun", str(edited), "-o", str(tmp_path / "again.png")]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("impasto: note: ")]
+    assert notes == [f"impasto: note: {edited} was painted on cuda:0, this run is on cpu, so it differs a little"]
 
 
 def test_a_folder_moved_as_a_whole_still_reruns_and_resumes(painting, tmp_path, capsys, monkeypatch):
@@ -687,13 +715,19 @@ def test_the_log_names_the_photo_by_its_absolute_path(photo, painting, tmp_path,
     assert json.loads(Path("log.jsonl").read_text().splitlines()[0])["input"] == str(tmp_path / "photo.jpg")
 
 
-def test_demo_can_be_rerun(tmp_path):
+def test_demo_can_be_rerun(tmp_path, capsys):
     first = tmp_path / "demo.png"
     assert main(["--demo", "-o", str(first), *QUICK]) == 0
     assert read_metadata(first)["inputs"]["paths"]["style"] == [None]  # drawn in memory, not a file
     assert main(["--rerun", str(first), "-q"]) == 0
     with Image.open(first) as a, Image.open(tmp_path / "demo-rerun.png") as b:
         assert np.array_equal(np.asarray(a), np.asarray(b))
+    meta = read_metadata(first)  # a painting drawn otherwise (by another impasto, say) is not the demo's
+    meta["inputs"]["style"] = ["0" * 64]
+    save_image(read_image(first), tmp_path / "other.png", metadata=meta)
+    assert main(["--rerun", str(tmp_path / "other.png"), "-q"]) == 2
+    assert capsys.readouterr().err == (f"impasto: error: {tmp_path / 'other.png'}: its style image 1 was not a file, "
+                                       "cannot rerun it\n")
 
 
 def test_resume_finishes_a_stopped_run_in_its_own_file(photo, painting, tmp_path, capsys):
@@ -928,16 +962,17 @@ def test_batch_skips_a_broken_photo_and_exits_1(images, painting, tmp_path, caps
     photos = tmp_path / "photos"
     photos.mkdir()
     (photos / "a.jpg").symlink_to(images / "content/golden_gate.jpg")
-    (photos / "b.jpg").write_bytes(b"not really a jpeg")
+    (photos / "b.png").write_bytes(b"not really a png")  # its metadata cannot be read: not taken for a result
     (photos / "c.jpg").symlink_to(images / "content/rainier.jpg")
     (photos / "notes.txt").write_text("not an image, not picked up")
+    (photos / "._a.jpg").write_bytes(b"macOS's resource fork, left on a USB stick")  # hidden: not a photo
     out = tmp_path / "out"
     out.mkdir()
     code = main([str(photos), painting, "-o", f"{out}/", "-s", "32", "-n", "1"])
     err = capsys.readouterr().err
     assert code == 1
     assert sorted(p.name for p in out.iterdir()) == ["a-the_scream.png", "c-the_scream.png"]
-    assert f"impasto: error: {photos / 'b.jpg'}: not an image file, or not in a format impasto reads (skipped)" in err
+    assert f"impasto: error: {photos / 'b.png'}: not an image file, or not in a format impasto reads (skipped)" in err
     assert "[3/3] c.jpg" in err and re.search(r"\nimpasto: 1 of 3 photos failed; 2 painted in \d+\.\d+ s\n$", err)
     with Image.open(out / "c-the_scream.png") as image:
         assert max(image.size) == 32
@@ -965,6 +1000,9 @@ def test_a_folder_of_iphone_photos_is_painted_and_without_pillow_heif_says_what_
     assert ("impasto: note: photos: leaving out 1 HEIC image, which needs pillow-heif (pip install pillow-heif): "
             "IMG_0001.HEIC\n") in done.stderr
     assert sorted(p.name for p in (tmp_path / "again").iterdir()) == ["b-the_scream.png"]
+    done = subprocess.run([*args, "-q", "-o", "again/quiet-{stem}.png"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert (done.stdout, done.stderr) == ("0\n", "")  # -q: no note either
     (tmp_path / "fresh").mkdir()  # a process that lists the folder before reading any image: pillow-heif
     fresh = [sys.executable, "-m", "impasto", "photos", painting, "-o", "fresh/", "-s", "32", "-n", "1", "-q"]
     done = subprocess.run(fresh, cwd=tmp_path, capture_output=True, text=True, timeout=300)  # registers then
@@ -1020,6 +1058,11 @@ def test_batch_output_needs_a_placeholder(images, painting, tmp_path, capsys):
     assert main([*photos, painting, "-o", str(tmp_path / "out.png"), *QUICK]) == 2
     assert (f"golden_gate.jpg and rainier.jpg would be written to the same file, {tmp_path / 'out.png'}; "
             "put {stem} or {index}") in capsys.readouterr().err
+    loss = tmp_path / "loss.png"  # one plot for two photos
+    assert main([*photos, painting, "-o", str(tmp_path / "{stem}.png"), "--plot", str(loss), *QUICK]) == 2
+    assert capsys.readouterr().err == (f"impasto: error: --plot {loss}: golden_gate.jpg and rainier.jpg would be "
+                                       f"written to the same file, {loss}; put {{stem}} or {{index}} in the name, or "
+                                       "give a folder\n")
     assert main([*photos, painting, "-o", str(tmp_path / "{nope}.png"), *QUICK]) == 2
     assert "bad placeholder {nope}; use {stem}, {style} or {index}" in capsys.readouterr().err
     assert main([*photos, painting, "-o", str(tmp_path / "{stem"), *QUICK]) == 2
@@ -1079,6 +1122,8 @@ def test_config_file_and_print_config(tmp_path, capsys):
     assert tomllib.loads(text.getvalue())["max_size"] == 512
     groups = {f.metadata["group"] for f in dataclasses.fields(Config)}
     assert config_to_toml(Config()).count("\n\n# ") == len(groups) and "\n\n# optimisation\n" in printed
+    odd = Config(init="/photos/a\x7fb.png")  # DEL, which no TOML string may hold as it is
+    assert tomllib.loads(config_to_toml(odd))["init"] == odd.init
 
 
 @pytest.mark.parametrize(
@@ -1116,7 +1161,11 @@ def test_bad_config_file_exits_2(tmp_path, capsys, text, message):
         (["{content}", "{style}", "-o", "/sys/impasto-out.png"], "/sys/impasto-out.png: cannot write in folder '/sys'"),
         (["{content}", "{style}", "-o", "{out}", "--save-every", "1", "--save-dir", "/sys"],
          "--save-dir /sys: cannot write in folder '/sys'"),
+        (["{content}", "{style}", "-o", "{out}", "--save-every", "1", "--save-dir", "/sys", "--dry-run"],
+         "--save-dir /sys: cannot write in folder '/sys'"),  # a dry run makes no folder, but checks one there
         (["{content}", "{style}", "-o", "{tmp}/out.gif"], "out.gif: unsupported extension '.gif'"),
+        (["{content}", "{style}", "-o", "{tmp}/kept.jpg"],  # a JPEG's metadata goes beside it, where a folder is
+         "kept.jpg.json: is a folder, cannot write a file there"),
         (["{content}", "{style}", "-o", "{tmp}/" + "写真" * 43 + ".png"],  # 262 bytes: an unexpected OSError
          "写真.png: cannot write (File name too long)"),
         (["{content}", "{style}", "-o", "{tmp}/out.webp", "-s", "16384", "--dry-run"],  # not after the run
@@ -1152,6 +1201,8 @@ def test_bad_config_file_exits_2(tmp_path, capsys, text, message):
         (["{content}", "{style}", "-o", "{out}", "-s", "5000", "--max-memory", "1.5"],
          "GB even with checkpointing, but --max-memory is 1.5 GB: use --max-size "),
         (["{content}", "{style}", "-o", "{out}", "--style-blend", "1,2"], "invalid option: --style-blend has 2 weights for 1 style image\n"),
+        (["{content}", "{style}", "-o", "{out}", "--config", "{tmp}/run.toml", "--style-blend", "1,2"],
+         "invalid option: --style-blend has 2 weights for 1 style image\n"),  # the option's fault, not the file's
         (["{content}", "{style}", "{style}", "-o", "{out}", "--style-blend", "1"],
          "--style-blend has 1 weight for 2 style images\n"),
         (["{content}", "{style}", "-o", "{out}", "--config", "{tmp}/run.toml", "--config", "{tmp}/blend.toml"],
@@ -1176,6 +1227,7 @@ def test_bad_config_file_exits_2(tmp_path, capsys, text, message):
         (["--rerun", "{content}"], "golden_gate.jpg: carries no impasto metadata (it would be in golden_gate.jpg.json, "
          "beside it, which is missing), cannot rerun it"),
         (["--rerun", "{content}", "{style}"], "--rerun takes no CONTENT"),
+        (["--resume", "{content}", "--demo"], "--resume takes no CONTENT, STYLE, --content or --demo"),
         (["{content}", "{style}"], "no -o OUTPUT: name the file to write, -o out.png say"),
         (["{content}", "{style}", "-o", ""], "-o is empty: name the file to write"),
         (["{content}", "-o", "{out}"], "no STYLE image: give one or more paintings after the photo"),
@@ -1204,6 +1256,7 @@ def test_errors_are_one_line_and_exit_2(images, tmp_path, capsys, argv, message)
     save_image(torch.full((3, 24, 32), 0.5), tmp_path / "start.png")
     (tmp_path / "run.toml").write_text("seed = 1\n")
     (tmp_path / "blend.toml").write_text("style_blend = [1, 1, 1]\n")
+    (tmp_path / "kept.jpg.json").mkdir()
     code = main(["-q", "-s", "32", "-n", "1"] + [a.format(**values) for a in argv])  # later options win
     err = capsys.readouterr().err
     assert code == 2 and message.format(**values) in err
@@ -1244,6 +1297,7 @@ def test_images_may_come_before_between_and_after_options():
 def test_a_value_that_looks_like_an_option_is_its_options_value():
     args = build_parser().parse_args(["a.jpg", "b.jpg", "-o", "-1.png", "-w", "-1e3", "--tv-weight", "-.5"])
     assert (args.output, args.style_weight, args.tv_weight, args.inputs) == ("-1.png", -1000.0, -0.5, ["a.jpg", "b.jpg"])
+    assert build_parser().parse_args(["--tv-weight", "-.5e-3"]).tv_weight == -0.0005  # argparse takes it for an option
 
 
 def test_unexpected_error_is_one_line_exit_1(photo, painting, tmp_path, capsys, monkeypatch):
@@ -1267,6 +1321,15 @@ def test_serve_dispatches_to_the_web_app(capsys, monkeypatch):
     monkeypatch.delitem(sys.modules, "impasto.web")  # the real web app gets the arguments after `serve`
     assert main(["serve", "--workers", "0"]) == 2
     assert "impasto serve: error: --workers must be at least 1" in capsys.readouterr().err
+
+
+def test_ctrl_c_before_the_run_starts_exits_130(monkeypatch, capsys):
+    def interrupted(args):  # Ctrl-C while torch loads: too early to send one for real
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "run", interrupted)
+    assert main(["a.jpg", "b.jpg", "-o", "c.png"]) == 130
+    assert capsys.readouterr().err == "impasto: error: interrupted before the painting started; nothing was written\n"
 
 
 def test_a_second_signal_aborts_at_once():

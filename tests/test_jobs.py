@@ -6,6 +6,7 @@ from PIL import Image
 
 from impasto import Config, stylize
 from impasto.api import input_record
+from impasto.imageio import read_image, read_metadata, save_image
 from impasto.jobs import few_names, run_of, snapshot_step
 
 
@@ -43,3 +44,7 @@ def test_a_picture_is_finished_stopped_or_another_runs_to_a_run(images, tmp_path
     assert run_of(tmp_path / "text.png", config, inputs).state == "other"
     Image.fromarray(noise()).save(tmp_path / "plain.png")  # a picture without impasto's metadata
     assert run_of(tmp_path / "plain.png", config, inputs).state == "other"
+    meta = read_metadata(tmp_path / "done.png")  # edited by hand: no count of its steps
+    del meta["steps"]
+    save_image(read_image(tmp_path / "done.png"), tmp_path / "edited.png", metadata=meta)
+    assert run_of(tmp_path / "edited.png", config, inputs).state == "other"
