@@ -108,6 +108,13 @@ def test_a_results_losses_are_those_of_its_picture_not_of_the_last_step(images, 
         best["loss"], rel=1e-4)
 
 
+def test_a_result_made_by_hand_records_its_last_step_as_its_pictures():
+    rows = [{"step": 1, "scale": 0, "loss": 2.0}, {"step": 2, "scale": 0, "loss": 3.0}]
+    result = impasto.Result(torch.zeros(3, 2, 2), impasto.Config(), rows, {}, "iterations")  # image_step None
+    meta = result.metadata()
+    assert (meta["image_step"], meta["final_losses"], meta["steps"]) == (2, rows[1], 2)
+
+
 def test_objective_for_a_grey_run_scores_the_saved_colour_picture_as_the_run_saw_it(images):
     photo_path, painting_path = images / "content/golden_gate.jpg", images / "style/starry_night.jpg"
     config = impasto.Config(max_size=48, iterations=10, preserve_color="luminance", margin=0)  # the picture's loss

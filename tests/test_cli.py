@@ -20,17 +20,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import ON_GLIBC, memory_needs, noise, png_claiming
+from helpers import ON_GLIBC, TWO_SIZES, memory_needs, noise, png_claiming
 from PIL import Image
 
 import impasto
-from impasto import cli, jobs, optimize, runner, stylize
+from impasto import api, cli, jobs, optimize, runner, stylize
 from impasto.cli import build_parser, config_from_args, config_to_toml, main
 from impasto.config import Config
 from impasto.device import resolve_device
 from impasto.memory import MemoryPlan
 from impasto.resume import ResumePoint
-from impasto.errors import ConfigError
+from impasto.errors import ConfigError, ImageError
 from impasto.imageio import read_image, read_metadata, save_image
 from impasto.memory import GB
 from impasto.vgg import default_weights_path
@@ -199,6 +199,10 @@ def test_a_dry_run_says_what_each_photo_would_do_and_writes_nothing(painting, tm
                                             r"painting in all; 1 of 3 photos would fail", printed.err.splitlines()[-1])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "photos"]  # no snapshots' folder, log or plot
     assert sorted(p.name for p in out.iterdir()) == ["a.png"] and (out / "a.png").read_bytes() == painted
+    # -q: a photo that would fail is still summed up (a skipped one and a failing one: nothing timed)
+    assert main(["-c", str(photos / "a.png"), "-c", str(photos / "c.png"), *argv[1:], "-s", "48", "--dry-run",
+                 "-q"]) == 1
+    assert capsys.readouterr().err == "impasto: dry run: nothing painted or written; 1 of 2 photos would fail\n"
     (photos / "c.png").unlink()
     assert main([*argv, "--print-size", "A4", "--dpi", "10", "--dry-run"]) == 0  # A4 at 10 dpi: 117 x 83 px
     lines = capsys.readouterr().out.splitlines()
@@ -225,7 +229,9 @@ def test_a_dry_run_times_a_strip_too_narrow_at_512_px_at_its_own_size(painting, 
     save_image(torch.rand(3, 2000, 20), tmp_path / "strip.png")
     argv = [str(tmp_path / "strip.png"), painting, "-o", str(tmp_path / "out.png"), "-s", "1600", "--scales", "1"]
     assert main([*argv, "--dry-run"]) == 0
-    assert "strip.png -> " in (out := capsys.readouterr().out) and ": 16×1600 px; one size, 100 steps" in out
+    printed = capsys.readouterr()
+    assert "strip.png -> " in printed.out and ": 16×1600 px; one size, 100 steps" in printed.out
+    assert printed.err.splitlines()[-1] == "impasto: dry run: nothing painted or written"  # one photo: no "in all"
 
 
 def test_a_dry_runs_time_counts_each_steps_pixels_and_how_the_run_fits_in_memory():
@@ -252,7 +258,8 @@ def test_a_sheet_fits_each_photo_of_a_batch(photo, painting, tmp_path, capsys):
             "2x3in", "--dpi", "30", "-n", "1"]  # 90 x 60 px
     assert main(argv) == 0
     wrote = [line for line in capsys.readouterr().err.splitlines() if line.startswith("wrote")]
-    assert [line.partition(" (1 step")[0] for line in wrote] == [  # as tall as the sheet is short; as long as it
+    # one step is "1 step"; each picture as tall as the sheet is short, or as long as it
+    assert [line.partition(" (1 step, ")[0] for line in wrote] == [
         f"wrote {tmp_path / 'out' / 'golden_gate-the_scream.png'}, a 6.8 × 5.1 cm (2.7 × 2.0 in) print at 30 dpi",
         f"wrote {tmp_path / 'out' / 'tall-the_scream.png'}, a 2.5 × 7.6 cm (1.0 × 3.0 in) print at 30 dpi"]
     for name, size in (("golden_gate", (80, 60)), ("tall", (30, 90))):
@@ -497,13 +504,15 @@ def test_names_differing_only_in_case_are_one_file_on_macos(photo, painting, tmp
 
 
 def test_a_log_or_snapshot_that_cannot_be_written_does_not_lose_the_painting(photo, painting, tmp_path, capsys):
-    (tmp_path / "out-step00002.png").mkdir()  # the snapshot cannot be written there
+    for step in (1, 2):  # no snapshot can be written there
+        (tmp_path / f"out-step0000{step}.png").mkdir()
     code = main([photo, painting, "-o", str(tmp_path / "out.png"), *QUICK, "--log-json", "/dev/full",
-                 "--save-every", "2"])
+                 "--save-every", "1"])
     err = capsys.readouterr().err
     assert code == 0 and (tmp_path / "out.png").is_file()
-    assert "warning: --log-json: cannot write /dev/full (No space left on device); going on without it" in err
-    assert "warning: --save-every: cannot write" in err and "out-step00002.png" in err
+    # each said once: the run gives the log and the snapshots up, not a warning at every step
+    assert err.count("warning: --log-json: cannot write /dev/full (No space left on device); going on without it") == 1
+    assert err.count("warning: --save-every: cannot write") == 1 and "out-step00001.png" in err
 
 
 def test_with_content_every_other_image_is_a_painting_and_a_note_says_so(photo, images, tmp_path, capsys):
@@ -742,8 +751,11 @@ def test_resume_finishes_a_stopped_run_in_its_own_file(photo, painting, tmp_path
     assert earlier_log.read_text() == "kept\n"
     assert main(["--resume", str(stopped), "--device", "cpu", "--log-json", str(earlier_log)]) == 0
     err = capsys.readouterr().err
-    assert f"impasto: resuming {stopped} at step 5 of 12 (32 px)" in err
-    assert re.search(f"wrote {re.escape(str(stopped))} \\(12 steps, [0-9.]+ s resumed, [0-9.]+ s in all, stopped by iterations\\)", err)
+    assert f"impasto: resuming {stopped} at step 5 of 12 (32 px)" in err and err.count("impasto: resuming") == 1
+    wrote = re.search(f"wrote {re.escape(str(stopped))} \\(12 steps, ([0-9.]+) s resumed, ([0-9.]+) s in all, "
+                      "stopped by iterations\\)", err)
+    in_all = read_metadata(stopped)["seconds"]  # the stopped part's time and the resumed part's
+    assert wrote and float(wrote.group(2)) == pytest.approx(in_all, abs=0.051) and float(wrote.group(1)) < in_all
     kept, *lines = earlier_log.read_text().splitlines()  # the stopped run's lines stay, the new ones follow
     records = [json.loads(line) for line in lines]
     assert kept == "kept"
@@ -900,6 +912,90 @@ def test_a_painting_that_can_be_written_nowhere_is_said_to_be_lost(photo, painti
         f"temporary folder {tmp_path / 'no-temp'} (No such file or directory): the picture is lost\n")
 
 
+def test_a_painting_whose_copy_cannot_be_written_either_leaves_no_file_behind(photo, painting, tmp_path, capsys,
+                                                                           monkeypatch):
+    # A disk filled during the run: the output cannot be written, nor then its copy in the temporary folder
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+
+    def disk_full(image, path, **kwargs):
+        raise ImageError(f"{path}: No space left on device")
+
+    monkeypatch.setattr("impasto.result.save_image", disk_full)
+    out = tmp_path / "out.png"
+    assert main([photo, painting, "-o", str(out), *QUICK]) == 1
+    assert re.fullmatch(rf"impasto: error: {re.escape(str(out))}: No space left on device; nor could it be kept in "
+                        rf"{re.escape(str(temp))}/out-\w+\.png \(No space left on device\): the picture is lost\n",
+                        capsys.readouterr().err)
+    assert list(temp.iterdir()) == []  # the empty file made for the copy is gone too
+
+
+def test_a_batch_photo_kept_elsewhere_is_not_said_to_be_skipped(painting, tmp_path, capsys, monkeypatch):
+    # a's folder goes away as a is painted: its painting is kept in the temporary folder, and b is painted
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    real_stylize = runner.stylize
+
+    def painted_while_its_folder_goes(content, *args, **kwargs):
+        result = real_stylize(content, *args, **kwargs)
+        if Path(content).stem == "a":
+            shutil.rmtree(tmp_path / "a")
+        return result
+
+    monkeypatch.setattr("impasto.runner.stylize", painted_while_its_folder_goes)
+    for seed, name in enumerate("ab"):
+        _write_photo(tmp_path / f"{name}.png", seed)
+        (tmp_path / name).mkdir()
+    assert main(["-c", str(tmp_path / "a.png"), "-c", str(tmp_path / "b.png"), painting, "-o",
+                 str(tmp_path / "{stem}" / "out.png"), *QUICK]) == 1
+    [kept] = temp.iterdir()
+    assert capsys.readouterr().err.startswith(
+        f"impasto: error: {tmp_path / 'a' / 'out.png'}: folder {str(tmp_path / 'a')!r} does not exist; the painting "
+        f"is kept in {kept} instead (photo {tmp_path / 'a.png'})\n")
+    assert read_metadata(kept)["steps"] == 2 and (tmp_path / "b" / "out.png").is_file()
+
+
+def test_a_resumed_run_that_fails_before_its_first_step_writes_nothing(photo, painting, tmp_path, capsys,
+                                                                     monkeypatch):
+    # Stopped at the end of its first size, it fails as the second size's targets are built (out of memory,
+    # say): its picture is the stopped one, not to be copied to -o as the best image so far.
+    stopped, out = tmp_path / "stopped.png", tmp_path / "out.png"
+    stylize(photo, painting, Config(**TWO_SIZES), callback=lambda event: event.step == 12).save(stopped)
+    at_size, calls = api._at_size, []
+
+    def fails_at_the_second_size(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise MemoryError("no room for the 64 px targets")
+        return at_size(*args)
+
+    monkeypatch.setattr(api, "_at_size", fails_at_the_second_size)
+    assert main(["--resume", str(stopped), "-o", str(out), "-q"]) == 1
+    assert capsys.readouterr().err == "impasto: error: out of memory; try a smaller --max-size (or --device cpu)\n"
+    assert not out.exists()
+
+
+def test_a_stopped_picture_is_said_to_be_of_its_best_step(images, photo, tmp_path, capsys, monkeypatch):
+    # Adam at a large rate overshoots (as in test_api): the best image so far is of an earlier step than the last
+    real_save = runner._save_or_rescue
+
+    def signal_then_save(*args):  # Ctrl-C again while the picture is written: the message says which step it is
+        signal.raise_signal(signal.SIGTERM)
+        return real_save(*args)
+
+    _signals_in_runs(monkeypatch, signal.SIGINT, step=8)
+    monkeypatch.setattr("impasto.runner._save_or_rescue", signal_then_save)
+    out = tmp_path / "out.png"
+    assert main([photo, str(images / "style/starry_night.jpg"), "-o", str(out), "-q", "-s", "48", "-n", "9",
+                 "--optimizer", "adam", "--learning-rate", "0.5", "--margin", "0", "--despeckle", "0",
+                 "--tolerance", "0"]) == 143
+    best = read_metadata(out)["image_step"]
+    assert best < 8 and capsys.readouterr().err == (f"impasto: error: interrupted; the best image so far (step {best}) "
+                                                    f"is kept in {out}; to go on from it: impasto --resume {out}\n")
+
+
 def test_a_failure_mid_run_keeps_the_best_image_so_far(photo, painting, tmp_path, capsys, monkeypatch):
     # The machine failing at step 5 (out of memory, say), which no tiny run can do for real.
     step = optimize.ProjectedLBFGS.step
@@ -947,6 +1043,10 @@ def test_a_small_photo_or_painting_enlarged_much_gets_a_note(photo, painting, tm
     Image.fromarray(noise(14, 60)).save(tmp_path / "strip.png")  # too narrow for VGG-19 at its own size
     assert main([str(tmp_path / "strip.png"), painting, "-o", str(tmp_path / "out.png"), "-s", "256", "-n", "1"]) == 0
     assert "painted at 256 px, 4.3 times larger, it will look soft\n" in capsys.readouterr().err
+    Image.fromarray(noise(16, 64)).save(tmp_path / "strip16.png")  # just wide enough: painted at its size, it works
+    assert main([str(tmp_path / "strip16.png"), painting, "-o", str(tmp_path / "out.png"), "-s", "320", "-n", "1"]) == 0
+    assert "painted at 320 px, 5.0 times larger, it will look soft (-s 64 paints it at its own size)\n" in (
+        capsys.readouterr().err)
     assert main([str(tmp_path / "icon.png"), painting, "-o", str(tmp_path / "out.png"), "-s", "128", "-n", "1"]) == 0
     assert "note" not in capsys.readouterr().err  # 4 times: no note
     frames = [Image.fromarray(noise(48, 64, seed)) for seed in range(3)]  # animated: its first frame, said so
@@ -1051,6 +1151,7 @@ def test_a_batch_photo_failing_for_a_mask_is_named(painting, images, tmp_path, c
     assert code == 1 and (tmp_path / "a-m.png").exists(), err
     assert re.search(rf"impasto: error: {re.escape(masks[0])}: .* \(photo {re.escape(str(photos / 'b.png'))}, "
                      r"skipped\)\n", err), err
+    assert re.search(r"\nimpasto: 1 of 2 photos failed; 1 painted in [^\n]+\n$", err), err  # said even with -q
 
 
 def test_batch_output_needs_a_placeholder(images, painting, tmp_path, capsys):
@@ -1391,10 +1492,23 @@ def test_a_signal_after_the_last_step_is_reported_with_the_finished_picture(phot
 
 def test_the_terminal_closing_keeps_the_best_image_so_far(photo, painting, tmp_path, capsys, monkeypatch):
     _signals_in_runs(monkeypatch, signal.SIGHUP, step=2)  # the terminal closes: it stops after this step
-    out = tmp_path / "out.png"
-    assert main([photo, painting, "-o", str(out), *QUICK[1:], "-n", "5"]) == 129
-    assert "stopped by SIGHUP: the best image so far" in capsys.readouterr().err
+    out, plot, steps = tmp_path / "out.png", tmp_path / "loss.png", tmp_path / "steps"
+    assert main([photo, painting, "-o", str(out), *QUICK[1:], "-n", "5", "--plot", str(plot), "--save-every", "4",
+                 "--save-dir", str(steps)]) == 129
+    err = capsys.readouterr().err.splitlines()
+    assert "stopped by SIGHUP: the best image so far" in err[-2]
+    # the command that goes on keeps the plot and the snapshots where they were, which --resume cannot know
+    assert err[-1] == (f"impasto: to go on where it stopped: impasto --resume {out} --plot {plot} --save-every 4 "
+                       f"--save-dir {steps}")
     assert read_metadata(out)["stopped_at"]["steps_at_size"] == 2
+
+
+def test_a_run_started_with_nohup_goes_on_when_the_terminal_closes(photo, painting, tmp_path, monkeypatch):
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as nohup starts it (the autouse fixture puts SIGHUP back)
+    _signals_in_runs(monkeypatch, signal.SIGHUP, step=2)
+    out = tmp_path / "out.png"
+    assert main([photo, painting, "-o", str(out), *QUICK, "-n", "4"]) == 0
+    assert read_metadata(out)["steps"] == 4 and signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
 
 
 def _batch(painting, tmp_path, *options):

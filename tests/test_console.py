@@ -58,6 +58,15 @@ def test_sigterm_or_sighup_while_starting_is_one_line_and_its_code(monkeypatch, 
     assert capsys.readouterr().err == "impasto: error: interrupted before the painting started; nothing was written\n"
 
 
+def test_a_signal_that_nohup_ignores_stays_ignored_while_starting(monkeypatch, signal_handlers):
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # `nohup impasto ...`: the terminal closing must not stop it
+    cli = types.ModuleType("impasto.cli")
+    cli.main = lambda: 0 if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN else 1  # as the command starts
+    monkeypatch.setattr(sys, "argv", ["impasto", "photo.jpg", "painting.jpg", "-o", "out.png"])
+    monkeypatch.setitem(sys.modules, "impasto.cli", cli)
+    assert console.main() == 0
+
+
 def test_the_command_runs_the_cli_and_then_ignores_signals(monkeypatch, capsys, signal_handlers):
     monkeypatch.setattr(sys, "argv", ["impasto", "--version"])
     assert console.main() == 0

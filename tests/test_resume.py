@@ -43,7 +43,9 @@ def test_resume_goes_on_from_the_stopped_picture(stopped):
     assert abs(resumed.history[0]["loss"] - best_before) < 0.1 * (result.history[0]["loss"] - best_before)
     meta = resumed.metadata()
     assert meta["resumed_from"] == {"steps": 8, "seconds": read_metadata(path)["seconds"]}
-    assert meta["seconds"] > meta["resumed_from"]["seconds"] and "stopped_at" not in meta
+    # its time is both parts', the stopped run's and this one's
+    assert meta["seconds"] == round(meta["resumed_from"]["seconds"] + resumed.timings["total"], 3)
+    assert "stopped_at" not in meta
 
 
 def test_a_resumed_runs_steps_all_move_the_picture(images):
