@@ -652,7 +652,9 @@ def _forget_logged_steps(log: TextIO, content: str, output: str, first: int) -> 
         log.flush()
         with open(log.name, "r+", encoding="utf-8") as file:
             lines = file.readlines()
-            kept = [line for line in lines if not repeated(line)]
+            # A last record cut off part way (its run killed as it wrote it) is no JSON: dropped, not
+            # glued to the next.
+            kept = [line for line in lines if line.endswith("\n") and not repeated(line)]
             if len(kept) < len(lines):  # the log's own handle appends, so it goes on after the kept lines
                 file.seek(0)
                 file.writelines(kept)

@@ -744,11 +744,12 @@ def test_resume_finishes_a_stopped_run_in_its_own_file(photo, painting, tmp_path
     stopped = tmp_path / "stopped.png"
     stylize(photo, painting, config, callback=lambda event: event.step == 4).save(stopped)
     earlier_log = tmp_path / "earlier.jsonl"
-    earlier_log.write_text("kept\n")
+    cut_off = '{"input": "photo.jpg", "step": 5, "lo'  # the last record of a run killed as it wrote it
+    earlier_log.write_text(f"kept\n{cut_off}")
     assert main(["--resume", str(stopped), "--iterations", "7", "--log-json", str(earlier_log)]) == 2
     err = capsys.readouterr().err  # refused before it announces the run or touches its outputs
     assert err == f"impasto: error: {stopped}: painted with iterations 6, not 7; resume it with its own settings\n"
-    assert earlier_log.read_text() == "kept\n"
+    assert earlier_log.read_text() == f"kept\n{cut_off}"
     assert main(["--resume", str(stopped), "--device", "cpu", "--log-json", str(earlier_log)]) == 0
     err = capsys.readouterr().err
     assert f"impasto: resuming {stopped} at step 5 of 12 (32 px)" in err and err.count("impasto: resuming") == 1
@@ -756,7 +757,7 @@ def test_resume_finishes_a_stopped_run_in_its_own_file(photo, painting, tmp_path
                       "stopped by iterations\\)", err)
     in_all = read_metadata(stopped)["seconds"]  # the stopped part's time and the resumed part's
     assert wrote and float(wrote.group(2)) == pytest.approx(in_all, abs=0.051) and float(wrote.group(1)) < in_all
-    kept, *lines = earlier_log.read_text().splitlines()  # the stopped run's lines stay, the new ones follow
+    kept, *lines = earlier_log.read_text().splitlines()  # the stopped run's whole lines stay, the new ones follow
     records = [json.loads(line) for line in lines]
     assert kept == "kept"
     assert [record["step"] for record in records] == list(range(5, 13))
