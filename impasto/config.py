@@ -35,6 +35,7 @@ MAX_DENOISE = 5.0
 # loss moved by -0.03 % to +0.08 % over 12 pairs), and the test photos have 0 to 2 at 512 px.
 DEFAULT_DESPECKLE = 60
 MAX_DPI = 65535  # a JPEG's JFIF header holds the resolution in 16 bits
+MAX_LEARNING_RATE = 1000  # pixels are in 0..1; Adam's first step, 10 × the rate, overflowed float32 at 1e37
 DEFAULT_DPI = 300  # pixels per inch of a print size given without a dpi: a photo print's usual resolution
 INCHES = {"mm": 25.4, "cm": 2.54, "in": 1.0, '"': 1.0}  # a print size's units, each as so many per inch
 # Papers a print size may name, as (long, short) edges in inches: ISO 216's A sizes (in whole mm) and
@@ -122,7 +123,7 @@ class Config:
     # The optimisation
     optimizer: str = _field("lbfgs", "'lbfgs' or 'adam'", "optimisation")
     learning_rate: float | None = _field(
-        None, "step size; empty: 1.0 for L-BFGS, 0.02 for Adam (pixels are in 0..1)", "optimisation")
+        None, "step size, at most 1000; empty: 1.0 for L-BFGS, 0.02 for Adam (pixels are in 0..1)", "optimisation")
     iterations: int = _field(100, "maximum number of steps at the final size", "optimisation")
     coarse_iterations: int = _field(
         150, "coarse-to-fine: most steps at the first size, where the painting is composed", "optimisation")
@@ -231,8 +232,9 @@ class Config:
             raise ConfigError(f"pooling must be one of {', '.join(POOLINGS)}, not {self.pooling!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}")
-        if self.learning_rate is not None and not self.learning_rate > 0:
-            raise ConfigError(f"learning_rate must be positive, not {self.learning_rate:g}")
+        if self.learning_rate is not None and not 0 < self.learning_rate <= MAX_LEARNING_RATE:
+            raise ConfigError(f"learning_rate must be positive and at most {MAX_LEARNING_RATE}, "
+                              f"not {self.learning_rate:g}")
         if self.iterations < 1:
             raise ConfigError(f"iterations must be at least 1, not {self.iterations}")
         for name in ("coarse_iterations", "refine_iterations"):

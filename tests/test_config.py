@@ -77,6 +77,7 @@ def test_step_size_defaults_per_optimizer():
     assert Config().step_size == 1.0
     assert Config(optimizer="adam").step_size == 0.02
     assert Config(optimizer="adam", learning_rate=0.1).step_size == 0.1
+    assert Config(optimizer="adam", learning_rate=1000).step_size == 1000  # the most
 
 
 @pytest.mark.parametrize(
@@ -101,7 +102,8 @@ def test_step_size_defaults_per_optimizer():
         ({"style_blend": (-1.0, 2.0)}, "style_blend must be non-negative with a positive sum, not -1, 2$"),
         ({"pooling": "min"}, "pooling must be one of max, avg"),
         ({"optimizer": "sgd"}, "optimizer must be one of lbfgs, adam"),
-        ({"learning_rate": 0.0}, "learning_rate must be positive"),
+        ({"learning_rate": 0.0}, "learning_rate must be positive and at most 1000, not 0$"),
+        ({"learning_rate": 1000.001}, "learning_rate must be positive and at most 1000, not 1000"),
         ({"iterations": 0}, "iterations must be at least 1"),
         ({"tolerance": -0.1}, "tolerance must not be negative"),
         ({"refine_iterations": -1}, "refine_iterations must not be negative"),
