@@ -20,6 +20,7 @@ import os
 import re
 import stat
 import struct
+import sys
 import tempfile
 import threading
 import warnings
@@ -550,6 +551,13 @@ def _resolution(fmt: str, dpi: int) -> dict[str, Any]:
     exif[ExifTags.Base.XResolution] = exif[ExifTags.Base.YResolution] = float(dpi)
     exif[ExifTags.Base.ResolutionUnit] = 2  # inches
     return {"exif": exif}
+
+
+def file_key(path: str | os.PathLike) -> str:
+    """What names one file: the absolute path, without case where the file system ignores it
+    (Windows; macOS by default)."""
+    resolved = os.path.normcase(str(Path(path).resolve()))
+    return resolved.casefold() if sys.platform == "darwin" else resolved
 
 
 def sidecar_path(path: str | os.PathLike) -> Path | None:

@@ -26,8 +26,8 @@ from .resume import differing_input, differing_setting, resume_point
 from .cli import as_typed, config_from_args
 from .config import DEFAULT_DPI, INITS, Config, print_box, print_long_edge
 from .errors import ConfigError, ImageError, ImpastoError
-from .imageio import (HEIC_EXTENSIONS, SAVE_FORMATS, check_format_holds, check_writable, header_size, read_formats,
-                      missing_sidecar, read_image, read_metadata, sidecar_path)
+from .imageio import (HEIC_EXTENSIONS, SAVE_FORMATS, check_format_holds, check_writable, file_key, header_size,
+                      read_formats, missing_sidecar, read_image, read_metadata, sidecar_path)
 from .plot import PLOT_FORMATS
 from .vgg import load_weights
 
@@ -106,9 +106,9 @@ def _note_photos_painted_in_their_own_style(contents: list[str], styles: list[st
     """A photo given as a painting too is painted in its own style: a valid run, if an odd one, and more
     likely a slip (a name completed twice), which a note shows before the painting's minutes are spent.
     A folder leaves its paintings out itself (``_expand``)."""
-    paintings = {_file_key(style) for style in styles}
+    paintings = {file_key(style) for style in styles}
     for photo in contents:
-        if not quiet and not Path(photo).is_dir() and _file_key(photo) in paintings:
+        if not quiet and not Path(photo).is_dir() and file_key(photo) in paintings:
             print(f"impasto: note: {photo} is the painting too, so it is painted in its own style", file=sys.stderr)
 
 
@@ -127,8 +127,8 @@ def _expand(content: str, styles: list[str], quiet: bool) -> list[str]:
     heic = [p.name for p in files if p.suffix.lower() in HEIC_EXTENSIONS and p.suffix.lower() not in extensions]
     unread = f"{len(heic)} HEIC image{'s, which need' if len(heic) > 1 else ', which needs'} pillow-heif " \
              f"(pip install pillow-heif): {few_names(heic)}"
-    paintings = {_file_key(style) for style in styles}
-    photos = [image for image in images if _file_key(image) not in paintings and not _painted_by_impasto(image)]
+    paintings = {file_key(style) for style in styles}
+    photos = [image for image in images if file_key(image) not in paintings and not _painted_by_impasto(image)]
     if not photos and heic:
         raise ImageError(f"{content}: folder holds no photo impasto can read but {unread}")
     if not photos:
@@ -392,7 +392,7 @@ def _check_shared_inputs(args: argparse.Namespace, config: Config, styles: list[
     for i, style in enumerate(styles):
         if isinstance(style, (str, os.PathLike)):  # named as the role it has: a photo's error names none
             _check_readable(os.fspath(style), f"painting {i + 1}" if len(styles) > 1 else "painting")
-    files = [(style, _file_key(style)) for style in styles if isinstance(style, (str, os.PathLike))]
+    files = [(style, file_key(style)) for style in styles if isinstance(style, (str, os.PathLike))]
     keys = [key for _, key in files]
     repeated = next(((style, keys.count(key)) for style, key in files if keys.count(key) > 1), None)
     if repeated and not args.quiet:  # weighed double on purpose, perhaps: said, not refused
@@ -461,15 +461,15 @@ def _check_no_two_alike(args: argparse.Namespace, jobs: list[Job]) -> None:
     for job in jobs:
         if not isinstance(job.content, (str, os.PathLike)):
             continue
-        if _file_key(job.content) in photos:
+        if file_key(job.content) in photos:
             raise ConfigError(f"{job.content}: given twice as a photo; give it once")
-        photos.add(_file_key(job.content))
+        photos.add(file_key(job.content))
     for attr, what in (("output", "-o"), ("plot", "--plot")):
         first_of: dict[str, Job] = {}
         for job in jobs:
             if getattr(job, attr) is None:
                 continue
-            other = first_of.setdefault(_file_key(getattr(job, attr)), job)
+            other = first_of.setdefault(file_key(getattr(job, attr)), job)
             if other is job:
                 continue
             names = [Path(other.content).name, Path(job.content).name]  # in full when they are alike
@@ -500,28 +500,28 @@ def _check_nothing_overwritten(args: argparse.Namespace, config: Config, content
     reads = {"an input image": [*contents, *styles, *config.masks, *([config.init] if config.init not in INITS else [])],
              "the weights file": [config.weights] if config.weights else [],
              "the --config file": [args.config] if getattr(args, "config", None) else []}
-    read = {_file_key(p): what for what, paths in reads.items() for p in paths if isinstance(p, (str, os.PathLike))}
+    read = {file_key(p): what for what, paths in reads.items() for p in paths if isinstance(p, (str, os.PathLike))}
     # -o may replace the picture rerun or resumed (--resume's default does); nothing else may.
     source = getattr(args, "rerun", None) or getattr(args, "resume", None)
     verb = "rerun" if getattr(args, "rerun", None) else "resume"
-    kept = {_file_key(p): f"the picture to {verb}" for p in (source, source and sidecar_path(source)) if p}
+    kept = {file_key(p): f"the picture to {verb}" for p in (source, source and sidecar_path(source)) if p}
     writes = [(job.output, "-o") for job in jobs] + [(job.plot, "--plot") for job in jobs if job.plot]
     writes += [(sidecar_path(job.output), "-o's metadata") for job in jobs if sidecar_path(job.output)]
     if args.save_every:  # snapshots are named after their photo's output: two alike would overwrite
         snapshots = [snapshot_path(args, job, 0) for job in jobs]
-        if len({_file_key(path) for path in snapshots}) < len(snapshots):
+        if len({file_key(path) for path in snapshots}) < len(snapshots):
             raise ConfigError(f"--save-every: two photos' snapshots would have the same names in "
                               f"{snapshots[0].parent}; give the outputs different names")
     writes += [(Path(args.log_json), "--log-json")] if args.log_json else []
     if args.save_every:  # no other output may have a snapshot's name (OUT-step00050.png)
-        snapshot_names = {(_file_key(snapshot_path(args, job, 0).parent), job.output.stem) for job in jobs}
+        snapshot_names = {(file_key(snapshot_path(args, job, 0).parent), job.output.stem) for job in jobs}
         for path, what in writes:
-            if any(_file_key(path.parent) == folder and snapshot_step(path.name, stem) is not None
+            if any(file_key(path.parent) == folder and snapshot_step(path.name, stem) is not None
                    for folder, stem in snapshot_names):
                 raise ConfigError(f"{path}: {what} has the name of a --save-every snapshot")
     written: dict[str, str] = {}
     for path, what in writes:
-        resolved = _file_key(path)
+        resolved = file_key(path)
         if resolved in read:
             raise ConfigError(f"{path}: {what} would overwrite {read[resolved]}")
         if resolved in kept and not what.startswith("-o"):
@@ -529,13 +529,6 @@ def _check_nothing_overwritten(args: argparse.Namespace, config: Config, content
         if written.get(resolved, what) != what:
             raise ConfigError(f"{path}: {written[resolved]} and {what} would write the same file")
         written[resolved] = what
-
-
-def _file_key(path: str | os.PathLike) -> str:
-    """What names one file: the absolute path, without case where the file system ignores it
-    (Windows; macOS by default)."""
-    resolved = os.path.normcase(str(Path(path).resolve()))
-    return resolved.casefold() if sys.platform == "darwin" else resolved
 
 
 def _output_path(template: str, names: dict[str, Any], what: str, in_folder: str, batch: bool) -> Path:

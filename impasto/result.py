@@ -14,7 +14,8 @@ import torch
 
 from . import __version__
 from .config import Config
-from .imageio import save_image, to_pil
+from .errors import ImageError
+from .imageio import file_key, save_image, to_pil
 
 
 @dataclass(eq=False)  # two Results are the same run only if they are one object: == on images would raise
@@ -85,5 +86,17 @@ class Result:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the image (format from the extension) atomically, with the run's metadata and, when
-        ``config.dpi`` is set, its print resolution."""
+        ``config.dpi`` is set, its print resolution. ImageError for a file the run read (its photo, say)."""
+        read = self._read_files()
+        if isinstance(path, (str, os.PathLike)) and file_key(path) in read:
+            raise ImageError(f"{path}: would overwrite the run's {read[file_key(path)]}; save the painting elsewhere")
         return save_image(self.image, path, metadata=self.metadata(), dpi=self.config.dpi)
+
+    def _read_files(self) -> dict[str, str]:
+        """The files the run read, by ``file_key``: what each was to it."""
+        paths = self.inputs.get("paths", {})
+        named = [("content image", paths.get("content")), ("init image", paths.get("init")),
+                 ("weights file", paths.get("weights")),
+                 *((f"style image {k}", p) for k, p in enumerate(paths.get("style") or [], 1)),
+                 *((f"mask {k}", p) for k, p in enumerate(paths.get("masks") or [], 1))]
+        return {file_key(p): what for what, p in reversed(named) if isinstance(p, str)}

@@ -2,6 +2,8 @@
 
 import gc
 import io
+import re
+import shutil
 import traceback
 
 import numpy as np
@@ -57,6 +59,21 @@ def test_result_image_and_file(painted, tmp_path):
     assert meta["config"] == result.config.to_dict() and meta["impasto"] == impasto.__version__
     assert len(meta["inputs"]["content"]) == 64 and len(meta["inputs"]["style"]) == 1
     assert result.timings["total"] >= result.timings["optimize"] > 0
+
+
+def test_a_result_is_not_saved_over_a_file_its_run_read(images, tmp_path):
+    photo, mask = tmp_path / "photo.jpg", tmp_path / "mask.png"
+    shutil.copy(images / "content/golden_gate.jpg", photo)
+    Image.new("L", (979, 734), 255).save(mask)
+    result = impasto.stylize(photo, images / "style/starry_night.jpg", impasto.Config(max_size=32, iterations=1,
+                                                                                         masks=(str(mask),)))
+    before = photo.read_bytes()
+    for path, what in ((photo, "content image"), (tmp_path / ".." / tmp_path.name / "photo.jpg", "content image"),
+                       (mask, "mask 1"), (images / "style/starry_night.jpg", "style image 1")):
+        with pytest.raises(impasto.ImageError, match=f"^{re.escape(str(path))}: would overwrite the run's {what}; "):
+            result.save(path)
+    assert photo.read_bytes() == before
+    assert read_metadata(result.save(tmp_path / "painted.jpg"))["steps"] == 1  # beside it: saved
 
 
 def test_saved_file_scores_what_the_optimiser_reached(painted, tmp_path):
