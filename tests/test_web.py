@@ -441,6 +441,9 @@ def test_serve_command_line(tmp_path, monkeypatch, capsys):
     captured = capsys.readouterr()
     assert captured.err.strip() == f"impasto serve: error: cannot listen on 127.0.0.1 port {port} (Address already in use)"
     assert "open http" not in captured.out  # it does not send the user to the other program
+    assert main(["--host", "no such host", "--port", "0", "--data-dir", str(tmp_path / "data")]) == 2
+    err = capsys.readouterr().err  # no warning that the network can reach an app that never listened
+    assert err.startswith("impasto serve: error: cannot listen on no such host port 0 (") and err.count("\n") == 1
     # Each value at its limit is taken: what refuses is the next option, or the port in use (localhost, a
     # loopback name, with no warning that the network can reach the app).
     with socket.create_server(("127.0.0.1", 0)) as taken:

@@ -126,9 +126,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as e:
         print(f"impasto serve: error: cannot use the data folder {data_dir}: {e.strerror or e}", file=sys.stderr)
         return 2
-    if not _is_loopback(args.host):
-        print(f"impasto serve: warning: listening on {args.host}: anyone who can reach this machine can "
-              "use the app and see its results", file=sys.stderr)
     # Listening before saying where to go (uvicorn would only log a port in use, after), on the socket
     # uvicorn is then given: the port cannot be taken in between, and --port 0's is known.
     try:
@@ -137,6 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         reason = (e.strerror or str(e)).split(" (while attempting")[0]
         print(f"impasto serve: error: cannot listen on {args.host} port {args.port} ({reason})", file=sys.stderr)
         return 2
+    if not _is_loopback(args.host):
+        print(f"impasto serve: warning: listening on {args.host}: anyone who can reach this machine can "
+              "use the app and see its results", file=sys.stderr)
     port = listener.getsockname()[1]  # --port 0: the free one the system chose
     host = socket.gethostname() if args.host in ("0.0.0.0", "::") else args.host  # any address: name this machine
     host = f"[{host}]" if ":" in host else host
