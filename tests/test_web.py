@@ -313,6 +313,7 @@ def test_a_photo_too_small_for_max_size_is_refused_before_it_is_queued(tmp_path,
         error = response.json()["error"]
         assert error.startswith("photo 'golden_gate.jpg': 16×12 at 16 px is too narrow")
         assert error.endswith(": raise Size to 21 px or more, or crop the image)")  # the page's field, not max_size
+        assert response.json()["setting"] == "max_size"  # the page marks Size, and keeps the photo
         wide = io.BytesIO()
         Image.new("RGB", (400, 40)).save(wide, format="PNG")
         response = client.post("/api/jobs", files=[uploads()[0], ("style", ("wide.png", wide.getvalue(), "image/png"))],
@@ -320,6 +321,7 @@ def test_a_photo_too_small_for_max_size_is_refused_before_it_is_queued(tmp_path,
         assert response.status_code == 400 and response.json()["error"].startswith(
             "painting 'wide.png': seen at 66×7 for a 48 px picture, too narrow")
         assert response.json()["error"].endswith(": raise Size or Brush strokes, or crop the painting)")
+        assert response.json()["setting"] == "max_size"
         assert client.get("/api/jobs").json()["jobs"] == [] and not any((tmp_path / "jobs").iterdir())
 
 

@@ -165,6 +165,15 @@ def test_paint_in_the_browser(server, page, images, tmp_path):
     # A photo the page refuses itself (empty) does not leave the one before it in the box either.
     page.set_input_files("#content-file", str(images / "content/golden_gate.jpg"))
     assert page.is_enabled("#paint")
+    # A photo too narrow at the Size chosen is no fault of the photo's: it stays, and Size is marked.
+    Image.new("RGB", (400, 40), "teal").save(tmp_path / "strip.png")
+    page.set_input_files("#content-file", str(tmp_path / "strip.png"))
+    page.fill("#setting-max_size", "48")  # 48 × 5 px
+    page.click("#paint")
+    page.wait_for_function("document.querySelector('#message').textContent.includes('too narrow')")
+    assert page.inner_text("#drop-content .drop-name") == "strip.png" and page.is_enabled("#paint")
+    assert page.get_attribute("#setting-max_size", "aria-invalid") == "true"
+    assert page.evaluate("document.activeElement.id") == "setting-max_size"
     (tmp_path / "empty.jpg").write_bytes(b"")
     page.set_input_files("#content-file", str(tmp_path / "empty.jpg"))
     assert "“empty.jpg” is empty" in page.inner_text("#message")

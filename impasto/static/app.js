@@ -87,7 +87,7 @@ async function api(url, options = {}) {
   try { body = await response.json(); } catch { /* not JSON */ }
   if (!response.ok) {
     const text = body && body.error ? body.error : `${response.status} ${response.statusText}`;
-    throw Object.assign(new Error(text), { status: response.status });
+    throw Object.assign(new Error(text), { status: response.status, setting: body && body.setting });
   }
   return body;
 }
@@ -364,7 +364,7 @@ async function paint() {
     const job = await api("/api/jobs", { method: "POST", body: form });
     follow(job, true);
   } catch (err) {
-    const field = faultyControl(err.message);
+    const field = faultyControl(err);
     const kind = field && field.id.endsWith("-file") ? field.id.replace("-file", "") : null;
     if (kind) clearChoice(kind);  // the server cannot read it: sending it again would fail again
     showMessage(err.message, "error", true, field);
@@ -375,13 +375,14 @@ async function paint() {
   }
 }
 
-// The control a server's error is about: it names a setting ("max_size must be …") or an image ("photo
-// 'x.png': …", "painting 'y.jpg': …"); null for the others.
-function faultyControl(message) {
-  const setting = state.settings.settings.find((s) => message.startsWith(`${s.name} `));
-  if (setting) return $(`setting-${setting.name}`);
-  if (message.startsWith("photo ")) return $("content-file");
-  return message.startsWith("painting ") ? $("style-file") : null;
+// The control a server's error is about: the setting it gives (an image too small at this Size is no
+// fault of the image's) or starts with ("max_size must be …"), or an image ("photo 'x.png': …",
+// "painting 'y.jpg': …"); null for the others.
+function faultyControl(err) {
+  const setting = err.setting || state.settings.settings.find((s) => err.message.startsWith(`${s.name} `))?.name;
+  if (setting) return $(`setting-${setting}`);
+  if (err.message.startsWith("photo ")) return $("content-file");
+  return err.message.startsWith("painting ") ? $("style-file") : null;
 }
 
 // ``pressed``: the user's Paint or Resume started it (not a page opened on a run in progress).

@@ -275,9 +275,18 @@ async def _events(request: Request) -> Response:
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
+class _SettingError(HTTPException):
+    """A 400 about a setting, which the page marks (not the image the message names)."""
+
+    def __init__(self, message: str, setting: str) -> None:
+        super().__init__(400, message)
+        self.setting = setting
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+    setting = {"setting": exc.setting} if isinstance(exc, _SettingError) else {}
+    return JSONResponse({"error": exc.detail, **setting}, status_code=exc.status_code, headers=exc.headers)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:  # a bug: JSON like the rest
@@ -377,8 +386,8 @@ async def _new_job(form: FormData, manager: JobManager, limits: Limits) -> dict[
             shapes.append((label, await _store_image(upload, path, label, limits)))
         try:  # a photo too small for max_size would fail in the queue: refuse it now
             check_edges(shapes[0][1], shapes[0][0], dict(shapes[1:]), config.painted_sizes(), config, "Size")
-        except ImageError as e:  # its advice names the page's fields
-            raise HTTPException(400, str(e).replace("style_scale", "Brush strokes")) from None
+        except ImageError as e:  # its advice names the page's fields; the image is fine, the Size is not
+            raise _SettingError(str(e).replace("style_scale", "Brush strokes"), "max_size") from None
         try:
             return manager.submit(job, most_waiting=limits.max_queued)
         except QueueFull as e:
