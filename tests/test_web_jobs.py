@@ -23,6 +23,10 @@ def test_a_job_interrupted_by_a_crash_is_reported_not_rerun(tmp_path):
     reloaded = JobManager(tmp_path).get(job_id)
     assert reloaded.status == "failed" and reloaded.error == INTERRUPTED and reloaded.step == 7
     assert json.loads((folder / "job.json").read_text())["status"] == "failed"
+    waiting_id, folder = manager.new_folder()  # killed before its turn: what the server's Ctrl-C says of it
+    Job(waiting_id, folder, impasto.Config().to_dict(), "a.jpg", ["b.jpg"], status="queued").save()
+    reloaded = JobManager(tmp_path).get(waiting_id)
+    assert (reloaded.status, reloaded.stop_reason, reloaded.error) == ("cancelled", "cancelled", STOPPED_WAITING)
 
 
 @pytest.mark.parametrize("status", ["queued", "running"])

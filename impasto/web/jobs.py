@@ -173,8 +173,9 @@ class JobManager:
     # --- Jobs ---
 
     def _load(self) -> None:
-        """Reload the jobs of earlier sessions. One that was still queued or running is marked failed, or,
-        if it was to go on from a stopped picture that is still there, cancelled again: it can resume."""
+        """Reload the jobs of earlier sessions. One that was still running is marked failed, or, if it
+        was to go on from a stopped picture that is still there, cancelled again: it can resume. One that
+        was still waiting is cancelled, as the server's Ctrl-C cancels it."""
         for folder in self.jobs_dir.iterdir():
             if not (JOB_ID.fullmatch(folder.name) and (folder / "job.json").is_file()):
                 continue
@@ -189,6 +190,8 @@ class JobManager:
                 self._take_checkpoint(job)
                 if job.stopped_at and job.result_path.is_file():
                     job.status, job.error = "cancelled", f"{INTERRUPTED}; Resume goes on from where it stopped"
+                elif job.status == "queued" and not job.stopped_at:  # it never started: as after a Ctrl-C
+                    job.status, job.stop_reason, job.error = "cancelled", "cancelled", STOPPED_WAITING
                 else:
                     job.status, job.error = "failed", INTERRUPTED
                 job.finished = job.finished or time.time()
