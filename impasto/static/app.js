@@ -521,7 +521,7 @@ function showJob(job, points) {
   showReuse(job);
   state.points = points;
   state.total = job.total;
-  const took = `${job.step} step${job.step === 1 ? "" : "s"} in ${formatTime(job.elapsed)}`;
+  const took = `${steps(job.step)} in ${formatTime(job.elapsed)}`;
   if (job.status === "done") {
     const why = job.stop_reason === "tolerance" ? " (the loss stopped falling)" : "";
     setStatus(`Finished: ${took}${why}`, "");
@@ -687,12 +687,12 @@ async function refreshGallery() {
     title.className = "title";
     title.textContent = jobTitle(job);
     // Repeated runs of one pair differ in their settings and time: the tooltip tells them apart.
-    title.title = `${title.textContent}\nstyle strength ${job.config.style_weight} · ${job.config.iterations} steps` +
+    title.title = `${title.textContent}\nstyle strength ${job.config.style_weight} · ${steps(job.config.iterations)}` +
       ` · ${new Date(job.created * 1000).toLocaleString()}`;
     const meta = document.createElement("div");
     meta.className = "meta";
     const info = document.createElement("span");
-    info.textContent = `${job.size ? job.size[0] + "×" + job.size[1] : ""} · ${job.step} step${job.step === 1 ? "" : "s"}`;
+    info.textContent = `${job.size ? job.size[0] + "×" + job.size[1] : ""} · ${steps(job.step)}`;
     if (job.status === "cancelled") {  // with an error: the server's stop, not the user's Cancel (as showJob says)
       const badge = document.createElement("span");
       badge.className = "badge";
@@ -729,7 +729,7 @@ async function refreshGallery() {
 
 // Remove a painting from the gallery and the server's data folder, once the user confirms.
 async function deleteJob(job) {
-  if (!window.confirm(`Delete “${jobTitle(job)}” (${job.step} steps)? Its picture is removed from the server.`)) return;
+  if (!window.confirm(`Delete “${jobTitle(job)}” (${steps(job.step)})? Its picture is removed from the server.`)) return;
   try {
     await api(`/api/jobs/${job.id}`, { method: "DELETE" });
   } catch (err) {
@@ -889,6 +889,10 @@ function formatNumber(v) {
   if (v === null || v === undefined) return "–";
   if (Math.abs(v) >= 1e5 || (Math.abs(v) < 1e-2 && v !== 0)) return v.toExponential(2);
   return String(Number(v.toPrecision(3)));
+}
+
+function steps(count) {  // "1 step", "12 steps"
+  return `${count} step${count === 1 ? "" : "s"}`;
 }
 
 function formatTime(seconds) {
