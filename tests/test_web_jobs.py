@@ -20,8 +20,11 @@ def test_a_job_interrupted_by_a_crash_is_reported_not_rerun(tmp_path):
     job_id, folder = manager.new_folder()
     job = Job(job_id, folder, impasto.Config().to_dict(), "a.jpg", ["b.jpg"], status="running", step=7)
     job.save()
+    job.content_path.write_bytes(b"the photo")
+    job.style_paths[0].write_bytes(b"the painting")
     reloaded = JobManager(tmp_path).get(job_id)
     assert reloaded.status == "failed" and reloaded.error == INTERRUPTED and reloaded.step == 7
+    assert [p.name for p in folder.iterdir()] == ["job.json"]  # its uploads: nothing can use them now
     assert json.loads((folder / "job.json").read_text())["status"] == "failed"
     waiting_id, folder = manager.new_folder()  # killed before its turn: what the server's Ctrl-C says of it
     Job(waiting_id, folder, impasto.Config().to_dict(), "a.jpg", ["b.jpg"], status="queued").save()
@@ -151,6 +154,9 @@ def test_a_data_folder_that_cannot_be_written_fails_the_job_not_the_worker(tmp_p
     assert second.status == "failed"
     assert second.error == "cannot write the result: result.png: is a folder, cannot write a file there"
     assert third.status == "done" and third.result_path.is_file()  # the worker went on
+    # a job that ends without a picture keeps no uploads (no card on the page could delete them), one with one does
+    assert sorted(p.name for p in second.folder.iterdir()) == ["job.json", "result.png"]  # result.png: the folder
+    assert third.content_path.is_file() and third.style_paths[0].is_file()
 
 
 def test_the_queue_limit_holds_for_uploads_that_arrive_together(tmp_path, images):
@@ -195,6 +201,8 @@ def test_jobs_stopped_with_the_server_say_so_not_cancelled_by_the_user(tmp_path,
         manager.stop()  # as Ctrl-C on `impasto serve` does
     assert running.status == "cancelled" and running.resumable and running.error == SERVER_STOPPED
     assert waiting.status == "cancelled" and not waiting.has_result and waiting.error == STOPPED_WAITING
+    assert [p.name for p in waiting.folder.iterdir()] == ["job.json"]
+    assert running.content_path.is_file() and running.style_paths[0].is_file()  # Resume paints them on
     assert JobManager(tmp_path).get(running.id).error == SERVER_STOPPED  # and after a restart
 
 
@@ -226,6 +234,7 @@ def test_a_job_cancelled_while_it_prepares_keeps_no_picture(tmp_path, images):
         manager.stop()
     assert job.status == "cancelled" and not job.has_result and not job.resumable  # not a card of the photo
     assert (job.step, job.points) == (0, []) and not job.result_path.exists()
+    assert [p.name for p in job.folder.iterdir()] == ["job.json"]  # no uploads left that nothing can use
 
 
 def test_messages_to_the_page_leave_out_the_servers_folders(tmp_path):

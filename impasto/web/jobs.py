@@ -199,6 +199,7 @@ class JobManager:
             elif job.status == "done" and not job.result_path.is_file():
                 job.status, job.error = "failed", "its result.png is missing from the data folder"
                 log.warning("job %s: %s", job.id, job.error)
+            self._drop_uploads(job)  # also those an earlier version kept
             self.jobs[job.id] = job
         timed = [job for job in self.jobs.values() if job.pace and job.size and math.prod(job.size) >= PACE_PIXELS]
         if timed:
@@ -313,6 +314,7 @@ class JobManager:
                 job.error = STOPPED_WAITING if self._stopping.is_set() else None
         if job.status == "cancelled":
             self._save(job)
+            self._drop_uploads(job)
         self._notify(job)
         return True
 
@@ -444,7 +446,17 @@ class JobManager:
         with self._lock:
             job.status, job.stop_reason, job.error, job.finished = status, stop_reason, error, time.time()
         self._save(job)
+        self._drop_uploads(job)
         self._notify(job)
+
+    @staticmethod
+    def _drop_uploads(job: Job) -> None:
+        """The photo and paintings of a job that ended without a picture: nothing can use them (no Resume,
+        no card on the page to delete them from), and they are the data folder's largest files."""
+        if job.status in FINISHED and not job.has_result:
+            for path in (job.content_path, *job.style_paths):
+                with contextlib.suppress(OSError):
+                    path.unlink(missing_ok=True)
 
     @staticmethod
     def _save(job: Job) -> None:
