@@ -411,10 +411,11 @@ def check_one_each(config: Config, paintings: int) -> None:
 
 
 def check_edges(photo: tuple[int, int], photo_name: str, paintings: dict[str, tuple[int, int]], sizes: list[int],
-                config: Config, size_setting: str | None = None) -> None:
+                config: Config, size_setting: str | None = None, largest: int | None = None) -> None:
     """Refuse, naming the image, a photo or painting (their (H, W), ``paintings`` by name) whose short
     edge at one of ``sizes`` is too short for the deepest layer used (16 px for relu5_1, after four
-    poolings). The advice names ``size_setting`` as the size to raise, or max_size or min_size."""
+    poolings). The advice names ``size_setting`` as the size to raise, or max_size or min_size, up to
+    ``largest`` px (a server's limit)."""
     layers = config.layers
     shortest = smallest_edge(layers)
     advice = f"VGG-19's {max(layers, key=LAYER_NAMES.index)} needs a short edge of at least {shortest} px"
@@ -422,8 +423,10 @@ def check_edges(photo: tuple[int, int], photo_name: str, paintings: dict[str, tu
         height, width = long_edge_shape(*photo, size)
         larger = size_setting or ("max_size" if size == config.max_size else "min_size")  # what made this size
         if min(height, width) < shortest:
-            raise ImageError(f"{photo_name}: {width}×{height} at {size} px is too narrow ({advice}: raise "
-                             f"{larger} to {size_for_edge(photo, shortest)} px or more, or crop the image)")
+            needed = size_for_edge(photo, shortest)
+            fix = (f": raise {larger} to {needed} px or more, or crop the image" if largest is None or needed <= largest
+                   else f", which it has only at {needed} px, more than the {largest} px allowed: crop the image")
+            raise ImageError(f"{photo_name}: {width}×{height} at {size} px is too narrow ({advice}{fix})")
         pixels = max(1, round(height * width * config.style_scale**2))
         for name, painting in paintings.items():
             painting_height, painting_width = pixels_shape(*painting, pixels)

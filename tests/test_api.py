@@ -484,6 +484,12 @@ def test_a_too_narrow_photo_is_told_the_size_that_would_do(shape, size):
         check_edges(shape, "thin.png", {}, [16], impasto.Config(max_size=16))
     assert str(info.value).endswith(f"raise max_size to {size} px or more, or crop the image)")
     assert min(long_edge_shape(*shape, size)) == 16 > min(long_edge_shape(*shape, size - 1))  # and no smaller
+    for largest, advice in ((size, f"raise Size to {size} px or more, or crop the image)"),  # a server's limit
+                            (size - 1, f", which it has only at {size} px, more than the {size - 1} px allowed: "
+                                       "crop the image)")):
+        with pytest.raises(impasto.ImageError) as info:
+            check_edges(shape, "thin.png", {}, [16], impasto.Config(max_size=16), "Size", largest)
+        assert str(info.value).endswith(advice)
 
 
 def test_a_painting_too_narrow_at_the_pictures_pixels_is_refused():

@@ -314,6 +314,13 @@ def test_a_photo_too_small_for_max_size_is_refused_before_it_is_queued(tmp_path,
         assert error.startswith("photo 'golden_gate.jpg': 16×12 at 16 px is too narrow")
         assert error.endswith(": raise Size to 21 px or more, or crop the image)")  # the page's field, not max_size
         assert response.json()["setting"] == "max_size"  # the page marks Size, and keeps the photo
+        strip = io.BytesIO()
+        Image.new("RGB", (2000, 10)).save(strip, format="PNG")  # too thin at any Size this server allows
+        response = client.post("/api/jobs", files=[("content", ("strip.png", strip.getvalue(), "image/png")),
+                                                   uploads()[1]], data={**TINY, "max_size": "1024"})
+        assert response.json()["error"] == (  # its first size, 512 px, is the first too narrow
+            "photo 'strip.png': 512×3 at 512 px is too narrow (VGG-19's relu5_1 needs a short edge of at least 16 px, "
+            "which it has only at 3100 px, more than the 1024 px allowed: crop the image)")
         wide = io.BytesIO()
         Image.new("RGB", (400, 40)).save(wide, format="PNG")
         response = client.post("/api/jobs", files=[uploads()[0], ("style", ("wide.png", wide.getvalue(), "image/png"))],

@@ -385,7 +385,8 @@ async def _new_job(form: FormData, manager: JobManager, limits: Limits) -> dict[
             label = f"{what} {_display_name(upload.filename, what)!r}"
             shapes.append((label, await _store_image(upload, path, label, limits)))
         try:  # a photo too small for max_size would fail in the queue: refuse it now
-            check_edges(shapes[0][1], shapes[0][0], dict(shapes[1:]), config.painted_sizes(), config, "Size")
+            check_edges(shapes[0][1], shapes[0][0], dict(shapes[1:]), config.painted_sizes(), config, "Size",
+                        limits.max_size)
         except ImageError as e:  # its advice names the page's fields; the image is fine, the Size is not
             raise _SettingError(str(e).replace("style_scale", "Brush strokes"), "max_size") from None
         try:
