@@ -87,9 +87,9 @@ class Result:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the image (format from the extension) atomically, with the run's metadata and, when
         ``config.dpi`` is set, its print resolution. ImageError for a file the run read (its photo, say)."""
-        read = self._read_files()
-        if isinstance(path, (str, os.PathLike)) and file_key(path) in read:
-            raise ImageError(f"{path}: would overwrite the run's {read[file_key(path)]}; save the painting elsewhere")
+        read_as = self._read_files().get(file_key(path)) if isinstance(path, (str, os.PathLike)) else None
+        if read_as:
+            raise ImageError(f"{path}: would overwrite the run's {read_as}; save the painting elsewhere")
         return save_image(self.image, path, metadata=self.metadata(), dpi=self.config.dpi)
 
     def _read_files(self) -> dict[str, str]:
@@ -99,4 +99,5 @@ class Result:
                  ("weights file", paths.get("weights")),
                  *((f"style image {k}", p) for k, p in enumerate(paths.get("style") or [], 1)),
                  *((f"mask {k}", p) for k, p in enumerate(paths.get("masks") or [], 1))]
+        # reversed: a file read in two roles is named by the first
         return {file_key(p): what for what, p in reversed(named) if isinstance(p, str)}
