@@ -8,7 +8,7 @@ import zlib
 import numpy as np
 import torch
 
-from impasto import read_image
+from impasto import api, read_image
 from impasto.device import resolve_device, uses_bfloat16
 from impasto.memory import MODES, estimate
 
@@ -20,6 +20,20 @@ GLIBC = ON_GLIBC and tuple(int(part) for part in _LIBC_VERSION.split(".")[:2]) >
 
 # A run of two sizes (32 then 64 px), 12 steps each: small enough to stop and resume in a few seconds.
 TWO_SIZES = dict(max_size=64, min_size=32, coarse_iterations=12, iterations=12, tolerance=0.0)
+
+
+def fail_at_the_second_size(monkeypatch) -> None:
+    """Have the next run fail as its second size's targets are built (out of memory, say), which no tiny
+    run can do for real."""
+    at_size, calls = api._at_size, []
+
+    def fails_at_the_second_size(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise MemoryError("no room for the 64 px targets")
+        return at_size(*args)
+
+    monkeypatch.setattr(api, "_at_size", fails_at_the_second_size)
 
 
 def memory_needs(config, content, style, height: int, width: int) -> list[float]:

@@ -21,7 +21,7 @@ from impasto.imageio import long_edge_shape, read_metadata, resize, resize_to_lo
 from impasto.memory import GB
 from impasto.postprocess import denoise, despeckle, lone_pixels
 
-from helpers import GLIBC, ON_GLIBC, TWO_SIZES, bytes_mapped_for_a_new_block, memory_needs
+from helpers import GLIBC, ON_GLIBC, TWO_SIZES, bytes_mapped_for_a_new_block, fail_at_the_second_size, memory_needs
 
 FAST = dict(max_size=64, iterations=40, tolerance=0.0)
 
@@ -293,17 +293,9 @@ def test_the_command_lines_abort_goes_straight_through(images):
 
 
 def test_a_failure_between_sizes_keeps_the_last_sizes_picture(images, monkeypatch, tmp_path):
-    # The machine failing while the second size's targets are built (out of memory, say), which no
-    # tiny run can do for real: the first size's picture is kept, to resume at the second.
-    at_size, calls = api._at_size, []
-
-    def fails_at_the_second_size(*args):
-        calls.append(1)
-        if len(calls) == 2:
-            raise MemoryError("no room for the 64 px targets")
-        return at_size(*args)
-
-    monkeypatch.setattr(api, "_at_size", fails_at_the_second_size)
+    # The machine failing while the second size's targets are built: the first size's picture is kept,
+    # to resume at the second.
+    fail_at_the_second_size(monkeypatch)
     photo, art, config = images / "content/golden_gate.jpg", images / "style/starry_night.jpg", impasto.Config(**TWO_SIZES)
     with pytest.raises(MemoryError) as raised:
         impasto.stylize(photo, art, config)

@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import ON_GLIBC, TWO_SIZES, memory_needs, noise, png_claiming
+from helpers import ON_GLIBC, TWO_SIZES, fail_at_the_second_size, memory_needs, noise, png_claiming
 from PIL import Image
 
 import impasto
-from impasto import api, cli, jobs, optimize, runner, stylize
+from impasto import cli, jobs, optimize, runner, stylize
 from impasto.cli import build_parser, config_from_args, config_to_toml, main
 from impasto.config import Config
 from impasto.device import resolve_device
@@ -964,15 +964,7 @@ def test_a_resumed_run_that_fails_before_its_first_step_writes_nothing(photo, pa
     # say): its picture is the stopped one, not to be copied to -o as the best image so far.
     stopped, out = tmp_path / "stopped.png", tmp_path / "out.png"
     stylize(photo, painting, Config(**TWO_SIZES), callback=lambda event: event.step == 12).save(stopped)
-    at_size, calls = api._at_size, []
-
-    def fails_at_the_second_size(*args):
-        calls.append(1)
-        if len(calls) == 2:
-            raise MemoryError("no room for the 64 px targets")
-        return at_size(*args)
-
-    monkeypatch.setattr(api, "_at_size", fails_at_the_second_size)
+    fail_at_the_second_size(monkeypatch)
     assert main(["--resume", str(stopped), "-o", str(out), "-q"]) == 1
     assert capsys.readouterr().err == "impasto: error: out of memory; try a smaller --max-size (or --device cpu)\n"
     assert not out.exists()
