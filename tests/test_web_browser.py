@@ -316,8 +316,17 @@ def test_cancel_then_resume_in_the_browser(server, page, images):
     page.reload()  # a page opened later shows the newest job stopped part way, ready to resume
     page.wait_for_selector("#resume:not([hidden])", timeout=30_000)
     assert page.inner_text("#status-text") == stopped and page.is_visible("#download")
+    other = page.context.browser.new_page()  # another tab (another window) on the same stopped painting
+    other.goto(server)
+    other.wait_for_selector("#resume:not([hidden])", timeout=30_000)
     page.click("#resume")
     page.wait_for_selector("#cancel:not([hidden])")
+    # Looked at again, the other tab follows its painting, resumed here: no stale Cancelled with a Resume
+    # that would fail, nor "a painting started elsewhere" for this very one.
+    other.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
+    other.wait_for_selector("#cancel:not([hidden])", timeout=30_000)
+    assert other.is_hidden("#resume") and other.is_hidden("#message")
+    other.close()
     assert page.is_hidden("#resume")
     page.wait_for_function("document.querySelectorAll('.card').length === 0")  # no stale card while it paints
     assert page.is_disabled("#paint") and page.get_attribute("#paint", "title").startswith("A painting is in progress")
@@ -328,6 +337,31 @@ def test_cancel_then_resume_in_the_browser(server, page, images):
     assert steps > steps_before and page.is_hidden("#resume")
     page.wait_for_function("document.querySelectorAll('.card').length === 1")  # the gallery is asked for anew
     assert page.locator(".card .badge").count() == 0 and errors == []
+
+
+def test_the_stage_comes_back_with_the_server(server, page, images):
+    # The server away as the painting ends (restarting, say): the finished picture cannot load then, nor
+    # the gallery. Once it answers again, the stage shows the picture, not the last preview.
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(server)
+    page.set_input_files("#content-file", str(images / "content/golden_gate.jpg"))
+    page.set_input_files("#style-file", str(images / "style/starry_night.jpg"))
+    page.fill("#setting-max_size", "48")
+    page.fill("#setting-iterations", "60")
+    page.click("#paint")
+    page.wait_for_function("/^Step /.test(document.querySelector('#status-text').textContent)", timeout=120_000)
+    away = lambda route: route.abort("connectionrefused")  # noqa: E731
+    page.route("**/api/jobs", away)
+    page.route("**/result.png*", away)
+    page.wait_for_function("document.querySelector('#message').textContent.startsWith('Cannot load the gallery')",
+                           timeout=120_000)
+    assert page.inner_text("#status-text").startswith("Finished")
+    assert "/result.png" not in page.get_attribute("#preview", "src")  # still the last preview
+    page.unroute("**/api/jobs")
+    page.unroute("**/result.png*")
+    page.wait_for_function("document.querySelector('#preview').src.includes('/result.png')", timeout=30_000)
+    assert page.is_hidden("#message") and page.locator(".card").count() == 1 and errors == []
 
 
 def test_the_page_keeps_its_settings_and_its_own_painting(server, page, images):

@@ -59,18 +59,23 @@ document.addEventListener("DOMContentLoaded", async () => {
   setInterval(countDown, 1000);
 });
 
-// Follow the painting in progress (the running one before those queued), unless the stage shows a
-// painting of this page's own; or, on opening the page, show the newest job if it stopped part way
-// (with Resume) or failed (saying why).
+// Follow the painting in progress (the running one before those queued), unless the stage shows
+// another painting of this page's own; or, on opening the page, show the newest job if it stopped part
+// way (with Resume) or failed (saying why); else show the stage's painting as the server now has it
+// (another tab may have resumed it, or its picture failed to load while the server was away).
 function catchUp(jobs, opening) {
   const unfinished = jobs.find((j) => j.status === "running") || jobs.find((j) => j.status === "queued");
-  if (unfinished && !state.view) {
+  const shown = opening ? null : jobs.find((j) => j.id === state.view);
+  if (unfinished && (!state.view || unfinished.id === state.view)) {
     follow(unfinished);
   } else if (unfinished) {
     showMessage(`A painting started elsewhere is in progress (${jobTitle(unfinished)}); ` +
                 "its result will appear in the gallery.", "info", false);
   } else if (opening && jobs.length && (jobs[0].resumable || jobs[0].status === "failed")) {
     api(`/api/jobs/${jobs[0].id}`).then((job) => showJob(job, job.points)).catch(() => {});
+  } else if (shown) {
+    api(shown.urls.self).then((job) => { if (state.view === job.id && !busy()) showJob(job, job.points); })
+      .catch(() => {});
   }
 }
 
@@ -666,7 +671,10 @@ async function refreshGallery() {
     setTimeout(refreshGallery, 5000);  // the server may be restarting
     return jobs;
   }
-  if ($("message").textContent.startsWith("Cannot load the gallery")) hideMessage();
+  if ($("message").textContent.startsWith("Cannot load the gallery")) {
+    hideMessage();
+    if (!busy()) catchUp(jobs, false);  // the server is back
+  }
   const focusedCard = document.activeElement && document.activeElement.closest(".card");
   const focused = focusedCard && document.activeElement.classList.contains("title") ? focusedCard.dataset.id : null;
   const gallery = $("gallery");
