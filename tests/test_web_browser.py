@@ -289,16 +289,21 @@ def test_keyboard_and_phone(server, page, images):
     assert errors == []
 
 
+def _paint(page, images, iterations: int) -> None:
+    """Choose golden_gate and starry_night, ask for a 48 px picture in ``iterations`` steps, press Paint."""
+    page.set_input_files("#content-file", str(images / "content/golden_gate.jpg"))
+    page.set_input_files("#style-file", str(images / "style/starry_night.jpg"))
+    page.fill("#setting-max_size", "48")
+    page.fill("#setting-iterations", str(iterations))
+    page.click("#paint")
+
+
 def test_cancel_then_resume_in_the_browser(server, page, images):
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.set_viewport_size({"width": 390, "height": 844})  # a phone: the stage is below the settings
     page.goto(server)
-    page.set_input_files("#content-file", str(images / "content/golden_gate.jpg"))
-    page.set_input_files("#style-file", str(images / "style/starry_night.jpg"))
-    page.fill("#setting-max_size", "48")
-    page.fill("#setting-iterations", "100")
-    page.click("#paint")
+    _paint(page, images, 100)
     page.wait_for_function("/^Step [3-9]/.test(document.querySelector('#status-text').textContent)", timeout=120_000)
     assert page.is_hidden("#resume")
     for shown in ("#stage", "#status-text", "#cancel"):  # Paint brought the painting and its controls into sight
@@ -345,11 +350,7 @@ def test_the_stage_comes_back_with_the_server(server, page, images):
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(server)
-    page.set_input_files("#content-file", str(images / "content/golden_gate.jpg"))
-    page.set_input_files("#style-file", str(images / "style/starry_night.jpg"))
-    page.fill("#setting-max_size", "48")
-    page.fill("#setting-iterations", "60")
-    page.click("#paint")
+    _paint(page, images, 60)
     page.wait_for_function("/^Step /.test(document.querySelector('#status-text').textContent)", timeout=120_000)
     away = lambda route: route.abort("connectionrefused")  # noqa: E731
     page.route("**/api/jobs", away)
