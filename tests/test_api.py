@@ -589,7 +589,7 @@ def test_each_size_after_the_first_starts_from_the_last_sizes_picture(images, mo
     impasto.stylize(images / "content/golden_gate.jpg", images / "style/starry_night.jpg",
                     impasto.Config(**{**TWO_SIZES, "coarse_iterations": 2, "iterations": 2}))
     assert [start.shape for start in starts] == [(1, 3, 24, 32), (1, 3, 48, 64)]
-    assert torch.equal(starts[1][0], resize(results[0][0].cpu(), 48, 64))
+    assert torch.equal(starts[1][0].cpu(), resize(results[0][0].cpu(), 48, 64))  # kept on the CPU between sizes
 
 
 def test_a_size_that_stops_early_lowers_the_total(images):
