@@ -157,11 +157,13 @@ def test_paint_in_the_browser(server, page, images, tmp_path):
     page.set_input_files("#content-file", str(tmp_path / "big.png"))
     page.wait_for_function("document.querySelector('#estimate').textContent === "
                            "\"a 1500x1400 photo is more than this server's 2,000,000 pixels\"")
+    assert page.inner_text("#status-text") == "Not ready: this server refuses the photo (the reason is under Paint)."
     # A photo the picture enlarges more than 4 times is said to come out soft, as the command line says
     Image.new("RGB", (60, 45), "orange").save(tmp_path / "tiny.png")
     page.set_input_files("#content-file", str(tmp_path / "tiny.png"))
     page.wait_for_function("document.querySelector('#estimate').textContent.endsWith("
                            "'. The photo is 60 × 45 px: enlarged 4.3 times, it will look soft')")
+    assert page.inner_text("#status-text") == "Ready: press Paint."  # a soft picture is a warning, not a refusal
     # A photo the page refuses itself (empty) does not leave the one before it in the box either.
     page.set_input_files("#content-file", str(images / "content/golden_gate.jpg"))
     assert page.is_enabled("#paint")

@@ -315,16 +315,18 @@ function updatePaintButton() {
   $("paint").disabled = !(state.settings && files.content && files.style) || busy();
   // Why it waits, when the reason is not on the form: a painting (perhaps another tab's) is in progress.
   $("paint").title = busy() ? "A painting is in progress: Paint is ready again when it ends (or is cancelled)" : "";
-  if (!state.view) {  // "Ready" only while both images are there: the server may refuse one (too large, say)
-    setStatus(files.content && files.style ? "Ready: press Paint." : "Choose a photo and a painting, then press Paint.",
-      "");
+  if (!state.view) {  // "Ready" only while both images are there and the estimate found no fault with the photo
+    const chosen = files.content && files.style;
+    setStatus(!chosen ? "Choose a photo and a painting, then press Paint." : estimate.refusal ?
+      "Not ready: this server refuses the photo (the reason is under Paint)." : "Ready: press Paint.", "");
   }
 }
 
 // Under Paint: the picture's size and about how long painting it would take, at the pace of the
 // server's last painting of 256 × 144 px or more (before one, the size alone). Asked once the
 // settings rest a moment.
-const estimate = { timer: null, asked: 0 };
+// ``refusal``: the server's reason why it would refuse the photo (too many pixels), or "".
+const estimate = { timer: null, asked: 0, refusal: "" };
 
 function updateEstimate() {
   clearTimeout(estimate.timer);
@@ -334,7 +336,7 @@ function updateEstimate() {
 async function askEstimate() {
   const asked = ++estimate.asked;  // a slower answer to an earlier question must not overwrite this one's
   const thumb = $("drop-content").querySelector(".thumb");
-  let text = "";
+  let text = "", refusal = "";
   if (files.content && !thumb.hidden && thumb.naturalWidth && $("settings").checkValidity()) {
     const query = new URLSearchParams({ width: thumb.naturalWidth, height: thumb.naturalHeight, ...settingValues() });
     try {
@@ -347,10 +349,13 @@ async function askEstimate() {
           "times, it will look soft";
       }
     } catch (error) {  // a hint only: without an answer, none; but a photo the server refuses is said now
-      if (error.status === 400) text = error.message;
+      if (error.status === 400) text = refusal = error.message;
     }
   }
-  if (asked === estimate.asked) $("estimate").textContent = text;
+  if (asked !== estimate.asked) return;
+  $("estimate").textContent = text;
+  estimate.refusal = refusal;
+  updatePaintButton();
 }
 
 // ---------------------------------------------------------------------------------------------
