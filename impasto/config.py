@@ -26,6 +26,7 @@ INITS = ("content", "palette", "noise", "style")  # or the path of an image file
 COLOR_MODES = ("none", "luminance", "histogram")
 PRECISIONS = ("auto", "float32", "bfloat16")
 MIN_SIZE = 16  # smallest long edge: relu5_1's feature maps are 16 times smaller than the image
+MAX_SIZE = 65535  # largest long edge: a JPEG's; a painting this large would need terabytes of memory
 MAX_MARGIN = 64  # pixels: 8 is plenty (see Objective); a wide margin only costs time
 MAX_STYLE_SCALE = 16.0  # the painting is read at style_scale² times the picture's pixels
 # The smoothing's cost grows with σ²: at 5 it takes ~6 s on a 1080p picture on 2 cores (0.3 s at 1), ~25 s at 4K.
@@ -186,6 +187,8 @@ class Config:
             _check_type(f.name, f.type, getattr(self, f.name))
         if self.max_size < MIN_SIZE:
             raise ConfigError(f"max_size must be at least {MIN_SIZE} pixels, not {self.max_size}")
+        if self.max_size > MAX_SIZE:
+            raise ConfigError(f"max_size must be at most {MAX_SIZE} pixels, not {self.max_size}")
         if not 0 <= self.margin <= MAX_MARGIN:
             raise ConfigError(f"margin must be from 0 to {MAX_MARGIN} pixels, not {self.margin}")
         if self.scales < 1:
@@ -406,6 +409,8 @@ def print_long_edge(size: str, dpi: int, photo: tuple[int, int] | None = None) -
         pixels = min(pixels, math.floor(round(short * dpi) * aspect))
     if pixels < MIN_SIZE:
         raise ConfigError(f"print size {size.strip()} at {dpi} dpi is {pixels} px; the least is {MIN_SIZE} px")
+    if pixels > MAX_SIZE:
+        raise ConfigError(f"print size {size.strip()} at {dpi} dpi is {pixels} px; the most is {MAX_SIZE} px")
     return pixels
 
 

@@ -405,7 +405,12 @@ def _check_shared_inputs(args: argparse.Namespace, config: Config, styles: list[
         _check_readable(config.init, "init image")
     if config.weights:
         load_weights(config.weights)
-    resolve_device(config.device)
+    try:
+        resolve_device(config.device)
+    except ConfigError as exc:  # a device the --config file asks for: the file is named
+        if getattr(args, "config", None) and not hasattr(args, "device"):
+            raise ConfigError(f"{args.config}: {exc}") from None
+        raise
 
 
 def _check_outputs_not_moved(args: argparse.Namespace, jobs: list[Job]) -> None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import MIN_SIZE, Config, printed_length
+from .config import MAX_SIZE, MIN_SIZE, Config, printed_length
 from .errors import ConfigError
 from .imageio import canvas_margin, long_edge_shape
 from .optimize import LBFGS_HISTORY
@@ -284,7 +284,7 @@ def plan(config: Config, photo_height: int, photo_width: int, device: torch.devi
 def largest_fitting(config: Config, photo_height: int, photo_width: int, budget: float,
                     bfloat16: bool = False) -> int:
     """The largest max_size (long edge, pixels) that fits in ``budget`` bytes, checkpointed; 0 if none."""
-    low, high = MIN_SIZE - 1, 1 << 16
+    low, high = MIN_SIZE - 1, MAX_SIZE
     while low < high:  # estimate grows with the size: bisect
         middle = (low + high + 1) // 2
         height, width = long_edge_shape(photo_height, photo_width, middle)

@@ -1293,6 +1293,10 @@ def test_bad_config_file_exits_2(tmp_path, capsys, text, message):
          "invalid option: unknown VGG-19 layer 'relu9_9'"),
         (["{content}", "{style}", "-o", "{out}", "-n", "0"], "invalid option: --iterations must be at least 1"),
         (["{content}", "{style}", "-o", "{out}", "--device", "cuda:7"], "'cuda:7' asked for, but {no_gpu7}"),
+        (["{content}", "{style}", "-o", "{out}", "--config", "{tmp}/gpu.toml"],
+         "error: {tmp}/gpu.toml: device 'cuda:7' asked for, but {no_gpu7}"),  # the file that asks for it
+        (["{content}", "{style}", "-o", "{out}", "--config", "{tmp}/gpu.toml", "--device", "cuda:7"],
+         "error: device 'cuda:7' asked for, but {no_gpu7}"),  # the option's, not the file's
         (["{content}", "{style}", "-o", "{out}", "-s", "5000", "--max-memory", "1.5"],
          "GB even with checkpointing, but --max-memory is 1.5 GB: use --max-size "),
         (["{content}", "{style}", "-o", "{out}", "--style-blend", "1,2"], "invalid option: --style-blend has 2 weights for 1 style image\n"),
@@ -1351,6 +1355,7 @@ def test_errors_are_one_line_and_exit_2(images, tmp_path, capsys, argv, message)
     save_image(torch.full((3, 24, 32), 0.5), tmp_path / "start.png")
     (tmp_path / "run.toml").write_text("seed = 1\n")
     (tmp_path / "blend.toml").write_text("style_blend = [1, 1, 1]\n")
+    (tmp_path / "gpu.toml").write_text('device = "cuda:7"\n')
     (tmp_path / "kept.jpg.json").mkdir()
     code = main(["-q", "-s", "32", "-n", "1"] + [a.format(**values) for a in argv])  # later options win
     err = capsys.readouterr().err

@@ -84,6 +84,7 @@ def test_step_size_defaults_per_optimizer():
     "changes, message",
     [
         ({"max_size": 8}, "max_size must be at least 16"),
+        ({"max_size": 65536}, "max_size must be at most 65535 pixels, not 65536$"),  # a figure of memory to read
         ({"style_scale": 0}, "style_scale must be above 0 and at most 16, not 0"),
         ({"style_scale": 1e200}, "style_scale must be above 0 and at most 16, not 1e"),
         ({"scales": 0}, "scales must be at least 1, not 0$"),
@@ -205,6 +206,9 @@ def test_a_print_size_is_read_in_its_unit_and_made_pixels_at_the_dpi():
         print_inches("0.0mm")
     with pytest.raises(ConfigError, match="^print size 0.1cm at 300 dpi is 12 px; the least is 16 px$"):
         print_long_edge("0.1cm", 300)
+    assert print_long_edge("a0", 1400) == 65535  # 46.81 in
+    with pytest.raises(ConfigError, match="^print size a0 at 1401 dpi is 65582 px; the most is 65535 px$"):
+        print_long_edge("a0", 1401)
     assert Config().dpi is None and Config(dpi=300).to_dict()["dpi"] == 300
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from impasto.config import Config
+from impasto.config import MAX_SIZE, Config
 from impasto.errors import ConfigError
 from helpers import GLIBC, ON_GLIBC, bytes_mapped_for_a_new_block
 from impasto.memory import (GB, MODES, OVERHEAD, SLACK, MemoryPlan, available, estimate, kept_tensors,
@@ -185,10 +185,10 @@ def test_a_budget_below_the_smallest_run_asks_for_memory():
 
 
 def test_default_budget_is_the_memory_available_here():
-    # A 512 px run fits any machine that can run the tests; 100k px fits none.
+    # A 512 px run fits any machine that can run the tests; the largest size (65535 px, 4 TB) fits none.
     assert not plan(Config(), 512, 512, CPU).checkpointed
     with pytest.raises(ConfigError, match="available"):
-        plan(Config(max_size=100_000), 512, 512, CPU)
+        plan(Config(max_size=MAX_SIZE), 512, 512, CPU)
 
 
 def test_without_proc_or_sysconf_only_max_memory_guards(monkeypatch):

@@ -437,6 +437,7 @@ def test_serve_command_line(tmp_path, monkeypatch, capsys):
     assert main(["--help"]) == 0 and "--max-upload-mb" in capsys.readouterr().out
     assert main(["--workers", "0"]) == 2 and "--workers must be at least 1" in capsys.readouterr().err
     assert main(["--port", "70000"]) == 2
+    assert main(["--max-size", "65536"]) == 2 and "--max-size must be 16..65535, not 65536" in capsys.readouterr().err
     capsys.readouterr()
     assert main(["--help"]) == 0
     help_text = capsys.readouterr().out

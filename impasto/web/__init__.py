@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cli import WEB_INSTALL, OneLineParser
-from ..config import MIN_SIZE, parse_value
+from ..config import MAX_SIZE, MIN_SIZE, parse_value
 from ..errors import EXIT_SIGNAL, ConfigError
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
@@ -150,7 +150,7 @@ def _problem(args: argparse.Namespace) -> str | None:
         (not 0 <= args.port <= 65535, f"--port must be 0..65535, not {args.port}"),
         (args.workers < 1, f"--workers must be at least 1, not {args.workers}"),
         (not 0 < args.max_upload_mb < math.inf, "--max-upload-mb must be a positive number"),
-        (args.max_size < MIN_SIZE, f"--max-size must be at least {MIN_SIZE}"),
+        (not MIN_SIZE <= args.max_size <= MAX_SIZE, f"--max-size must be {MIN_SIZE}..{MAX_SIZE}, not {args.max_size}"),
         (args.max_iterations < 1, "--max-iterations must be at least 1"),
         (args.max_pixels < 1, "--max-pixels must be positive"),
     ] if bad), None)
