@@ -696,6 +696,8 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any] | None:
         raise ImageError(f"{path}: is a folder, not an image file")
     if not path.is_file():
         raise ImageError(f"{path}: no such file")
+    if path.suffix.lower() == ".png" and path.stat().st_size == 0:  # where its metadata would be
+        raise ImageError(f"{path}: an empty file (0 bytes), not an image")
     try:
         if path.suffix.lower() == ".png":
             with _pillow_quietly(), Image.open(path, formats=("PNG",)) as im:

@@ -858,6 +858,9 @@ def test_read_metadata_errors(tmp_path):
     (tmp_path / "folder.png").mkdir()
     with pytest.raises(ImageError, match=r"folder\.png: is a folder, not an image file"):
         read_metadata(tmp_path / "folder.png")
+    (tmp_path / "empty.png").write_bytes(b"")  # a picture whose writing never began, say
+    with pytest.raises(ImageError, match=r"empty\.png: an empty file \(0 bytes\), not an image$"):
+        read_metadata(tmp_path / "empty.png")
     save_image(torch.rand(3, 2, 2), tmp_path / "a.jpg")
     (tmp_path / "a.jpg.json").write_text("{broken")
     with pytest.raises(ImageError, match=r"a\.jpg: cannot read its metadata"):
