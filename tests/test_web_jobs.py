@@ -44,6 +44,7 @@ def test_a_resume_interrupted_by_a_crash_can_resume_again(tmp_path, status):
     reloaded = JobManager(tmp_path).get(job_id)
     assert reloaded.status == "cancelled" and reloaded.resumable and reloaded.step == 3 and len(reloaded.points) == 3
     assert reloaded.error == f"{INTERRUPTED}; Resume goes on from where it stopped"
+    assert reloaded.preview_step == 3  # the page shows the stopped picture while the resumed run prepares
     job.result_path.unlink()  # without its picture it cannot
     job.save()
     assert JobManager(tmp_path).get(job_id).status == "failed"
@@ -203,7 +204,10 @@ def test_jobs_stopped_with_the_server_say_so_not_cancelled_by_the_user(tmp_path,
     assert waiting.status == "cancelled" and not waiting.has_result and waiting.error == STOPPED_WAITING
     assert [p.name for p in waiting.folder.iterdir()] == ["job.json"]
     assert running.content_path.is_file() and running.style_paths[0].is_file()  # Resume paints them on
-    assert JobManager(tmp_path).get(running.id).error == SERVER_STOPPED  # and after a restart
+    reloaded = JobManager(tmp_path).get(running.id)
+    assert reloaded.error == SERVER_STOPPED  # and after a restart, its stopped picture still the stage's
+    assert reloaded.preview_step == running.preview_step == running.step > 0
+    assert JobManager(tmp_path).get(waiting.id).preview_step == 0  # no picture to show
 
 
 def test_a_queued_job_cancelled_and_deleted_does_not_stop_the_worker(tmp_path, images):

@@ -200,6 +200,8 @@ class JobManager:
                 job.status, job.error = "failed", "its result.png is missing from the data folder"
                 log.warning("job %s: %s", job.id, job.error)
             self._drop_uploads(job)  # also those an earlier version kept
+            if job.resumable:  # its stopped picture is its preview, as before the restart: the stage shows it
+                job.preview_step = job.step
             self.jobs[job.id] = job
         timed = [job for job in self.jobs.values() if job.pace and job.size and math.prod(job.size) >= PACE_PIXELS]
         if timed:
