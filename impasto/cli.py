@@ -82,8 +82,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _fail(args: argparse.Namespace, message: str, code: int) -> int:
     if args.debug:
         traceback.print_exc()
-    print(f"impasto: error: {message}", file=sys.stderr)
+    say_error(message)
     return code
+
+
+def say_error(message: str) -> None:
+    """``impasto: error: MESSAGE`` on standard error, on one line: a control character (a newline in a
+    file's name, say) is written as Python escapes it in a string (``\\n``)."""
+    print(f"impasto: error: {_CONTROL.sub(lambda c: repr(c.group())[1:-1], message)}", file=sys.stderr)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _serve(argv: list[str]) -> int:
@@ -91,7 +100,7 @@ def _serve(argv: list[str]) -> int:
     try:
         web = importlib.import_module("impasto.web")  # lazily: the extra may be missing
     except ImportError as exc:
-        print(f"impasto: error: the web app is not installed ({exc}); {WEB_INSTALL}", file=sys.stderr)
+        say_error(f"the web app is not installed ({exc}); {WEB_INSTALL}")
         return EXIT_USAGE
     return web.main(argv)
 

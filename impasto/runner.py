@@ -26,7 +26,7 @@ from .api import painting_work, pixels_per_step, planned_memory, size_for_edge, 
 from .device import native_bfloat16, resolve_device
 from .result import Result
 from .resume import ResumePoint, resume_point
-from .cli import EXIT_FAILED, EXIT_OK, as_typed, config_to_toml
+from .cli import EXIT_FAILED, EXIT_OK, as_typed, config_to_toml, say_error
 from .config import Config, printed_length
 from .errors import AGAIN, EXIT_SIGNAL, NOTHING_WRITTEN, ImageError, ImpastoError, Interrupted
 from .imageio import frame_count, header_size, looks_soft, save_image
@@ -218,7 +218,7 @@ def _say_failed(job: Job, exc: ImpastoError) -> None:
     photo = "" if str(job.content) in str(exc) else f"photo {job.content}"  # a mask's error, say
     skipped = "" if isinstance(exc, Unsaved) else "skipped"  # painted, and kept elsewhere
     said = ", ".join(filter(None, (photo, skipped)))
-    print(f"impasto: error: {exc}{f' ({said})' if said else ''}", file=sys.stderr)
+    say_error(f"{exc}{f' ({said})' if said else ''}")
 
 
 def _say_stopped(signum: int, the_plan: Plan, left: list[Job]) -> None:
@@ -289,7 +289,7 @@ def _paint(args: argparse.Namespace, the_plan: Plan, job: Job, label: str, log: 
                 kept = _kept(stopped, path, bool(problem), args, job)
                 print(f"impasto: {problem + '; ' if problem else ''}{kept}", file=sys.stderr)
             except Unsaved as lost:
-                print(f"impasto: error: {lost}", file=sys.stderr)
+                say_error(str(lost))
         raise
     if progress.stopped_unpainted:  # a picture of one step, perhaps over a finished one: not worth it
         return False
@@ -302,7 +302,7 @@ def _paint(args: argparse.Namespace, the_plan: Plan, job: Job, label: str, log: 
         interrupts.abort_if_pending(message)
         if interrupts.signum is None:
             raise Unsaved(message)
-        print(f"impasto: error: {message}", file=sys.stderr)  # the run stopped as asked: exit as a signal says
+        say_error(message)  # the run stopped as asked: exit as a signal says
         return True
     try:
         interrupts.abort_if_pending(_kept(result, path, False, args, job))

@@ -1247,6 +1247,7 @@ def test_bad_config_file_exits_2(tmp_path, capsys, text, message):
     "argv, message",
     [
         (["{tmp}/missing.jpg", "{style}", "-o", "{out}"], "{tmp}/missing.jpg: no such file"),
+        (["{tmp}/new\nline.jpg", "{style}", "-o", "{out}"], "{tmp}/new\\nline.jpg: no such file"),  # as Python writes it
         (["{tmp}/text.jpg", "{style}", "-o", "{out}"], "{tmp}/text.jpg: not an image file, or not in a format impasto reads"),
         (["{content}", "{tmp}/cut.jpg", "-o", "{out}"], "{tmp}/cut.jpg: truncated or corrupt image (the painting)\n"),
         (["{content}", "{style}", "{tmp}/missing.jpg", "-o", "{out}"],
