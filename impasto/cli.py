@@ -86,10 +86,14 @@ def _fail(args: argparse.Namespace, message: str, code: int) -> int:
     return code
 
 
+def say(message: str) -> None:
+    """``impasto: MESSAGE`` on standard error, on one line: a control character (a newline in a file's
+    name, say) is written as Python escapes it in a string (``\\n``)."""
+    print(f"impasto: {_CONTROL.sub(lambda c: repr(c.group())[1:-1], message)}", file=sys.stderr)
+
+
 def say_error(message: str) -> None:
-    """``impasto: error: MESSAGE`` on standard error, on one line: a control character (a newline in a
-    file's name, say) is written as Python escapes it in a string (``\\n``)."""
-    print(f"impasto: error: {_CONTROL.sub(lambda c: repr(c.group())[1:-1], message)}", file=sys.stderr)
+    say(f"error: {message}")
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")

@@ -13,7 +13,6 @@ import difflib
 import os
 import re
 import string
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from . import __version__
 from .api import check_one_each, fingerprint, input_record
 from .device import machine, resolve_device, uses_bfloat16
 from .resume import differing_input, differing_setting, resume_point
-from .cli import as_typed, config_from_args
+from .cli import as_typed, config_from_args, say
 from .config import DEFAULT_DPI, INITS, Config, print_box, print_long_edge
 from .errors import ConfigError, ImageError, ImpastoError
 from .imageio import (HEIC_EXTENSIONS, SAVE_FORMATS, check_format_holds, check_writable, file_key, header_size,
@@ -66,8 +65,8 @@ def plan(args: argparse.Namespace) -> Plan:
         photos = args.content or args.inputs[:1]  # a sheet is fitted to the one photo given
         fitted = _fitted(args, config, photos[0]) if len(photos) == 1 and Path(photos[0]).is_file() else config
         if _sheet(args) and fitted is config and not args.quiet:
-            print(f"impasto: note: --print-size {args.print_size} fits each photo on the sheet as it is painted; "
-                  "max_size here is the sheet's long edge", file=sys.stderr)
+            say(f"note: --print-size {args.print_size} fits each photo on the sheet as it is painted; "
+                "max_size here is the sheet's long edge")
         return Plan(fitted, [], [], False)
     if args.demo:
         if args.inputs or args.content:
@@ -81,8 +80,8 @@ def plan(args: argparse.Namespace) -> Plan:
         _check_named(args, contents, styles)
         batch = len(contents) > 1 or any(Path(c).is_dir() for c in contents)
         if args.content and len(styles) > 1 and not args.quiet:  # "impasto -c a.jpg photo.jpg art.jpg" meant one
-            print(f"impasto: note: with --content, every other image is a painting: blending {len(styles)} "
-                  f"({', '.join(styles)})", file=sys.stderr)
+            say(f"note: with --content, every other image is a painting: blending {len(styles)} "
+                f"({', '.join(styles)})")
         _note_photos_painted_in_their_own_style(contents, styles, args.quiet)
         contents = [photo for c in contents for photo in _expand(c, styles, args.quiet)]
     return _finish_plan(args, config, contents, styles, batch)
@@ -109,7 +108,7 @@ def _note_photos_painted_in_their_own_style(contents: list[str], styles: list[st
     paintings = {file_key(style) for style in styles}
     for photo in contents:
         if not quiet and not Path(photo).is_dir() and file_key(photo) in paintings:
-            print(f"impasto: note: {photo} is the painting too, so it is painted in its own style", file=sys.stderr)
+            say(f"note: {photo} is the painting too, so it is painted in its own style")
 
 
 def _expand(content: str, styles: list[str], quiet: bool) -> list[str]:
@@ -135,17 +134,17 @@ def _expand(content: str, styles: list[str], quiet: bool) -> list[str]:
         raise ImageError(f"{content}: folder holds no image files" + (" but paintings and earlier results"
                                                                          if images else ""))
     if heic and not quiet:
-        print(f"impasto: note: {content}: leaving out {unread}", file=sys.stderr)
+        say(f"note: {content}: leaving out {unread}")
     folders = sorted(p.name for p in Path(content).iterdir() if not p.name.startswith(".") and p.is_dir())
     if folders and not quiet:
-        print(f"impasto: note: {content}: leaving out {len(folders)} folder{'s' if len(folders) > 1 else ''} in it "
-              f"(only the folder's own photos are painted): {few_names(folders)}", file=sys.stderr)
+        say(f"note: {content}: leaving out {len(folders)} folder{'s' if len(folders) > 1 else ''} in it "
+            f"(only the folder's own photos are painted): {few_names(folders)}")
     kept = set(photos)
     left_out = [Path(image).name for image in images if image not in kept]
     if left_out and not quiet:
         many = len(left_out) > 1
-        print(f"impasto: note: {content}: leaving out {len(left_out)} image{'s' if many else ''} that "
-              f"{'are' if many else 'is'} a painting or an earlier result: {few_names(left_out)}", file=sys.stderr)
+        say(f"note: {content}: leaving out {len(left_out)} image{'s' if many else ''} that "
+            f"{'are' if many else 'is'} a painting or an earlier result: {few_names(left_out)}")
     return photos
 
 
@@ -163,8 +162,8 @@ def _plan_rerun(args: argparse.Namespace) -> Plan:
     inputs, paths = _recorded_inputs(meta, source, verb)
     paths = _found_beside(source, inputs, paths, args.quiet)
     if meta.get("impasto") != __version__ and not args.quiet:
-        print(f"impasto: note: {source} was made by impasto {meta.get('impasto')}, this is {__version__}; "
-              "the result may differ", file=sys.stderr)
+        say(f"note: {source} was made by impasto {meta.get('impasto')}, this is {__version__}; "
+            "the result may differ")
     config = _fitted(args, config_from_args(args, _recorded_config(meta, source, inputs, paths)), paths["content"])
     if args.print_config:
         return Plan(config, [], [], False)
@@ -177,7 +176,7 @@ def _plan_rerun(args: argparse.Namespace) -> Plan:
         args.output = os.path.join(args.output, new_name)
     if args.rerun and not args.quiet:
         for note in _rerun_differences(source, meta, config):
-            print(f"impasto: note: {note}", file=sys.stderr)
+            say(f"note: {note}")
     styles = [_demo_style_if_drawn(p, h) for p, h in zip(paths["style"], inputs["style"])]
     _check_unchanged(source, verb, config, inputs, paths, styles)
     if args.resume:  # a run that cannot go on is refused before any output is touched (the rest: stylize)
@@ -222,8 +221,7 @@ def _snapshots_output(snapshot: Path, output: Path, config: Config, inputs: dict
         raise ConfigError(f"{snapshot}: a --save-every snapshot of {output}, which now holds another picture; "
                           "name the painting's file with -o")
     if not quiet:
-        print(f"impasto: note: {snapshot} is a --save-every snapshot of {output}; the painting goes there",
-              file=sys.stderr)
+        say(f"note: {snapshot} is a --save-every snapshot of {output}; the painting goes there")
     return str(output)
 
 
@@ -315,8 +313,7 @@ def _found_beside(source: Path, inputs: dict[str, Any], paths: dict[str, Any], q
         if beside is None:
             return path
         if not quiet:
-            print(f"impasto: note: {path} is gone; using {beside}, found near {source} (the same SHA-256)",
-                  file=sys.stderr)
+            say(f"note: {path} is gone; using {beside}, found near {source} (the same SHA-256)")
         return os.path.abspath(beside)
     return {key: [found(p, d) for p, d in zip(value, inputs[key])] if isinstance(value, list)
             else found(value, inputs[key]) for key, value in paths.items() if key in inputs}
@@ -397,8 +394,7 @@ def _check_shared_inputs(args: argparse.Namespace, config: Config, styles: list[
     repeated = next(((style, keys.count(key)) for style, key in files if keys.count(key) > 1), None)
     if repeated and not args.quiet:  # weighed double on purpose, perhaps: said, not refused
         times = "twice" if repeated[1] == 2 else f"{repeated[1]} times"
-        print(f"impasto: note: {repeated[0]} is given {times} as a painting: it counts {times} in the blend",
-              file=sys.stderr)
+        say(f"note: {repeated[0]} is given {times} as a painting: it counts {times} in the blend")
     for i, mask in enumerate(config.masks):
         _check_readable(mask, f"mask {i + 1}" if len(config.masks) > 1 else "mask")
     if config.init not in INITS:

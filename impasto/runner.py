@@ -26,7 +26,7 @@ from .api import painting_work, pixels_per_step, planned_memory, size_for_edge, 
 from .device import native_bfloat16, resolve_device
 from .result import Result
 from .resume import ResumePoint, resume_point
-from .cli import EXIT_FAILED, EXIT_OK, as_typed, config_to_toml, say_error
+from .cli import EXIT_FAILED, EXIT_OK, as_typed, config_to_toml, say, say_error
 from .config import Config, printed_length
 from .errors import AGAIN, EXIT_SIGNAL, NOTHING_WRITTEN, ImageError, ImpastoError, Interrupted
 from .imageio import frame_count, header_size, looks_soft, save_image
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
                 log.close()
     failed = outcomes.count("failed")
     if the_plan.batch and (failed or not args.quiet):
-        print(f"impasto: {_batch_summary(outcomes, time.monotonic() - started)}", file=sys.stderr)
+        say(_batch_summary(outcomes, time.monotonic() - started))
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -138,7 +138,7 @@ def _dry_run(args: argparse.Namespace, the_plan: Plan) -> int:
     if failed or not args.quiet:
         in_all = f"; about {_duration(seconds)} of painting in all" if the_plan.batch and seconds else ""
         would_fail = f"; {failed} of {len(the_plan.jobs)} photos would fail" if failed else ""
-        print(f"impasto: dry run: nothing painted or written{in_all}{would_fail}", file=sys.stderr)
+        say(f"dry run: nothing painted or written{in_all}{would_fail}")
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -205,8 +205,7 @@ def _paint_or_skip(args: argparse.Namespace, the_plan: Plan, index: int, job: Jo
     finished, resume = _what_is_left(args, job, the_plan)
     if finished:
         if not args.quiet:
-            print(f"impasto: {job.output} is already painted with these settings; skipped (--continue)",
-                  file=sys.stderr)
+            say(f"{job.output} is already painted with these settings; skipped (--continue)")
         return "skipped"
     label = f"[{index + 1}/{len(the_plan.jobs)}] {Path(job.content).name}" if the_plan.batch else ""
     batch_left = functools.partial(clock.seconds_left, index) if clock else None
@@ -225,10 +224,10 @@ def _say_stopped(signum: int, the_plan: Plan, left: list[Job]) -> None:
     """A run stopped by a signal: the photos it left unpainted, and how to paint them."""
     name = signal.Signals(signum).name
     if the_plan.batch and left:
-        print(f"impasto: stopped by {name}; {_not_painted(left)} (the same command with --continue paints what "
-              "is left)", file=sys.stderr)
+        say(f"stopped by {name}; {_not_painted(left)} (the same command with --continue paints what "
+            "is left)")
     elif left:
-        print(f"impasto: stopped by {name} {NOTHING_WRITTEN}", file=sys.stderr)
+        say(f"stopped by {name} {NOTHING_WRITTEN}")
 
 
 def _not_painted(jobs: list[Job]) -> str:
@@ -248,8 +247,7 @@ def _what_is_left(args: argparse.Namespace, job: Job, the_plan: Plan) -> tuple[b
     if found.state == "finished":
         return True, None
     if found.state == "stopped elsewise" and not args.quiet:  # a typo in a setting would lose a long print
-        print(f"impasto: note: {job.output} was stopped part way with {as_typed(found.why)}; replacing it",
-              file=sys.stderr)
+        say(f"note: {job.output} was stopped part way with {as_typed(found.why)}; replacing it")
     folder = snapshot_path(args, job, 0).parent
     snapshots = [path for path in (folder.iterdir() if folder.is_dir() else [])
                  if snapshot_step(path.name, job.output.stem) is not None]
@@ -287,14 +285,14 @@ def _paint(args: argparse.Namespace, the_plan: Plan, job: Job, label: str, log: 
                 with interrupts.hold():  # the failure is what gets reported, a second signal or not
                     path, problem = _save_or_rescue(stopped, job.output)
                 kept = _kept(stopped, path, bool(problem), args, job)
-                print(f"impasto: {problem + '; ' if problem else ''}{kept}", file=sys.stderr)
+                say(f"{problem + '; ' if problem else ''}{kept}")
             except Unsaved as lost:
                 say_error(str(lost))
         raise
     if progress.stopped_unpainted:  # a picture of one step, perhaps over a finished one: not worth it
         return False
     if resume is not None and not result.history and not args.quiet:  # stopped on its last step: no event said so
-        print(f"impasto: {resume} had no steps left to paint; finishing it", file=sys.stderr)
+        say(f"{resume} had no steps left to paint; finishing it")
     with interrupts.hold():
         path, problem = _save_or_rescue(result, job.output)
     if problem:
@@ -338,7 +336,7 @@ def _plot_and_report(args: argparse.Namespace, the_plan: Plan, job: Job, result:
         printed = _print_size(result.config, width, height)
         print(f"wrote {path}{printed} ({steps}, {timing}, stopped by {reason}{squeezed})", file=sys.stderr)
         if result.stopped_at:
-            print(f"impasto: to go on where it stopped: {_resume_command(path, args, job)}", file=sys.stderr)
+            say(f"to go on where it stopped: {_resume_command(path, args, job)}")
 
 
 def _squeezed(checkpointed: bool, keeps_freed: bool) -> str:
@@ -419,7 +417,7 @@ def _say_if_animated(source: Any, role: str) -> None:
     """An animated picture is painted from (or in the style of) its first frame: say so."""
     frames = frame_count(source) if isinstance(source, (str, os.PathLike)) else 1
     if frames > 1:
-        print(f"impasto: note: {source} is animated ({frames} frames): {role}", file=sys.stderr)
+        say(f"note: {source} is animated ({frames} frames): {role}")
 
 
 def _say_if_enlarged(content: Any, config: Config) -> None:
@@ -431,8 +429,8 @@ def _say_if_enlarged(content: Any, config: Config) -> None:
         return
     printed = f"; {printed_length(max(size), config.dpi)}" if config.dpi else ""
     own = "" if min(size) < smallest_edge(config.layers) else f" (-s {max(size)} paints it at its own size{printed})"
-    print(f"impasto: note: {content} is {size[0]}x{size[1]} px; painted at {config.max_size} px, "
-          f"{config.max_size / max(size):.1f} times larger, it will look soft{own}", file=sys.stderr)
+    say(f"note: {content} is {size[0]}x{size[1]} px; painted at {config.max_size} px, "
+        f"{config.max_size / max(size):.1f} times larger, it will look soft{own}")
 
 
 def _say_if_paintings_enlarged(styles: list[Any], config: Config) -> None:
@@ -443,9 +441,9 @@ def _say_if_paintings_enlarged(styles: list[Any], config: Config) -> None:
         _say_if_animated(style, "its first frame is the painting")
         size = _enlarged(style, seen)
         if size is not None:
-            print(f"impasto: note: {style} is {size[0]}x{size[1]} px; seen {seen / max(size):.1f} times larger, "
-                  "its strokes will be blurred (a larger copy of the painting, or a smaller --style-scale, "
-                  "paints sharper)", file=sys.stderr)
+            say(f"note: {style} is {size[0]}x{size[1]} px; seen {seen / max(size):.1f} times larger, "
+                "its strokes will be blurred (a larger copy of the painting, or a smaller --style-scale, "
+                "paints sharper)")
 
 
 class Unsaved(ImageError):
@@ -480,17 +478,17 @@ def _say_device(config: Config, quiet: bool) -> None:
     if quiet:
         return
     if config.precision == "bfloat16" and resolve_device(config.device).type == "cpu" and native_bfloat16() is False:
-        print("impasto: note: this CPU has no bfloat16 arithmetic (AVX-512 BF16 or AMX): --precision bfloat16 is "
-              "emulated, many times slower than float32 (40 times on AVX2)", file=sys.stderr)
+        say("note: this CPU has no bfloat16 arithmetic (AVX-512 BF16 or AMX): --precision bfloat16 is "
+            "emulated, many times slower than float32 (40 times on AVX2)")
     if config.device != "auto":
         return
     device = resolve_device("auto")
     if device.type == "cuda":
         import torch
 
-        print(f"impasto: using the GPU {torch.cuda.get_device_name(device)} ({device})", file=sys.stderr)
+        say(f"using the GPU {torch.cuda.get_device_name(device)} ({device})")
     elif device.type != "cpu":
-        print(f"impasto: using the GPU ({device})", file=sys.stderr)
+        say(f"using the GPU ({device})")
 
 
 PLAIN_LINE_SECONDS = 60.0  # the longest a log file goes without a line from a run
@@ -537,8 +535,8 @@ class Progress:
         kinds = loss_kinds(event.losses)
         height, width = event.image.shape[1:]
         if self.resuming and not self.quiet:
-            print(f"impasto: resuming {self.resuming} at step {event.step} of {event.total} "
-                  f"({max(height, width)} px)", file=sys.stderr)
+            say(f"resuming {self.resuming} at step {event.step} of {event.total} "
+                f"({max(height, width)} px)")
         if self.forget_logged and self.log is not None:
             _forget_logged_steps(self.log, self.content, self.output, event.step)
         self.resuming, self.forget_logged = None, False
@@ -569,7 +567,7 @@ class Progress:
     def _give_up(self, option: str, path: Any, reason: Any) -> None:
         if self.bar is not None:
             self.bar.clear()
-        print(f"impasto: warning: {option}: cannot write {path} ({reason}); going on without it", file=sys.stderr)
+        say(f"warning: {option}: cannot write {path} ({reason}); going on without it")
 
     def _draw(self, event: ProgressEvent, kinds: dict[str, float], size: str) -> None:
         from tqdm import tqdm
