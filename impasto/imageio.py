@@ -3,7 +3,8 @@
 Inside the library an image is a float32 tensor of shape (3, H, W), RGB (sRGB), values in [0, 1].
 Reading turns whatever a user hands us into that; saving turns it back into a file.
 
-Precision: 16-bit grayscale (I;16, I;16B, and I from a file) keeps all 16 bits. 16-bit RGB PNGs
+Precision: 16-bit grayscale (I;16, I;16B, and I from a file) keeps all 16 bits; 32-bit integer
+grayscale (I with samples above 65535, as in a 32-bit TIFF) is read over its whole range. 16-bit RGB PNGs
 are opened by Pillow as 8-bit RGB (the high byte of each sample), so they arrive with 8-bit
 precision.
 Size: `max_pixels` is checked from the header before decoding; Pillow's own hard limit
@@ -259,10 +260,12 @@ def _pil_to_array(im: Image.Image, decoded: bool) -> np.ndarray:
     if im.mode == "I":
         # From a file (16-bit PGM, TIFF) Pillow scales the samples to 0-65535. Made in memory, "I" has
         # no stated range: 8-bit values (as Pillow's conversions take them) when none is above 255,
-        # such as an 8-bit picture converted to "I", else 16-bit ones.
+        # such as an 8-bit picture converted to "I", else 16-bit ones. Above 65535 the samples are
+        # 32-bit (a 32-bit TIFF, a stacked astrophotograph): Pillow's "I" holds up to 2³¹ - 1.
         a = np.asarray(im, dtype=np.float32)
-        eight_bit = not decoded and a.max(initial=0.0) <= 255
-        return np.clip(a / (255.0 if eight_bit else 65535.0), 0.0, 1.0)
+        top = a.max(initial=0.0)
+        depth = 255.0 if not decoded and top <= 255 else 65535.0 if top <= 65535 else 2.0 ** 31 - 1
+        return np.clip(a / depth, 0.0, 1.0)
     if im.mode == "F":
         a = np.nan_to_num(np.asarray(im, dtype=np.float32))
         # Float images in [0, 1] are taken as they are; larger values as 0-255 like Pillow does.

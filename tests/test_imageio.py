@@ -261,6 +261,9 @@ def test_integer_mode_i_images_are_read_at_their_own_depth():
     sixteen_bit = Image.fromarray(np.array([[65535, 32768, 300]], np.int32), "I")
     assert read_image(sixteen_bit)[0, 0].tolist() == pytest.approx([1.0, 32768 / 65535, 300 / 65535])
     assert read_image(Image.new("I", (2, 2), 255)).unique().tolist() == [1.0]  # 255 is still 8-bit white
+    # Above 65535: 32-bit samples over their whole range (they had been clipped to white)
+    thirty_two_bit = Image.fromarray(np.array([[2**31 - 1, 2**30, 65536, -5]], np.int32), "I")
+    assert read_image(thirty_two_bit)[0, 0].tolist() == pytest.approx([1.0, 0.5, 65536 / (2**31 - 1), 0.0])
 
 
 def test_float_mode_f_images_are_read_in_0_to_1_or_as_pillows_0_to_255():
@@ -268,6 +271,13 @@ def test_float_mode_f_images_are_read_in_0_to_1_or_as_pillows_0_to_255():
     assert read_image(Image.new("F", (2, 2), 127.5)).unique().tolist() == [0.5]  # above 1: Pillow's 0-255
     with_nan = Image.fromarray(np.array([[np.nan, 0.5]], np.float32))  # a NaN is black, the rest as it is
     assert with_nan.mode == "F" and read_image(with_nan)[:, 0].tolist() == [[0.0, 0.5]] * 3
+
+
+def test_a_thirty_two_bit_tiff_keeps_its_tones(tmp_path):
+    ramp = (np.linspace(0, 1, 48).reshape(6, 8) * (2**31 - 1)).astype(np.int32)
+    Image.fromarray(ramp, "I").save(tmp_path / "stack.tif")  # as astrophotography stackers write them
+    read = read_image(tmp_path / "stack.tif")[0]
+    assert read.flatten().tolist() == pytest.approx(np.linspace(0, 1, 48).tolist(), abs=1e-6)
 
 
 def test_a_dark_sixteen_bit_pgm_stays_dark(tmp_path):
