@@ -545,6 +545,32 @@ def test_serve_takes_its_options_and_stops_on_a_signal_with_its_exit_code(tmp_pa
         server.communicate()
 
 
+def test_serve_open_to_the_network_warns_and_answers_to_this_machines_name(tmp_path):
+    server = subprocess.Popen([sys.executable, "-m", "impasto", "serve", "--host", "0.0.0.0", "--port", "0",
+                               "--data-dir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = server.stdout.readline()  # any address: the page is named by this machine's name
+        name = socket.gethostname()
+        assert line.startswith(f"impasto: open http://{name}:"), line
+        port = int(line.removeprefix(f"impasto: open http://{name}:").split("/")[0])
+        deadline = time.monotonic() + 60
+        while not _answers("127.0.0.1", port):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        for host, status in [(f"{name}:{port}", 200), (f"elsewhere.example:{port}", 403)]:  # against DNS rebinding
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            connection.request("GET", "/api/settings", headers={"Host": host})
+            assert connection.getresponse().status == status, host
+            connection.close()
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=60) == 130
+        assert server.stderr.read().startswith("impasto serve: warning: listening on 0.0.0.0: anyone who can reach "
+                                               "this machine can use the app and see its results\n")
+    finally:
+        server.kill()
+        server.communicate()
+
+
 def test_an_uploads_name_is_shown_as_typed():
     # Chromium sends a " in a file name as %22: the page showed it so, and --rerun looked for that name.
     assert _display_name('Café 東京 %22quote%22.jpg', "photo") == 'Café 東京 "quote".jpg'
