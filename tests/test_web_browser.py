@@ -1,5 +1,6 @@
 """End to end in a real browser: `impasto serve` in its own process, headless Chromium driven by Playwright."""
 
+import base64
 import io
 import json
 import os
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -82,22 +84,51 @@ def test_paint_in_the_browser(server, page, images, tmp_path):
     assert page.evaluate(help_of.format("max_size")).endswith("(the photo is scaled to it; at most 256)")
     assert page.evaluate(help_of.format("iterations")).endswith(" (at most 1000)")
     assert page.input_value("#setting-style_scale") == "1"  # the default chosen, not the first choice
-    assert page.is_disabled("#paint")
+    assert page.is_disabled("#paint") and page.is_visible("#gallery-empty")
     page.set_input_files("#content-file", str(images / "content/golden_gate.jpg"))
     page.set_input_files("#style-file", str(images / "style/starry_night.jpg"))
     assert page.is_visible("#drop-content .thumb") and page.is_visible("#drop-style .thumb")
     assert page.inner_text("#drop-style .drop-name") == "starry_night.jpg"
+    estimate = "document.querySelector('#estimate').textContent"
+    # An answer slower than a later question's does not overwrite it: the server answers 32 px, then 40.
+    held = {}
+    page.route("**/api/estimate?*", lambda route: held.setdefault(
+        urllib.parse.parse_qs(urllib.parse.urlsplit(route.request.url).query)["max_size"][0], route))
+    for size in ("40", "32"):
+        page.fill("#setting-max_size", size)
+        for _ in range(600):  # asked once the settings rest a moment
+            if size in held:
+                break
+            page.wait_for_timeout(50)
+        else:
+            pytest.fail(f"the page never asked for an estimate at {size} px")
+    held.pop("32").continue_()
+    page.wait_for_function(f"{estimate} === '32 × 24 px'")
+    held.pop("40").continue_()
+    page.wait_for_timeout(500)
+    assert page.evaluate(estimate) == "32 × 24 px"
+    page.unroute("**/api/estimate?*")
+    for route in held.values():  # asked while the thumbnails loaded: answered (too late to count) now
+        route.continue_()
     page.fill("#setting-max_size", "48")
     page.fill("#setting-iterations", "12")
-    estimate = "document.querySelector('#estimate').textContent"
     page.wait_for_function(f"{estimate} === '48 × 36 px'")  # no time before the server has painted
-    # Record every picture the stage shows.
+    # Record every picture the stage shows, and every status, time left and announcement.
     page.evaluate("""() => {
         window.shown = [];
         const img = document.querySelector('#preview');
         new MutationObserver(() => window.shown.push(img.src)).observe(img, {attributes: true, attributeFilter: ['src']});
+        window.said = {'status-text': [], eta: [], announce: []};
+        for (const [id, texts] of Object.entries(window.said)) {
+            const el = document.getElementById(id);
+            new MutationObserver(() => texts.push(el.textContent)).observe(el, {childList: true});
+        }
     }""")
     page.click("#paint")
+    # Looked at again mid-run, the page goes on following its painting (it does not start over: no tenth twice)
+    page.wait_for_function("/^(Step ([3-9]|1\\d) |Finished)/.test(document.querySelector('#status-text').textContent)",
+                           timeout=120_000)
+    page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
     page.wait_for_selector(".card", timeout=120_000)  # the result reached the gallery
 
     shown = page.evaluate("window.shown")
@@ -105,12 +136,21 @@ def test_paint_in_the_browser(server, page, images, tmp_path):
     assert "/result.png" in shown[-1]  # ...then the result
     assert page.inner_text("#status-text").startswith("Finished")
     assert page.inner_text("#announce").startswith("Finished: 12 steps")  # what a screen reader hears
+    said = page.evaluate("window.said")
+    # Queued, then loading the network (no "Step 0"), then steps (the server may send several as one)
+    run = [text for text in said["status-text"] if text.startswith(("Waiting", "Preparing", "Step "))]
+    assert run[:2] == ["Waiting for the worker…", "Preparing: reading the images and the network…"], run
+    assert run[-1].startswith("Step ") and not any(text.startswith("Step 0 ") for text in run), run
+    assert any(text.startswith("about ") and text.endswith(" s left") for text in said["eta"]), said["eta"]
+    # A screen reader hears each tenth of the run once, not every step's numbers
+    tenths = [int(text.split(" %")[0]) for text in said["announce"] if " % painted" in text]
+    assert tenths == sorted(set(tenths)) and len(tenths) > 1, said["announce"]
     assert page.get_attribute("#bar", "aria-valuenow") == "100"
     assert page.get_attribute("#chart", "aria-label").endswith("at step 12")  # the chart in words
     assert page.evaluate("document.querySelector('#chart').toDataURL()") != page.evaluate(
         "(() => { const c = document.createElement('canvas'); const o = document.querySelector('#chart');"
         " c.width = o.width; c.height = o.height; return c.toDataURL(); })()")  # the loss curve was drawn
-    assert page.is_hidden("#cancel") and not page.is_disabled("#paint")
+    assert page.is_hidden("#cancel") and not page.is_disabled("#paint") and page.is_hidden("#gallery-empty")
     # Now the server knows its pace: the time under Paint follows the settings.
     page.wait_for_function(f"{estimate}.startsWith('48 × 36 px, about ')")
     page.fill("#setting-max_size", "256")
@@ -150,6 +190,7 @@ def test_paint_in_the_browser(server, page, images, tmp_path):
     # The refused photo leaves its box: Paint waits for another rather than send it again.
     assert page.inner_text("#drop-content .drop-name") == "" and page.is_disabled("#paint")
     assert "has-image" not in page.get_attribute("#drop-content", "class")
+    assert page.input_value("#content-file") == ""  # choosing the same file again, once fixed, is a change
     # ...and the status says to choose one, not "Ready: press Paint." beside a Paint that waits
     assert page.inner_text("#status-text") == "Choose a photo and a painting, then press Paint."
     # A photo over the server's limit of pixels is said to be when it is chosen, not after its upload
@@ -158,6 +199,10 @@ def test_paint_in_the_browser(server, page, images, tmp_path):
     page.wait_for_function("document.querySelector('#estimate').textContent === "
                            "\"a 1500x1400 photo is more than this server's 2,000,000 pixels\"")
     assert page.inner_text("#status-text") == "Not ready: this server refuses the photo (the reason is under Paint)."
+    page.click("#paint")  # sent all the same, it is refused, and its box and its estimate empty
+    page.wait_for_function("document.querySelector('#message').textContent.startsWith(\"photo 'big.png'\")")
+    page.wait_for_function(f"{estimate} === ''")
+    assert page.inner_text("#status-text") == "Choose a photo and a painting, then press Paint."
     # A photo the picture enlarges more than 4 times is said to come out soft, as the command line says
     Image.new("RGB", (60, 45), "orange").save(tmp_path / "tiny.png")
     page.set_input_files("#content-file", str(tmp_path / "tiny.png"))
@@ -179,7 +224,17 @@ def test_paint_in_the_browser(server, page, images, tmp_path):
     (tmp_path / "empty.jpg").write_bytes(b"")
     page.set_input_files("#content-file", str(tmp_path / "empty.jpg"))
     assert "“empty.jpg” is empty" in page.inner_text("#message")
+    assert page.get_attribute("#setting-max_size", "aria-describedby") == "help-max_size"  # its fault is over
     assert page.inner_text("#drop-content .drop-name") == "" and page.is_disabled("#paint")
+    (tmp_path / "notes.txt").write_text("a photo of the bridge")  # not an image by its type: refused at once
+    page.set_input_files("#content-file", str(tmp_path / "notes.txt"))
+    assert page.inner_text("#message") == ("“notes.txt” does not look like an image (text/plain). "
+                                           "Choose a JPEG, PNG or WebP file as the photo.")
+    assert page.inner_text("#drop-content .drop-name") == ""
+    with (tmp_path / "huge.jpg").open("wb") as huge:  # over the server's 32 MB a request: refused before its upload
+        huge.truncate(33 * 2**20)
+    page.set_input_files("#content-file", str(tmp_path / "huge.jpg"))
+    assert page.inner_text("#message") == "“huge.jpg” is 33.0 MB; this server accepts at most 32.0 MB per request."
     # On a 320 px screen (WCAG's reflow width) a long file name in a message, and the gallery, fit.
     page.set_viewport_size({"width": 320, "height": 568})
     page.set_input_files("#content-file", str(fake.rename(tmp_path / ("holiday-" * 12 + ".png"))))
@@ -190,6 +245,22 @@ def test_paint_in_the_browser(server, page, images, tmp_path):
                          " || getComputedStyle(e).textOverflow === 'ellipsis')")
     page.set_input_files("#content-file", str(images / "content/golden_gate.jpg"))
     assert page.get_attribute("#content-file", "aria-invalid") is None and page.is_hidden("#message")
+    # A painting the server cannot read marks, and empties, the painting's box, not the photo's.
+    (tmp_path / "sketch.jpg").write_text("not a picture either")
+    page.set_input_files("#style-file", str(tmp_path / "sketch.jpg"))
+    page.click("#paint")
+    page.wait_for_function("document.querySelector('#message').textContent.startsWith(\"painting 'sketch.jpg'\")")
+    assert page.get_attribute("#style-file", "aria-invalid") == "true"
+    assert page.get_attribute("#content-file", "aria-invalid") is None
+    assert page.evaluate("document.activeElement.id") == "style-file"
+    assert page.inner_text("#drop-style .drop-name") == "" and page.inner_text("#drop-content .drop-name") != ""
+    # While a painting is in progress, a gallery card does not take the stage from it
+    page.set_input_files("#style-file", str(images / "style/starry_night.jpg"))
+    page.click("#paint")
+    page.wait_for_selector("#cancel:not([hidden])")
+    page.locator(".card .title").click()
+    assert page.inner_text("#message") == "A painting is in progress; its result appears here when it is done."
+    assert page.is_visible("#cancel") and page.is_hidden("#download")
     assert errors == []
 
 
@@ -212,6 +283,10 @@ def test_an_iphone_photo_the_browser_cannot_show_is_painted(server, page, images
     page.set_input_files("#style-file", str(images / "style/the_scream.jpg"))  # another painting: the note stays
     page.wait_for_function("document.querySelector('#drop-style .drop-name').textContent === 'the_scream.jpg'")
     assert page.is_visible("#message") and "IMG_0042.HEIC" in page.inner_text("#message")
+    page.set_input_files("#content-file", str(images / "content/golden_gate.jpg"))  # another photo: the note goes
+    assert page.is_hidden("#message")
+    page.set_input_files("#content-file", str(tmp_path / "IMG_0042.HEIC"))
+    page.wait_for_selector("#message:not([hidden])")
     page.fill("#setting-max_size", "48")
     page.fill("#setting-iterations", "6")
     page.click("#paint")
@@ -236,7 +311,11 @@ def test_keyboard_and_phone(server, page, images):
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.set_viewport_size({"width": 375, "height": 700})
+    posted = []
+    page.on("request", lambda r: r.method == "POST" and r.url.endswith("/api/jobs") and posted.append(r.url))
     page.goto(server)
+    page.focus("#setting-iterations")
+    page.keyboard.press("Enter")  # no images yet: Paint waits, and so does Enter
     page.set_input_files("#content-file", str(images / "content/golden_gate.jpg"))
     page.set_input_files("#style-file", str(images / "style/starry_night.jpg"))
     assert page.inner_text("#status-text") == "Ready: press Paint."
@@ -252,10 +331,15 @@ def test_keyboard_and_phone(server, page, images):
     page.fill("#setting-iterations", "3")
     slider = page.locator("#setting-style_weight")
     assert slider.get_attribute("aria-valuetext") == "200"  # what the page shows, not log10 of it
+    slider.focus()
+    page.keyboard.press("Enter")  # on the slider it does not paint (which disables Paint at once)
+    assert page.is_enabled("#paint")
     page.focus("#setting-iterations")
     page.keyboard.press("Enter")  # in a field, as in a form: it paints (it did nothing), the focus kept there
     page.wait_for_selector("#cancel:not([hidden])")
     assert page.evaluate("document.activeElement.id") == "setting-iterations"
+    assert len(posted) == 1  # that Enter's painting, the only one sent
+    assert page.is_disabled("#paint") and page.get_attribute("#paint", "title").startswith("A painting is in progress")
     page.focus("#cancel")  # where Paint pressed puts it
     page.wait_for_selector(".card", timeout=120_000)
     page.wait_for_function("document.activeElement.id === 'download'")  # focus followed the run, not lost
@@ -274,10 +358,21 @@ def test_keyboard_and_phone(server, page, images):
     page.click("#reuse")
     assert (page.input_value("#setting-iterations"), page.input_value("#setting-max_size")) == ("3", "32")
     assert page.inner_text("#message") == "The form has the settings of golden_gate × starry_night."
+    # A painting made when this server allowed a larger Size: the form takes its default, and says so
+    page.evaluate("state.shown.config.max_size = 4096")
+    page.click("#reuse")
+    assert page.inner_text("#message") == ("The form has the settings of golden_gate × starry_night, but for "
+                                           "max_size, beyond this server's limits now (set to the default).")
+    assert (page.input_value("#setting-iterations"), page.input_value("#setting-max_size")) == ("3", "256")
     page.reload()  # kept, as the form's own changes are
     assert page.input_value("#setting-iterations") == "3"
     page.wait_for_selector(".card")
     page.locator(".card .title").focus()
+    # Looked at again, the page asks for its gallery anew: the rebuilt card keeps the keyboard's focus
+    page.evaluate("window.card = document.querySelector('.card');"
+                  " document.dispatchEvent(new Event('visibilitychange'))")
+    page.wait_for_function("!window.card.isConnected")
+    assert page.evaluate("document.activeElement.matches('.card .title')")
     page.keyboard.press("Enter")
     page.wait_for_selector("#preview:not([hidden])")
     # The focus goes where the painting is shown, and a screen reader says which one it is.
@@ -328,6 +423,7 @@ def test_cancel_then_resume_in_the_browser(server, page, images):
     other.wait_for_selector("#resume:not([hidden])", timeout=30_000)
     page.click("#resume")
     page.wait_for_selector("#cancel:not([hidden])")
+    assert page.is_enabled("#resume")  # hidden while it runs, and ready if it is stopped again
     # Looked at again, the other tab follows its painting, resumed here: no stale Cancelled with a Resume
     # that would fail, nor "a painting started elsewhere" for this very one.
     other.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
@@ -402,10 +498,22 @@ def test_the_page_keeps_its_settings_and_its_own_painting(server, page, images):
     while json.load(urllib.request.urlopen(other))["status"] != "cancelled":
         assert time.monotonic() < deadline
         time.sleep(0.1)
-    # New images clear the last painting's status, Download and Resume: they belong to other images.
-    page.set_input_files("#style-file", str(images / "style/the_scream.jpg"))
+    # New images, here dropped on a box, clear the last painting's status, Download, Resume and "Use its
+    # settings": they belong to other images.
+    dropped = page.evaluate_handle("""(b64) => {
+        const data = new DataTransfer();
+        const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+        data.items.add(new File([bytes], 'the_scream.jpg', {type: 'image/jpeg'}));
+        return data;
+    }""", base64.b64encode((images / "style/the_scream.jpg").read_bytes()).decode())
+    page.dispatch_event("#drop-style", "dragover", {"dataTransfer": dropped})
+    assert "dragover" in page.get_attribute("#drop-style", "class")  # where it would land, shown
+    page.dispatch_event("#drop-style", "drop", {"dataTransfer": dropped})
+    assert page.inner_text("#drop-style .drop-name") == "the_scream.jpg"
+    assert "dragover" not in page.get_attribute("#drop-style", "class")
     assert page.inner_text("#status-text") == "Ready: press Paint."
     assert page.is_hidden("#download") and page.is_hidden("#resume") and page.is_hidden("#preview")
+    assert page.is_hidden("#reuse")
     # A painting deleted from the gallery leaves it, and the server's data folder.
     page.evaluate("refreshGallery()")
     page.wait_for_function("document.querySelectorAll('.card').length >= 1")
@@ -427,4 +535,11 @@ def test_the_page_keeps_its_settings_and_its_own_painting(server, page, images):
     assert (page.input_value("#setting-max_size"), page.input_value("#setting-style_scale")) == ("256", "1")
     assert page.evaluate("document.activeElement.id") == "defaults"  # the rebuilt form's, not <body>
     page.reload()
-    assert page.input_value("#setting-iterations") == "100" and errors == []
+    assert page.input_value("#setting-iterations") == "100"
+    # Saved settings this server does not take (its limits changed, say): each field shows its default
+    page.evaluate("localStorage.setItem('impasto-settings', JSON.stringify("
+                  "{max_size: '4096', iterations: '2.5', style_scale: '7', style_weight: 'x'}))")
+    page.reload()
+    assert (page.input_value("#setting-max_size"), page.input_value("#setting-iterations"),
+            page.input_value("#setting-style_scale")) == ("256", "100", "1")
+    assert page.get_attribute("#setting-style_weight", "aria-valuetext") == "200" and errors == []
