@@ -463,6 +463,29 @@ def test_the_stage_comes_back_with_the_server(server, page, images):
     assert page.is_hidden("#message") and page.locator(".card").count() == 1 and errors == []
 
 
+def test_a_lost_event_stream_is_said_and_the_page_follows_again(server, page, images):
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    message = "document.querySelector('#message').textContent"
+    page.goto(server)
+    page.route("**/events", lambda route: route.abort("connectionrefused"))  # the server out of reach a while
+    _paint(page, images, 1000)
+    page.wait_for_function(f"{message} === 'Lost the connection to the server; trying again…'", timeout=30_000)
+    assert page.inner_text("#status-text") == "No news from the server…"
+    assert page.get_attribute("#message", "role") == "status"  # a note, said politely
+    page.unroute("**/events")  # the browser tries again by itself: once through, the note goes at once
+    page.wait_for_selector("#message", state="hidden", timeout=30_000)
+    assert page.is_visible("#cancel")  # still painting: not the end of the run that hid it
+    page.wait_for_function("/^Step /.test(document.querySelector('#status-text').textContent)")
+    page.click("#cancel")
+    page.wait_for_selector("#resume:not([hidden])", timeout=120_000)
+    # A stream the server refuses outright is not tried again: the page says the connection is lost
+    page.route("**/events", lambda route: route.fulfill(status=503, body="busy"))
+    page.click("#paint")
+    page.wait_for_function(f"{message} === 'Lost the connection to the server.'", timeout=30_000)
+    assert page.get_attribute("#message", "role") == "alert" and errors == []  # an error, said at once
+
+
 def test_the_page_keeps_its_settings_and_its_own_painting(server, page, images):
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
