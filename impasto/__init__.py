@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.15.0"
+__version__ = "0.16.0"
 
 # The public names, each from the module that defines it. They are imported on first use, so that
 # the command line can answer Ctrl-C with one line even while torch is still loading.
