@@ -386,11 +386,18 @@ def test_keyboard_and_phone(server, page, images):
     assert errors == []
 
 
-def _paint(page, images, iterations: int) -> None:
-    """Choose golden_gate and starry_night, ask for a 48 px picture in ``iterations`` steps, press Paint."""
+def _seconds_left(text: str) -> float:
+    """The seconds in the page's "about 9.5 s left" or "about 1:05 min left"."""
+    figure, unit = text.removeprefix("about ").removesuffix(" left").split()
+    minutes, _, seconds = figure.rpartition(":")
+    return (int(minutes) * 60 + int(seconds)) if unit == "min" else float(figure)
+
+
+def _paint(page, images, iterations: int, size: int = 48) -> None:
+    """Choose golden_gate and starry_night, ask for a ``size`` px picture in ``iterations`` steps, press Paint."""
     page.set_input_files("#content-file", str(images / "content/golden_gate.jpg"))
     page.set_input_files("#style-file", str(images / "style/starry_night.jpg"))
-    page.fill("#setting-max_size", "48")
+    page.fill("#setting-max_size", str(size))
     page.fill("#setting-iterations", str(iterations))
     page.click("#paint")
 
@@ -467,9 +474,10 @@ def test_a_lost_event_stream_is_said_and_the_page_follows_again(server, page, im
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     message = "document.querySelector('#message').textContent"
+    page.clock.install()  # time flows as ever, until the test moves it on
     page.goto(server)
     page.route("**/events", lambda route: route.abort("connectionrefused"))  # the server out of reach a while
-    _paint(page, images, 1000)
+    _paint(page, images, 1000, size=128)  # long enough to be cancelled on any machine
     page.wait_for_function(f"{message} === 'Lost the connection to the server; trying again…'", timeout=30_000)
     assert page.inner_text("#status-text") == "No news from the server…"
     assert page.get_attribute("#message", "role") == "status"  # a note, said politely
@@ -477,6 +485,16 @@ def test_a_lost_event_stream_is_said_and_the_page_follows_again(server, page, im
     page.wait_for_selector("#message", state="hidden", timeout=30_000)
     assert page.is_visible("#cancel")  # still painting: not the end of the run that hid it
     page.wait_for_function("/^Step /.test(document.querySelector('#status-text').textContent)")
+    # Between the server's events the time left counts down on its own (a big print's step takes seconds):
+    # half of it moved on in the page, it says about half of what the server last did.
+    page.wait_for_function("/ left$/.test(document.querySelector('#eta').textContent)")
+    first = _seconds_left(page.evaluate("""() => { const eta = document.querySelector('#eta');
+        window.etas = [eta.textContent];
+        new MutationObserver(() => window.etas.push(eta.textContent)).observe(eta, {childList: true});
+        return eta.textContent; }"""))
+    page.clock.run_for(round(first * 500))
+    etas = [_seconds_left(text) for text in page.evaluate("window.etas") if text]
+    assert min(etas) <= first * 0.6, etas
     page.click("#cancel")
     page.wait_for_selector("#resume:not([hidden])", timeout=120_000)
     # A stream the server refuses outright is not tried again: the page says the connection is lost
