@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         return _dry_run(args, the_plan)
     # A resumed run's steps go on from the stopped run's (--continue's too): so does its log, when it is the same file
     appends = args.resume or args.continue_run
-    log = open(args.log_json, "a" if appends else "w", encoding="utf-8") if args.log_json else None
+    log = _Log(args.log_json, "a" if appends else "w") if args.log_json else None
     clock = _BatchClock([_work_to_paint(args, job, the_plan) for job in the_plan.jobs]) if the_plan.batch else None
     outcomes: list[str] = []
     started = time.monotonic()
@@ -198,7 +198,7 @@ def _print_config(config: Config) -> None:
     binary.flush()
 
 
-def _paint_or_skip(args: argparse.Namespace, the_plan: Plan, index: int, job: Job, log: TextIO | None,
+def _paint_or_skip(args: argparse.Namespace, the_plan: Plan, index: int, job: Job, log: _Log | None,
                    interrupts: "Interrupts", clock: "_BatchClock | None") -> str:
     """Paint photo number ``index`` (with --continue, only what is left of it): "painted", "skipped"
     (painted already), or "left" unpainted by a signal before its first step."""
@@ -259,7 +259,7 @@ def _what_is_left(args: argparse.Namespace, job: Job, the_plan: Plan) -> tuple[b
     return False, max(stopped, key=lambda pair: pair[0])[1] if stopped else None
 
 
-def _paint(args: argparse.Namespace, the_plan: Plan, job: Job, label: str, log: TextIO | None,
+def _paint(args: argparse.Namespace, the_plan: Plan, job: Job, label: str, log: _Log | None,
            interrupts: "Interrupts", resume: Any,
            batch_left: Callable[[float, float], float | None] | None) -> bool:
     """Paint one photo (going on from the stopped picture ``resume``, if not None) and write its image,
@@ -505,10 +505,29 @@ def _sized_terminal(stream: TextIO) -> bool:
         return False
 
 
+class _Log:
+    """The --log-json file, opened at its first record: a run that fails before its first step (a
+    misspelt photo, say) leaves the log of an earlier run as it was."""
+
+    def __init__(self, name: str, mode: str) -> None:
+        self.name, self.mode = name, mode
+        self.file: TextIO | None = None
+
+    def write(self, text: str) -> None:
+        if self.file is None:
+            self.file = open(self.name, self.mode, encoding="utf-8")
+        self.file.write(text)
+        self.file.flush()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
 class Progress:
     """The callback of one run: progress bar, JSON log, intermediate saves, and stop on a signal."""
 
-    def __init__(self, args: argparse.Namespace, job: Job, label: str, log: TextIO | None,
+    def __init__(self, args: argparse.Namespace, job: Job, label: str, log: _Log | None,
                  interrupts: "Interrupts", resume: Any,
                  batch_left: Callable[[float, float], float | None] | None) -> None:
         self.quiet, self.label, self.log, self.interrupts = args.quiet, label, log, interrupts
@@ -549,7 +568,6 @@ class Progress:
                       "seconds_left": None if event.seconds_left is None else round(event.seconds_left, 4)}
             try:
                 self.log.write(json.dumps(record) + "\n")
-                self.log.flush()
             except OSError as exc:  # the painting matters more than its log: go on without it
                 self._give_up("--log-json", self.log.name, exc.strerror or exc)
                 self.log = None
@@ -637,7 +655,7 @@ def _work_to_paint(args: argparse.Namespace, job: Job, the_plan: Plan) -> int:
     return painting_work(job.config, *size)  # (width, height): the pixels count alike either way round
 
 
-def _forget_logged_steps(log: TextIO, content: str, output: str, first: int) -> None:
+def _forget_logged_steps(log: _Log, content: str, output: str, first: int) -> None:
     """Drop from a --log-json file the records of the steps from ``first`` on of a run painting
     ``content`` into ``output``: those of a run that this one replaces, or that a run killed after
     its last snapshot had logged and, resumed from the snapshot, paints again."""
@@ -647,7 +665,6 @@ def _forget_logged_steps(log: TextIO, content: str, output: str, first: int) -> 
         return isinstance(step, int) and step >= first
 
     try:
-        log.flush()
         with open(log.name, "r+", encoding="utf-8") as file:
             lines = file.readlines()
             # A last record cut off part way (its run killed as it wrote it) is no JSON: dropped, not

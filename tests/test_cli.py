@@ -718,6 +718,20 @@ def test_a_log_named_as_a_folder_is_refused_before_the_run(photo, painting, tmp_
     assert not (tmp_path / "out.png").exists()
 
 
+def test_a_run_that_fails_before_its_first_step_leaves_the_log_as_it_was(painting, tmp_path, capsys):
+    log = tmp_path / "print.jsonl"
+    log.write_text('{"step": 1}\n')  # an earlier long print's
+    Image.fromarray(noise(12, 16)).save(tmp_path / "small.png")  # too narrow at its own size: refused by the run
+    for photo in (tmp_path / "photo.jpg", tmp_path / "small.png"):  # misspelt; refused once read
+        assert main([str(photo), painting, "-o", str(tmp_path / "out.png"), *QUICK, "-s", "16",
+                     "--log-json", str(log)]) == 2
+        assert log.read_text() == '{"step": 1}\n', capsys.readouterr().err
+    assert not (tmp_path / "new.jsonl").exists()
+    assert main([str(tmp_path / "photo.jpg"), painting, "-o", str(tmp_path / "out.png"), *QUICK,
+                 "--log-json", str(tmp_path / "new.jsonl")]) == 2
+    assert not (tmp_path / "new.jsonl").exists()  # no empty log made either
+
+
 def test_the_log_names_the_photo_by_its_absolute_path(photo, painting, tmp_path, monkeypatch):
     shutil.copy(photo, tmp_path / "photo.jpg")
     monkeypatch.chdir(tmp_path)
