@@ -21,7 +21,7 @@ from typing import Any, Literal, NamedTuple
 from . import __version__
 from .api import check_one_each, fingerprint, input_record
 from .device import machine, resolve_device, uses_bfloat16
-from .resume import differing_input, differing_setting, resume_point
+from .resume import differing_input, differing_setting, resume_point, said_difference
 from .cli import as_typed, config_from_args, say
 from .config import DEFAULT_DPI, INITS, Config, print_box, print_long_edge
 from .errors import ConfigError, ImageError, ImpastoError
@@ -628,7 +628,7 @@ def run_of(path: Path, config: Config, inputs: dict[str, Any]) -> Found:
         return Found("other")
     setting, differing = differing_setting(config, saved), differing_input(recorded, inputs)
     if setting or differing:
-        why = f"{setting[0]} {setting[2]!r}, not {setting[1]!r}" if setting else f"other {differing[1]}"
+        why = said_difference(*setting) if setting else f"other {differing[1]}"
         return Found("stopped elsewise" if meta.get("stopped_at") else "other", meta["steps"], why)
     return Found("stopped" if meta.get("stopped_at") else "finished", meta["steps"])
 

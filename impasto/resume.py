@@ -56,8 +56,7 @@ def resume_point(stopped: Result | str | os.PathLike, config: Config) -> ResumeP
         raise ImageError(f"{name}: its settings cannot be used ({exc})") from None
     differing = differing_setting(config, saved)
     if differing:
-        setting, ours, theirs = differing
-        raise ConfigError(f"{name}: painted with {setting} {theirs!r}, not {ours!r}; resume it with its own settings")
+        raise ConfigError(f"{name}: painted with {said_difference(*differing)}; resume it with its own settings")
     if not isinstance(meta.get("inputs"), dict):
         raise ImageError(f"{name}: its metadata records no inputs, cannot resume it")
     sizes, steps = config.sizes(), config.steps_per_size()
@@ -103,6 +102,13 @@ def differing_setting(config: Config, saved: Config) -> tuple[str, Any, Any] | N
         if f.name not in MACHINE_SETTINGS and ours != theirs:
             return f.name, ours, theirs
     return None
+
+
+def said_difference(setting: str, ours: Any, theirs: Any) -> str:
+    """``differing_setting``'s answer in words, as painted (theirs) against this run (ours): "dpi 300,
+    not 150"; an unset value is none ("no dpi, not 300"), not Python's None."""
+    painted = f"no {setting}" if theirs is None else f"{setting} {theirs!r}"
+    return f"{painted}, not {'none' if ours is None else repr(ours)}"
 
 
 def differing_input(recorded: dict[str, Any], inputs: dict[str, Any]) -> tuple[str, str] | None:

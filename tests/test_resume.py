@@ -154,6 +154,7 @@ def test_a_stop_as_the_loss_stalls_records_the_size_as_done(stopped):
 @pytest.mark.parametrize("change, message", [
     (dict(iterations=13), "painted with iterations 12, not 13; resume it with its own settings"),
     (dict(init="noise"), "painted with init 'palette', not 'noise'"),
+    (dict(dpi=300), "painted with no dpi, not 300; resume"),  # not Python's None
     (dict(content="content/rainier.jpg"), "painted from other content image (their SHA-256 differs)"),
     (dict(style="style/the_scream.jpg"), "painted from other style images (their SHA-256 differs)"),
 ])
