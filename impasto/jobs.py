@@ -168,6 +168,8 @@ def _plan_rerun(args: argparse.Namespace) -> Plan:
     if args.print_config:
         return Plan(config, [], [], False)
     new_name = source.name if args.resume else f"{source.stem}-rerun{source.suffix}"
+    if args.resume and isinstance(meta.get("snapshot_of"), str):  # into a folder: the painting's name
+        new_name = Path(meta["snapshot_of"]).name
     if args.resume and not args.output and isinstance(meta.get("snapshot_of"), str):
         args.output = _snapshots_output(source, Path(meta["snapshot_of"]), config, inputs, args.quiet)
     if not args.output:

@@ -466,6 +466,9 @@ def test_a_snapshot_can_be_resumed_as_a_stopped_picture(photo, painting, tmp_pat
     assert f"impasto: resuming {steps / 'out-step00003.png'} at step 4 of 8 (32 px)" in capsys.readouterr().err
     assert meta["steps"] == 8 and meta["stop_reason"] == "iterations" and meta["resumed_from"]["steps"] == 3
     assert sorted(p.name for p in steps.iterdir()) == ["out-step00003.png", "out-step00006.png"]  # none resumed
+    (tmp_path / "prints").mkdir()  # -o a folder: the painting keeps its own name there, not its snapshot's
+    assert main(["--resume", str(steps / "out-step00006.png"), "-o", f"{tmp_path / 'prints'}/", "-q"]) == 0
+    assert [p.name for p in (tmp_path / "prints").iterdir()] == ["out.png"]
     # --continue takes the latest snapshot up by itself when the painting is missing (the run was killed)
     out.unlink()
     assert main([photo, painting, "-o", str(out), *QUICK[1:], "-n", "8", "--save-every", "3", "--save-dir",
