@@ -348,6 +348,7 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML (not UTF-8 text)") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    _refuse_options_and_tables(path, data)
     try:
         refuse_unknown(data)
     except ConfigError as exc:
@@ -361,6 +362,24 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
         except ConfigError as exc:
             raise ConfigError(f"{path}: {key}: {exc}") from None
     return _paths_from(values, Path(path).parent)
+
+
+def _refuse_options_and_tables(path: str | os.PathLike, data: dict[str, Any]) -> None:
+    """ConfigError for a key of a --config file that is a command-line option only (print_size) or
+    a [table], which the file's plain ``name = value`` settings have none of."""
+    unknown = [key for key in data if key not in _FIELDS]
+    if not unknown:
+        return
+    options = {action.dest: max(action.option_strings, key=len) for action in build_parser()._actions
+               if action.option_strings and action.dest not in _FIELDS}  # the long name: --print-size, not -p
+    for key in unknown:
+        option = options.get(key.replace("-", "_"))
+        if option:
+            raise ConfigError(f"{path}: {key} is the command-line option {option}, not a setting of a --config "
+                              "file" + ("; for a print, give max_size and dpi" if option == "--print-size" else ""))
+        if isinstance(data[key], dict):
+            raise ConfigError(f"{path}: [{key}] is a table; a --config file holds only `name = value` "
+                              "settings, without tables")
 
 
 def _toml_text(raw: bytes) -> str:

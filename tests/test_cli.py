@@ -1256,6 +1256,12 @@ def test_config_file_and_print_config(tmp_path, capsys):
         ("max_size = true\n", "run.toml: max_size: true is not a valid value"),  # as TOML writes it, not Python's True
         ("max_size = [512]\n", "run.toml: max_size: a list, not a whole number"),  # it had been an AttributeError
         ("style_weight = {a = 1}\n", "run.toml: style_weight: a table is not a valid value"),
+        ('print_size = "A4"\n', "run.toml: print_size is the command-line option --print-size, not a setting of a "
+         "--config file; for a print, give max_size and dpi"),  # not "did you mean 'min_size'?"
+        ("save-every = 3\n", "run.toml: save-every is the command-line option --save-every, not a setting"),
+        ("max-size = 64\n", "run.toml: unknown setting 'max-size'; did you mean 'max_size'?"),
+        ("[size]\nmax_size = 64\n", "run.toml: [size] is a table; a --config file holds only `name = value` "
+         "settings, without tables"),  # --print-config's group comments made into tables
     ],
 )
 def test_bad_config_file_exits_2(tmp_path, capsys, text, message):
