@@ -176,14 +176,15 @@ def _plan_rerun(args: argparse.Namespace) -> Plan:
         args.output = str(source.with_name(new_name))
     elif Path(args.output).is_dir() or args.output.endswith(("/", os.sep)):  # into a folder: the same name
         args.output = os.path.join(args.output, new_name)
-    if args.rerun and not args.quiet:
-        for note in _rerun_differences(source, meta, config):
-            say(f"note: {note}")
     styles = [_demo_style_if_drawn(p, h) for p, h in zip(paths["style"], inputs["style"])]
     _check_unchanged(source, verb, config, inputs, paths, styles)
     if args.resume:  # a run that cannot go on is refused before any output is touched (the rest: stylize)
         resume_point(source, config)
-    return _finish_plan(args, config, [paths["content"]], styles, False)
+    the_plan = _finish_plan(args, config, [paths["content"]], styles, False)
+    if args.rerun and not args.quiet:  # once it can be rerun: no note before a refusal
+        for note in _rerun_differences(source, meta, config):
+            say(f"note: {note}")
+    return the_plan
 
 
 def _rerun_differences(source: Path, meta: dict[str, Any], config: Config) -> list[str]:

@@ -637,6 +637,15 @@ def test_a_rerun_checks_its_masks_where_it_uses_them(painting, tmp_path, capsys)
     assert main(["--rerun", str(first), "--masks", str(tmp_path / "other.png"), "-q"]) == 0
 
 
+def test_a_rerun_that_cannot_be_made_is_refused_without_a_note_first(painting, tmp_path, capsys):
+    stopped = impasto.stylize(Image.fromarray(noise(24, 32)), painting, Config(max_size=32, iterations=3),
+                              callback=lambda event: event.step == 2)  # a photo from memory, stopped part way
+    stopped.save(tmp_path / "stopped.png")
+    assert main(["--rerun", str(tmp_path / "stopped.png")]) == 2
+    assert capsys.readouterr().err == (f"impasto: error: {tmp_path / 'stopped.png'}: its content image was not a "
+                                       "file, cannot rerun it\n")  # not "... the rerun paints all the steps" first
+
+
 def test_a_rerun_says_why_its_picture_will_differ(painting, tmp_path, capsys):
     content, first, on_the_cpu = tmp_path / "photo.png", tmp_path / "first.png", ["--device", "cpu"]  # a GPU too
     _write_photo(content, 0)
