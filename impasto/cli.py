@@ -87,9 +87,14 @@ def _fail(args: argparse.Namespace, message: str, code: int) -> int:
 
 
 def say(message: str) -> None:
-    """``impasto: MESSAGE`` on standard error, on one line: a control character (a newline in a file's
-    name, say) is written as Python escapes it in a string (``\\n``)."""
-    print(f"impasto: {_CONTROL.sub(lambda c: repr(c.group())[1:-1], message)}", file=sys.stderr)
+    """``impasto: MESSAGE`` on standard error, on one line (``one_line``)."""
+    print(f"impasto: {one_line(message)}", file=sys.stderr)
+
+
+def one_line(text: str) -> str:
+    """``text`` with each control character (a newline in a file's name, say) written as Python escapes
+    it in a string (``\\n``): a line of the command's output stays one line."""
+    return _CONTROL.sub(lambda c: repr(c.group())[1:-1], text)
 
 
 def say_error(message: str) -> None:

@@ -26,7 +26,7 @@ from .api import painting_work, pixels_per_step, planned_memory, size_for_edge, 
 from .device import native_bfloat16, resolve_device
 from .result import Result
 from .resume import ResumePoint, resume_point
-from .cli import EXIT_FAILED, EXIT_OK, as_typed, config_to_toml, say, say_error
+from .cli import EXIT_FAILED, EXIT_OK, as_typed, config_to_toml, one_line, say, say_error
 from .config import Config, printed_length
 from .errors import AGAIN, EXIT_SIGNAL, NOTHING_WRITTEN, ImageError, ImpastoError, Interrupted
 from .imageio import frame_count, header_size, looks_soft, save_image
@@ -134,7 +134,7 @@ def _dry_run(args: argparse.Namespace, the_plan: Plan) -> int:
                 raise type(exc)(as_typed(str(exc))) from None
             failed, planned, job_seconds = failed + 1, f"would fail: {as_typed(str(exc))}", 0.0
         seconds += job_seconds
-        print(f"{job.content} -> {job.output}: {planned}", flush=True)
+        print(one_line(f"{job.content} -> {job.output}: {planned}"), flush=True)
     if failed or not args.quiet:
         in_all = f"; about {_duration(seconds)} of painting in all" if the_plan.batch and seconds else ""
         would_fail = f"; {failed} of {len(the_plan.jobs)} photos would fail" if failed else ""
@@ -207,7 +207,7 @@ def _paint_or_skip(args: argparse.Namespace, the_plan: Plan, index: int, job: Jo
         if not args.quiet:
             say(f"{job.output} is already painted with these settings; skipped (--continue)")
         return "skipped"
-    label = f"[{index + 1}/{len(the_plan.jobs)}] {Path(job.content).name}" if the_plan.batch else ""
+    label = one_line(f"[{index + 1}/{len(the_plan.jobs)}] {Path(job.content).name}") if the_plan.batch else ""
     batch_left = functools.partial(clock.seconds_left, index) if clock else None
     return "painted" if _paint(args, the_plan, job, label, log, interrupts, resume, batch_left) else "left"
 
@@ -334,7 +334,7 @@ def _plot_and_report(args: argparse.Namespace, the_plan: Plan, job: Job, result:
         steps = f"{result.steps} step{'s' if result.steps != 1 else ''}"
         _, height, width = result.image.shape
         printed = _print_size(result.config, width, height)
-        print(f"wrote {path}{printed} ({steps}, {timing}, stopped by {reason}{squeezed})", file=sys.stderr)
+        print(one_line(f"wrote {path}{printed} ({steps}, {timing}, stopped by {reason}{squeezed})"), file=sys.stderr)
         if result.stopped_at:
             say(f"to go on where it stopped: {_resume_command(path, args, job)}")
 

@@ -1052,9 +1052,11 @@ def test_a_small_photo_or_painting_enlarged_much_gets_a_note(photo, painting, tm
     assert main([str(tmp_path / "icon.png"), painting, "-o", str(tmp_path / "out.png"), "-s", "160", "--dry-run"]) == 0
     assert "160 px, 5.0 times larger, it will look soft" in capsys.readouterr().err  # a dry run says it too
     (tmp_path / "icon.png").rename(tmp_path / "new\nline.png")  # a note stays on one line too
-    assert main([str(tmp_path / "new\nline.png"), painting, "-o", str(tmp_path / "out.png"), "-s", "160",
+    assert main([str(tmp_path / "new\nline.png"), painting, "-o", str(tmp_path / "new\nout.png"), "-s", "160",
                  "-n", "1"]) == 0
-    assert f"impasto: note: {tmp_path}/new\\nline.png is 32x24 px; painted at 160 px" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"impasto: note: {tmp_path}/new\\nline.png is 32x24 px; painted at 160 px" in err
+    assert f"\nwrote {tmp_path}/new\\nout.png (1 step, " in err
     (tmp_path / "new\nline.png").rename(tmp_path / "icon.png")
     assert main([str(tmp_path / "icon.png"), painting, "-o", str(tmp_path / "out.png"), "--print-size", "1.6in",
                  "--dpi", "100", "-n", "1"]) == 0  # 160 px again, for a print
