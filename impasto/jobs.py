@@ -168,10 +168,11 @@ def _plan_rerun(args: argparse.Namespace) -> Plan:
     if args.print_config:
         return Plan(config, [], [], False)
     new_name = source.name if args.resume else f"{source.stem}-rerun{source.suffix}"
-    if args.resume and isinstance(meta.get("snapshot_of"), str):  # into a folder: the painting's name
-        new_name = Path(meta["snapshot_of"]).name
-    if args.resume and not args.output and isinstance(meta.get("snapshot_of"), str):
-        args.output = _snapshots_output(source, Path(meta["snapshot_of"]), config, inputs, args.quiet)
+    snapshot_of = meta.get("snapshot_of") if args.resume else None
+    if isinstance(snapshot_of, str):  # a --save-every snapshot: the painting keeps the run's name
+        new_name = Path(snapshot_of).name
+        if not args.output:
+            args.output = _snapshots_output(source, Path(snapshot_of), config, inputs, args.quiet)
     if not args.output:
         args.output = str(source.with_name(new_name))
     elif Path(args.output).is_dir() or args.output.endswith(("/", os.sep)):  # into a folder: the same name
