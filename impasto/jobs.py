@@ -387,8 +387,7 @@ def _check_shared_inputs(args: argparse.Namespace, config: Config, styles: list[
     try:
         check_one_each(config, len(styles))
     except ConfigError as exc:  # named as typed: the option, or the --config file's key
-        name = str(exc).partition(" ")[0]
-        in_file = getattr(args, "config", None) and not hasattr(args, name)
+        in_file = _from_config_file(args, str(exc).partition(" ")[0])
         raise ConfigError(f"{args.config}: {exc}" if in_file else f"invalid option: {as_typed(str(exc))}") from None
     for i, style in enumerate(styles):
         if isinstance(style, (str, os.PathLike)):  # named as the role it has: a photo's error names none
@@ -408,9 +407,14 @@ def _check_shared_inputs(args: argparse.Namespace, config: Config, styles: list[
     try:
         resolve_device(config.device)
     except ConfigError as exc:  # a device the --config file asks for: the file is named
-        if getattr(args, "config", None) and not hasattr(args, "device"):
+        if _from_config_file(args, "device"):
             raise ConfigError(f"{args.config}: {exc}") from None
         raise
+
+
+def _from_config_file(args: argparse.Namespace, setting: str) -> bool:
+    """Whether ``setting`` is in force from the --config file (no option gave it): its errors name the file."""
+    return bool(getattr(args, "config", None)) and not hasattr(args, setting)
 
 
 def _check_outputs_not_moved(args: argparse.Namespace, jobs: list[Job]) -> None:
